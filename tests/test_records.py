@@ -1,0 +1,63 @@
+"""Record parsing: every kind of bad line is counted, located and skipped; --strict fails on the first."""
+
+from __future__ import annotations
+
+import pytest
+
+from gotd_stream.records import BadRecord, Skips, read_records, split_scored, with_score
+
+BAD = {
+    b'{"text": "ok one"}': None,
+    b'{"text": "broken': "malformed JSON",
+    b'["a list"]': "not a JSON object",
+    b'{"body": "no text"}': "missing text field 'text'",
+    b'{"text": 42}': "text field 'text' not a string",
+    b'{"text": "caf\xe9"}': "invalid UTF-8",
+    b'{"text": null}': "text field 'text' not a string",
+    b"": None,  # blank lines are not records
+    b'{"text": "ok two", "n": 1.50}': None,
+}
+
+
+def test_bad_lines_counted_and_good_ones_kept(tmp_path, capsys):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(BAD) + b"\n")
+    skips = Skips()
+    records = list(read_records([str(path)], "text", skips))
+    assert [r.text for r in records] == ["ok one", "ok two"]
+    assert [r.lineno for r in records] == [1, 9]
+    assert records[1].raw == b'{"text": "ok two", "n": 1.50}'  # original bytes, not re-serialised
+    expected = {}
+    for reason in BAD.values():
+        if reason:
+            expected[reason] = expected.get(reason, 0) + 1
+    assert dict(skips.counts) == expected
+    err = capsys.readouterr().err
+    assert f"{path}:2: malformed JSON" in err
+    assert f"{path}:6: invalid UTF-8" in err
+    assert "keys seen: body" in err
+
+
+def test_strict_fails_on_first_bad_line(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"text": "fine"}\n{"text": 3}\n{"oops"\n')
+    with pytest.raises(BadRecord, match=r"mixed\.jsonl:2: text field 'text' not a string"):
+        list(read_records([str(path)], "text", Skips(strict=True)))
+
+
+def test_other_text_field(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"content": "hello", "text": 1}\n')
+    assert [r.text for r in read_records([str(path)], "content", Skips())] == ["hello"]
+
+
+def test_score_suffix_roundtrip_and_stripped_on_reread(tmp_path):
+    raw = b'{"text": "x", "meta": {"a": [1, 2]}}'
+    line = with_score(raw, -0.123456789012345, "abcdef012345")
+    assert line.endswith(b',"gotd_score":-0.123456789012345,"gotd_fit":"abcdef012345"}')
+    assert split_scored(line) == (raw, -0.123456789012345, "abcdef012345")
+    assert split_scored(raw) is None
+    path = tmp_path / "selected.jsonl"
+    path.write_bytes(line + b"\n")
+    (record,) = read_records([str(path)], "text", Skips())
+    assert record.raw == raw  # re-scoring a selection does not pile up old scores
