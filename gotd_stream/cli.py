@@ -187,7 +187,8 @@ def fit_from_inputs(
     target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
     skips = Skips(strict=strict, report=report)
     with pipeline.progress(quiet, "sample") as bar:
-        texts = (bar.update(1) or r.text for r in read_records(paths, text_field, skips))
+        # cut to what the model can see: a sample of huge lines must not fill the memory
+        texts = (bar.update(1) or r.text[: embedder.char_budget] for r in read_records(paths, text_field, skips))
         sample, seen = reservoir(texts, sample_size, seed)
     if not sample:
         raise click.UsageError(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
@@ -435,7 +436,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
             scores: list[float] = []
             items: list[bytes] = []
             for lineno, line in read_lines(path):
-                if not line.strip():
+                if not line or line.isspace():
                     continue
                 parsed = split_scored(line)
                 if parsed is None:

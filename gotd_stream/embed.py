@@ -69,6 +69,7 @@ class Embedder:
             raise ModelError(f"--max-tokens {max_tokens} is more than the model's {limit} positions")
         self.model.max_seq_length = max_tokens
         self.max_tokens = max_tokens
+        self.char_budget = max_tokens * CHARS_PER_TOKEN
         self.batch_size = batch_size
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
@@ -88,8 +89,7 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside)."""
-        budget = self.max_tokens * CHARS_PER_TOKEN
-        texts = [t[:budget] for t in texts]
+        texts = [t[: self.char_budget] for t in texts]
         emb = self.model.encode(
             texts,
             batch_size=self.batch_size,

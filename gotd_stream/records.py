@@ -12,12 +12,22 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import orjson
+
 from gotd_stream.streams import display_name, read_lines
 
 SCORE_FIELD = "gotd_score"
 FIT_FIELD = "gotd_fit"
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 _SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
+_SUFFIX_MAX = 96  # longer than any suffix we write: only the tail of a line is searched
+
+
+def _find_suffix(line: bytes) -> re.Match | None:
+    """Our appended fields at the end of `line`, looking only at its tail (lines can be megabytes)."""
+    if not line.endswith(b'"}'):
+        return None
+    return _SUFFIX.search(line, max(0, len(line) - _SUFFIX_MAX))
 
 
 @dataclass(slots=True)
@@ -66,8 +76,6 @@ class Skips:
 
 def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, str, str]:
     """(raw, text) for a usable line, else (None, reason, detail)."""
-    import orjson
-
     if line.endswith(b"\r"):
         line = line[:-1]
     try:
@@ -86,7 +94,7 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
     text = obj[text_field]
     if not isinstance(text, str):
         return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
-    match = _SUFFIX.search(line)
+    match = _find_suffix(line)
     raw = line[: match.start()] + b"}" if match else line.rstrip()
     return raw, text
 
@@ -96,7 +104,7 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterato
     for source, path in enumerate(paths):
         name = display_name(path)
         for lineno, line in read_lines(path):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             parsed = parse_line(line, text_field)
             if parsed[0] is None:
@@ -113,7 +121,7 @@ def with_score(raw: bytes, score: float, fit_id: str) -> bytes:
 def split_scored(line: bytes) -> tuple[bytes, float, str] | None:
     """Undo `with_score`: (original line, score, artifact id), or None for a line without our suffix."""
     line = line.rstrip(b"\r")
-    match = _SUFFIX.search(line)
+    match = _find_suffix(line)
     if match is None:
         return None
     return line[: match.start()] + b"}", float(match.group(1)), match.group(2).decode()

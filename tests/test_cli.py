@@ -320,6 +320,15 @@ def test_artifact_damage_is_refused(corpus, fitted):
     cut = corpus["dir"] / "cut.gotd"
     cut.write_bytes(fitted.read_bytes()[:-100])
     assert "truncated" in run(["info", cut], code=1).stderr
+    from safetensors import safe_open
+    from safetensors.numpy import save
+
+    with safe_open(str(fitted), framework="numpy") as fh:
+        header = json.loads(fh.metadata()["gotd_stream"])
+        arrays = {key: fh.get_tensor(key) for key in fh.keys()}
+    newer = corpus["dir"] / "newer.gotd"
+    newer.write_bytes(save(arrays, metadata={"gotd_stream": json.dumps(dict(header, format_version=99))}))
+    assert "format version 99 is newer" in run(["info", newer], code=1).stderr
     notes = corpus["dir"] / "notes.gotd"
     notes.write_bytes(b"hello")
     assert "not a gotd-stream potentials file" in run(["info", notes], code=1).stderr
