@@ -328,8 +328,7 @@ def score(
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
     """
     from gotd_stream import artifact, pipeline
-    from gotd_stream.records import Skips, read_records, with_score
-    from gotd_stream.streams import atomic_output
+    from gotd_stream.records import Skips, read_records
 
     if (potentials is None) == (target is None):
         raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
@@ -389,9 +388,7 @@ def score(
                 pot.save(save_potentials)
         top = pipeline.score(records, embedder, pot, k, counts, quiet)
         fit_id = pot.fit_id
-        with atomic_output(output) as sink:
-            for value, raw in top.best_first():
-                sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+        pipeline.write_selection(output, top, fit_id, no_score)
     read = counts.scored + counts.skips.total
     log(
         f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
@@ -422,8 +419,9 @@ def merge(inputs, k, output, no_score, quiet) -> None:
     """
     import numpy as np
 
-    from gotd_stream.records import split_scored, with_score
-    from gotd_stream.streams import atomic_output, display_name, read_lines
+    from gotd_stream.pipeline import write_selection
+    from gotd_stream.records import split_scored
+    from gotd_stream.streams import display_name, read_lines
     from gotd_stream.topk import TopK
 
     paths = resolve_inputs(inputs)
@@ -454,9 +452,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
             total += len(items)
             top.offer(np.asarray(scores, dtype=np.float64), items)
         fit_id = next(iter(fits), "")
-        with atomic_output(output) as sink:
-            for value, raw in top.best_first():
-                sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+        write_selection(output, top, fit_id, no_score)
     log(
         f"merge: read {total:,} records from {len(paths)} inputs, selected {len(top):,} (fit {fit_id or 'none'})", quiet
     )
@@ -474,7 +470,7 @@ def embed(inputs, output, text_field, model, device, batch_size, max_tokens, str
     """
     from gotd_stream import pipeline
     from gotd_stream.records import Skips, read_records
-    from gotd_stream.streams import NpyWriter
+    from gotd_stream.streams import NpyWriter, atomic_output
 
     paths = resolve_inputs(inputs)
     if output.endswith((".zst", ".zstd", ".gz")):
@@ -482,8 +478,6 @@ def embed(inputs, output, text_field, model, device, batch_size, max_tokens, str
     skips = Skips(strict=strict)
     with friendly_errors():
         embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
-        from gotd_stream.streams import atomic_output
-
         with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
             writer = NpyWriter(fh, embedder.dim)
             for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, bar):

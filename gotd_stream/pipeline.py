@@ -18,9 +18,9 @@ from gotd_stream import __version__
 from gotd_stream.artifact import Potentials
 from gotd_stream.embed import Embedder
 from gotd_stream.ot import CTransform, fit_potentials
-from gotd_stream.records import Record, Skips, read_records
+from gotd_stream.records import Record, Skips, read_records, with_score
 from gotd_stream.sample import reservoir
-from gotd_stream.streams import STDIN
+from gotd_stream.streams import STDIN, atomic_output
 from gotd_stream.topk import TopK
 
 WINDOW_BATCHES = 16  # encode() sorts by length only inside one call: hand it many batches at once
@@ -156,3 +156,10 @@ def score(
             top.offer(scores, [r.raw for r in window])
             counts.scored += len(window)
     return top
+
+
+def write_selection(output: str | None, top: TopK, fit_id: str, no_score: bool) -> None:
+    """The kept lines, best first, with or without the score suffix, atomically to `output` (None: stdout)."""
+    with atomic_output(output) as sink:
+        for value, raw in top.best_first():
+            sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
