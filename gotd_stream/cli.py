@@ -19,6 +19,8 @@ DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Ch
     "max_tokens": 128,
 }
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+PARTIAL = 3  # exit code: output written, some records skipped within --max-skipped
+BUSY = 75  # exit code: the --state folder is held by another run (EX_TEMPFAIL: try again later)
 
 
 def log(message: str, quiet: bool = False) -> None:
@@ -34,13 +36,17 @@ def friendly_errors() -> Iterator[None]:
     from gotd_stream.ot import NotConverged
     from gotd_stream.pipeline import EmptyTarget
     from gotd_stream.records import BadRecord
+    from gotd_stream.state import StateError, StateLocked
     from gotd_stream.streams import CorruptInput
 
     try:
         yield
+    except StateLocked as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(BUSY)
     except (EmptyTarget, ModelError) as exc:
         raise click.UsageError(str(exc)) from None
-    except (CorruptInput, BadRecord, NotConverged, ArtifactError) as exc:
+    except (CorruptInput, BadRecord, NotConverged, ArtifactError, StateError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         if exc.errno == 32:  # EPIPE: click ends quietly
@@ -96,6 +102,11 @@ def common_options(func: Callable) -> Callable:
             help=f"Tokens per text [default: {DEFAULTS['max_tokens']}, or the artifact's].",
         ),
         click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it."),
+        click.option(
+            "--max-skipped",
+            type=click.IntRange(min=0),
+            help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay)."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
@@ -178,6 +189,7 @@ def fit_from_inputs(
     strict: bool,
     quiet: bool,
     report: bool,
+    budget: int | None = None,
 ):
     """Pass 1 over re-readable inputs: a reservoir sample of the candidates, then the OT fit."""
     from gotd_stream import pipeline
@@ -185,7 +197,7 @@ def fit_from_inputs(
     from gotd_stream.sample import reservoir
 
     target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
-    skips = Skips(strict=strict, report=report)
+    skips = Skips(strict=strict, report=report, budget=budget)
     with pipeline.progress(quiet, "sample") as bar:
         # cut to what the model can see: a sample of huge lines must not fill the memory
         texts = (bar.update(1) or r.text[: embedder.char_budget] for r in read_records(paths, text_field, skips))
@@ -230,6 +242,7 @@ def fit(
     batch_size,
     max_tokens,
     strict,
+    max_skipped,
     quiet,
 ) -> None:
     """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
@@ -260,6 +273,7 @@ def fit(
             strict=strict,
             quiet=quiet,
             report=True,
+            budget=max_skipped,
         )
         potentials.save(output)
     log(
@@ -267,6 +281,7 @@ def fit(
         f"wrote {output} (fit {potentials.fit_id})",
         quiet,
     )
+    partial_success(max_skipped, skips)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -292,6 +307,12 @@ def fit(
     help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
 )
 @click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False),
+    help="Folder that records finished shards: a re-run (after a crash, or from cron) scores only new shards.",
+)
+@click.option("--wait", is_flag=True, help="With --state: wait for another run holding it, instead of exit 75.")
 @fit_options
 @common_options
 def score(
@@ -302,6 +323,8 @@ def score(
     save_potentials,
     output,
     no_score,
+    state,
+    wait,
     sample_size,
     target_size,
     epsilon,
@@ -314,6 +337,7 @@ def score(
     batch_size,
     max_tokens,
     strict,
+    max_skipped,
     quiet,
 ) -> None:
     """Pass 2: score every record of INPUTS and write the k best, best first.
@@ -327,7 +351,7 @@ def score(
       zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
     """
-    from gotd_stream import artifact, pipeline
+    from gotd_stream import pipeline
     from gotd_stream.records import Skips, read_records
 
     if (potentials is None) == (target is None):
@@ -335,24 +359,24 @@ def score(
     if save_potentials and not target:
         raise click.UsageError("--save-potentials needs --target")
     paths = resolve_inputs(inputs)
-    counts = pipeline.Counts(skips=Skips(strict=strict))
+    if state and not (potentials and pipeline.rereadable(paths)):
+        raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
+    counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
         if potentials:
-            pot = artifact.load(potentials)
-            fitted = pot.model
-            if max_tokens is not None and max_tokens != fitted["max_tokens"]:
-                raise click.UsageError(
-                    f"--max-tokens {max_tokens} differs from the {fitted['max_tokens']} the potentials "
-                    f"were fitted with ({potentials}); leave it out"
-                )
-            embedder = make_embedder(model, device, fitted["max_tokens"], batch_size)
-            if embedder.fingerprint != fitted["fingerprint"]:
-                raise click.UsageError(
-                    f"{potentials} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
-                    f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass --model with the "
-                    f"folder it was fitted with, or fit again"
-                )
-            records = read_records(paths, text_field, counts.skips)
+            pot, embedder = load_checked(potentials, model, device, batch_size, max_tokens)
+            if state:
+                from gotd_stream.state import State
+
+                identity = {"fit_id": pot.fit_id, "k": k, "text_field": text_field}
+                with State(state, identity, wait=wait) as st:
+                    log(st.message, quiet)
+                    top = pipeline.score_resumable(paths, text_field, st, embedder, pot, k, counts, quiet)
+                    pipeline.write_selection(output, top, pot.fit_id, no_score)
+            else:
+                records = read_records(paths, text_field, counts.skips)
+                top = pipeline.score(records, embedder, pot, k, counts, quiet)
+                pipeline.write_selection(output, top, pot.fit_id, no_score)
         else:
             embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
             fit_args = dict(
@@ -386,15 +410,43 @@ def score(
                 records = itertools.chain(head, stream)
             if save_potentials:
                 pot.save(save_potentials)
-        top = pipeline.score(records, embedder, pot, k, counts, quiet)
-        fit_id = pot.fit_id
-        pipeline.write_selection(output, top, fit_id, no_score)
+            top = pipeline.score(records, embedder, pot, k, counts, quiet)
+            pipeline.write_selection(output, top, pot.fit_id, no_score)
     read = counts.scored + counts.skips.total
+    reused = f", {counts.reused} shards from {state}" if state else ""
     log(
         f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
-        f"{' -> ' + output if output and output != '-' else ''} (fit {fit_id})",
+        f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused})",
         quiet,
     )
+    partial_success(max_skipped, counts.skips)
+
+
+def load_checked(potentials: str, model: str | None, device: str, batch_size: int, max_tokens: int | None):
+    """The artifact and an embedder that embeds exactly as the fit did; anything else is a usage error."""
+    from gotd_stream import artifact
+
+    pot = artifact.load(potentials)
+    fitted = pot.model
+    if max_tokens is not None and max_tokens != fitted["max_tokens"]:
+        raise click.UsageError(
+            f"--max-tokens {max_tokens} differs from the {fitted['max_tokens']} the potentials "
+            f"were fitted with ({potentials}); leave it out"
+        )
+    embedder = make_embedder(model, device, fitted["max_tokens"], batch_size)
+    if embedder.fingerprint != fitted["fingerprint"]:
+        raise click.UsageError(
+            f"{potentials} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
+            f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass --model with the "
+            f"folder it was fitted with, or fit again"
+        )
+    return pot, embedder
+
+
+def partial_success(max_skipped: int | None, skips) -> None:
+    """Exit 3 when the user set a --max-skipped budget and some records were skipped within it."""
+    if max_skipped is not None and skips.total:
+        click.get_current_context().exit(PARTIAL)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -462,7 +514,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
 @inputs_argument
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
 @common_options
-def embed(inputs, output, text_field, model, device, batch_size, max_tokens, strict, quiet) -> None:
+def embed(inputs, output, text_field, model, device, batch_size, max_tokens, strict, max_skipped, quiet) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
 
     \b
@@ -475,12 +527,12 @@ def embed(inputs, output, text_field, model, device, batch_size, max_tokens, str
     paths = resolve_inputs(inputs)
     if output.endswith((".zst", ".zstd", ".gz")):
         raise click.UsageError("embed writes an uncompressed .npy file")
-    skips = Skips(strict=strict)
+    skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
         embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
         with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
             writer = NpyWriter(fh, embedder.dim)
-            for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, bar):
+            for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, skips, bar):
                 writer.write(emb)
             writer.close()
     log(
@@ -488,6 +540,7 @@ def embed(inputs, output, text_field, model, device, batch_size, max_tokens, str
         f"wrote {output} ({writer.rows:,} x {embedder.dim})",
         quiet,
     )
+    partial_success(max_skipped, skips)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -529,5 +582,13 @@ def info(potentials, as_json) -> None:
     click.echo("\n".join(lines))
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (kill, a scheduler's timeout) unwinds like Ctrl-C, so temporary files are removed."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="gotd-stream")

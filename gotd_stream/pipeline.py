@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ import numpy as np
 from gotd_stream import __version__
 from gotd_stream.artifact import Potentials
 from gotd_stream.embed import Embedder
-from gotd_stream.ot import CTransform, fit_potentials
+from gotd_stream.ot import CTransform, NotConverged, fit_potentials
 from gotd_stream.records import Record, Skips, read_records, with_score
 from gotd_stream.sample import reservoir
 from gotd_stream.streams import STDIN, atomic_output
@@ -34,6 +35,7 @@ class EmptyTarget(Exception):
 class Counts:
     scored: int = 0
     skips: Skips = field(default_factory=Skips)
+    reused: int = 0  # shards taken from a --state folder instead of being read
 
 
 def progress(quiet: bool, desc: str, total: int | None = None):
@@ -78,18 +80,35 @@ def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield window
 
 
-def embedded(records: Iterable[Record], embedder: Embedder, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
+def embedded(
+    records: Iterable[Record], embedder: Embedder, skips: Skips, bar=None
+) -> Iterator[tuple[list[Record], np.ndarray]]:
+    """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted."""
     for window in windows(records, embedder.batch_size * WINDOW_BATCHES):
         emb = embedder.encode([r.text for r in window])
         if bar is not None:
             bar.update(len(window))
+        finite = np.isfinite(emb).all(axis=1)
+        if not finite.all():
+            for i in np.flatnonzero(~finite):
+                skips.add(window[i].name, window[i].lineno, "non-finite embedding", "the model overflowed")
+            window = [r for r, ok in zip(window, finite, strict=True) if ok]
+            emb = emb[finite]
         yield window, emb
 
 
-def embed_texts(texts: list[str], embedder: Embedder) -> np.ndarray:
+def embed_texts(texts: list[str], embedder: Embedder, what: str) -> np.ndarray:
+    """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
     size = embedder.batch_size * WINDOW_BATCHES
     parts = [embedder.encode(texts[i : i + size]) for i in range(0, len(texts), size)]
-    return np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    emb = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():
+        print(f"warning: {int((~finite).sum())} {what} texts had non-finite embeddings; left out", file=sys.stderr)
+        emb = emb[finite]
+    if not len(emb):
+        raise EmptyTarget(f"no {what} text has a finite embedding")
+    return emb
 
 
 def read_target(path: str, text_field: str, target_size: int, seed: int, strict: bool) -> tuple[list[str], int]:
@@ -114,8 +133,8 @@ def fit(
     """Embed the sample and the target, solve entropic OT, and package what scoring needs."""
     if not quiet:
         print(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts", file=sys.stderr)
-    x = embed_texts(sample, embedder)
-    y = embed_texts(target, embedder)
+    x = embed_texts(sample, embedder, "sampled candidate")
+    y = embed_texts(target, embedder, "target")
     result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=embedder.device)
     if not quiet:
         print(
@@ -125,8 +144,8 @@ def fit(
         )
     info = dict(
         info,
-        sample_size=len(sample),
-        target_size=len(target),
+        sample_size=len(x),
+        target_size=len(y),
         iterations=result.iterations,
         marginal_error=result.marginal_error,
         tol=tol,
@@ -145,16 +164,60 @@ def fit(
 
 
 def score(
-    records: Iterable[Record], embedder: Embedder, potentials: Potentials, k: int, counts: Counts, quiet: bool = False
+    records: Iterable[Record],
+    embedder: Embedder,
+    potentials: Potentials,
+    k: int,
+    counts: Counts,
+    quiet: bool = False,
+    scorer: CTransform | None = None,
 ) -> TopK:
     """Score every record by its calibrated gradient and keep the k lowest."""
-    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
+    scorer = scorer or CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
     top = TopK(k)
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(records, embedder, bar):
+        for window, emb in embedded(records, embedder, counts.skips, bar):
             scores = scorer(emb) - potentials.mean_f
+            if not np.isfinite(scores).all():
+                raise NotConverged(f"non-finite scores at epsilon={potentials.epsilon:g}: fit with a larger --epsilon")
             top.offer(scores, [r.raw for r in window])
             counts.scored += len(window)
+    return top
+
+
+def score_resumable(
+    paths: list[str],
+    text_field: str,
+    state,
+    embedder: Embedder,
+    potentials: Potentials,
+    k: int,
+    counts: Counts,
+    quiet: bool = False,
+) -> TopK:
+    """Shard by shard: take finished shards from the state, score and record the others, merge in input order.
+
+    Batches never span two inputs, so each shard scores exactly as in one pass over all of them, and the merge
+    of per-shard top-k lists in input order is that pass's top-k: the output does not depend on restarts.
+    """
+    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
+    top = TopK(k)
+    for path in paths:
+        shard = state.finished(path)
+        if shard is None:
+            stat = os.stat(path)
+            skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
+            records = read_records([path], text_field, counts.skips)
+            shard_top = score(records, embedder, potentials, k, counts, quiet, scorer)
+            skipped = counts.skips.counts - skipped_before
+            state.save(path, stat, shard_top, potentials.fit_id, counts.scored - scored_before, skipped)
+            kept = shard_top.best_first()
+        else:
+            counts.scored += shard.scored
+            counts.skips.extend(shard.skipped)
+            counts.reused += 1
+            kept = list(state.kept(path))
+        top.offer(np.array([value for value, _ in kept], dtype=np.float64), [raw for _, raw in kept])
     return top
 
 

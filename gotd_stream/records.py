@@ -33,6 +33,7 @@ def _find_suffix(line: bytes) -> re.Match | None:
 @dataclass(slots=True)
 class Record:
     source: int  # index of the input it came from
+    name: str  # that input's name, for messages
     lineno: int
     raw: bytes  # the original line, without its line ending (and without a previous score suffix)
     text: str
@@ -44,9 +45,14 @@ class BadRecord(Exception):
 
 @dataclass
 class Skips:
-    """Counts skipped records by reason; prints the first few with their location to stderr."""
+    """Counts skipped records by reason; prints the first few with their location to stderr.
+
+    `strict` fails on the first bad record; `budget` (--max-skipped) fails on the first one past the budget,
+    so that a poisoned shard ends a long run early instead of producing a thin selection.
+    """
 
     strict: bool = False
+    budget: int | None = None
     report: bool = True
     show: int = 10
     counts: Counter = field(default_factory=Counter)
@@ -57,11 +63,19 @@ class Skips:
         if self.strict:
             raise BadRecord(message + " (--strict)")
         self.counts[reason] += 1
+        if self.budget is not None and self.total > self.budget:
+            raise BadRecord(f"more than --max-skipped {self.budget} records skipped; the last: {message}")
         if self.report and self.shown < self.show:
             self.shown += 1
             print(f"warning: skipped {message}", file=sys.stderr)
             if self.shown == self.show:
                 print("warning: further skipped records are only counted", file=sys.stderr)
+
+    def extend(self, counts: dict[str, int]) -> None:
+        """Add counts from an earlier run (a finished shard), under the same budget."""
+        self.counts.update(counts)
+        if self.budget is not None and self.total > self.budget:
+            raise BadRecord(f"more than --max-skipped {self.budget} records skipped (counting finished shards)")
 
     @property
     def total(self) -> int:
@@ -110,7 +124,7 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterato
             if parsed[0] is None:
                 skips.add(name, lineno, parsed[1], parsed[2])
                 continue
-            yield Record(source, lineno, parsed[0], parsed[1])
+            yield Record(source, name, lineno, parsed[0], parsed[1])
 
 
 def with_score(raw: bytes, score: float, fit_id: str) -> bytes:

@@ -133,7 +133,8 @@ def atomic_output(path: str | None) -> Iterator[BinaryIO]:
             if kind == "zstd":
                 import zstandard
 
-                with zstandard.ZstdCompressor(level=3).stream_writer(fh, closefd=False) as sink:
+                # with a checksum, damage to the file is detected when it is read back
+                with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(fh, closefd=False) as sink:
                     yield sink
             elif kind == "gzip":
                 import gzip
@@ -147,10 +148,22 @@ def atomic_output(path: str | None) -> Iterator[BinaryIO]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        _fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable: after a power cut the new name points at the new file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -1,0 +1,141 @@
+"""Resumable, incremental scoring: per-shard results kept on disk under a lock.
+
+`score --state DIR` keeps, for every input shard it finished, the shard's own top-k (with scores) and a small
+record of what the shard was (size, mtime) and what reading it cost (records, skips). A re-run, after a crash or
+from cron over a growing shard folder, scores only shards it has no valid record of and merges the rest from
+disk; since a shard's top-k merged in shard order is exactly the top-k of one pass, the output is byte-identical
+to an uninterrupted run. The state belongs to one artifact, k and text field: anything else starts it over.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gotd_stream.records import split_scored, with_score
+from gotd_stream.streams import atomic_output, read_lines
+from gotd_stream.topk import TopK
+
+STATE_VERSION = 1
+
+
+class StateLocked(Exception):
+    """Another run holds the state folder."""
+
+
+class StateError(Exception):
+    """The state folder is unusable (not ours, unreadable); the message says what to do."""
+
+
+@dataclass
+class Shard:
+    """What a finished shard was and what reading it gave."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    scored: int
+    skipped: dict[str, int]
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    with atomic_output(str(path)) as fh:
+        fh.write(json.dumps(data, sort_keys=True, indent=1).encode() + b"\n")
+
+
+class State:
+    """A state folder: `state.json` (what it is for), `lock`, and `shards/<key>.{jsonl.zst,json}` per input."""
+
+    def __init__(self, directory: str, identity: dict, wait: bool = False):
+        self.dir = Path(directory)
+        self.shards = self.dir / "shards"
+        self.identity = dict(identity, state_version=STATE_VERSION)
+        self.wait = wait
+        self._lock_fd: int | None = None
+        self.message = ""  # why an old state was discarded, for the user
+
+    def __enter__(self) -> State:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        self._check_identity()
+        self.shards.mkdir(exist_ok=True)
+        for stale in self.shards.glob(".*.tmp"):  # left by a run killed with SIGKILL
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def _lock(self) -> None:
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateLocked(
+                    f"state {self.dir} is in use by another gotd-stream run ({holder}): "
+                    "wait for it to end, or pass --wait to queue behind it"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _check_identity(self) -> None:
+        path = self.dir / "state.json"
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise StateError(f"{path}: unreadable ({exc}); remove the folder {self.dir} to start over") from None
+            if old == self.identity:
+                return
+            changed = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in self.identity.items() if old.get(k) != v)
+            self.message = f"state {self.dir} was made for other settings ({changed}): starting it over"
+            for entry in self.shards.glob("*"):
+                entry.unlink()
+        _atomic_json(path, self.identity)
+
+    def _key(self, path: str) -> str:
+        return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+
+    def finished(self, path: str) -> Shard | None:
+        """The record of `path` if it was scored as it is now (same size and mtime), else None."""
+        key = self._key(path)
+        meta, kept = self.shards / f"{key}.json", self.shards / f"{key}.jsonl.zst"
+        if not (meta.exists() and kept.exists()):
+            return None
+        try:
+            shard = Shard(**json.loads(meta.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        stat = os.stat(path)
+        if (shard.size, shard.mtime_ns, shard.path) != (stat.st_size, stat.st_mtime_ns, os.path.abspath(path)):
+            return None
+        return shard
+
+    def kept(self, path: str) -> Iterator[tuple[float, bytes]]:
+        """(score, original line) of a finished shard's top-k, best first."""
+        for _, line in read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst")):
+            raw, value, _ = split_scored(line)
+            yield value, raw
+
+    def save(self, path: str, stat: os.stat_result, top: TopK, fit_id: str, scored: int, skipped: dict) -> None:
+        """The kept lines first, then the record that marks the shard finished: both atomic."""
+        key = self._key(path)
+        with atomic_output(str(self.shards / f"{key}.jsonl.zst")) as fh:
+            for value, raw in top.best_first():
+                fh.write(with_score(raw, value, fit_id) + b"\n")
+        shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped))
+        _atomic_json(self.shards / f"{key}.json", shard.__dict__)
