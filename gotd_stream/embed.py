@@ -59,9 +59,19 @@ class Embedder:
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
         try:
-            self.model = SentenceTransformer(path, device=self.device, local_files_only=True)
+            # safetensors only and no remote code: loading a model folder must never execute code from it
+            self.model = SentenceTransformer(
+                path,
+                device=self.device,
+                local_files_only=True,
+                trust_remote_code=False,
+                model_kwargs={"use_safetensors": True},
+            )
         except Exception as exc:  # the library raises many types; the user needs the path and the cause
-            raise ModelError(f"cannot load model {path}: {exc}") from None
+            hint = ""
+            if "safetensors" in str(exc):
+                hint = " (gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)"
+            raise ModelError(f"cannot load model {path}: {exc}{hint}") from None
         if self.device.startswith("cuda"):
             self.model.half()
         limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None)

