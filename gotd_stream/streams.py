@@ -18,6 +18,13 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_zstd(head: bytes) -> bool:
+    """A zstd frame, or a skippable frame (magic 0x184D2A50-5F, little endian) as pzstd writes first."""
+    return head.startswith(ZSTD_MAGIC) or (len(head) >= 4 and head[1:4] == b"\x2a\x4d\x18" and head[0] >> 4 == 5)
+
+
 STDIN = "-"
 
 
@@ -66,7 +73,7 @@ def read_chunks(path: str) -> Iterator[bytes]:
     raw = _open_raw(path)
     try:
         first = raw.read(CHUNK)
-        if first.startswith(ZSTD_MAGIC):
+        if _is_zstd(first):
             import zstandard
 
             dctx = zstandard.ZstdDecompressor()
