@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import sys
@@ -49,7 +50,7 @@ def friendly_errors() -> Iterator[None]:
     except (CorruptInput, BadRecord, NotConverged, ArtifactError, StateError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        if exc.errno == 32:  # EPIPE: click ends quietly
+        if exc.errno == errno.EPIPE:  # the reader went away (| head): click ends quietly
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         raise click.ClickException(f"{where}{exc.strerror or exc}") from None
