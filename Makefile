@@ -10,7 +10,7 @@ SHELL := bash
 # this machine's pip configuration warns about absent local index folders on every package: hide only that line
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup demo test defaults lint clean
+.PHONY: setup demo test defaults resilience lint clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: setup
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md
 defaults: setup
 	$(PY) bench/defaults.py
+
+# kill -9 at random moments and resume: byte-identical output? And what --state costs.
+resilience: setup
+	$(PY) bench/resilience.py --trials 12 --docs 30000
 
 lint: setup
 	$(VENV)/bin/ruff check gotd_stream tests bench

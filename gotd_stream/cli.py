@@ -16,7 +16,7 @@ from gotd_stream import __version__
 DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Choosing the defaults"
     "epsilon": 0.05,
     "sample_size": 10_000,
-    "target_size": 2_000,
+    "target_size": 1_000,
     "max_tokens": 128,
 }
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
