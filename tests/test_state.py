@@ -147,7 +147,8 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
 
 
-def test_sigterm_removes_temporary_files(setup):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_remove_temporary_files(setup, signum):
     s = setup
     big = [write_jsonl(s["dir"] / f"big-{i}.jsonl", make_docs(3000, seed=20 + i)) for i in range(3)]
     out, state = s["dir"] / "sel.jsonl.zst", s["dir"] / "state"
@@ -161,7 +162,7 @@ def test_sigterm_removes_temporary_files(setup):
     while not (state / "shards").exists() and time.monotonic() < deadline:  # scoring has begun
         time.sleep(0.05)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and b"Aborted!" in stderr and b"Traceback" not in stderr
     assert out.read_bytes() == b"previous"
