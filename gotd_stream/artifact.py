@@ -16,7 +16,7 @@ import numpy as np
 from gotd_stream.streams import atomic_output
 
 FORMAT = "gotd-stream potentials"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added feature spaces (lexical, hybrid); version 1 files are semantic
 
 
 class ArtifactError(Exception):
@@ -30,8 +30,10 @@ class Potentials:
     epsilon: float
     mean_f: float  # mean candidate potential over the fit sample: the calibration constant
     ot_cost: float
-    model: dict  # Embedder.settings()
+    model: dict | None  # Embedder.settings(); None for the lexical space, which needs no model
     fit: dict = field(default_factory=dict)  # how it was fitted: sizes, iterations, error, seed, ...
+    features: dict = field(default_factory=lambda: {"space": "semantic"})  # features.describe()
+    arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
 
     @property
     def fit_id(self) -> str:
@@ -39,7 +41,9 @@ class Potentials:
         digest = hashlib.sha256()
         digest.update(np.ascontiguousarray(self.target).tobytes())
         digest.update(np.ascontiguousarray(self.g).tobytes())
-        digest.update(json.dumps([self.epsilon, self.mean_f, self.model], sort_keys=True).encode())
+        for name in sorted(self.arrays):
+            digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
+        digest.update(json.dumps([self.epsilon, self.mean_f, self.model, self.features], sort_keys=True).encode())
         return digest.hexdigest()[:12]
 
     def header(self) -> dict:
@@ -51,6 +55,7 @@ class Potentials:
             "ot_cost": self.ot_cost,
             "model": self.model,
             "fit": self.fit,
+            "features": self.features,
         }
 
     def save(self, path: str) -> None:
@@ -60,6 +65,7 @@ class Potentials:
             "target": np.ascontiguousarray(self.target, np.float32),
             "g": np.ascontiguousarray(self.g, np.float64),
         }
+        tensors.update({name: np.ascontiguousarray(array) for name, array in self.arrays.items()})
         data = save(tensors, metadata={"gotd_stream": json.dumps(self.header(), sort_keys=True)})
         with atomic_output(path) as fh:
             fh.write(data)
@@ -81,6 +87,7 @@ def load(path: str) -> Potentials:
                     f"{path}: damaged potentials file (arrays missing: {sorted({'target', 'g'} - keys)})"
                 )
             target, g = fh.get_tensor("target"), fh.get_tensor("g")
+            arrays = {key: fh.get_tensor(key) for key in keys - {"target", "g"}}
     except ArtifactError:
         raise
     except FileNotFoundError:
@@ -95,6 +102,11 @@ def load(path: str) -> Potentials:
             f"{path}: format version {version} is newer than this gotd-stream reads ({FORMAT_VERSION}): "
             "upgrade gotd-stream"
         )
+    space = header.get("features", {}).get("space", "semantic")
+    if space not in ("semantic", "lexical", "hybrid"):
+        raise ArtifactError(f"{path}: unknown feature space {space!r}: upgrade gotd-stream")
+    if space != "semantic" and not {"lexical_idf", "lexical_projection"} <= set(arrays):
+        raise ArtifactError(f"{path}: damaged potentials file (the lexical space's arrays are missing)")
     if target.ndim != 2 or g.shape != (len(target),) or not np.isfinite(g).all():
         raise ArtifactError(f"{path}: damaged potentials file (inconsistent arrays)")
     return Potentials(
@@ -105,4 +117,6 @@ def load(path: str) -> Potentials:
         ot_cost=float(header["ot_cost"]),
         model=header["model"],
         fit=header.get("fit", {}),
+        features=header.get("features", {"space": "semantic"}),
+        arrays=arrays,
     )

@@ -18,7 +18,11 @@ DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Ch
     "sample_size": 10_000,
     "target_size": 1_000,
     "max_tokens": 128,
+    "features": "semantic",
+    "hybrid_weight": 0.5,
 }
+LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns (DSIR uses 10,000)
+LEXICAL_DIM = 256  # the lexical space's dimension after projection
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 PARTIAL = 3  # exit code: output written, some records skipped within --max-skipped
 BUSY = 75  # exit code: the --state folder is held by another run (EX_TEMPFAIL: try again later)
@@ -151,6 +155,19 @@ def fit_options(func: Callable) -> Callable:
             help="Allowed marginal error (L1: fraction of target mass misplaced).",
         ),
         click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples."),
+        click.option(
+            "--features",
+            type=click.Choice(["semantic", "lexical", "hybrid"]),
+            help=f"Feature space of the OT [default: {DEFAULTS['features']}, or the artifact's]: sentence embeddings, "
+            "hashed word 1-2-gram TF-IDF, or both.",
+        ),
+        click.option(
+            "--hybrid-weight",
+            default=DEFAULTS["hybrid_weight"],
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Share of the semantic part in the hybrid space.",
+        ),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
@@ -175,6 +192,30 @@ def make_embedder(model: str | None, device: str, max_tokens: int, batch_size: i
     return Embedder(model, device=device, max_tokens=max_tokens, batch_size=batch_size)
 
 
+def fit_in_space(
+    sample: list[str],
+    target_texts: list[str],
+    embedder,
+    *,
+    space: str,
+    weight: float,
+    seed: int,
+    device: str,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    info: dict,
+    quiet: bool,
+):
+    """Fit the feature space on the sample (lexical parts), then the potentials in it: (artifact, featurizer)."""
+    from gotd_stream import features, pipeline
+
+    featurizer = features.build(
+        space, sample, embedder, seed=seed, weight=weight, buckets=LEXICAL_BUCKETS, dim=LEXICAL_DIM, device=device
+    )
+    return pipeline.fit(sample, target_texts, featurizer, space, epsilon, max_iter, tol, info, quiet), featurizer
+
+
 def fit_from_inputs(
     paths: list[str],
     target: str,
@@ -183,6 +224,9 @@ def fit_from_inputs(
     text_field: str,
     sample_size: int,
     target_size: int,
+    space: str,
+    weight: float,
+    device: str,
     epsilon: float,
     max_iter: int,
     tol: float,
@@ -194,14 +238,16 @@ def fit_from_inputs(
 ):
     """Pass 1 over re-readable inputs: a reservoir sample of the candidates, then the OT fit."""
     from gotd_stream import pipeline
+    from gotd_stream.features import CHAR_BUDGET
     from gotd_stream.records import Skips, read_records
     from gotd_stream.sample import reservoir
 
     target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
     skips = Skips(strict=strict, report=report, budget=budget)
+    # cut to what the model can see: a sample of huge lines must not fill the memory
+    budget_chars = embedder.char_budget if embedder is not None else CHAR_BUDGET
     with pipeline.progress(quiet, "sample") as bar:
-        # cut to what the model can see: a sample of huge lines must not fill the memory
-        texts = (bar.update(1) or r.text[: embedder.char_budget] for r in read_records(paths, text_field, skips))
+        texts = (bar.update(1) or r.text[:budget_chars] for r in read_records(paths, text_field, skips))
         sample, seen = reservoir(texts, sample_size, seed)
     if not sample:
         raise click.UsageError(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
@@ -212,8 +258,31 @@ def fit_from_inputs(
         "seed": seed,
         "target_file": target,
     }
-    potentials = pipeline.fit(sample, target_texts, embedder, epsilon, max_iter, tol, info, quiet)
-    return potentials, skips, seen
+    potentials, featurizer = fit_in_space(
+        sample,
+        target_texts,
+        embedder,
+        space=space,
+        weight=weight,
+        seed=seed,
+        device=device,
+        epsilon=epsilon,
+        max_iter=max_iter,
+        tol=tol,
+        info=info,
+        quiet=quiet,
+    )
+    return potentials, featurizer, skips, seen
+
+
+def space_embedder(space: str, model: str | None, device: str, max_tokens: int | None, batch_size: int):
+    """The sentence-embedding model when the space needs one (semantic, hybrid), else None; and the device."""
+    from gotd_stream.embed import pick_device
+
+    if space == "lexical":
+        return None, pick_device(device)
+    embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+    return embedder, embedder.device
 
 
 @cli.command(context_settings=CONTEXT)
@@ -237,6 +306,8 @@ def fit(
     max_iter,
     tol,
     seed,
+    features,
+    hybrid_weight,
     text_field,
     model,
     device,
@@ -258,15 +329,19 @@ def fit(
     paths = resolve_inputs(inputs)
     if target == "-" and "-" in paths:
         raise click.UsageError("--target and the inputs cannot both be stdin")
+    space = features or DEFAULTS["features"]
     with friendly_errors():
-        embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
-        potentials, skips, seen = fit_from_inputs(
+        embedder, dev = space_embedder(space, model, device, max_tokens, batch_size)
+        potentials, _, skips, seen = fit_from_inputs(
             paths,
             target,
             embedder,
             text_field=text_field,
             sample_size=sample_size,
             target_size=target_size,
+            space=space,
+            weight=hybrid_weight,
+            device=dev,
             epsilon=epsilon,
             max_iter=max_iter,
             tol=tol,
@@ -332,6 +407,8 @@ def score(
     max_iter,
     tol,
     seed,
+    features,
+    hybrid_weight,
     text_field,
     model,
     device,
@@ -365,7 +442,7 @@ def score(
     counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
         if potentials:
-            pot, embedder = load_checked(potentials, model, device, batch_size, max_tokens)
+            pot, embedder = load_checked(potentials, model, device, batch_size, max_tokens, features)
             if state:
                 from gotd_stream.state import State
 
@@ -379,20 +456,30 @@ def score(
                 top = pipeline.score(records, embedder, pot, k, counts, quiet)
                 pipeline.write_selection(output, top, pot.fit_id, no_score)
         else:
-            embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+            space = features or DEFAULTS["features"]
+            model_embedder, dev = space_embedder(space, model, device, max_tokens, batch_size)
             fit_args = dict(
-                text_field=text_field,
-                sample_size=sample_size,
-                target_size=target_size,
+                space=space,
+                weight=hybrid_weight,
+                device=dev,
                 epsilon=epsilon,
                 max_iter=max_iter,
                 tol=tol,
                 seed=seed,
-                strict=strict,
                 quiet=quiet,
             )
             if pipeline.rereadable(paths):
-                pot, _, _ = fit_from_inputs(paths, target, embedder, report=False, **fit_args)
+                pot, embedder, _, _ = fit_from_inputs(
+                    paths,
+                    target,
+                    model_embedder,
+                    text_field=text_field,
+                    sample_size=sample_size,
+                    target_size=target_size,
+                    strict=strict,
+                    report=False,
+                    **fit_args,
+                )
                 records = read_records(paths, text_field, counts.skips)
             else:  # a stream: fit on its first records, keep them, score them with the rest
                 stream = read_records(paths, text_field, counts.skips)
@@ -407,7 +494,9 @@ def score(
                     "seed": seed,
                     "target_file": target,
                 }
-                pot = pipeline.fit([r.text for r in head], target_texts, embedder, epsilon, max_iter, tol, info, quiet)
+                pot, embedder = fit_in_space(
+                    [r.text for r in head], target_texts, model_embedder, info=info, **fit_args
+                )
                 records = itertools.chain(head, stream)
             if save_potentials:
                 pot.save(save_potentials)
@@ -423,12 +512,24 @@ def score(
     partial_success(max_skipped, counts.skips)
 
 
-def load_checked(potentials: str, model: str | None, device: str, batch_size: int, max_tokens: int | None):
-    """The artifact and an embedder that embeds exactly as the fit did; anything else is a usage error."""
-    from gotd_stream import artifact
+def load_checked(
+    potentials: str, model: str | None, device: str, batch_size: int, max_tokens: int | None, space: str | None = None
+):
+    """The artifact and a featurizer that embeds exactly as the fit did; anything else is a usage error."""
+    from gotd_stream import artifact, features
+    from gotd_stream.embed import pick_device
 
     pot = artifact.load(potentials)
+    fitted_space = pot.features.get("space", "semantic")
+    if space is not None and space != fitted_space:
+        raise click.UsageError(
+            f"--features {space} differs from the {fitted_space} space of {potentials}; leave it out"
+        )
     fitted = pot.model
+    if fitted is None:  # the lexical space needs no model
+        if max_tokens is not None:
+            raise click.UsageError(f"--max-tokens has no meaning for the lexical space of {potentials}")
+        return pot, features.restore(pot.features, pot.arrays, None, pick_device(device))
     if max_tokens is not None and max_tokens != fitted["max_tokens"]:
         raise click.UsageError(
             f"--max-tokens {max_tokens} differs from the {fitted['max_tokens']} the potentials "
@@ -441,7 +542,7 @@ def load_checked(potentials: str, model: str | None, device: str, batch_size: in
             f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass --model with the "
             f"folder it was fitted with, or fit again"
         )
-    return pot, embedder
+    return pot, features.restore(pot.features, pot.arrays, embedder, embedder.device)
 
 
 def partial_success(max_skipped: int | None, skips) -> None:
@@ -514,12 +615,23 @@ def merge(inputs, k, output, no_score, quiet) -> None:
 @cli.command(context_settings=CONTEXT)
 @inputs_argument
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@click.option(
+    "-p",
+    "--potentials",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
+)
 @common_options
-def embed(inputs, output, text_field, model, device, batch_size, max_tokens, strict, max_skipped, quiet) -> None:
+def embed(
+    inputs, output, potentials, text_field, model, device, batch_size, max_tokens, strict, max_skipped, quiet
+) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
+
+    Without --potentials: sentence embeddings. With it: the artifact's space (semantic, lexical or hybrid).
 
     \b
       gotd-stream embed shards/part-00.jsonl.zst -o part-00.npy
+      gotd-stream embed -p task.gotd shards/part-00.jsonl.zst -o part-00.npy
     """
     from gotd_stream import pipeline
     from gotd_stream.records import Skips, read_records
@@ -530,7 +642,10 @@ def embed(inputs, output, text_field, model, device, batch_size, max_tokens, str
         raise click.UsageError("embed writes an uncompressed .npy file")
     skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
-        embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+        if potentials:
+            _, embedder = load_checked(potentials, model, device, batch_size, max_tokens)
+        else:
+            embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
         with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
             writer = NpyWriter(fh, embedder.dim)
             for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, skips, bar):
@@ -563,13 +678,24 @@ def info(potentials, as_json) -> None:
     if as_json:
         click.echo(json.dumps(header, indent=2, sort_keys=True))
         return
-    model, fit_info = pot.model, pot.fit
+    model, fit_info, space = pot.model, pot.fit, pot.features
+    described = {
+        "semantic": "semantic (sentence embeddings)",
+        "lexical": f"lexical (hashed word 1-2-grams, {space.get('buckets')} buckets, TF-IDF projected to "
+        f"{space.get('dim')} dims)",
+        "hybrid": f"hybrid (semantic weight {space.get('weight')}, lexical {space.get('dim')} dims)",
+    }[space.get("space", "semantic")]
+    about_model = "none (the lexical space needs no model)"
+    if model:
+        about_model = (
+            f"{model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, max {model['max_tokens']} tokens)"
+        )
     lines = [
         f"file:            {potentials}",
         f"fit id:          {pot.fit_id}",
         f"format version:  {header['format_version']}",
-        f"model:           {model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, "
-        f"max {model['max_tokens']} tokens)",
+        f"features:        {described}",
+        f"model:           {about_model}",
         f"epsilon:         {pot.epsilon:g}",
         f"target:          {pot.target.shape[0]:,} texts (of {fit_info.get('target_seen', '?'):,} in "
         f"{fit_info.get('target_file', '?')})",

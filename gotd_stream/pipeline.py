@@ -17,7 +17,6 @@ import numpy as np
 
 from gotd_stream import __version__
 from gotd_stream.artifact import Potentials
-from gotd_stream.embed import Embedder
 from gotd_stream.ot import CTransform, NotConverged, fit_potentials
 from gotd_stream.records import Record, Skips, read_records, with_score
 from gotd_stream.sample import reservoir
@@ -80,9 +79,7 @@ def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield window
 
 
-def embedded(
-    records: Iterable[Record], embedder: Embedder, skips: Skips, bar=None
-) -> Iterator[tuple[list[Record], np.ndarray]]:
+def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted."""
     for window in windows(records, embedder.batch_size * WINDOW_BATCHES):
         emb = embedder.encode([r.text for r in window])
@@ -97,7 +94,7 @@ def embedded(
         yield window, emb
 
 
-def embed_texts(texts: list[str], embedder: Embedder, what: str) -> np.ndarray:
+def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
     """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
     size = embedder.batch_size * WINDOW_BATCHES
     parts = [embedder.encode(texts[i : i + size]) for i in range(0, len(texts), size)]
@@ -123,19 +120,25 @@ def read_target(path: str, text_field: str, target_size: int, seed: int, strict:
 def fit(
     sample: list[str],
     target: list[str],
-    embedder: Embedder,
+    featurizer,
+    space: str,
     epsilon: float,
     max_iter: int,
     tol: float,
     info: dict,
     quiet: bool = False,
 ) -> Potentials:
-    """Embed the sample and the target, solve entropic OT, and package what scoring needs."""
+    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
+    from gotd_stream import features
+
     if not quiet:
-        print(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts", file=sys.stderr)
-    x = embed_texts(sample, embedder, "sampled candidate")
-    y = embed_texts(target, embedder, "target")
-    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=embedder.device)
+        print(
+            f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})",
+            file=sys.stderr,
+        )
+    x = embed_texts(sample, featurizer, "sampled candidate")
+    y = embed_texts(target, featurizer, "target")
+    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=featurizer.device)
     if not quiet:
         print(
             f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
@@ -152,20 +155,24 @@ def fit(
         max_iter=max_iter,
         gotd_stream=__version__,
     )
+    semantic = featurizer if space == "semantic" else getattr(featurizer, "semantic", None)
+    lexical = featurizer if space == "lexical" else getattr(featurizer, "lexical", None)
     return Potentials(
         target=y,
         g=result.g,
         epsilon=epsilon,
         mean_f=float(result.f.mean()),
         ot_cost=result.ot_cost,
-        model=embedder.settings(),
+        model=semantic.settings() if semantic is not None else None,
         fit=info,
+        features=features.describe(space, featurizer),
+        arrays=lexical.arrays() if lexical is not None else {},
     )
 
 
 def score(
     records: Iterable[Record],
-    embedder: Embedder,
+    embedder,
     potentials: Potentials,
     k: int,
     counts: Counts,
@@ -189,7 +196,7 @@ def score_resumable(
     paths: list[str],
     text_field: str,
     state,
-    embedder: Embedder,
+    embedder,
     potentials: Potentials,
     k: int,
     counts: Counts,

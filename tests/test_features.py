@@ -1,0 +1,132 @@
+"""The lexical and hybrid feature spaces: stable hashing, artifact round trips, exactness against POT."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import ot
+import pytest
+from click.testing import CliRunner
+
+from gotd_stream.cli import cli
+from gotd_stream.features import Lexical, hashed_tf
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = ["The Striker scored!", "whisk the eggs, whisk the sugar", "ünïcode wörds and 42 numbers", ""]
+
+
+def run(args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    return result
+
+
+def test_hashing_is_the_same_in_every_process():
+    code = (
+        "import hashlib, sys; sys.path.insert(0, sys.argv[1]); from gotd_stream.features import hashed_tf; "
+        f"m = hashed_tf({TEXTS!r}, 1 << 15); "
+        "print(hashlib.sha256(m.indices.tobytes() + m.indptr.tobytes() + m.data.tobytes()).hexdigest())"
+    )
+    digests = set()
+    for seed in ("1", "2", "random"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code, str(ROOT)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    here = hashed_tf(TEXTS, 1 << 15)
+    assert digests == {hashlib.sha256(here.indices.tobytes() + here.indptr.tobytes() + here.data.tobytes()).hexdigest()}
+
+
+def test_hashed_tf_counts_unigrams_and_bigrams():
+    tf = hashed_tf(["a b a b", ""], 1 << 20)
+    # unigrams a (2), b (2); bigrams "a b" (2), "b a" (1): sublinear 1 + log(count)
+    np.testing.assert_allclose(np.sort(tf[0].data), np.sort([1.0] + [1 + np.log(2)] * 3), rtol=1e-6)
+    assert tf[1].nnz == 0
+
+
+def test_lexical_fit_is_deterministic_and_unit_norm():
+    texts = [f"doc {i} about {w} and {w}s" for i in range(50) for w in ("cats", "dogs")]
+    a, b = Lexical.fit(texts, buckets=1 << 12, dim=16, seed=3), Lexical.fit(texts, buckets=1 << 12, dim=16, seed=3)
+    np.testing.assert_array_equal(a.projection, b.projection)
+    emb = a.encode(texts[:10])
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # the projection keeps what tells the two vocabularies apart
+    cats, dogs = a.encode(["about cats and cats"]), a.encode(["about dogs and dogs"])
+    assert float((cats @ dogs.T)[0, 0]) < 0.9
+
+
+@pytest.mark.parametrize("space", ["lexical", "hybrid", "semantic"])
+def test_each_space_round_trips_and_is_exact_against_pot(corpus, tiny_model, space):
+    d = corpus["dir"]
+    pot_file = d / f"{space}.gotd"
+    run(
+        [
+            "fit",
+            "--target",
+            corpus["target"],
+            corpus["pool"],
+            "--model",
+            tiny_model,
+            "--features",
+            space,
+            "--sample-size",
+            1000,
+            "--epsilon",
+            0.05,
+            "--tol",
+            1e-9,
+            "-o",
+            pot_file,
+            "-q",
+        ]
+    )
+    header = orjson.loads(run(["info", "--json", pot_file]).stdout)
+    assert header["features"]["space"] == space
+    assert (header["model"] is None) == (space == "lexical")
+    run(["embed", "-p", pot_file, corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
+    run(["embed", "-p", pot_file, corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
+    x, y = np.load(d / "pool.npy"), np.load(d / "target.npy")
+    assert x.shape[1] == {"semantic": 32, "lexical": 256, "hybrid": 288}[space]
+    n, m = len(x), len(y)
+    cost = ot.dist(x.astype(np.float64), y.astype(np.float64))
+    _, log = ot.sinkhorn(
+        np.full(n, 1 / n),
+        np.full(m, 1 / m),
+        cost,
+        0.05,
+        method="sinkhorn_log",
+        log=True,
+        numItermax=100_000,
+        stopThr=1e-13,
+    )
+    f = 0.05 * log["log_u"]
+    paper = f - (f.sum() - f) / (n - 1)
+    out = run(["score", "-p", pot_file, "-k", n, "--model", tiny_model, corpus["pool"]]).stdout_bytes
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    index = {doc["id"]: i for i, doc in enumerate(corpus["docs"])}
+    order = [index[r["id"]] for r in rows]
+    np.testing.assert_allclose(np.array([r["gotd_score"] for r in rows]) * n / (n - 1), paper[order], atol=1e-5)
+    assert set(r["gotd_fit"] for r in rows) == {header["fit_id"]}
+
+
+def test_lexical_needs_no_model_and_refuses_a_mismatch(corpus, monkeypatch):
+    pot_file = corpus["dir"] / "lex.gotd"
+    run(["fit", "--target", corpus["target"], corpus["pool"], "--features", "lexical", "-o", pot_file, "-q"])
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the lexical space must not load a model")
+
+    monkeypatch.setattr("gotd_stream.embed.Embedder.__init__", no_model)
+    out = run(["score", "-p", pot_file, "-k", 20, corpus["pool"]]).stdout_bytes
+    topics = Counter(orjson.loads(line)["topic"] for line in out.splitlines())
+    assert topics["cooking"] >= 18, topics  # shared words find the target's topic (random: ~7 of 20)
+    assert "lexical (hashed word 1-2-grams" in run(["info", pot_file]).stdout
+    mismatch = run(["score", "-p", pot_file, "-k", 3, "--features", "semantic", corpus["pool"]], code=2)
+    assert "differs from the lexical space" in mismatch.stderr
