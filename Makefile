@@ -10,7 +10,7 @@ SHELL := bash
 # this machine's pip configuration warns about absent local index folders on every package: hide only that line
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup demo test defaults resilience lint clean
+.PHONY: setup demo test bench quality defaults resilience lint clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool
+bench: setup
+	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
+	$(PY) bench/speed.py
+
+# Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`)
+quality: setup
+	$(PY) bench/quality.py
 
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md
 defaults: setup

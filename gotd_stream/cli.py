@@ -621,9 +621,25 @@ def merge(inputs, k, output, no_score, quiet) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
 )
+@click.option(
+    "--features",
+    type=click.Choice(["semantic", "lexical", "hybrid"]),
+    help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
+)
 @common_options
 def embed(
-    inputs, output, potentials, text_field, model, device, batch_size, max_tokens, strict, max_skipped, quiet
+    inputs,
+    output,
+    potentials,
+    features,
+    text_field,
+    model,
+    device,
+    batch_size,
+    max_tokens,
+    strict,
+    max_skipped,
+    quiet,
 ) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
 
@@ -643,7 +659,11 @@ def embed(
     skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
         if potentials:
-            _, embedder = load_checked(potentials, model, device, batch_size, max_tokens)
+            _, embedder = load_checked(potentials, model, device, batch_size, max_tokens, features)
+        elif features not in (None, "semantic"):
+            raise click.UsageError(
+                f"the {features} space is fitted on a sample: pass -p with an artifact from `fit --features {features}`"
+            )
         else:
             embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
         with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:

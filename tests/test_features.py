@@ -130,3 +130,11 @@ def test_lexical_needs_no_model_and_refuses_a_mismatch(corpus, monkeypatch):
     assert "lexical (hashed word 1-2-grams" in run(["info", pot_file]).stdout
     mismatch = run(["score", "-p", pot_file, "-k", 3, "--features", "semantic", corpus["pool"]], code=2)
     assert "differs from the lexical space" in mismatch.stderr
+    npy = corpus["dir"] / "lex.npy"
+    assert (
+        "differs from the lexical space"
+        in run(["embed", "-p", pot_file, "--features", "hybrid", corpus["pool"], "-o", npy], code=2).stderr
+    )
+    assert "pass -p" in run(["embed", "--features", "lexical", corpus["pool"], "-o", npy], code=2).stderr
+    run(["embed", "-p", pot_file, "--features", "lexical", corpus["pool"], "-o", npy, "-q"])
+    assert np.load(npy).shape == (120, 256)
