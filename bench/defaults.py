@@ -68,6 +68,18 @@ def embeddings(texts: list[str], cache: Path) -> dict[int, np.ndarray]:
     return out
 
 
+def load_pool(cache: Path) -> tuple[list[str], np.ndarray]:
+    """Every deduplicated text of the three domains, and its domain."""
+    texts_by_domain, _ = _dedup(load_domains(cache / "data"), DEFAULT_DOMAINS)
+    texts, labels = [], []
+    for d in DEFAULT_DOMAINS:
+        texts += texts_by_domain[d]
+        labels += [d] * len(texts_by_domain[d])
+    labels = np.array(labels)
+    log(f"{len(texts):,} texts: " + ", ".join(f"{d} {int((labels == d).sum()):,}" for d in DEFAULT_DOMAINS))
+    return texts, labels
+
+
 def source_labels(cache: Path, texts: list[str], labels: np.ndarray) -> np.ndarray:
     """A finer label: the news outlet (from the article URL) or the Twitter account; the domain otherwise."""
     import zipfile
@@ -132,13 +144,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    texts_by_domain, _ = _dedup(load_domains(args.cache / "data"), DEFAULT_DOMAINS)
-    texts, labels = [], []
-    for d in DEFAULT_DOMAINS:
-        texts += texts_by_domain[d]
-        labels += [d] * len(texts_by_domain[d])
-    labels = np.array(labels)
-    log(f"{len(texts):,} texts: " + ", ".join(f"{d} {int((labels == d).sum()):,}" for d in DEFAULT_DOMAINS))
+    texts, labels = load_pool(args.cache)
     embs = embeddings(texts, args.cache)
     sources = source_labels(args.cache, texts, labels)
 

@@ -22,8 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.defaults import embeddings, log, source_labels, targets  # noqa: E402
-from bench.pool import DEFAULT_DOMAINS, _dedup, load_domains  # noqa: E402
+from bench.defaults import embeddings, load_pool, log, source_labels, targets  # noqa: E402
 from gotd_stream.features import Lexical  # noqa: E402
 from gotd_stream.ot import CTransform, NotConverged, fit_potentials  # noqa: E402
 
@@ -55,12 +54,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/quality.md", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    texts_by_domain, _ = _dedup(load_domains(args.cache / "data"), DEFAULT_DOMAINS)
-    texts, labels = [], []
-    for d in DEFAULT_DOMAINS:
-        texts += texts_by_domain[d]
-        labels += [d] * len(texts_by_domain[d])
-    labels = np.array(labels)
+    texts, labels = load_pool(args.cache)
     semantic = embeddings(texts, args.cache)[128]
     sources = source_labels(args.cache, texts, labels)
     rows = []

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pool import DEFAULT_DOMAINS, _dedup, load_domains  # noqa: E402
+from bench.defaults import load_pool  # noqa: E402
 from gotd_stream.features import Lexical, hashed_tf  # noqa: E402
 
 
@@ -47,8 +47,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--semantic-docs", type=int, default=1_000)
     args = parser.parse_args()
-    domains, _ = _dedup(load_domains(args.cache / "data"), DEFAULT_DOMAINS)
-    pool = [t for d in DEFAULT_DOMAINS for t in domains[d]]
+    pool, _ = load_pool(args.cache)
     texts = [pool[i] for i in np.random.default_rng(0).choice(len(pool), size=args.docs, replace=False)]
     chars = sum(map(len, texts)) / len(texts)
 

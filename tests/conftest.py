@@ -51,6 +51,27 @@ def make_docs(n: int, seed: int = 0, topics: tuple[str, ...] = tuple(TOPICS)) ->
     return docs
 
 
+def pot_gradients(x, y, eps: float):
+    """POT's own answer on the same embeddings: (f, the paper's calibrated gradient f_i - mean of the others)."""
+    import numpy as np
+    import ot
+
+    n, m = len(x), len(y)
+    cost = ot.dist(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    _, log = ot.sinkhorn(
+        np.full(n, 1 / n),
+        np.full(m, 1 / m),
+        cost,
+        eps,
+        method="sinkhorn_log",
+        log=True,
+        numItermax=100_000,
+        stopThr=1e-13,
+    )
+    f = eps * log["log_u"]
+    return f, f - (f.sum() - f) / (n - 1)
+
+
 def write_jsonl(path: Path, docs: list[dict]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
     return path

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import orjson
-import ot
 import pytest
 import zstandard
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
 from gotd_stream.records import split_scored
-from tests.conftest import make_docs, write_jsonl
+from tests.conftest import make_docs, pot_gradients, write_jsonl
 
 
 def run(args, input=None, code=0):
@@ -183,20 +182,8 @@ def test_exact_against_pot_when_sample_is_the_whole_pool(corpus, tiny_model):
     run(["embed", corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
     run(["embed", corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
     x, y = np.load(d / "pool.npy"), np.load(d / "target.npy")
-    n, m = len(x), len(y)
-    cost = ot.dist(x.astype(np.float64), y.astype(np.float64))
-    _, log = ot.sinkhorn(
-        np.full(n, 1 / n),
-        np.full(m, 1 / m),
-        cost,
-        0.05,
-        method="sinkhorn_log",
-        log=True,
-        numItermax=100_000,
-        stopThr=1e-13,
-    )
-    f = 0.05 * log["log_u"]
-    paper = f - (f.sum() - f) / (n - 1)  # f_i minus the mean of the others
+    n = len(x)
+    _, paper = pot_gradients(x, y, 0.05)
 
     rows = selected(run(["score", "-p", pot_file, "-k", n, "--model", tiny_model, corpus["pool"]]).stdout_bytes)
     index = {doc["id"]: i for i, doc in enumerate(corpus["docs"])}

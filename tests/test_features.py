@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import ot
 import pytest
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
 from gotd_stream.features import Lexical, hashed_tf
+from tests.conftest import pot_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["The Striker scored!", "whisk the eggs, whisk the sugar", "ünïcode wörds and 42 numbers", ""]
@@ -94,20 +94,8 @@ def test_each_space_round_trips_and_is_exact_against_pot(corpus, tiny_model, spa
     run(["embed", "-p", pot_file, corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
     x, y = np.load(d / "pool.npy"), np.load(d / "target.npy")
     assert x.shape[1] == {"semantic": 32, "lexical": 256, "hybrid": 288}[space]
-    n, m = len(x), len(y)
-    cost = ot.dist(x.astype(np.float64), y.astype(np.float64))
-    _, log = ot.sinkhorn(
-        np.full(n, 1 / n),
-        np.full(m, 1 / m),
-        cost,
-        0.05,
-        method="sinkhorn_log",
-        log=True,
-        numItermax=100_000,
-        stopThr=1e-13,
-    )
-    f = 0.05 * log["log_u"]
-    paper = f - (f.sum() - f) / (n - 1)
+    n = len(x)
+    _, paper = pot_gradients(x, y, 0.05)
     out = run(["score", "-p", pot_file, "-k", n, "--model", tiny_model, corpus["pool"]]).stdout_bytes
     rows = [orjson.loads(line) for line in out.splitlines()]
     index = {doc["id"]: i for i, doc in enumerate(corpus["docs"])}

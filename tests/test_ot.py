@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import ot
 import pytest
 
 from gotd_stream.ot import CTransform, NotConverged, fit_potentials
 from gotd_stream.sample import reservoir
 from gotd_stream.topk import TopK
+from tests.conftest import pot_gradients
 
 
 def unit_rows(rng, n, d, shift=0.0):
@@ -16,30 +16,12 @@ def unit_rows(rng, n, d, shift=0.0):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def pot_calibrated(x, y, eps):
-    """The paper's calibrated gradient straight from POT: f_i minus the mean of the other f_j."""
-    n, m = len(x), len(y)
-    cost = ot.dist(x.astype(np.float64), y.astype(np.float64))
-    _, log = ot.sinkhorn(
-        np.full(n, 1 / n),
-        np.full(m, 1 / m),
-        cost,
-        eps,
-        method="sinkhorn_log",
-        log=True,
-        numItermax=100_000,
-        stopThr=1e-13,
-    )
-    f = eps * log["log_u"]
-    return f, f - (f.sum() - f) / (n - 1)
-
-
 @pytest.mark.parametrize("eps", [0.02, 0.1])
 def test_scores_match_pot_calibrated_gradient(eps):
     rng = np.random.default_rng(0)
     x, y = unit_rows(rng, 200, 12), unit_rows(rng, 40, 12, shift=0.4)
     fit = fit_potentials(x, y, eps, tol=1e-9)
-    f_pot, grad_pot = pot_calibrated(x, y, eps)
+    f_pot, grad_pot = pot_gradients(x, y, eps)
     scores = CTransform(y, fit.g, eps)(x) - fit.f.mean()
     n = len(x)
     # Our score moves mass from the whole sample onto x; for a sample point the paper's "others" exclude it:
