@@ -38,6 +38,8 @@ def fitted(corpus, tiny_model):
             50,
             "--epsilon",
             0.05,
+            "--features",
+            "semantic",
             "-o",
             out,
             "-q",
@@ -179,8 +181,8 @@ def test_exact_against_pot_when_sample_is_the_whole_pool(corpus, tiny_model):
             "-q",
         ]
     )
-    run(["embed", corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
-    run(["embed", corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
+    run(["embed", "-p", pot_file, corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
+    run(["embed", "-p", pot_file, corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
     x, y = np.load(d / "pool.npy"), np.load(d / "target.npy")
     n = len(x)
     _, paper = pot_gradients(x, y, 0.05)

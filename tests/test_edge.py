@@ -64,7 +64,23 @@ def test_one_record_target_ranks_by_distance(corpus, tiny_model):
     """Correct result: with one target point f(x) = c(x, y) - g, so the ranking is by distance to it."""
     d = corpus["dir"]
     one = write_jsonl(d / "one.jsonl", [{"text": "whisk the eggs with sugar and bake the bread"}])
-    out = run(["score", "--target", one, "-k", 120, "--model", tiny_model, "--sample-size", 50, corpus["pool"], "-q"])
+    out = run(
+        [
+            "score",
+            "--target",
+            one,
+            "-k",
+            120,
+            "--model",
+            tiny_model,
+            "--features",
+            "semantic",
+            "--sample-size",
+            50,
+            corpus["pool"],
+            "-q",
+        ]
+    )
     run(["embed", corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
     run(["embed", one, "--model", tiny_model, "-o", d / "one.npy", "-q"])
     x, y = np.load(d / "pool.npy"), np.load(d / "one.npy")
@@ -75,7 +91,21 @@ def test_one_record_target_ranks_by_distance(corpus, tiny_model):
     # a target of the same record repeated is the same measure: the same selection and scores
     many = write_jsonl(d / "many.jsonl", [{"text": "whisk the eggs with sugar and bake the bread"}] * 25)
     again = run(
-        ["score", "--target", many, "-k", 120, "--model", tiny_model, "--sample-size", 50, corpus["pool"], "-q"]
+        [
+            "score",
+            "--target",
+            many,
+            "-k",
+            120,
+            "--model",
+            tiny_model,
+            "--features",
+            "semantic",
+            "--sample-size",
+            50,
+            corpus["pool"],
+            "-q",
+        ]
     )
     same = scores_by_id(again.stdout_bytes)
     assert [i for i, _ in same] == [i for i, _ in got]
