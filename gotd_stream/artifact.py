@@ -103,7 +103,9 @@ def load(path: str) -> Potentials:
             "upgrade gotd-stream"
         )
     space = header.get("features", {}).get("space", "semantic")
-    if space not in ("semantic", "lexical", "hybrid"):
+    from gotd_stream.features import SPACES
+
+    if space not in SPACES:
         raise ArtifactError(f"{path}: unknown feature space {space!r}: upgrade gotd-stream")
     if space != "semantic" and not {"lexical_idf", "lexical_projection"} <= set(arrays):
         raise ArtifactError(f"{path}: damaged potentials file (the lexical space's arrays are missing)")

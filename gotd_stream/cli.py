@@ -21,6 +21,7 @@ DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Ch
     "features": "hybrid",  # chosen by bench/quality.py across 7 targets; see README "Feature spaces, measured"
     "hybrid_weight": 0.5,
 }
+SPACES = ("semantic", "lexical", "hybrid")  # as gotd_stream.features.SPACES, without importing numpy for --help
 LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns (DSIR uses 10,000)
 LEXICAL_DIM = 256  # the lexical space's dimension after projection
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -157,7 +158,7 @@ def fit_options(func: Callable) -> Callable:
         click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples."),
         click.option(
             "--features",
-            type=click.Choice(["semantic", "lexical", "hybrid"]),
+            type=click.Choice(SPACES),
             help=f"Feature space of the OT [default: {DEFAULTS['features']}, or the artifact's]: sentence embeddings, "
             "hashed word 1-2-gram TF-IDF, or both.",
         ),
@@ -623,7 +624,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
 )
 @click.option(
     "--features",
-    type=click.Choice(["semantic", "lexical", "hybrid"]),
+    type=click.Choice(SPACES),
     help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
 )
 @common_options

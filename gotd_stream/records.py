@@ -16,8 +16,6 @@ import orjson
 
 from gotd_stream.streams import display_name, read_lines
 
-SCORE_FIELD = "gotd_score"
-FIT_FIELD = "gotd_fit"
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 _SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
 _SUFFIX_MAX = 96  # longer than any suffix we write: only the tail of a line is searched

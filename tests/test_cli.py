@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gotd_stream.cli import cli
 from gotd_stream.records import split_scored
-from tests.conftest import make_docs, pot_gradients, write_jsonl
+from tests.conftest import make_docs, write_jsonl
 
 
 def run(args, input=None, code=0):
@@ -156,43 +156,6 @@ def test_score_with_target_fits_first_on_files_and_stdin(corpus, tiny_model):
     assert from_files.stdout_bytes == from_stdin.stdout_bytes
     assert json.loads(run(["info", "--json", saved]).stdout)["fit"]["sampling"] == "reservoir"
     assert "fit: Sinkhorn converged" in from_files.stderr
-
-
-def test_exact_against_pot_when_sample_is_the_whole_pool(corpus, tiny_model):
-    """Scores from the streamed pipeline equal POT's calibrated gradients on the same embeddings."""
-    d = corpus["dir"]
-    pot_file = d / "all.gotd"
-    run(
-        [
-            "fit",
-            "--target",
-            corpus["target"],
-            corpus["pool"],
-            "--model",
-            tiny_model,
-            "--sample-size",
-            1000,
-            "--epsilon",
-            0.05,
-            "--tol",
-            1e-9,
-            "-o",
-            pot_file,
-            "-q",
-        ]
-    )
-    run(["embed", "-p", pot_file, corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
-    run(["embed", "-p", pot_file, corpus["target"], "--model", tiny_model, "-o", d / "target.npy", "-q"])
-    x, y = np.load(d / "pool.npy"), np.load(d / "target.npy")
-    n = len(x)
-    _, paper = pot_gradients(x, y, 0.05)
-
-    rows = selected(run(["score", "-p", pot_file, "-k", n, "--model", tiny_model, corpus["pool"]]).stdout_bytes)
-    index = {doc["id"]: i for i, doc in enumerate(corpus["docs"])}
-    order = [index[r["id"]] for r in rows]
-    ours = np.array([r["gotd_score"] for r in rows])
-    np.testing.assert_allclose(ours * n / (n - 1), paper[order], atol=1e-5)
-    assert order[:20] == list(np.argsort(paper, kind="stable")[:20])
 
 
 def test_embed_matches_library(corpus, tiny_model):
