@@ -55,7 +55,10 @@ def _l2_rows(matrix):
 class Lexical:
     """The fitted lexical space: IDF weights and a projection, both plain arrays."""
 
-    def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET):
+    batch_size = 256  # texts per featurizing call; the pipeline hands it windows of 16 of these
+
+    def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, device: str = "cpu"):
+        self.device = device  # where the OT runs; the featurizing itself is always on the CPU
         self.idf = np.asarray(idf, np.float32)
         self.projection = np.asarray(projection, np.float32)
         self.buckets, self.dim = self.projection.shape
@@ -128,7 +131,7 @@ def build(
     if space == "semantic":
         return embedder
     lexical = Lexical.fit(sample, buckets=buckets, dim=dim, seed=seed)
-    lexical.batch_size, lexical.device = 256, device
+    lexical.device = device
     return lexical if space == "lexical" else Hybrid(embedder, lexical, weight)
 
 
@@ -157,6 +160,7 @@ def restore(header: dict, arrays: dict, embedder, device: str = "cpu"):
     space = header.get("space", "semantic")
     if space == "semantic":
         return embedder
-    lexical = Lexical(arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET))
-    lexical.batch_size, lexical.device = 256, device
+    lexical = Lexical(
+        arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET), device
+    )
     return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])

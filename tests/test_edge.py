@@ -63,51 +63,22 @@ def scores_by_id(stdout: bytes) -> list[tuple[str, float]]:
 def test_one_record_target_ranks_by_distance(corpus, tiny_model):
     """Correct result: with one target point f(x) = c(x, y) - g, so the ranking is by distance to it."""
     d = corpus["dir"]
-    one = write_jsonl(d / "one.jsonl", [{"text": "whisk the eggs with sugar and bake the bread"}])
-    out = run(
-        [
-            "score",
-            "--target",
-            one,
-            "-k",
-            120,
-            "--model",
-            tiny_model,
-            "--features",
-            "semantic",
-            "--sample-size",
-            50,
-            corpus["pool"],
-            "-q",
-        ]
-    )
+    text = "whisk the eggs with sugar and bake the bread"
+
+    def select(target):
+        args = ["score", "--target", target, "-k", 120, "--model", tiny_model, "--features", "semantic"]
+        return scores_by_id(run([*args, "--sample-size", 50, corpus["pool"], "-q"]).stdout_bytes)
+
+    one = write_jsonl(d / "one.jsonl", [{"text": text}])
+    got = select(one)
     run(["embed", corpus["pool"], "--model", tiny_model, "-o", d / "pool.npy", "-q"])
     run(["embed", one, "--model", tiny_model, "-o", d / "one.npy", "-q"])
     x, y = np.load(d / "pool.npy"), np.load(d / "one.npy")
     distance = ((x - y[0]) ** 2).sum(1)
     ranked = [corpus["docs"][i]["id"] for i in np.argsort(distance, kind="stable")]
-    got = scores_by_id(out.stdout_bytes)
     assert [i for i, _ in got][:30] == ranked[:30]
     # a target of the same record repeated is the same measure: the same selection and scores
-    many = write_jsonl(d / "many.jsonl", [{"text": "whisk the eggs with sugar and bake the bread"}] * 25)
-    again = run(
-        [
-            "score",
-            "--target",
-            many,
-            "-k",
-            120,
-            "--model",
-            tiny_model,
-            "--features",
-            "semantic",
-            "--sample-size",
-            50,
-            corpus["pool"],
-            "-q",
-        ]
-    )
-    same = scores_by_id(again.stdout_bytes)
+    same = select(write_jsonl(d / "many.jsonl", [{"text": text}] * 25))
     assert [i for i, _ in same] == [i for i, _ in got]
     np.testing.assert_allclose([v for _, v in same], [v for _, v in got], atol=1e-9)
 
