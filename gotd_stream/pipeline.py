@@ -23,7 +23,7 @@ from gotd_stream.sample import reservoir
 from gotd_stream.streams import STDIN, atomic_output
 from gotd_stream.topk import TopK
 
-WINDOW_BATCHES = 16  # encode() sorts by length only inside one call: hand it many batches at once
+WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
 
 class EmptyTarget(Exception):
@@ -67,22 +67,33 @@ def rereadable(paths: Iterable[str]) -> bool:
     return True
 
 
-def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    """Consecutive records of one input, at most `size` at a time."""
+def windows(records: Iterable[Record], size: int, max_bytes: int = WINDOW_BYTES) -> Iterator[list[Record]]:
+    """Consecutive records of one input, at most `size` at a time, and no more once they hold `max_bytes`.
+
+    Both limits depend on the records alone, so an input is cut into the same windows on every run. The byte
+    limit keeps the few windows in flight small when the documents are long.
+    """
     window: list[Record] = []
+    held = 0
     for record in records:
-        if window and (len(window) >= size or record.source != window[0].source):
+        if window and (len(window) >= size or held >= max_bytes or record.source != window[0].source):
             yield window
-            window = []
+            window, held = [], 0
         window.append(record)
+        held += len(record.raw)
     if window:
         yield window
 
 
 def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted."""
-    for window in windows(records, embedder.batch_size * WINDOW_BATCHES):
-        emb = embedder.encode([r.text for r in window])
+    """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted.
+
+    A featurizer with stream() reads, tokenises and embeds the next windows while the caller scores this one.
+    """
+    items = ((window, [r.text for r in window]) for window in windows(records, embedder.window))
+    stream = getattr(embedder, "stream", None)
+    results = stream(items) if stream is not None else ((w, embedder.encode(texts)) for w, texts in items)
+    for window, emb, *_ in results:
         if bar is not None:
             bar.update(len(window))
         finite = np.isfinite(emb).all(axis=1)
@@ -96,9 +107,7 @@ def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Ite
 
 def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
     """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
-    size = embedder.batch_size * WINDOW_BATCHES
-    parts = [embedder.encode(texts[i : i + size]) for i in range(0, len(texts), size)]
-    emb = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    emb = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     finite = np.isfinite(emb).all(axis=1)
     if not finite.all():
         print(f"warning: {int((~finite).sum())} {what} texts had non-finite embeddings; left out", file=sys.stderr)

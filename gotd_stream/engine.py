@@ -1,0 +1,556 @@
+"""The fast embedding path: tokenise in worker processes, bucket by length, batch by tokens, overlap every stage.
+
+`SentenceTransformer.encode` leaves a GPU mostly idle: it tokenises, pads and loops in Python between forward
+passes, and sorts by length only inside one call. Here, for one window of documents at a time (a window never
+spans two inputs: see pipeline.windows):
+
+1. a reader thread pulls windows from the caller and hands their texts, in chunks, to tokenizer workers (or
+   tokenises inline with `workers=0`); the workers also compute a side feature (the lexical part of the hybrid
+   space) on the same texts, so it costs the main process nothing;
+2. a packer thread sorts the window by token length (longest first, ties by position), cuts it into batches of
+   at most `batch_tokens` padded tokens, and pads each batch into (pinned, on CUDA) host tensors;
+3. the forward stage (a thread of its own on a GPU, the caller's thread on the CPU) copies batches to the device
+   (non-blocking), runs the model's own module chain (so any Pooling/Dense/Normalize of the folder applies),
+   restores input order and L2-normalises in float32;
+4. the caller consumes (window, embeddings, side features) while the next windows are being read and tokenised.
+
+Bounded queues keep at most a few windows in flight, so memory does not grow with the corpus. The batches of a
+window depend only on that window's texts (never on timing, chunking or worker count), so results are the same
+bits whatever `workers` is, and a shard scores the same alone or among others.
+
+Texts are first cut at a whitespace before `TIGHT_CHARS_PER_TOKEN` characters per token: a tokenizer that splits
+words at whitespace first gives the cut text exactly the first tokens of the whole text, so when the cut text
+still fills the model's window its tokens are the ones the model would see anyway. The rare text that does not
+(long words, no spaces) is tokenised again from the usual 16-characters-per-token cut. This spares the tokenizer
+the part of a long document the model truncates away. Tokenizers that do not split at whitespace first skip the
+tight cut.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+TIGHT_CHARS_PER_TOKEN = 6  # MiniLM's tokens span 3.7 characters (median) to 5.4 (99th pct.) of the real pool
+WINDOW_BATCHES = 16  # documents sorted together: this many full-length batches
+CHUNK_DOCS = 256  # texts per job sent to a tokenizer worker
+DEPTH = 1  # windows waiting between two stages (a GPU window is 32k documents)
+BATCH_TOKENS = {"cuda": 2048 * 128, "cpu": 64 * 128}  # padded tokens per forward pass
+MAX_WORKERS = 12
+SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
+
+
+def auto_workers(device: str) -> int:
+    """Tokenizer processes by default: none on the CPU (the forward pass is the bottleneck and needs the cores),
+    on a GPU host all cores but three (the reader, the packer and the forward thread), at most MAX_WORKERS."""
+    if not device.startswith("cuda"):
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus - 3))
+
+
+def default_batch_tokens(device: str) -> int:
+    return BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
+
+
+# --- tokenising: the same code inline and in the worker processes --------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """All a worker needs to tokenise exactly as the model's own fast tokenizer does (picklable, small)."""
+
+    json: str  # the tokenizers.Tokenizer, serialised
+    max_tokens: int
+    direction: str  # truncation side
+    tight_chars: int  # first cut, at a whitespace; 0: no tight cut
+    full_chars: int  # the usual cut (CHARS_PER_TOKEN per token)
+    types: bool  # whether token type ids are needed and not all zero for one text
+
+
+@dataclass
+class Chunk:
+    """Token ids of some texts, flat, with their lengths; and the side features of the same texts."""
+
+    ids: np.ndarray  # int32, all texts' ids one after the other
+    lengths: np.ndarray  # int32, tokens per text
+    types: np.ndarray | None  # int8 like ids, when the model needs non-zero token type ids
+    side: np.ndarray | None  # (texts, d) float32 rows of the side featurizer
+
+
+class Tokenize:
+    """Texts -> Chunk, exactly as the model's tokenizer with truncation to max_tokens and no padding."""
+
+    def __init__(self, spec: TokenizerSpec, side: Any = None):
+        from tokenizers import Tokenizer
+
+        self.spec, self.side = spec, side
+        self.tokenizer = Tokenizer.from_str(spec.json)
+        self.tokenizer.enable_truncation(spec.max_tokens, direction=spec.direction)
+        self.tokenizer.no_padding()
+        # encode_batch_fast skips the character offsets we do not use; older tokenizers lack it
+        self.encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+
+    def tokens(self, texts: list[str]) -> list:
+        spec = self.spec
+        tight, full = spec.tight_chars, spec.full_chars
+        cut: list[str] = []
+        tight_cut: list[int] = []
+        for i, text in enumerate(texts):
+            if tight and len(text) > tight:
+                at = max(text.rfind(" ", 0, tight + 1), text.rfind("\n", 0, tight + 1))
+                if at > 0:
+                    cut.append(text[:at])
+                    tight_cut.append(i)
+                    continue
+            cut.append(text[:full])
+        encodings = self.encode_batch(cut)
+        # a tight cut that does not fill the model's window may have left tokens out: tokenise the usual cut
+        redo = [i for i in tight_cut if len(encodings[i]) < spec.max_tokens]
+        if redo:
+            for i, encoding in zip(redo, self.encode_batch([texts[i][:full] for i in redo]), strict=True):
+                encodings[i] = encoding
+        return encodings
+
+    def __call__(self, texts: list[str]) -> Chunk:
+        encodings = self.tokens(texts)
+        lengths = np.fromiter(map(len, encodings), np.int32, len(encodings))
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, total)
+        types = None
+        if self.spec.types:
+            types = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), np.int8, total)
+        side = self.side.encode(texts) if self.side is not None else None
+        return Chunk(ids, lengths, types, side)
+
+
+_WORKER: Tokenize | None = None
+
+
+def splits_at_whitespace(tokenizer_json: str) -> bool:
+    """Whether the tokenizer's pre-tokenizer cuts words at whitespace before anything else looks at them, so that
+    the tokens of a text cut at a whitespace are the first tokens of the whole text."""
+    import json
+
+    def splits(pre: dict | None) -> bool:
+        if not pre:
+            return False
+        kind = pre.get("type")
+        if kind in ("BertPreTokenizer", "Whitespace", "WhitespaceSplit"):
+            return True
+        if kind == "ByteLevel":
+            return bool(pre.get("use_regex", True))
+        if kind == "Metaspace":
+            return pre.get("split", True) is not False
+        if kind == "Sequence":
+            return any(splits(p) for p in pre.get("pretokenizers", []))
+        return False
+
+    return splits(json.loads(tokenizer_json).get("pre_tokenizer"))
+
+
+def _init_worker(spec: TokenizerSpec, side: Any) -> None:
+    global _WORKER
+    _WORKER = Tokenize(spec, side)
+
+
+def _work(texts: list[str]) -> Chunk:
+    assert _WORKER is not None
+    return _WORKER(texts)
+
+
+def _concat(chunks: list[Chunk]) -> Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    types = [c.types for c in chunks]
+    side = [c.side for c in chunks]
+    return Chunk(
+        np.concatenate([c.ids for c in chunks]),
+        np.concatenate([c.lengths for c in chunks]),
+        np.concatenate(types) if types[0] is not None else None,
+        np.concatenate(side) if side[0] is not None else None,
+    )
+
+
+# --- batching ------------------------------------------------------------------------------------------------
+
+
+def plan_batches(lengths: np.ndarray, batch_tokens: int, max_rows: int | None) -> tuple[np.ndarray, list[int]]:
+    """(order, batch boundaries): longest first (ties by position), each batch within `batch_tokens` padded tokens.
+
+    Depends on the lengths alone, so a window is cut into the same batches on every run and any worker count.
+    """
+    order = np.argsort(-lengths.astype(np.int64), kind="stable")
+    bounds = [0]
+    n = len(order)
+    while bounds[-1] < n:
+        longest = max(1, int(lengths[order[bounds[-1]]]))
+        rows = max(1, batch_tokens // longest)
+        if max_rows:
+            rows = min(rows, max_rows)
+        bounds.append(min(n, bounds[-1] + rows))
+    return order, bounds
+
+
+def pad_rows(chunk: Chunk, offsets: np.ndarray, rows: np.ndarray, pad_id: int, left: bool, out_ids, out_types) -> None:
+    """Write the token ids of `rows` (indices into the chunk) into the (len(rows), L) arrays, padded."""
+    lengths = chunk.lengths[rows].astype(np.int64)
+    width = out_ids.shape[1]
+    out_ids.fill(pad_id)
+    if out_types is not None:
+        out_types.fill(0)
+    total = int(lengths.sum())
+    if not total:
+        return
+    row = np.repeat(np.arange(len(rows)), lengths)
+    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    source = np.repeat(offsets[rows], lengths) + within
+    column = within + np.repeat(width - lengths, lengths) if left else within
+    out_ids[row, column] = chunk.ids[source]
+    if out_types is not None:
+        out_types[row, column] = chunk.types[source]
+
+
+@dataclass
+class Batch:
+    ids: Any  # torch int32 (rows, L), pinned on CUDA
+    lengths: Any  # torch int32 (rows,)
+    types: Any  # torch int8 (rows, L) or None
+
+
+@dataclass
+class Packed:
+    key: Any
+    order: np.ndarray  # position in the window of each sorted row
+    batches: list[Batch]
+    side: np.ndarray | None
+
+
+class _Failed:
+    """An exception travelling down the stages to the consumer, which raises it."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()
+
+
+class Engine:
+    """Embeds windows of texts with a SentenceTransformer, overlapping reading, tokenising and the forward pass."""
+
+    def __init__(
+        self,
+        model,
+        spec: TokenizerSpec,
+        *,
+        extra: dict,
+        wants_types: bool,
+        dim: int,
+        device: str,
+        batch_tokens: int,
+        max_rows: int | None,
+        workers: int,
+        pad_id: int,
+        left_pad: bool,
+    ):
+        import torch
+
+        self.model, self.spec, self.dim = model, spec, dim
+        self.extra, self.wants_types = extra, wants_types  # features besides the tensors (e.g. modality)
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.threaded = self.cuda  # the forward pass in a thread of its own (see stream)
+        self.batch_tokens = max(batch_tokens, spec.max_tokens)  # one full-length text always fits
+        self.max_rows, self.workers = max_rows, workers
+        self.pad_id, self.left_pad = pad_id, left_pad
+        self._pool = None
+        self._pool_side: Any = None
+        self._inline: Tokenize | None = None
+
+    @classmethod
+    def for_model(
+        cls,
+        model,
+        *,
+        device: str,
+        max_tokens: int,
+        full_chars: int,
+        batch_tokens: int | None = None,
+        max_rows: int | None = None,
+        workers: int | None = None,
+        dim: int,
+    ) -> Engine | None:
+        """The engine for a loaded SentenceTransformer, or None when its input is not plain text through a fast
+        tokenizer (another modality, a default prompt, flattened inputs): the caller then falls back to encode()."""
+        tokenizer = getattr(model, "tokenizer", None)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None or not getattr(tokenizer, "is_fast", False):
+            return None
+        if getattr(model, "default_prompt_name", None):
+            return None
+        template = _preprocess(model, ["a probe"])  # which features the model's own preprocessing makes
+        known = {"input_ids", "attention_mask", "token_type_ids"}
+        tensors = {k for k, v in template.items() if hasattr(v, "shape")}
+        if not {"input_ids", "attention_mask"} <= tensors or tensors - known:
+            return None
+        direction = getattr(tokenizer, "truncation_side", "right")
+        serialised = backend.to_str()
+        tight = direction == "right" and splits_at_whitespace(serialised)
+        spec = TokenizerSpec(
+            json=serialised,
+            max_tokens=max_tokens,
+            direction=direction,
+            tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
+            full_chars=full_chars,
+            types=False,
+        )
+        probe = Tokenize(spec)
+        wants_types = "token_type_ids" in tensors
+        if wants_types and any(probe.tokens(["a probe"])[0].type_ids):
+            spec = dataclasses.replace(spec, types=True)
+        engine = cls(
+            model,
+            spec,
+            extra={k: v for k, v in template.items() if k not in tensors},
+            wants_types=wants_types,
+            dim=dim,
+            device=device,
+            batch_tokens=batch_tokens or default_batch_tokens(device),
+            max_rows=max_rows,
+            workers=auto_workers(device) if workers is None else workers,
+            pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            left_pad=getattr(tokenizer, "padding_side", "right") == "left",
+        )
+        return engine if engine.agrees_with_model() else None
+
+    def agrees_with_model(self) -> bool:
+        """Our tokens equal the model's own preprocessing on a few probes, short and long (else: fall back)."""
+        probes = [
+            "Hello, world!",
+            "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
+            " ".join(f"word{i} and more text" for i in range(400)),
+            "x" * 5000,
+        ]
+        ours = self._tokenizer_inline().tokens([p[: self.spec.full_chars] for p in probes])
+        theirs = _preprocess(self.model, [p[: self.spec.full_chars] for p in probes])
+        mask = theirs["attention_mask"].bool()
+        return all(e.ids == theirs["input_ids"][i][mask[i]].tolist() for i, e in enumerate(ours))
+
+    @property
+    def window(self) -> int:
+        """Documents sorted and batched together."""
+        rows = max(1, self.batch_tokens // self.spec.max_tokens)
+        if self.max_rows:
+            rows = min(rows, self.max_rows)
+        return WINDOW_BATCHES * rows
+
+    def send_chars(self, side: Any) -> int:
+        return max(self.spec.full_chars, getattr(side, "char_budget", 0) if side is not None else 0)
+
+    def _tokenizer_inline(self) -> Tokenize:
+        if self._inline is None:
+            self._inline = Tokenize(self.spec)
+        return self._inline
+
+    def _executor(self, side: Any):
+        """The worker pool, (re)started for this side featurizer: workers get the tokenizer and the side once."""
+        if self._pool is not None and self._pool_side is side:
+            return self._pool
+        self.close()
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the parent holds torch's threads (and maybe CUDA), which a fork must not inherit
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.spec, side),
+        )
+        self._pool_side = side
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._pool_side = None, None
+
+    # --- the stages ---
+
+    def stream(
+        self, items: Iterable[tuple[Any, list[str]]], side: Any = None
+    ) -> Iterator[tuple[Any, np.ndarray, np.ndarray | None]]:
+        """(key, texts) -> (key, L2-normalised float32 embeddings in input order, side rows), window by window."""
+        stop = threading.Event()
+        tokenized: queue.Queue = queue.Queue(DEPTH)
+        packed: queue.Queue = queue.Queue(DEPTH)
+        done: queue.Queue = queue.Queue(DEPTH)
+        pool = self._executor(side) if self.workers > 0 else None
+        inline = None if pool is not None else Tokenize(self.spec, side)
+        limit = self.send_chars(side)
+
+        def read() -> None:
+            for key, texts in items:
+                texts = [t[:limit] for t in texts]
+                if pool is not None:
+                    job = [pool.submit(_work, texts[i : i + CHUNK_DOCS]) for i in range(0, len(texts), CHUNK_DOCS)]
+                else:
+                    job = texts
+                if not _put(tokenized, (key, job), stop):
+                    return
+
+        def pack() -> None:
+            for key, job in _items(tokenized, stop):
+                if pool is not None:
+                    chunk = _concat([f.result() for f in job])
+                else:  # in chunks too: the tokenizer's transient memory stays small
+                    chunk = _concat([inline(job[i : i + CHUNK_DOCS]) for i in range(0, len(job), CHUNK_DOCS)])
+                if not _put(packed, self._pack(key, chunk), stop):
+                    return
+
+        def forward() -> None:
+            import torch
+
+            with torch.inference_mode():
+                for item in _items(packed, stop):
+                    if not _put(done, self._forward(item), stop):
+                        return
+
+        threads = [_stage(read, tokenized, stop, "gotd-read"), _stage(pack, packed, stop, "gotd-pack")]
+        finished = False
+        switch = sys.getswitchinterval()
+        try:
+            if self.threaded:
+                # the GPU works through a window while this thread scores the previous one. Every torch op
+                # releases and retakes the GIL: a shorter switch interval keeps the reader's bursts of Python
+                # from stalling the kernel launches (measured: 30 -> 6 us per op beside a busy thread)
+                sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
+                threads.append(_stage(forward, done, stop, "gotd-forward"))
+                yield from _items(done, stop)
+            else:
+                # on the CPU the forward pass needs the cores anyway; in this thread its large buffers stay in
+                # one malloc arena (a second thread holding them would raise the peak RSS)
+                import torch
+
+                for item in _items(packed, stop):
+                    with torch.inference_mode():
+                        result = self._forward(item)
+                    yield result
+            finished = True
+        finally:
+            sys.setswitchinterval(switch)
+            stop.set()
+            if not finished and pool is not None:
+                self.close()  # a failure or an early stop: drop the tokenising queued for windows never used
+            for thread in threads:
+                thread.join(timeout=0.5 if thread.name == "gotd-read" else 10)
+
+    def _pack(self, key: Any, chunk: Chunk) -> Packed:
+        import torch
+
+        order, bounds = plan_batches(chunk.lengths, self.batch_tokens, self.max_rows)
+        offsets = np.concatenate([[0], np.cumsum(chunk.lengths, dtype=np.int64)[:-1]])
+        batches = []
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = order[start:end]
+            width = max(1, int(chunk.lengths[rows[0]]))
+            ids = torch.empty((len(rows), width), dtype=torch.int32, pin_memory=self.cuda)
+            types = None
+            if self.spec.types:
+                types = torch.empty((len(rows), width), dtype=torch.int8, pin_memory=self.cuda)
+            out_types = None if types is None else types.numpy()
+            pad_rows(chunk, offsets, rows, self.pad_id, self.left_pad, ids.numpy(), out_types)
+            lengths = torch.from_numpy(chunk.lengths[rows].copy())
+            batches.append(Batch(ids, lengths.pin_memory() if self.cuda else lengths, types))
+        return Packed(key, order, batches, chunk.side)
+
+    def _forward(self, item: Packed) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        import torch
+
+        dev = self.device
+        outputs = []
+        for batch in item.batches:
+            ids = batch.ids.to(dev, non_blocking=True).long()
+            lengths = batch.lengths.to(dev, non_blocking=True).long()
+            positions = torch.arange(ids.shape[1], device=dev)
+            if self.left_pad:
+                mask = positions[None, :] >= (ids.shape[1] - lengths)[:, None]
+            else:
+                mask = positions[None, :] < lengths[:, None]
+            features = dict(self.extra, input_ids=ids, attention_mask=mask.long())
+            if self.wants_types:
+                features["token_type_ids"] = (
+                    batch.types.to(dev, non_blocking=True).long() if batch.types is not None else torch.zeros_like(ids)
+                )
+            outputs.append(self.model(features)["sentence_embedding"].float())
+        if outputs:
+            emb = torch.cat(outputs)
+            restored = torch.empty_like(emb)
+            restored[torch.from_numpy(item.order).to(dev)] = emb
+            # a non-finite row stays non-finite (the pipeline skips it); the others get unit length
+            restored = restored / restored.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            result = restored.cpu().numpy()
+        else:
+            result = np.zeros((0, self.dim), np.float32)
+        return item.key, result, item.side
+
+
+def _preprocess(model, texts: list[str]) -> dict:
+    """The model's own features for `texts` (preprocess() since sentence-transformers 6, tokenize() before)."""
+    return (getattr(model, "preprocess", None) or model.tokenize)(texts)
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put unless the consumer has gone away; False when it has."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _items(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
+    """Items of a stage's input queue until the end marker; a failure upstream is raised here."""
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
+        if item is _END:
+            return
+        if isinstance(item, _Failed):
+            raise item.exc
+        yield item
+
+
+def _stage(body: Callable[[], None], sink: queue.Queue, stop: threading.Event, name: str) -> threading.Thread:
+    """Run one stage in a daemon thread; pass the end marker, or the exception that ended it, downstream."""
+
+    def run() -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the consumer, which re-raises it
+            _put(sink, _Failed(exc), stop)
+        else:
+            _put(sink, _END, stop)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
