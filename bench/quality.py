@@ -5,7 +5,7 @@ account). For every space and epsilon the potentials are fitted on a 10k sample 
 scored by the c-transform, exactly as `gotd-stream score` does. Reported per selection (top-1k, top-5k):
 the share from the target's domain or source, and the OT distance between the selection and the target
 (exact EMD, squared Euclidean, in the semantic space for every selector so they are comparable), against
-random selection. Warm-up perplexity needs `gotd-stream finetune` and a GPU: not measured here.
+random selection. Warm-up perplexity: bench/baselines.py, which `make quality` runs next.
 
     python bench/quality.py [--cache .cache] [--out bench/results/quality.md]
 """
