@@ -58,8 +58,8 @@ TARGETS = {
     "dialogues": {"target": 300, "eval": 150},
 }
 SIZES = {
-    # 2 CPU cores, where SmolLM2-135M trains at about 28 tokens/s and evaluates at about 85: selection metrics for
-    # every target, the warm-up on the speeches only, 3,072 training tokens per selection (about 35 minutes).
+    # 2 CPU cores shared with other jobs, where SmolLM2-135M trained at about 28 tokens/s (158 alone): selection
+    # metrics for every target, the warm-up on the speeches only, 3,072 training tokens per selection (~35 min).
     "cpu": {
         "targets": ("speeches", "reviews", "dialogues"),
         "finetune": ("speeches",),
