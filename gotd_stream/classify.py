@@ -9,26 +9,23 @@ computed here, in a few lines, rather than by a metrics library.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
-from gotd_stream import __version__
 from gotd_stream.finetune import (
     ModelSource,
     Settings,
     UsageProblem,
     check_block_size,
     check_resumable,
+    checkpointer,
     device_of,
-    load_config,
     load_model,
-    load_tokenizer,
+    new_results,
     now,
-    parameters,
     read_progress,
     skips_for,
     start,
@@ -187,15 +184,11 @@ def run_classify(settings: Settings) -> dict:
     """Stage 2: train a classifier on --data, report accuracy and macro-F1 on --eval-data, save it."""
     import torch
 
-    from gotd_stream.trainer import Plan, Trainer, read_state, write_checkpoint
+    from gotd_stream.trainer import Plan, Trainer, read_state
 
     started = now()
-    src, previous = start(settings)
-    if settings.objective != "auto":
-        raise UsageProblem("--objective applies to --task warmup")
-    load_from = ModelSource(settings.out, None, src.name) if previous else src
-    tokenizer = load_tokenizer(load_from)
-    config = load_config(load_from)
+    begun = start(settings)
+    src, load_from, previous, tokenizer, config = begun
     if config is not None:
         check_block_size(config, settings.block_size, src.path)
 
@@ -241,7 +234,6 @@ def run_classify(settings: Settings) -> dict:
     trainer = Trainer(model, plan, settings.as_dict(), dev)
     if previous:
         trainer.restore(read_state(settings.out), read_progress(previous))
-    resumed_from = trainer.progress.step
 
     def step(model, indices, generator):
         batch = [rows[i] for i in indices]
@@ -250,35 +242,20 @@ def run_classify(settings: Settings) -> dict:
         loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels).loss
         return loss, int(mask.sum())
 
-    results = {
-        "task": "classify",
-        "objective": "classification",
-        "model": previous["model"]
-        if previous
-        else dict(src.describe(), parameters=parameters(model), architecture=type(model).__name__),
-        "settings": settings.as_dict(),
-        "seed": settings.seed,
-        "data": dict(train.info, tokens=tokens_in),
-        "eval_data": held.info if held else None,
-        "plan": {"steps": plan.steps, "batches_per_epoch": plan.batches_per_epoch, "examples": plan.examples},
-        "metrics": {"labels": classes, "train": None},
-        "device": device_name,
-        "precision": trainer.precision,
-        "gotd_stream": __version__,
-        "resumed_from_step": resumed_from,
-        "started": started,
-        "finished": None,
-        "status": "partial",
-    }
-
-    def save(final: bool = False, extra: dict | None = None) -> None:
-        p = trainer.progress
-        epoch, batch = plan.position(p.step)
-        results["metrics"]["train"] = p.summary()
-        results["progress"] = dataclasses.asdict(p)
-        results["position"] = {"step": p.step, "epoch": epoch, "batch": batch}
-        state = trainer.state() if (settings.save_state or not final) else None
-        write_checkpoint(settings.out, model, tokenizer, results, state, extra)
+    results = new_results(
+        begun,
+        settings,
+        "classification",
+        model,
+        plan,
+        trainer,
+        device_name,
+        data=dict(train.info, tokens=tokens_in),
+        eval_data=held.info if held else None,
+        metrics={"labels": classes, "train": None},
+        started=started,
+    )
+    save = checkpointer(settings, model, tokenizer, trainer, plan, results)
 
     trainer.run(step, save=save, save_every=settings.save_every, quiet=settings.quiet, log_every=settings.log_every)
     extra = None

@@ -133,23 +133,15 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside each window)."""
         items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
-        parts = [emb for _, emb, _ in self._stream(items, None)]
+        parts = [emb for _, emb, _ in self.stream(items)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     def stream(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
         """(key, texts) windows -> (key, embeddings, side rows): reading, tokenising and the model overlap.
 
         `side` (a featurizer with encode(texts), e.g. the lexical space) is computed on the same texts alongside
-        the tokenizer, off the forward pass. A subclass or wrapper that overrides encode() is honoured: it is
-        then called window by window.
+        the tokenizer, off the forward pass.
         """
-        if type(self).encode is not _ENCODE or "encode" in self.__dict__:
-            for key, texts in items:
-                yield key, self.encode(texts), side.encode(texts) if side is not None else None
-            return
-        yield from self._stream(items, side)
-
-    def _stream(self, items, side) -> Iterator[tuple[Any, np.ndarray, Any]]:
         if self.engine is not None:
             yield from self.engine.stream(items, side)
             return
@@ -171,9 +163,6 @@ class Embedder:
         """Stop the tokenizer workers, if any (they also stop when the process exits)."""
         if self.engine is not None:
             self.engine.close()
-
-
-_ENCODE = Embedder.encode  # to notice an encode() replaced by a subclass or a wrapper
 
 
 def normalize(emb: np.ndarray) -> np.ndarray:

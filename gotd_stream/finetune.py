@@ -15,9 +15,11 @@ import dataclasses
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -505,14 +507,28 @@ def run(settings: Settings) -> dict:
     return run_warmup(settings)
 
 
-def start(settings: Settings) -> tuple[ModelSource, dict | None]:
-    """Common first checks: both inputs not stdin; the model source; the previous checkpoint when resuming."""
+class Start(NamedTuple):
+    """What both stages begin with: the model source, where to load from, and the run being resumed (or None)."""
+
+    src: ModelSource
+    load_from: ModelSource
+    previous: dict | None
+    tokenizer: Any
+    config: Any
+
+
+def start(settings: Settings) -> Start:
+    """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
     from gotd_stream.trainer import STATE_DIR, holds_checkpoint, read_results, resumable
 
     if settings.data == "-" and settings.eval_data == "-":
         raise UsageProblem("--data and --eval-data cannot both be stdin")
     if settings.max_steps is not None and settings.epochs is not None:
         raise UsageProblem("give --max-steps or --epochs, not both")
+    if settings.task == "warmup" and settings.label_field != "label":
+        raise UsageProblem("--label-field applies to --task classify")
+    if settings.task == "classify" and settings.objective != "auto":
+        raise UsageProblem("--objective applies to --task warmup")
     quiet_transformers()
     held = holds_checkpoint(settings.out)
     if held is None:
@@ -528,22 +544,56 @@ def start(settings: Settings) -> tuple[ModelSource, dict | None]:
         if previous.get("task") != settings.task:
             raise UsageProblem(f"--resume: {settings.out} holds a {previous.get('task')} run, not {settings.task}")
     src = resolve_model(settings.model)
-    return src, previous
+    load_from = ModelSource(settings.out, None, src.name) if previous else src
+    return Start(src, load_from, previous, load_tokenizer(load_from), load_config(load_from))
+
+
+def new_results(begun: Start, settings: Settings, objective: str, model, plan, trainer, device: str, **fields) -> dict:
+    """The finetune.json of a run that has not finished yet; `fields` are the stage's own (data, metrics...)."""
+    previous = begun.previous
+    described = dict(begun.src.describe(), parameters=parameters(model), architecture=type(model).__name__)
+    return {
+        "task": settings.task,
+        "objective": objective,
+        "model": previous["model"] if previous else described,
+        "settings": settings.as_dict(),
+        "seed": settings.seed,
+        "plan": {"steps": plan.steps, "batches_per_epoch": plan.batches_per_epoch, "examples": plan.examples},
+        "device": device,
+        "precision": trainer.precision,
+        "gotd_stream": __version__,
+        "resumed_from_step": trainer.progress.step,
+        "finished": None,
+        "status": "partial",
+        **fields,
+    }
+
+
+def checkpointer(settings: Settings, model, tokenizer, trainer, plan, results: dict) -> Callable[..., None]:
+    """save(final, extra): the results with the training progress, and the checkpoint, written atomically."""
+    from gotd_stream.trainer import write_checkpoint
+
+    def save(final: bool = False, extra: dict | None = None) -> None:
+        p = trainer.progress
+        epoch, batch = plan.position(p.step)
+        results["metrics"]["train"] = p.summary()
+        results["progress"] = dataclasses.asdict(p)
+        results["position"] = {"step": p.step, "epoch": epoch, "batch": batch}
+        state = trainer.state() if (settings.save_state or not final) else None
+        write_checkpoint(settings.out, model, tokenizer, results, state, extra)
+
+    return save
 
 
 def run_warmup(settings: Settings) -> dict:
     """Stage 1: continued pre-training on the texts, with (pseudo-)perplexity before and after."""
     import torch
 
-    from gotd_stream.trainer import Plan, Trainer, read_state, write_checkpoint
+    from gotd_stream.trainer import Plan, Trainer, read_state
 
     started = now()
-    src, previous = start(settings)
-    if settings.label_field != "label":
-        raise UsageProblem("--label-field applies to --task classify")
-    load_from = ModelSource(settings.out, None, src.name) if previous else src
-    tokenizer = load_tokenizer(load_from)
-    config = load_config(load_from)
+    begun = start(settings)
+    src, load_from, previous, tokenizer, config = begun
     if previous and settings.objective not in ("auto", previous["objective"]):
         raise UsageProblem(f"--resume: {settings.out} was trained with --objective {previous['objective']}")
     objective = choose_objective(config, previous["objective"] if previous else settings.objective)
@@ -601,8 +651,6 @@ def run_warmup(settings: Settings) -> dict:
         eval_before = previous["metrics"].get("eval_before")
     else:
         eval_before = evaluation.run(model, settings.batch_size, dev, trainer.precision) if evaluation else None
-    resumed_from = trainer.progress.step
-
     train_blocks = torch.from_numpy(blocks)
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
     mask_id, vocab = tokenizer.mask_token_id, embeddings
@@ -616,36 +664,21 @@ def run_warmup(settings: Settings) -> dict:
         loss = model(input_ids=inputs.to(dev), labels=labels.to(dev)).loss
         return loss, int(x.numel())
 
-    results = {
-        "task": "warmup",
-        "objective": objective,
-        "model": previous["model"]
-        if previous
-        else dict(src.describe(), parameters=parameters(model), architecture=type(model).__name__),
-        "settings": settings.as_dict(),
-        "seed": settings.seed,
-        "data": dict(data.info, blocks=len(blocks), block_size=settings.block_size),
-        "eval_data": eval_info,
-        "plan": {"steps": plan.steps, "batches_per_epoch": plan.batches_per_epoch, "examples": plan.examples},
-        "metrics": {"eval_before": eval_before, "eval_after": None, "train": None},
-        "evaluation": describe_eval(objective, settings),
-        "device": device_name,
-        "precision": trainer.precision,
-        "gotd_stream": __version__,
-        "resumed_from_step": resumed_from,
-        "started": started,
-        "finished": None,
-        "status": "partial",
-    }
-
-    def save(final: bool = False) -> None:
-        p = trainer.progress
-        epoch, batch = plan.position(p.step)
-        results["metrics"]["train"] = p.summary()
-        results["progress"] = dataclasses.asdict(p)
-        results["position"] = {"step": p.step, "epoch": epoch, "batch": batch}
-        state = trainer.state() if (settings.save_state or not final) else None
-        write_checkpoint(settings.out, model, tokenizer, results, state)
+    results = new_results(
+        begun,
+        settings,
+        objective,
+        model,
+        plan,
+        trainer,
+        device_name,
+        data=dict(data.info, blocks=len(blocks), block_size=settings.block_size),
+        eval_data=eval_info,
+        metrics={"eval_before": eval_before, "eval_after": None, "train": None},
+        evaluation=describe_eval(objective, settings),
+        started=started,
+    )
+    save = checkpointer(settings, model, tokenizer, trainer, plan, results)
 
     trainer.run(step, save=save, save_every=settings.save_every, quiet=settings.quiet, log_every=settings.log_every)
     results["metrics"]["eval_after"] = (

@@ -117,17 +117,19 @@ def test_k_larger_than_corpus_and_empty_corpus(corpus, tiny_model):
 
 
 def test_non_finite_embeddings_are_skipped_and_counted(corpus, tiny_model, monkeypatch):
-    """Message and correct result: a record whose embedding overflows is skipped with its location."""
-    from gotd_stream.embed import Embedder
+    """Message and correct result: a record whose embedding overflows (fp16) is skipped with its location."""
+    import torch
+    from sentence_transformers import SentenceTransformer
 
-    encode = Embedder.encode
+    forward = SentenceTransformer.forward
 
-    def overflowing(self, texts):
-        emb = encode(self, texts)
-        emb[[i for i, t in enumerate(texts) if "POISON" in t]] = np.inf
-        return emb
+    def overflowing(self, features, **kwargs):
+        out = forward(self, features, **kwargs)
+        bad = (features["input_ids"] == self.tokenizer.convert_tokens_to_ids("poison")).any(dim=1)
+        out["sentence_embedding"] = torch.where(bad[:, None], torch.inf, out["sentence_embedding"])
+        return out
 
-    monkeypatch.setattr(Embedder, "encode", overflowing)
+    monkeypatch.setattr(SentenceTransformer, "forward", overflowing)
     docs = corpus["docs"][:20] + [{"id": "bad", "text": "POISON pill"}] + corpus["docs"][20:40]
     pool = write_jsonl(corpus["dir"] / "poison.jsonl", docs)
     out = run(["score", "--target", corpus["target"], "-k", 100, "--model", tiny_model, pool])
