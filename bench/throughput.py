@@ -595,7 +595,7 @@ def main() -> None:
         f"Python {platform.python_version()}",
         f"- model: {embedder.name}, {MAX_TOKENS} tokens, {'fp16' if gpu else 'fp32'}; engine: "
         f"{embedder.engine.batch_tokens:,} tokens per batch, window {embedder.window:,} docs, "
-        f"{embedder.engine.workers} tokenizer workers in the pipeline",
+        f"{args.workers if args.workers is not None else embedder.engine.workers} tokenizer workers in the pipeline",
         f"- corpus: {n_docs:,} documents of {chars_per_doc:.0f} characters on average ({tokens_per_doc:.1f} tokens "
         f"after truncation), recombined from {len(source):,} real texts ({tag}); k = {k:,}",
         "",
