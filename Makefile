@@ -30,7 +30,8 @@ test: setup
 
 # Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool;
 # then scoring throughput: every stage alone, plain encode and `zstd -dc | gotd-stream score` end to end in one run
-# (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host)
+# (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a
+# stand-in model whose forward pass is nearly free, to see hybrid against semantic where the model is not the limit
 THROUGHPUT_ARGS ?=
 bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
@@ -40,7 +41,7 @@ bench: setup
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
 # GOT-D against random, DSIR and the target centroid with a SmolLM2 warm-up on each selection (bench/baselines.py:
-# small on the CPU, about 35 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one)
+# small on the CPU, about 45 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one)
 QUALITY_SIZE ?= auto
 quality: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
