@@ -313,8 +313,9 @@ def stage_forward(embedder, texts: list[str], rows: int, repeats: int) -> float:
 
 
 def stage_lexical(potentials: Path, texts: list[str]) -> float:
-    """The lexical half of a hybrid artifact alone, in one process, in the pipeline's 256-text calls."""
+    """The lexical half of a hybrid artifact alone, in one process, in the calls the tokenizer stage makes."""
     from gotd_stream import artifact
+    from gotd_stream.engine import CHUNK_DOCS
     from gotd_stream.features import CHAR_BUDGET, Lexical
 
     fitted = artifact.load(str(potentials))
@@ -323,8 +324,8 @@ def stage_lexical(potentials: Path, texts: list[str]) -> float:
     lexical.encode(texts[:256])  # warm-up (imports)
 
     def run() -> None:
-        for i in range(0, len(texts), Lexical.batch_size):
-            lexical.encode(texts[i : i + Lexical.batch_size])
+        for i in range(0, len(texts), CHUNK_DOCS):
+            lexical.encode(texts[i : i + CHUNK_DOCS])
 
     return len(texts) / min(timed(run) for _ in range(3))  # the fastest of three, as end to end
 

