@@ -120,7 +120,7 @@ def semantic(texts: list[str], path: Path) -> np.ndarray:
     key = path.with_suffix(".sha256")
     if path.exists() and key.exists() and key.read_text().strip() == digest:
         return np.load(path)
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     started = time.time()
     emb = Embedder(None, device="cpu", max_tokens=128, batch_size=64).encode(texts)
@@ -224,9 +224,9 @@ def select_gotd(corpus: Corpus, split: Split, k: int, space: str = "hybrid") -> 
     on that sample, solves OT against the target, and scores every document by the c-transform; ties go to
     the earlier record.
     """
-    from gotd_stream.features import Lexical
-    from gotd_stream.ot import CTransform, fit_potentials
-    from gotd_stream.sample import reservoir
+    from gotd_stream.features.lexical import Lexical
+    from gotd_stream.select.ot import CTransform, fit_potentials
+    from gotd_stream.select.sample import reservoir
 
     sample, _ = reservoir(range(len(split.pool)), GOTD["sample"], SEED)
     sample_texts = [corpus.texts[split.pool[i]] for i in sample]

@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pool import DEFAULT_DOMAINS, _dedup, load_domains  # noqa: E402
-from gotd_stream.embed import Embedder  # noqa: E402
-from gotd_stream.ot import CTransform, NotConverged, fit_potentials  # noqa: E402
+from gotd_stream.features.semantic import Embedder  # noqa: E402
+from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials  # noqa: E402
 
 BASE = {"epsilon": 0.05, "sample": 10_000, "target": 1_000, "tokens": 128}
 VARY = {

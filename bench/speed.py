@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.defaults import load_pool  # noqa: E402
-from gotd_stream.features import Lexical, hashed_tf  # noqa: E402
+from gotd_stream.features.lexical import Lexical, hashed_tf  # noqa: E402
 
 
 def rate(fn, texts: list[str], repeat: int = 2) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        from gotd_stream.embed import Embedder
+        from gotd_stream.features.semantic import Embedder
 
         embedder = Embedder(None, device="cpu", max_tokens=128, batch_size=64)
         results.append(

@@ -247,7 +247,7 @@ def run_pipeline(command: str, log_path: Path) -> dict:
 
 
 def stage_reader(path: Path) -> float:
-    from gotd_stream.records import Skips, read_records
+    from gotd_stream.io.records import Skips, read_records
 
     started = time.perf_counter()
     n = sum(1 for _ in read_records([str(path)], "text", Skips()))
@@ -267,7 +267,7 @@ def stage_hf_tokenizer(embedder, texts: list[str]) -> float:
 
 def stage_our_tokenizer(embedder, texts: list[str], workers: int) -> float:
     """Our tokenizer: inline, or in `workers` processes (started and warmed before the clock starts)."""
-    from gotd_stream.engine import CHUNK_DOCS, Tokenize, _work
+    from gotd_stream.features.engine import CHUNK_DOCS, Tokenize, _work
 
     if workers == 0:
         tokenize = Tokenize(embedder.engine.spec)
@@ -288,7 +288,7 @@ def stage_forward(embedder, texts: list[str], rows: int, repeats: int) -> float:
     """The model alone on full-length pre-tokenised batches already on the device: the ceiling for docs/s."""
     import torch
 
-    from gotd_stream.engine import Tokenize
+    from gotd_stream.features.engine import Tokenize
 
     chunk = Tokenize(embedder.engine.spec)(texts[:rows])
     ids = torch.full((rows, MAX_TOKENS), embedder.engine.pad_id, dtype=torch.long)
@@ -314,9 +314,9 @@ def stage_forward(embedder, texts: list[str], rows: int, repeats: int) -> float:
 
 def stage_lexical(potentials: Path, texts: list[str]) -> float:
     """The lexical half of a hybrid artifact alone, in one process, in the calls the tokenizer stage makes."""
-    from gotd_stream import artifact
-    from gotd_stream.engine import CHUNK_DOCS
-    from gotd_stream.features import CHAR_BUDGET, Lexical
+    from gotd_stream.features.engine import CHUNK_DOCS
+    from gotd_stream.features.lexical import CHAR_BUDGET, Lexical
+    from gotd_stream.select import artifact
 
     fitted = artifact.load(str(potentials))
     arrays, header = fitted.arrays, fitted.features
@@ -333,7 +333,7 @@ def stage_lexical(potentials: Path, texts: list[str]) -> float:
 def stage_ctransform(device: str, n: int, m: int, dim: int, window: int) -> float:
     import numpy as np
 
-    from gotd_stream.ot import CTransform
+    from gotd_stream.select.ot import CTransform
 
     rng = np.random.default_rng(0)
     y = rng.standard_normal((m, dim)).astype(np.float32)
@@ -349,7 +349,7 @@ def stage_ctransform(device: str, n: int, m: int, dim: int, window: int) -> floa
 def stage_heap(n: int, k: int, window: int) -> float:
     import numpy as np
 
-    from gotd_stream.topk import TopK
+    from gotd_stream.select.topk import TopK
 
     scores = np.random.default_rng(0).standard_normal(n)
     items = [b"x"] * window
@@ -424,8 +424,8 @@ def main() -> None:
         write_seed(pool_texts(args.cache), args.write_seed, args.seed_mb)
         return
 
-    from gotd_stream.embed import Embedder, pick_device
-    from gotd_stream.engine import auto_workers
+    from gotd_stream.features.engine import auto_workers
+    from gotd_stream.features.semantic import Embedder, pick_device
 
     device = pick_device(args.device)
     if args.standin:
@@ -462,7 +462,7 @@ def main() -> None:
     if embedder.engine is None:
         raise SystemExit("this model does not take the fast path (not plain text through a fast tokenizer)")
     spec = embedder.engine.spec
-    from gotd_stream.engine import Tokenize
+    from gotd_stream.features.engine import Tokenize
 
     lengths = Tokenize(spec)(docs[:2000]).lengths
     tokens_per_doc = float(lengths.mean())

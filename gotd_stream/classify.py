@@ -30,8 +30,8 @@ from gotd_stream.finetune import (
     skips_for,
     start,
 )
-from gotd_stream.records import Skips, read_records
-from gotd_stream.streams import display_name
+from gotd_stream.io.records import Skips, read_records
+from gotd_stream.io.streams import display_name
 
 Label = str | int
 

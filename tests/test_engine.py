@@ -1,4 +1,4 @@
-"""The fast embedding path (gotd_stream.engine): the same tokens and embeddings as plain encode, whatever the
+"""The fast embedding path (gotd_stream.features.engine): the same tokens and embeddings as plain encode, whatever the
 worker count, in input order; batches that depend on the window alone; failures that reach the caller."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import zstandard
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.engine import Tokenize, plan_batches
-from gotd_stream.records import Skips, read_records
+from gotd_stream.features.engine import Tokenize, plan_batches
+from gotd_stream.io.records import Skips, read_records
 from tests.conftest import make_docs, write_jsonl
 
 WORDS = (
@@ -50,7 +50,7 @@ def texts_of_mixed_lengths(n: int, seed: int = 0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     embedder = Embedder(tiny_model, device="cpu", batch_tokens=512)
     assert embedder.engine is not None
@@ -85,7 +85,7 @@ def test_embeddings_match_plain_encode(tiny):
 
 def test_default_model_matches_plain_encode():
     """all-MiniLM-L6-v2 on 50 real-looking texts of mixed lengths, some very long: cosine >= 0.999 per text."""
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     texts = [d["text"] for d in make_docs(20, seed=3)] + texts_of_mixed_lengths(30, seed=4)
     embedder = Embedder(None, device="cpu")
@@ -117,8 +117,8 @@ def test_batches_depend_on_lengths_alone():
 
 
 def test_windows_end_at_inputs_counts_and_bytes():
-    from gotd_stream.pipeline import windows
-    from gotd_stream.records import Record
+    from gotd_stream.io.records import Record
+    from gotd_stream.select.pipeline import windows
 
     records = [Record(i // 10, "f", i, b"x" * (100 if i % 10 < 5 else 10), "t") for i in range(30)]
     cut = [[r.lineno for r in w] for w in windows(records, size=4, max_bytes=250)]
@@ -127,7 +127,7 @@ def test_windows_end_at_inputs_counts_and_bytes():
 
 
 def test_workers_do_not_change_results(tiny_model, tiny):
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     texts = texts_of_mixed_lengths(150, seed=5)
     with_workers = Embedder(tiny_model, device="cpu", batch_tokens=512, workers=2)
@@ -140,7 +140,7 @@ def test_workers_do_not_change_results(tiny_model, tiny):
 
 def test_forward_in_a_thread_of_its_own(tiny_model, tiny):
     """The GPU layout (the forward pass in its own thread, scoring in the caller's) gives the same bits."""
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     texts = texts_of_mixed_lengths(100, seed=9)
     threaded = Embedder(tiny_model, device="cpu", batch_tokens=512)
@@ -182,7 +182,7 @@ def test_hybrid_score_and_merge_do_not_depend_on_workers(tmp_path, tiny_model):
 
 
 def test_hybrid_is_both_parts_side_by_side(tiny):
-    from gotd_stream.features import Hybrid, Lexical
+    from gotd_stream.features.lexical import Hybrid, Lexical
 
     texts = texts_of_mixed_lengths(60, seed=6)
     lexical = Lexical.fit(texts, dim=16)
@@ -197,8 +197,8 @@ def gotd_threads() -> list[str]:
 
 def test_a_failure_while_reading_reaches_the_caller(tiny, tmp_path):
     """A corrupt stream mid-way: the windows before it come out, then its error; no stage thread is left."""
-    from gotd_stream import pipeline
-    from gotd_stream.streams import CorruptInput
+    from gotd_stream.io.streams import CorruptInput
+    from gotd_stream.select import pipeline
 
     docs = make_docs(300, seed=7)
     data = zstandard.ZstdCompressor().compress(b"".join(orjson.dumps(d) + b"\n" for d in docs))
@@ -225,9 +225,9 @@ def test_non_finite_rows_are_skipped_on_the_fast_path(tiny_model, monkeypatch):
     """An fp16-style overflow inside the model: the record is skipped and counted, the others are scored."""
     import torch
 
-    from gotd_stream import pipeline
-    from gotd_stream.embed import Embedder
-    from gotd_stream.records import Record
+    from gotd_stream.features.semantic import Embedder
+    from gotd_stream.io.records import Record
+    from gotd_stream.select import pipeline
 
     embedder = Embedder(tiny_model, device="cpu", batch_tokens=512)
     poison = embedder.model.tokenizer.convert_tokens_to_ids("poison")

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.features import Lexical, hashed_tf
+from gotd_stream.features.lexical import Lexical, hashed_tf
 from tests.conftest import pot_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def run(args, code=0):
 
 def test_hashing_is_the_same_in_every_process():
     code = (
-        "import hashlib, sys; sys.path.insert(0, sys.argv[1]); from gotd_stream.features import hashed_tf; "
+        "import hashlib, sys; sys.path.insert(0, sys.argv[1]); from gotd_stream.features.lexical import hashed_tf; "
         f"m = hashed_tf({TEXTS!r}, 1 << 15); "
         "print(hashlib.sha256(m.indices.tobytes() + m.indptr.tobytes() + m.data.tobytes()).hexdigest())"
     )
@@ -111,7 +111,7 @@ def test_lexical_needs_no_model_and_refuses_a_mismatch(corpus, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the lexical space must not load a model")
 
-    monkeypatch.setattr("gotd_stream.embed.Embedder.__init__", no_model)
+    monkeypatch.setattr("gotd_stream.features.semantic.Embedder.__init__", no_model)
     out = run(["score", "-p", pot_file, "-k", 20, corpus["pool"]]).stdout_bytes
     topics = Counter(orjson.loads(line)["topic"] for line in out.splitlines())
     assert topics["cooking"] >= 18, topics  # shared words find the target's topic (random: ~7 of 20)

@@ -26,8 +26,8 @@ import zstandard
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.records import Record, Skips, read_records
-from gotd_stream.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
+from gotd_stream.io.records import Record, Skips, read_records
+from gotd_stream.io.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
 from tests.conftest import make_docs, write_jsonl
 
 try:

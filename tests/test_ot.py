@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gotd_stream.ot import CTransform, NotConverged, fit_potentials
-from gotd_stream.sample import reservoir
-from gotd_stream.topk import TopK
+from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
+from gotd_stream.select.sample import reservoir
+from gotd_stream.select.topk import TopK
 from tests.conftest import pot_gradients
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gotd_stream.records import BadRecord, Skips, read_records, split_scored, with_score
+from gotd_stream.io.records import BadRecord, Skips, read_records, split_scored, with_score
 
 BAD = {
     b'{"text": "ok one"}': None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from gotd_stream.streams import display_name, read_lines
+from gotd_stream.io.streams import display_name, read_lines
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 _SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')

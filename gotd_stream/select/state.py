@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gotd_stream.records import split_scored, with_score
-from gotd_stream.streams import atomic_output, read_lines
-from gotd_stream.topk import TopK
+from gotd_stream.io.records import split_scored, with_score
+from gotd_stream.io.streams import atomic_output, read_lines
+from gotd_stream.select.topk import TopK
 
 STATE_VERSION = 1
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gotd_stream import __version__
-from gotd_stream.artifact import Potentials
-from gotd_stream.ot import CTransform, NotConverged, fit_potentials
-from gotd_stream.records import Record, Skips, read_records, with_score
-from gotd_stream.sample import reservoir
-from gotd_stream.streams import STDIN, atomic_output
-from gotd_stream.topk import TopK
+from gotd_stream.io.records import Record, Skips, read_records, with_score
+from gotd_stream.io.streams import STDIN, atomic_output
+from gotd_stream.select.artifact import Potentials
+from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
+from gotd_stream.select.sample import reservoir
+from gotd_stream.select.topk import TopK
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
@@ -138,7 +138,7 @@ def fit(
     quiet: bool = False,
 ) -> Potentials:
     """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
-    from gotd_stream import features
+    from gotd_stream.features import lexical as features
 
     if not quiet:
         print(

@@ -37,13 +37,13 @@ def log(message: str, quiet: bool = False) -> None:
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
     """Turn the library's exceptions into click errors: exit 2 for usage, 1 for runtime failures."""
-    from gotd_stream.artifact import ArtifactError
-    from gotd_stream.embed import ModelError
-    from gotd_stream.ot import NotConverged
-    from gotd_stream.pipeline import EmptyTarget
-    from gotd_stream.records import BadRecord
-    from gotd_stream.state import StateError, StateLocked
-    from gotd_stream.streams import CorruptInput
+    from gotd_stream.features.semantic import ModelError
+    from gotd_stream.io.records import BadRecord
+    from gotd_stream.io.streams import CorruptInput
+    from gotd_stream.select.artifact import ArtifactError
+    from gotd_stream.select.ot import NotConverged
+    from gotd_stream.select.pipeline import EmptyTarget
+    from gotd_stream.select.state import StateError, StateLocked
 
     try:
         yield
@@ -225,7 +225,7 @@ def make_embedder(
     batch_tokens: int | None = None,
     workers: int | None = None,
 ):
-    from gotd_stream.embed import Embedder
+    from gotd_stream.features.semantic import Embedder
 
     return Embedder(
         model, device=device, max_tokens=max_tokens, batch_size=batch_size, batch_tokens=batch_tokens, workers=workers
@@ -248,7 +248,8 @@ def fit_in_space(
     quiet: bool,
 ):
     """Fit the feature space on the sample (lexical parts), then the potentials in it: (artifact, featurizer)."""
-    from gotd_stream import features, pipeline
+    from gotd_stream.features import lexical as features
+    from gotd_stream.select import pipeline
 
     featurizer = features.build(
         space, sample, embedder, seed=seed, weight=weight, buckets=LEXICAL_BUCKETS, dim=LEXICAL_DIM, device=device
@@ -277,10 +278,10 @@ def fit_from_inputs(
     budget: int | None = None,
 ):
     """Pass 1 over re-readable inputs: a reservoir sample of the candidates, then the OT fit."""
-    from gotd_stream import pipeline
-    from gotd_stream.features import CHAR_BUDGET
-    from gotd_stream.records import Skips, read_records
-    from gotd_stream.sample import reservoir
+    from gotd_stream.features.lexical import CHAR_BUDGET
+    from gotd_stream.io.records import Skips, read_records
+    from gotd_stream.select import pipeline
+    from gotd_stream.select.sample import reservoir
 
     target_texts, target_seen = pipeline.read_target(target, text_field, target_size, seed, strict)
     skips = Skips(strict=strict, report=report, budget=budget)
@@ -325,7 +326,7 @@ def space_embedder(
     workers: int | None = None,
 ):
     """The sentence-embedding model when the space needs one (semantic, hybrid), else None; and the device."""
-    from gotd_stream.embed import pick_device
+    from gotd_stream.features.semantic import pick_device
 
     if space == "lexical":
         return None, pick_device(device)
@@ -481,8 +482,8 @@ def score(
       zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
     """
-    from gotd_stream import pipeline
-    from gotd_stream.records import Skips, read_records
+    from gotd_stream.io.records import Skips, read_records
+    from gotd_stream.select import pipeline
 
     if (potentials is None) == (target is None):
         raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
@@ -498,7 +499,7 @@ def score(
                 potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
             )
             if state:
-                from gotd_stream.state import State
+                from gotd_stream.select.state import State
 
                 identity = {"fit_id": pot.fit_id, "k": k, "text_field": text_field}
                 with State(state, identity, wait=wait) as st:
@@ -578,8 +579,9 @@ def load_checked(
     workers: int | None = None,
 ):
     """The artifact and a featurizer that embeds exactly as the fit did; anything else is a usage error."""
-    from gotd_stream import artifact, features
-    from gotd_stream.embed import pick_device
+    from gotd_stream.features import lexical as features
+    from gotd_stream.features.semantic import pick_device
+    from gotd_stream.select import artifact
 
     pot = artifact.load(potentials)
     fitted_space = pot.features.get("space", "semantic")
@@ -635,10 +637,10 @@ def merge(inputs, k, output, no_score, quiet) -> None:
     """
     import numpy as np
 
-    from gotd_stream.pipeline import write_selection
-    from gotd_stream.records import split_scored
-    from gotd_stream.streams import display_name, read_lines
-    from gotd_stream.topk import TopK
+    from gotd_stream.io.records import split_scored
+    from gotd_stream.io.streams import display_name, read_lines
+    from gotd_stream.select.pipeline import write_selection
+    from gotd_stream.select.topk import TopK
 
     paths = resolve_inputs(inputs)
     top = TopK(k)
@@ -713,9 +715,9 @@ def embed(
       gotd-stream embed shards/part-00.jsonl.zst -o part-00.npy
       gotd-stream embed -p task.gotd shards/part-00.jsonl.zst -o part-00.npy
     """
-    from gotd_stream import pipeline
-    from gotd_stream.records import Skips, read_records
-    from gotd_stream.streams import NpyWriter, atomic_output
+    from gotd_stream.io.records import Skips, read_records
+    from gotd_stream.io.streams import NpyWriter, atomic_output
+    from gotd_stream.select import pipeline
 
     paths = resolve_inputs(inputs)
     if output.endswith((".zst", ".zstd", ".gz")):
@@ -758,7 +760,7 @@ def info(potentials, as_json) -> None:
     """
     import json
 
-    from gotd_stream import artifact
+    from gotd_stream.select import artifact
 
     with friendly_errors():
         pot = artifact.load(potentials)

@@ -49,7 +49,7 @@ def pick_device(device: str) -> str:
 class Embedder:
     """A loaded model with its settings and a fingerprint that identifies its weights.
 
-    Embeds through gotd_stream.engine (worker tokenisers, length buckets, token-budget batches, overlapped
+    Embeds through gotd_stream.features.engine (worker tokenisers, length buckets, token-budget batches, overlapped
     stages) when the model takes plain text through a fast tokenizer, else through SentenceTransformer.encode.
     `workers` and `batch_tokens` change the speed, never the tokens a text gets; `batch_tokens` (and
     `batch_size`, an upper bound on texts per forward pass) choose the batches, so the last bits of an
@@ -72,7 +72,7 @@ class Embedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        from gotd_stream.engine import WINDOW_BATCHES, Engine
+        from gotd_stream.features.engine import WINDOW_BATCHES, Engine
 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gotd_stream.streams import atomic_output
+from gotd_stream.io.streams import atomic_output
 
 FORMAT = "gotd-stream potentials"
 FORMAT_VERSION = 2  # 2 added feature spaces (lexical, hybrid); version 1 files are semantic
@@ -103,7 +103,7 @@ def load(path: str) -> Potentials:
             "upgrade gotd-stream"
         )
     space = header.get("features", {}).get("space", "semantic")
-    from gotd_stream.features import SPACES
+    from gotd_stream.features.lexical import SPACES
 
     if space not in SPACES:
         raise ArtifactError(f"{path}: unknown feature space {space!r}: upgrade gotd-stream")

@@ -1,0 +1,1 @@
+"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-grams), hybrid (both)."""

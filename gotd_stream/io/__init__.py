@@ -1,0 +1,1 @@
+"""Bytes and records in and out: decompression, JSONL records with their original bytes, atomic outputs."""
