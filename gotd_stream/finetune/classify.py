@@ -9,83 +9,23 @@ computed here, in a few lines, rather than by a metrics library.
 from __future__ import annotations
 
 import copy
-import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
-from gotd_stream.finetune.warmup import (
-    ModelSource,
-    Settings,
-    UsageProblem,
-    check_block_size,
+from gotd_stream.finetune.data import Label, collate, label_order, read_examples, tokenize
+from gotd_stream.finetune.models import ModelSource, check_block_size, device_of, load_model
+from gotd_stream.finetune.session import (
     check_resumable,
     checkpointer,
-    device_of,
-    load_model,
     new_results,
     now,
     read_progress,
     skips_for,
     start,
 )
-from gotd_stream.records import Skips, read_records
+from gotd_stream.finetune.settings import Settings, UsageProblem
 from gotd_stream.streams import display_name
-
-Label = str | int
-
-
-@dataclass
-class Examples:
-    """Labelled records: texts, labels, and where each came from (for messages and the predictions file)."""
-
-    texts: list[str]
-    labels: list[Label]
-    lines: list[int]
-    info: dict
-
-
-def label_of(raw: bytes, field: str) -> tuple[Label | None, str, str]:
-    """(label, '', '') for a usable label, else (None, reason, detail) for the skip report."""
-    obj = orjson.loads(raw)
-    if field not in obj:
-        return None, f"missing label field {field!r}", "keys seen: " + (", ".join(list(obj)[:8]) or "none")
-    value = obj[field]
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None, f"label field {field!r} not a string or integer", f"got {type(value).__name__}"
-    return value, "", ""
-
-
-def read_examples(path: str, text_field: str, label_field: str, skips: Skips) -> Examples:
-    """Every record with a text and a label; the sha256 covers the [text, label] pairs used, one JSON line each."""
-    digest = hashlib.sha256()
-    texts: list[str] = []
-    labels: list[Label] = []
-    lines: list[int] = []
-    for record in read_records([path], text_field, skips):
-        label, reason, detail = label_of(record.raw, label_field)
-        if label is None:
-            skips.add(record.name, record.lineno, reason, detail)
-            continue
-        digest.update(orjson.dumps([record.text, label]) + b"\n")
-        texts.append(record.text)
-        labels.append(label)
-        lines.append(record.lineno)
-    info = {
-        "path": display_name(path),
-        "sha256": digest.hexdigest(),
-        "sha256_of": "the [text, label] pairs used, each as a JSON array followed by a newline",
-        "records": len(texts),
-        "skipped": skips.total,
-        "skipped_by_reason": dict(sorted(skips.counts.items())),
-    }
-    return Examples(texts, labels, lines, info)
-
-
-def label_order(labels: list[Label]) -> list[Label]:
-    """Class ids by sorted label (integers before strings): independent of the order of the file."""
-    return sorted(set(labels), key=lambda v: (isinstance(v, str), v))
 
 
 def accuracy(truth: list, predicted: list) -> float:
@@ -107,27 +47,6 @@ def macro_f1(truth: list, predicted: list) -> float:
     """Unweighted mean of the per-class F1 (as sklearn's f1_score(average='macro') with its default labels)."""
     scores = per_class_f1(truth, predicted)
     return sum(scores.values()) / len(scores)
-
-
-def tokenize(tokenizer, texts: list[str], block_size: int) -> list[list[int]]:
-    """Token ids with the model's special tokens, cut to --block-size."""
-    out: list[list[int]] = []
-    for start_ in range(0, len(texts), 512):
-        out.extend(tokenizer(texts[start_ : start_ + 512], truncation=True, max_length=block_size)["input_ids"])
-    return out
-
-
-def collate(rows: list[list[int]], pad_id: int):
-    """Right-padded inputs and their attention mask."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids, mask
 
 
 def predict(model, rows: list[list[int]], labels: list[int], pad_id: int, batch_size: int, device: str, precision):

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -344,15 +344,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-@contextlib.contextmanager
-def quiet_stderr(quiet: bool) -> Iterator[None]:
-    """Hide third-party progress bars (GGUF de-quantisation) when ours would be hidden too."""
-    if not (quiet or not sys.stderr.isatty()):
-        yield
-        return
-    import io
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield
