@@ -19,12 +19,13 @@ from gotd_stream.finetune.session import (
     check_resumable,
     checkpointer,
     new_results,
-    now,
+    open_session,
     read_progress,
     skips_for,
-    start,
+    utc_now,
 )
 from gotd_stream.finetune.settings import Settings, UsageProblem
+from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.streams import display_name
 
 
@@ -54,16 +55,14 @@ def predict(model, rows: list[list[int]], labels: list[int], pad_id: int, batch_
     import torch
     import torch.nn.functional as F
 
-    from gotd_stream.finetune.trainer import autocast
-
     model.eval()
     predicted: list[int] = []
     total = 0.0
     with torch.no_grad(), autocast(device, precision):
-        for start_ in range(0, len(rows), batch_size):
-            ids, mask = collate(rows[start_ : start_ + batch_size], pad_id)
+        for first in range(0, len(rows), batch_size):
+            ids, mask = collate(rows[first : first + batch_size], pad_id)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            target = torch.tensor(labels[start_ : start_ + batch_size], device=device)
+            target = torch.tensor(labels[first : first + batch_size], device=device)
             total += F.cross_entropy(logits, target, reduction="sum").item()
             predicted.extend(logits.argmax(dim=-1).tolist())
     model.train()
@@ -103,11 +102,9 @@ def run_classify(settings: Settings) -> dict:
     """Stage 2: train a classifier on --data, report accuracy and macro-F1 on --eval-data, save it."""
     import torch
 
-    from gotd_stream.finetune.trainer import Plan, Trainer, read_state
-
-    started = now()
-    begun = start(settings)
-    src, load_from, previous, tokenizer, config = begun
+    started_at = utc_now()
+    session = open_session(settings)
+    src, load_from, previous, tokenizer, config = session
     if config is not None:
         check_block_size(config, settings.block_size, src.path)
 
@@ -162,7 +159,7 @@ def run_classify(settings: Settings) -> dict:
         return loss, int(mask.sum())
 
     results = new_results(
-        begun,
+        session,
         settings,
         "classification",
         model,
@@ -172,7 +169,7 @@ def run_classify(settings: Settings) -> dict:
         data=dict(train.info, tokens=tokens_in),
         eval_data=held.info if held else None,
         metrics={"labels": classes, "train": None},
-        started=started,
+        started=started_at,
     )
     save = checkpointer(settings, model, tokenizer, trainer, plan, results)
 
@@ -187,7 +184,7 @@ def run_classify(settings: Settings) -> dict:
         results["eval_data"]["tokens"] = sum(map(len, eval_rows))
         results["metrics"].update(
             accuracy=accuracy(true_labels, predicted_labels),
-            macro_f1=sum(f1.values()) / len(f1),
+            macro_f1=macro_f1(true_labels, predicted_labels),
             per_label_f1=[{"label": c, "f1": v} for c, v in f1.items()],
             eval_loss=loss,
             eval_records=len(truth),
@@ -198,6 +195,6 @@ def run_classify(settings: Settings) -> dict:
             for line, t, p in zip(held.lines, true_labels, predicted_labels, strict=True)
         ]
         extra = {"predictions.jsonl": b"\n".join(lines) + b"\n"}
-    results["finished"], results["status"] = now(), "complete"
+    results["finished"], results["status"] = utc_now(), "complete"
     save(final=True, extra=extra)
     return results

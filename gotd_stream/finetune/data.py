@@ -145,8 +145,10 @@ def label_order(labels: list[Label]) -> list[Label]:
 def tokenize(tokenizer, texts: list[str], block_size: int) -> list[list[int]]:
     """Token ids with the model's special tokens, cut to --block-size."""
     out: list[list[int]] = []
-    for start_ in range(0, len(texts), 512):
-        out.extend(tokenizer(texts[start_ : start_ + 512], truncation=True, max_length=block_size)["input_ids"])
+    for first in range(0, len(texts), TOKENIZE_BATCH):
+        out.extend(
+            tokenizer(texts[first : first + TOKENIZE_BATCH], truncation=True, max_length=block_size)["input_ids"]
+        )
     return out
 
 

@@ -10,11 +10,19 @@ from typing import Any, NamedTuple
 from gotd_stream import __version__
 from gotd_stream.finetune.models import ModelSource, load_config, load_tokenizer, quiet_transformers, resolve_model
 from gotd_stream.finetune.settings import TRAJECTORY, Settings, UsageProblem
-from gotd_stream.finetune.trainer import CheckpointError
+from gotd_stream.finetune.trainer import (
+    STATE_DIR,
+    CheckpointError,
+    holds_checkpoint,
+    read_results,
+    resumable,
+    write_checkpoint,
+)
 from gotd_stream.records import Skips
 
 
-def now() -> str:
+def utc_now() -> str:
+    """The time stamps of finetune.json (started, finished)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -25,9 +33,11 @@ def parameters(model) -> int:
 def check_resumable(previous: dict, settings: Settings, data_info: dict, plan_steps: int, objective: str) -> None:
     """A resumed run must be the run it continues: same trajectory settings, same data, same horizon."""
     before = previous.get("settings", {})
-    now_ = settings.as_dict()
+    current = settings.as_dict()
     changed = [
-        f"--{k.replace('_', '-')} {before.get(k)!r} -> {now_[k]!r}" for k in TRAJECTORY if before.get(k) != now_[k]
+        f"--{k.replace('_', '-')} {before.get(k)!r} -> {current[k]!r}"
+        for k in TRAJECTORY
+        if before.get(k) != current[k]
     ]
     if objective != previous.get("objective"):
         changed.append(f"--objective {previous.get('objective')!r} -> {objective!r}")
@@ -57,8 +67,9 @@ def skips_for(settings: Settings) -> Skips:
     return Skips(strict=settings.strict, budget=settings.max_skipped)
 
 
-class Start(NamedTuple):
-    """What both stages begin with: the model source, where to load from, and the run being resumed (or None)."""
+class Session(NamedTuple):
+    """A run that passed its first checks: the model source, where to load the weights from (the source, or the
+    checkpoint being resumed), that checkpoint's finetune.json (or None), the tokenizer and the config."""
 
     src: ModelSource
     load_from: ModelSource
@@ -67,10 +78,8 @@ class Start(NamedTuple):
     config: Any
 
 
-def start(settings: Settings) -> Start:
+def open_session(settings: Settings) -> Session:
     """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
-    from gotd_stream.finetune.trainer import STATE_DIR, holds_checkpoint, read_results, resumable
-
     if settings.data == "-" and settings.eval_data == "-":
         raise UsageProblem("--data and --eval-data cannot both be stdin")
     if settings.max_steps is not None and settings.epochs is not None:
@@ -95,13 +104,15 @@ def start(settings: Settings) -> Start:
             raise UsageProblem(f"--resume: {settings.out} holds a {previous.get('task')} run, not {settings.task}")
     src = resolve_model(settings.model)
     load_from = ModelSource(settings.out, None, src.name) if previous else src
-    return Start(src, load_from, previous, load_tokenizer(load_from), load_config(load_from))
+    return Session(src, load_from, previous, load_tokenizer(load_from), load_config(load_from))
 
 
-def new_results(begun: Start, settings: Settings, objective: str, model, plan, trainer, device: str, **fields) -> dict:
+def new_results(
+    session: Session, settings: Settings, objective: str, model, plan, trainer, device: str, **fields
+) -> dict:
     """The finetune.json of a run that has not finished yet; `fields` are the stage's own (data, metrics...)."""
-    previous = begun.previous
-    described = dict(begun.src.describe(), parameters=parameters(model), architecture=type(model).__name__)
+    previous = session.previous
+    described = dict(session.src.describe(), parameters=parameters(model), architecture=type(model).__name__)
     return {
         "task": settings.task,
         "objective": objective,
@@ -121,7 +132,6 @@ def new_results(begun: Start, settings: Settings, objective: str, model, plan, t
 
 def checkpointer(settings: Settings, model, tokenizer, trainer, plan, results: dict) -> Callable[..., None]:
     """save(final, extra): the results with the training progress, and the checkpoint, written atomically."""
-    from gotd_stream.finetune.trainer import write_checkpoint
 
     def save(final: bool = False, extra: dict | None = None) -> None:
         p = trainer.progress

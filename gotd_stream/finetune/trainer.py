@@ -194,7 +194,7 @@ class Trainer:
         self.model.train()
         with bar:
             while p.step < self.plan.steps:
-                started = time.perf_counter()
+                tick = time.perf_counter()
                 with autocast(self.device, self.precision):
                     loss, tokens = step_fn(self.model, self.plan.indices(p.step), self.generator)
                 if not torch.isfinite(loss):
@@ -207,7 +207,7 @@ class Trainer:
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 value = loss.item()  # also waits for the GPU, so the time below is the step's
-                p.seconds += time.perf_counter() - started
+                p.seconds += time.perf_counter() - tick
                 p.step += 1
                 p.tokens += tokens
                 p.recent_losses = (p.recent_losses + [value])[-RECENT:]

@@ -18,12 +18,13 @@ from gotd_stream.finetune.session import (
     check_resumable,
     checkpointer,
     new_results,
-    now,
+    open_session,
     read_progress,
     skips_for,
-    start,
+    utc_now,
 )
 from gotd_stream.finetune.settings import Settings, UsageProblem
+from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.streams import display_name
 
 EVAL_MASK_SEED = 7  # with --seed, fixes which eval tokens the pseudo-perplexity masks
@@ -91,8 +92,8 @@ class LMEval:
 
         if not self.batches:
             for _, group in sorted(self.blocks.items(), reverse=True):
-                for start in range(0, len(group), batch_size):
-                    x = torch.from_numpy(np.stack(group[start : start + batch_size])).long()
+                for first in range(0, len(group), batch_size):
+                    x = torch.from_numpy(np.stack(group[first : first + batch_size])).long()
                     if self.objective == "mlm":
                         masked = mlm_inputs(x, self.special, self.mask_id, self.vocab, self.generator, self.probability)
                         self.batches.append(masked)
@@ -104,8 +105,6 @@ class LMEval:
         """Mean token NLL and its exp: perplexity (clm), pseudo-perplexity over the fixed masks (mlm)."""
         import torch
         import torch.nn.functional as F
-
-        from gotd_stream.finetune.trainer import autocast
 
         model.eval()
         total, count = 0.0, 0
@@ -129,11 +128,9 @@ def run_warmup(settings: Settings) -> dict:
     """Stage 1: continued pre-training on the texts, with (pseudo-)perplexity before and after."""
     import torch
 
-    from gotd_stream.finetune.trainer import Plan, Trainer, read_state
-
-    started = now()
-    begun = start(settings)
-    src, load_from, previous, tokenizer, config = begun
+    started_at = utc_now()
+    session = open_session(settings)
+    src, load_from, previous, tokenizer, config = session
     if previous and settings.objective not in ("auto", previous["objective"]):
         raise UsageProblem(f"--resume: {settings.out} was trained with --objective {previous['objective']}")
     objective = choose_objective(config, previous["objective"] if previous else settings.objective)
@@ -205,7 +202,7 @@ def run_warmup(settings: Settings) -> dict:
         return loss, int(x.numel())
 
     results = new_results(
-        begun,
+        session,
         settings,
         objective,
         model,
@@ -216,7 +213,7 @@ def run_warmup(settings: Settings) -> dict:
         eval_data=eval_info,
         metrics={"eval_before": eval_before, "eval_after": None, "train": None},
         evaluation=describe_eval(objective, settings),
-        started=started,
+        started=started_at,
     )
     save = checkpointer(settings, model, tokenizer, trainer, plan, results)
 
@@ -224,7 +221,7 @@ def run_warmup(settings: Settings) -> dict:
     results["metrics"]["eval_after"] = (
         evaluation.run(model, settings.batch_size, dev, trainer.precision) if evaluation else None
     )
-    results["finished"], results["status"] = now(), "complete"
+    results["finished"], results["status"] = utc_now(), "complete"
     save(final=True)
     return results
 
