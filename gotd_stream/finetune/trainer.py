@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from gotd_stream.streams import fsync_dir, umask
+
 STATE_DIR = "training_state"  # inside a checkpoint: what --resume needs beyond the model itself
 RESULTS = "finetune.json"
 MAX_GRAD_NORM = 1.0
@@ -288,7 +290,7 @@ def write_checkpoint(out: str, model, tokenizer, results: dict, state: dict | No
             json.dump(results, fh, indent=2, sort_keys=False)
             fh.write("\n")
         _fsync_tree(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -317,11 +319,7 @@ def _swap_into_place(tmp: str, out: str) -> None:
         os.rename(tmp, out)
         shutil.rmtree(old)
     with contextlib.suppress(OSError):
-        fd = os.open(os.path.dirname(out), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(os.path.dirname(out))
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -338,9 +336,3 @@ def _exchange(a: str, b: str) -> bool:
     if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported by this kernel or file system
         return False
     raise OSError(err, os.strerror(err), b)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
