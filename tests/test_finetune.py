@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -422,6 +424,51 @@ def test_usage_errors_exit_2(llama, texts, case):
     result = run(args, code=2, input=b"")
     assert message in result.stderr, result.stderr
     assert not (texts["dir"] / "out").exists() and (texts["dir"] / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_diverging_run_names_the_setting_to_lower(llama, texts):
+    args = ["--model", llama, "--data", texts["plain"], *COMMON, "--lr", 1e30, "--max-steps", 4, "-q"]
+    result = run([*args, "-o", texts["dir"] / "out"], code=1)
+    assert re.search(r"Error: the loss is (nan|-?inf) at step \d: lower --lr\n$", result.stderr), result.stderr
+
+
+def test_a_model_with_pickled_weights_is_refused(llama, texts):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = texts["dir"] / "bin-model"
+    shutil.copytree(llama, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    result = run(["--model", folder, "--data", texts["plain"], *COMMON, "-o", texts["dir"] / "out"], code=2)
+    assert "(gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)" in result.stderr
+    assert not (texts["dir"] / "out").exists()
+
+
+def test_the_library_names_settings_and_logs_while_the_cli_speaks(llama, texts, caplog, capfd):
+    """Called as a library, `run` prints nothing: it logs, returns the results and raises errors that name
+    Settings fields; the flags in the CLI's messages come from the CLI."""
+    from gotd_stream import finetune as ft
+    from gotd_stream.finetune.settings import setting
+
+    out = texts["dir"] / "out"
+    both = ft.Settings(data=str(texts["plain"]), out=str(out), model=str(llama), max_steps=3, epochs=1.0)
+    with pytest.raises(ft.UsageProblem) as caught:
+        ft.run(both)
+    assert str(caught.value) == "give max_steps or epochs, not both"
+    assert caught.value.worded(lambda name, value: f"<{name}>") == "give <max_steps> or <epochs>, not both"
+    assert str(ft.UsageProblem(f"written with {setting('save_state', False)}")) == "written with save_state=False"
+    settings = ft.Settings(
+        data=str(texts["plain"]), out=str(out), model=str(llama), max_steps=4, log_every=2, block_size=32, seed=1
+    )
+    with caplog.at_level(logging.INFO, logger="gotd_stream"):
+        results = ft.run(settings)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("gotd_stream")]
+    assert [line.split(" loss ")[0] for line in logged] == ["finetune: step 2/4", "finetune: step 4/4"], logged
+    assert results["metrics"]["train"]["steps"] == 4 and results["status"] == "complete"
+    assert capfd.readouterr() == ("", "")
 
 
 def test_model_resolution_and_the_packaged_default(tmp_path, monkeypatch):

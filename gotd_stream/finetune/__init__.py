@@ -1,9 +1,9 @@
 """Fine-tuning on the selected documents: the warm-up stage, the classifier stage, the loop and checkpoints."""
 
-from gotd_stream.finetune.settings import Settings, UsageProblem
-from gotd_stream.finetune.trainer import CheckpointError
+from gotd_stream.finetune.settings import Settings, SettingsMessage, UsageProblem
+from gotd_stream.finetune.trainer import CheckpointError, Diverged
 
-__all__ = ["CheckpointError", "Settings", "UsageProblem", "run"]
+__all__ = ["CheckpointError", "Diverged", "Settings", "SettingsMessage", "UsageProblem", "run"]
 
 
 def run(settings: Settings) -> dict:

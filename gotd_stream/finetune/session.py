@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from gotd_stream import __version__
 from gotd_stream.finetune.models import ModelSource, load_config, load_tokenizer, resolve_model
-from gotd_stream.finetune.settings import TRAJECTORY, Settings, UsageProblem
+from gotd_stream.finetune.settings import TRAJECTORY, Settings, UsageProblem, setting
 from gotd_stream.finetune.trainer import (
     STATE_DIR,
     CheckpointError,
@@ -35,33 +35,31 @@ def check_resumable(previous: dict, settings: Settings, data_info: dict, plan_st
     """A resumed run must be the run it continues: same trajectory settings, same data, same horizon."""
     before = previous.get("settings", {})
     current = settings.as_dict()
-    changed = [
-        f"--{k.replace('_', '-')} {before.get(k)!r} -> {current[k]!r}"
-        for k in TRAJECTORY
-        if before.get(k) != current[k]
-    ]
+    changed = [f"{setting(k)} {before.get(k)!r} -> {current[k]!r}" for k in TRAJECTORY if before.get(k) != current[k]]
     if objective != previous.get("objective"):
-        changed.append(f"--objective {previous.get('objective')!r} -> {objective!r}")
+        changed.append(f"{setting('objective')} {previous.get('objective')!r} -> {objective!r}")
     if changed:
         raise UsageProblem(
-            f"--resume: {settings.out} was trained with other settings ({'; '.join(changed)}): use the same, "
-            f"or another --out"
+            f"{setting('resume')}: {settings.out} was trained with other settings ({'; '.join(changed)}): use the "
+            f"same, or another {setting('out')}"
         )
     if previous.get("data", {}).get("sha256") != data_info["sha256"]:
         raise UsageProblem(
-            f"--resume: the texts of {data_info['path']} differ from those {settings.out} was trained on "
+            f"{setting('resume')}: the texts of {data_info['path']} differ from those {settings.out} was trained on "
             f"(sha256 {data_info['sha256'][:12]}… vs {previous.get('data', {}).get('sha256', '?')[:12]}…)"
         )
     done = previous.get("metrics", {}).get("train", {}).get("steps", 0)
     planned = previous.get("plan", {}).get("steps")
     if settings.lr_schedule != "constant" and planned != plan_steps:
         raise UsageProblem(
-            f"--resume: {settings.out} follows a {settings.lr_schedule} schedule over {planned} steps; another "
-            f"horizon ({plan_steps}) would change the steps already taken: keep --max-steps/--epochs, or use "
-            f"--lr-schedule constant"
+            f"{setting('resume')}: {settings.out} follows a {settings.lr_schedule} schedule over {planned} steps; "
+            f"another horizon ({plan_steps}) would change the steps already taken: keep "
+            f"{setting('max_steps')}/{setting('epochs')}, or use {setting('lr_schedule')} constant"
         )
     if done > plan_steps:
-        raise UsageProblem(f"--resume: {settings.out} is already at step {done}, past the {plan_steps} asked for")
+        raise UsageProblem(
+            f"{setting('resume')}: {settings.out} is already at step {done}, past the {plan_steps} asked for"
+        )
 
 
 def skips_for(settings: Settings) -> Skips:
@@ -82,27 +80,31 @@ class Session(NamedTuple):
 def open_session(settings: Settings) -> Session:
     """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
     if settings.data == "-" and settings.eval_data == "-":
-        raise UsageProblem("--data and --eval-data cannot both be stdin")
+        raise UsageProblem(f"{setting('data')} and {setting('eval_data')} cannot both be stdin")
     if settings.max_steps is not None and settings.epochs is not None:
-        raise UsageProblem("give --max-steps or --epochs, not both")
+        raise UsageProblem(f"give {setting('max_steps')} or {setting('epochs')}, not both")
     if settings.task == "warmup" and settings.label_field != "label":
-        raise UsageProblem("--label-field applies to --task classify")
+        raise UsageProblem(f"{setting('label_field')} applies to {setting('task')} classify")
     if settings.task == "classify" and settings.objective != "auto":
-        raise UsageProblem("--objective applies to --task warmup")
+        raise UsageProblem(f"{setting('objective')} applies to {setting('task')} warmup")
     setup_offline()
     held = holds_checkpoint(settings.out)
     if held is None:
-        raise UsageProblem(f"--out {settings.out} holds something other than a gotd-stream checkpoint: give another")
+        raise UsageProblem(
+            f"{setting('out')} {settings.out} holds something other than a gotd-stream checkpoint: give another"
+        )
     previous = None
     if settings.resume and held:
         if not resumable(settings.out):
             raise UsageProblem(
-                f"--resume: {settings.out} holds a final checkpoint without {STATE_DIR}/ (written with "
-                f"--no-save-state): it cannot be continued"
+                f"{setting('resume')}: {settings.out} holds a final checkpoint without {STATE_DIR}/ (written with "
+                f"{setting('save_state', False)}): it cannot be continued"
             )
         previous = read_results(settings.out)
         if previous.get("task") != settings.task:
-            raise UsageProblem(f"--resume: {settings.out} holds a {previous.get('task')} run, not {settings.task}")
+            raise UsageProblem(
+                f"{setting('resume')}: {settings.out} holds a {previous.get('task')} run, not {settings.task}"
+            )
     src = resolve_model(settings.model)
     load_from = ModelSource(settings.out, None, src.name) if previous else src
     return Session(src, load_from, previous, load_tokenizer(load_from), load_config(load_from))

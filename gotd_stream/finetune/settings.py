@@ -1,9 +1,17 @@
-"""The options of a fine-tuning run, and the error for options or inputs that cannot work together."""
+"""The options of a fine-tuning run, and the errors whose messages name them.
+
+A message names a setting with `setting("block_size")`: `str(error)` reads `block_size`, the field of Settings,
+and a front end words it its own way (`error.worded(spell)`: the CLI writes `--block-size`). So the library
+speaks of settings, and only the command line speaks of flags.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+
+MARK = "\x00"  # around a setting's name inside a message; no path or JSON text holds one
 
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY = (
@@ -21,8 +29,32 @@ TRAJECTORY = (
 )
 
 
-class UsageProblem(Exception):
-    """Options or inputs that cannot work together (the CLI exits 2); the message says what to change."""
+def setting(name: str, value: bool | None = None) -> str:
+    """A setting named in a message: `name`, or `name=False` for a switch turned off (--no-save-state)."""
+    return f"{MARK}{name}{'' if value is None else f'={value}'}{MARK}"
+
+
+def as_field(name: str, value: bool | None = None) -> str:
+    return name if value is None else f"{name}={value}"
+
+
+class SettingsMessage(Exception):
+    """An error whose message names settings with `setting()`; str() names them as Settings fields."""
+
+    def worded(self, spell: Callable[[str, bool | None], str]) -> str:
+        """The message with each setting as `spell(name, value)` words it (value: None, or False for a switch off)."""
+        parts = str(self.args[0] if self.args else "").split(MARK)
+        for i in range(1, len(parts), 2):
+            name, _, value = parts[i].partition("=")
+            parts[i] = spell(name, None if not value else value == "True")
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        return self.worded(as_field)
+
+
+class UsageProblem(SettingsMessage):
+    """Settings or inputs that cannot work together (the CLI exits 2); the message says what to change."""
 
 
 @dataclass

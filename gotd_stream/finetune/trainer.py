@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import math
 import os
 import shutil
@@ -23,16 +24,22 @@ from typing import Any
 
 import numpy as np
 
+from gotd_stream.finetune.settings import SettingsMessage, setting
 from gotd_stream.streams import fsync_dir, umask
 
 STATE_DIR = "training_state"  # inside a checkpoint: what --resume needs beyond the model itself
 RESULTS = "finetune.json"
 MAX_GRAD_NORM = 1.0
 RECENT = 10  # the train loss reported is the mean of this many last steps
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or written; the message names the folder."""
+
+
+class Diverged(SettingsMessage, FloatingPointError):
+    """The loss stopped being finite: the message says at which step, and which setting to lower."""
 
 
 @dataclass
@@ -178,7 +185,10 @@ class Trainer:
         quiet: bool,
         log_every: int,
     ) -> Progress:
-        """Train from the current step to the plan's end; save every `save_every` steps (the caller saves last)."""
+        """Train from the current step to the plan's end; save every `save_every` steps (the caller saves last).
+
+        A progress bar on stderr when it is a terminal and not `quiet`; a log record every `log_every` steps.
+        """
         import torch
         from tqdm import tqdm
 
@@ -200,7 +210,7 @@ class Trainer:
                 with autocast(self.device, self.precision):
                     loss, tokens = step_fn(self.model, self.plan.indices(p.step), self.generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss is {loss.item()} at step {p.step + 1}: lower --lr")
+                    raise Diverged(f"the loss is {loss.item()} at step {p.step + 1}: lower {setting('lr')}")
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
@@ -217,9 +227,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{value:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
                 bar.update(1)
                 if log_every and p.step % log_every == 0:
-                    bar.write(
-                        f"finetune: step {p.step}/{self.plan.steps} loss {value:.4f} {rate:,.0f} tokens/s",
-                        file=sys.stderr,
+                    log.info(
+                        "finetune: step %d/%d loss %.4f %s tokens/s", p.step, self.plan.steps, value, f"{rate:,.0f}"
                     )
                 if save is not None and save_every and p.step % save_every == 0 and p.step < self.plan.steps:
                     save()

@@ -23,7 +23,7 @@ from gotd_stream.finetune.session import (
     skips_for,
     utc_now,
 )
-from gotd_stream.finetune.settings import Settings, UsageProblem
+from gotd_stream.finetune.settings import Settings, UsageProblem, setting
 from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.streams import display_name
 
@@ -132,24 +132,26 @@ def run_warmup(settings: Settings) -> dict:
     session = open_session(settings)
     src, load_from, previous, tokenizer, config = session
     if previous and settings.objective not in ("auto", previous["objective"]):
-        raise UsageProblem(f"--resume: {settings.out} was trained with --objective {previous['objective']}")
+        raise UsageProblem(
+            f"{setting('resume')}: {settings.out} was trained with {setting('objective')} {previous['objective']}"
+        )
     objective = choose_objective(config, previous["objective"] if previous else settings.objective)
     if config is not None:
         check_block_size(config, settings.block_size, src.path)
     if objective == "mlm" and tokenizer.mask_token_id is None:
-        raise UsageProblem(f"--objective mlm: the tokenizer of {src.path} has no mask token")
+        raise UsageProblem(f"{setting('objective')} mlm: the tokenizer of {src.path} has no mask token")
     sep = separator(tokenizer, objective)
 
     skips = skips_for(settings)
     data = read_tokens(settings.data, settings.text_field, tokenizer, sep, skips)
     name = display_name(settings.data)
     if not data.info["records"]:
-        raise UsageProblem(f"--data {name} holds no usable records ({skips.summary()})")
+        raise UsageProblem(f"{setting('data')} {name} holds no usable records ({skips.summary()})")
     blocks = pack(data.ids, settings.block_size)
     if not len(blocks):
         raise UsageProblem(
-            f"--data {name} holds {data.ids.size:,} tokens, fewer than one block of --block-size "
-            f"{settings.block_size}: give more text or a smaller --block-size"
+            f"{setting('data')} {name} holds {data.ids.size:,} tokens, fewer than one block of "
+            f"{setting('block_size')} {settings.block_size}: give more text or a smaller {setting('block_size')}"
         )
     evaluation, eval_info = None, None
     if settings.eval_data:
@@ -159,7 +161,8 @@ def run_warmup(settings: Settings) -> dict:
         pieces = eval_blocks(held.ids, settings.block_size)
         if not pieces:
             raise UsageProblem(
-                f"--eval-data {display_name(settings.eval_data)} holds no usable text ({eval_skips.summary()})"
+                f"{setting('eval_data')} {display_name(settings.eval_data)} holds no usable text "
+                f"({eval_skips.summary()})"
             )
         evaluation = LMEval(pieces, objective, tokenizer, settings.seed, settings.mlm_probability)
 
