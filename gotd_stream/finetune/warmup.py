@@ -1,9 +1,8 @@
-"""Fine-tune a language model on the selected documents (stage 1, warm-up), then on a labelled task (stage 2).
+"""Stage 1, the warm-up: continued pre-training of a language model on the selected documents.
 
-Stage 1 is continued pre-training on the records' text: causal LM for decoder models, masked LM for encoders.
-The texts are tokenised, joined by EOS (or SEP) and packed into blocks, the model trains on seeded shuffles
-of the blocks, and the perplexity on held-out text is measured before and after, which is what the selection
-is meant to improve. Stage 2 lives in `classify.py`; the loop and checkpoints in `trainer.py`.
+Causal LM for decoder models, masked LM for encoders. The texts are tokenised, joined by EOS (or SEP) and packed
+into blocks (data.py), the model trains on seeded shuffles of the blocks (trainer.py), and the perplexity on
+held-out text is measured before and after, which is what the selection is meant to improve.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.streams import display_name
 
 EVAL_MASK_SEED = 7  # with --seed, fixes which eval tokens the pseudo-perplexity masks
+
 
 # -- masked LM -------------------------------------------------------------------------------------------------
 
