@@ -35,6 +35,7 @@ def setting(name: str, value: bool | None = None) -> str:
 
 
 def as_field(name: str, value: bool | None = None) -> str:
+    """How str() names a setting: as the Settings field (`save_state=False` for a switch off)."""
     return name if value is None else f"{name}={value}"
 
 
