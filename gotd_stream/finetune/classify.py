@@ -9,83 +9,24 @@ computed here, in a few lines, rather than by a metrics library.
 from __future__ import annotations
 
 import copy
-import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
-from gotd_stream.finetune import (
-    ModelSource,
-    Settings,
-    UsageProblem,
-    check_block_size,
+from gotd_stream.finetune.data import Label, collate, label_order, read_examples, tokenize
+from gotd_stream.finetune.models import ModelSource, check_block_size, device_of, load_model
+from gotd_stream.finetune.session import (
     check_resumable,
     checkpointer,
-    device_of,
-    load_model,
     new_results,
-    now,
+    open_session,
     read_progress,
     skips_for,
-    start,
+    utc_now,
 )
-from gotd_stream.io.records import Skips, read_records
+from gotd_stream.finetune.settings import Settings, UsageProblem, setting
+from gotd_stream.finetune.trainer import Plan, Trainer, autocast, read_state
 from gotd_stream.io.streams import display_name
-
-Label = str | int
-
-
-@dataclass
-class Examples:
-    """Labelled records: texts, labels, and where each came from (for messages and the predictions file)."""
-
-    texts: list[str]
-    labels: list[Label]
-    lines: list[int]
-    info: dict
-
-
-def label_of(raw: bytes, field: str) -> tuple[Label | None, str, str]:
-    """(label, '', '') for a usable label, else (None, reason, detail) for the skip report."""
-    obj = orjson.loads(raw)
-    if field not in obj:
-        return None, f"missing label field {field!r}", "keys seen: " + (", ".join(list(obj)[:8]) or "none")
-    value = obj[field]
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None, f"label field {field!r} not a string or integer", f"got {type(value).__name__}"
-    return value, "", ""
-
-
-def read_examples(path: str, text_field: str, label_field: str, skips: Skips) -> Examples:
-    """Every record with a text and a label; the sha256 covers the [text, label] pairs used, one JSON line each."""
-    digest = hashlib.sha256()
-    texts: list[str] = []
-    labels: list[Label] = []
-    lines: list[int] = []
-    for record in read_records([path], text_field, skips):
-        label, reason, detail = label_of(record.raw, label_field)
-        if label is None:
-            skips.add(record.name, record.lineno, reason, detail)
-            continue
-        digest.update(orjson.dumps([record.text, label]) + b"\n")
-        texts.append(record.text)
-        labels.append(label)
-        lines.append(record.lineno)
-    info = {
-        "path": display_name(path),
-        "sha256": digest.hexdigest(),
-        "sha256_of": "the [text, label] pairs used, each as a JSON array followed by a newline",
-        "records": len(texts),
-        "skipped": skips.total,
-        "skipped_by_reason": dict(sorted(skips.counts.items())),
-    }
-    return Examples(texts, labels, lines, info)
-
-
-def label_order(labels: list[Label]) -> list[Label]:
-    """Class ids by sorted label (integers before strings): independent of the order of the file."""
-    return sorted(set(labels), key=lambda v: (isinstance(v, str), v))
 
 
 def accuracy(truth: list, predicted: list) -> float:
@@ -109,42 +50,19 @@ def macro_f1(truth: list, predicted: list) -> float:
     return sum(scores.values()) / len(scores)
 
 
-def tokenize(tokenizer, texts: list[str], block_size: int) -> list[list[int]]:
-    """Token ids with the model's special tokens, cut to --block-size."""
-    out: list[list[int]] = []
-    for start_ in range(0, len(texts), 512):
-        out.extend(tokenizer(texts[start_ : start_ + 512], truncation=True, max_length=block_size)["input_ids"])
-    return out
-
-
-def collate(rows: list[list[int]], pad_id: int):
-    """Right-padded inputs and their attention mask."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids, mask
-
-
 def predict(model, rows: list[list[int]], labels: list[int], pad_id: int, batch_size: int, device: str, precision):
     """(predicted class ids, mean cross-entropy) over the rows, in order."""
     import torch
     import torch.nn.functional as F
 
-    from gotd_stream.trainer import autocast
-
     model.eval()
     predicted: list[int] = []
     total = 0.0
     with torch.no_grad(), autocast(device, precision):
-        for start_ in range(0, len(rows), batch_size):
-            ids, mask = collate(rows[start_ : start_ + batch_size], pad_id)
+        for first in range(0, len(rows), batch_size):
+            ids, mask = collate(rows[first : first + batch_size], pad_id)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            target = torch.tensor(labels[start_ : start_ + batch_size], device=device)
+            target = torch.tensor(labels[first : first + batch_size], device=device)
             total += F.cross_entropy(logits, target, reduction="sum").item()
             predicted.extend(logits.argmax(dim=-1).tolist())
     model.train()
@@ -184,25 +102,25 @@ def run_classify(settings: Settings) -> dict:
     """Stage 2: train a classifier on --data, report accuracy and macro-F1 on --eval-data, save it."""
     import torch
 
-    from gotd_stream.trainer import Plan, Trainer, read_state
-
-    started = now()
-    begun = start(settings)
-    src, load_from, previous, tokenizer, config = begun
+    started_at = utc_now()
+    session = open_session(settings)
+    src, load_from, previous, tokenizer, config = session
     if config is not None:
         check_block_size(config, settings.block_size, src.path)
 
     skips = skips_for(settings)
     train = read_examples(settings.data, settings.text_field, settings.label_field, skips)
     if not train.texts:
-        raise UsageProblem(f"--data {display_name(settings.data)} holds no usable labelled records ({skips.summary()})")
+        raise UsageProblem(
+            f"{setting('data')} {display_name(settings.data)} holds no usable labelled records ({skips.summary()})"
+        )
     classes = label_order(train.labels)
     if previous:
         classes = previous["metrics"]["labels"]
     index = {c: i for i, c in enumerate(classes)}
     if len(classes) < 2:
         raise UsageProblem(
-            f"--data {display_name(settings.data)} has one label only ({classes[0]!r}): nothing to learn"
+            f"{setting('data')} {display_name(settings.data)} has one label only ({classes[0]!r}): nothing to learn"
         )
     held = None
     if settings.eval_data:
@@ -216,7 +134,9 @@ def run_classify(settings: Settings) -> dict:
                 )
         if not held.texts:
             where = display_name(settings.eval_data)
-            raise UsageProblem(f"--eval-data {where} holds no usable labelled records ({eval_skips.summary()})")
+            raise UsageProblem(
+                f"{setting('eval_data')} {where} holds no usable labelled records ({eval_skips.summary()})"
+            )
 
     plan = Plan.make(len(train.texts), settings.batch_size, settings.seed, settings.max_steps, settings.epochs or 1.0)
     if previous:
@@ -243,7 +163,7 @@ def run_classify(settings: Settings) -> dict:
         return loss, int(mask.sum())
 
     results = new_results(
-        begun,
+        session,
         settings,
         "classification",
         model,
@@ -253,7 +173,7 @@ def run_classify(settings: Settings) -> dict:
         data=dict(train.info, tokens=tokens_in),
         eval_data=held.info if held else None,
         metrics={"labels": classes, "train": None},
-        started=started,
+        started=started_at,
     )
     save = checkpointer(settings, model, tokenizer, trainer, plan, results)
 
@@ -268,7 +188,7 @@ def run_classify(settings: Settings) -> dict:
         results["eval_data"]["tokens"] = sum(map(len, eval_rows))
         results["metrics"].update(
             accuracy=accuracy(true_labels, predicted_labels),
-            macro_f1=sum(f1.values()) / len(f1),
+            macro_f1=macro_f1(true_labels, predicted_labels),
             per_label_f1=[{"label": c, "f1": v} for c, v in f1.items()],
             eval_loss=loss,
             eval_records=len(truth),
@@ -279,6 +199,6 @@ def run_classify(settings: Settings) -> dict:
             for line, t, p in zip(held.lines, true_labels, predicted_labels, strict=True)
         ]
         extra = {"predictions.jsonl": b"\n".join(lines) + b"\n"}
-    results["finished"], results["status"] = now(), "complete"
+    results["finished"], results["status"] = utc_now(), "complete"
     save(final=True, extra=extra)
     return results

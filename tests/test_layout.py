@@ -1,0 +1,90 @@
+"""The package's layout: no module imports another that imports it back, and each one imports on its own."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gotd_stream
+
+PACKAGE = Path(gotd_stream.__file__).parent
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name, for its __init__.py)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which of our modules each module imports, at the top or inside a function (a lazy import still ties the
+    two modules together). `from a import b` counts as importing a.b when that is a module, else a."""
+    known = modules()
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                graph[name] |= {alias.name for alias in node.names if alias.name in known}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    graph[name].add(target if target in known else node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                raise AssertionError(f"{path}: relative import; the package uses absolute ones")
+        graph[name].discard(name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once, as the path that closes it (depth-first search, grey nodes on the stack)."""
+    found, state, stack = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                found.append(stack[stack.index(target) :] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert "gotd_stream.finetune.trainer" in graph["gotd_stream.finetune.warmup"]  # the walk sees the imports
+    assert cycles(graph) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # and the search finds one
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """Imported first, a module of a cycle finds its partner half-initialised; and the package a command imports
+    must leave torch and transformers to the functions that need them."""
+    names = [name for name in modules() if name != "gotd_stream.__main__"]
+    code = """
+import importlib, sys
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m.split(".")[0] == "gotd_stream"]:
+        del sys.modules[loaded]
+    importlib.import_module(name)
+    heavy = sorted({"torch", "transformers"} & set(sys.modules))
+    if name in ("gotd_stream.cli", "gotd_stream.finetune") and heavy:
+        raise SystemExit(f"{name} imports {heavy}")
+print("ok", len(sys.argv) - 1)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", str(len(names))]
