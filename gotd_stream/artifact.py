@@ -147,15 +147,15 @@ def _load(path: str) -> Potentials:
             path,
             f"format version {version} is newer than this gotd-stream reads ({FORMAT_VERSION}): upgrade gotd-stream",
         )
-    unknown = set(header) - HEADER_FIELDS
-    if unknown:
-        raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
     stored = header.get("checksum")
     if stored is None and version >= CHECKSUMMED:
         raise damaged(path, f"no checksum, which format version {version} has")
     # checked whenever present, so that a version number damaged down to 2 does not skip it
     if stored is not None and stored != checksum(header, tensors):
         raise damaged(path, "checksum mismatch: the file changed after `fit` wrote it")
+    unknown = set(header) - HEADER_FIELDS
+    if unknown:
+        raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
     problem = validate(header, tensors)
     if problem:
         raise damaged(path, problem)
@@ -275,7 +275,7 @@ def validate_model(model) -> str | None:
     from gotd_stream.embed import CHARS_PER_TOKEN
 
     if not isinstance(model, dict):
-        return "the model settings are missing"
+        return f"model settings {brief(model)} are not an object"
     for key in ("name", "fingerprint"):
         if not isinstance(model.get(key), str):
             return f"model {key} {brief(model.get(key))} is not a string"
