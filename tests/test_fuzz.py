@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI.
+"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI;
+and of the artifact: flipped bytes are refused, never a traceback nor other scores.
 
 Why: a ten-hour job must never die on one bad line or a damaged shard with anything but a clear message, and
 it must never silently drop, invent or reorder good records. Each property states its example count
