@@ -339,3 +339,12 @@ def test_hybrid_version_2_scores_the_same(hybrid: dict) -> None:
     new = score(hybrid["artifact"], hybrid["pool"], "--model", hybrid["model"])
     old = rewrite(hybrid["artifact"], hybrid["dir"] / "v2.gotd", lambda header, arrays: None, "v2")
     assert score(old, hybrid["pool"], "--model", hybrid["model"]) == new
+
+
+@pytest.mark.parametrize("epsilon", ["0.01", "20"])
+def test_fits_at_extreme_epsilons_pass_the_checks(tmp_path: Path, epsilon: str) -> None:
+    """The plausibility bounds (|g|, |mean_f| <= 100 + 100 epsilon) never refuse a real fit: at a large epsilon the
+    potentials shift by about epsilon * log(sample size)."""
+    out, pool = fit(tmp_path, "--features", "lexical", "--epsilon", epsilon)
+    assert f"epsilon:         {float(epsilon):g}" in run(["info", out]).stdout
+    assert len(score(out, pool).splitlines()) == 120
