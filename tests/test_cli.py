@@ -56,7 +56,7 @@ def test_fit_info_and_score(corpus, tiny_model, fitted):
     info = run(["info", fitted]).stdout
     assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by reservoir" in info
     header = json.loads(run(["info", "--json", fitted]).stdout)
-    assert header["format_version"] == 2 and header["target_shape"] == [20, 32]
+    assert header["format_version"] == 3 and header["target_shape"] == [20, 32]
     result = run(["score", "-p", fitted, "-k", 10, corpus["pool"], "--model", tiny_model])
     rows = selected(result.stdout_bytes)
     assert len(rows) == 10

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI.
+"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI;
+and of the artifact: flipped bytes are refused, never a traceback nor other scores.
 
 Why: a ten-hour job must never die on one bad line or a damaged shard with anything but a clear message, and
 it must never silently drop, invent or reorder good records. Each property states its example count
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import zstandard
@@ -537,3 +539,94 @@ def test_cli_score_selects_exactly_the_good_records(
     good = len(by_id)
     summary = f"score: read {good + skipped:,} records, scored {good:,}, skipped {skipped:,}{detail}, selected {good:,}"
     assert summary in result.stderr, result.stderr
+
+
+# --- 6. damaged artifacts -----------------------------------------------------------------------------------------
+
+DAMAGED = "damaged or incompatible artifact"
+
+
+def fit_small(folder: Path, *args: str) -> Path:
+    """An artifact fitted by the CLI with 256 hashed buckets (not 32,768): a file of 270 kB, not 33 MB."""
+    pool = write_jsonl(folder / "pool.jsonl", make_docs(60, seed=1))
+    target = write_jsonl(folder / "target.jsonl", [d for d in make_docs(30, seed=2) if d["topic"] == "cooking"])
+    out = folder / "task.gotd"
+    args = ["fit", *args, "--target", target, pool, "--sample-size", 50, "-o", out, "-q"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("gotd_stream.cli.LEXICAL_BUCKETS", 256)
+        result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_artifacts(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A lexical artifact (features header, lexical arrays) and a hybrid one (model settings too)."""
+    return {
+        "lexical": fit_small(tmp_path_factory.mktemp("fuzz-lexical"), "--features", "lexical"),
+        "hybrid": fit_small(tmp_path_factory.mktemp("fuzz-hybrid"), "--features", "hybrid", "--model", tiny_model),
+    }
+
+
+def as_version_2(data: bytes) -> bytes:
+    """The same artifact as gotd-stream 0.x wrote it: format version 2, no checksum."""
+    from safetensors.numpy import load, save
+
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(json.loads(data[8 : 8 + size])["__metadata__"]["gotd_stream"])
+    del header["checksum"]
+    return save(load(data), metadata={"gotd_stream": json.dumps(dict(header, format_version=2), sort_keys=True)})
+
+
+def scores_of(pot, probe) -> np.ndarray:
+    from gotd_stream.ot import CTransform
+
+    return CTransform(pot.target, pot.g, pot.epsilon)(probe) - pot.mean_f
+
+
+@pytest.mark.parametrize("which", ["lexical", "hybrid", "lexical v2", "hybrid v2"])
+def test_flipped_artifact_bytes_are_refused_or_change_nothing(
+    workdir: Path, small_artifacts: dict[str, Path], which: str
+) -> None:
+    """Flip 1-4 random bytes of a real artifact, again and again (seeded): loading it raises ArtifactError with
+    the one message, or gives exactly the original fit id and scores; never another exception, and `info` never
+    a traceback. A version-2 file has no checksum: there the property is only "ArtifactError or a load"."""
+    import random
+
+    from gotd_stream.artifact import ArtifactError, load
+
+    data = small_artifacts[which.split()[0]].read_bytes()
+    checked = not which.endswith("v2")
+    if not checked:
+        data = as_version_2(data)
+    original = load(str(put(workdir, data, "original.gotd")))
+    rng = random.Random(f"artifact {which}")
+    probe = np.random.default_rng(0).standard_normal((8, original.target.shape[1])).astype(np.float32)
+    probe = np.concatenate([original.target, probe / np.linalg.norm(probe, axis=1, keepdims=True)])
+    expected = scores_of(original, probe)
+    header_end = 8 + struct.unpack("<Q", data[:8])[0]  # half the flips land in the headers, a small part of the file
+    outcomes: Counter = Counter()
+    for i in range(400 * SCALE):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            offset = rng.randrange(header_end) if rng.random() < 0.5 else rng.randrange(len(data))
+            damaged[offset] ^= rng.randint(1, 255)
+        path = put(workdir, bytes(damaged), "damaged.gotd")
+        try:
+            pot = load(str(path))
+        except ArtifactError as exc:
+            assert str(exc).startswith(f"{path}: {DAMAGED} ("), str(exc)
+            outcomes["refused"] += 1
+        else:
+            if checked:
+                assert pot.fit_id == original.fit_id, f"flip {i}: loaded with another fit id"
+                assert np.array_equal(scores_of(pot, probe), expected), f"flip {i}: loaded with other scores"
+            outcomes["loaded"] += 1
+        if i % 40 == 0:  # the command as a user runs it: exit 1 with the message, or 0 with the same id
+            result = CliRunner().invoke(cli, ["info", str(path)], catch_exceptions=False)
+            assert result.exit_code in (0, 1) and "Traceback" not in result.stderr
+            if result.exit_code == 1:
+                assert DAMAGED in result.stderr
+            elif checked:
+                assert f"fit id:          {original.fit_id}" in result.stdout
+    assert outcomes["refused"] > (outcomes["loaded"] if checked else 0), outcomes

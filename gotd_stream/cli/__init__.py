@@ -248,7 +248,7 @@ def fit_in_space(
     quiet: bool,
 ):
     """Fit the feature space on the sample (lexical parts), then the potentials in it: (artifact, featurizer)."""
-    from gotd_stream.features.lexical import lexical as features
+    from gotd_stream.features import lexical as features
     from gotd_stream.select import pipeline
 
     featurizer = features.build(
@@ -579,11 +579,10 @@ def load_checked(
     workers: int | None = None,
 ):
     """The artifact and a featurizer that embeds exactly as the fit did; anything else is a usage error."""
-    from gotd_stream.features.lexical import lexical as features
+    from gotd_stream.features import lexical as features
     from gotd_stream.features.semantic import pick_device
-    from gotd_stream.select import artifact
 
-    pot = artifact.load(potentials)
+    pot = load_artifact(potentials)
     fitted_space = pot.features.get("space", "semantic")
     if space is not None and space != fitted_space:
         raise click.UsageError(
@@ -607,6 +606,20 @@ def load_checked(
             f"folder it was fitted with, or fit again"
         )
     return pot, features.restore(pot.features, pot.arrays, embedder, embedder.device)
+
+
+def load_artifact(path: str):
+    """artifact.load, with a warning when the file is too old to carry a checksum."""
+    from gotd_stream.select import artifact
+
+    pot = artifact.load(path)
+    if not pot.verified:
+        click.echo(
+            f"warning: {path} is format version {pot.format_version}, without a checksum: damage to it cannot be "
+            f"detected; fit again to write version {artifact.FORMAT_VERSION}",
+            err=True,
+        )
+    return pot
 
 
 def partial_success(max_skipped: int | None, skips) -> None:
@@ -760,15 +773,19 @@ def info(potentials, as_json) -> None:
     """
     import json
 
-    from gotd_stream.select import artifact
-
     with friendly_errors():
-        pot = artifact.load(potentials)
-    header = dict(pot.header(), fit_id=pot.fit_id, target_shape=list(pot.target.shape))
+        pot = load_artifact(potentials)
+    header = dict(
+        pot.header(), format_version=pot.format_version, fit_id=pot.fit_id, target_shape=list(pot.target.shape)
+    )
     if as_json:
         click.echo(json.dumps(header, indent=2, sort_keys=True))
         return
     model, fit_info, space = pot.model, pot.fit, pot.features
+
+    def number(key: str, spec: str = ",") -> str:  # a field older files may lack
+        return format(fit_info[key], spec) if key in fit_info else "?"
+
     described = {
         "semantic": "semantic (sentence embeddings)",
         "lexical": f"lexical (hashed word 1-2-grams, {space.get('buckets')} buckets, TF-IDF projected to "
@@ -783,16 +800,16 @@ def info(potentials, as_json) -> None:
     lines = [
         f"file:            {potentials}",
         f"fit id:          {pot.fit_id}",
-        f"format version:  {header['format_version']}",
+        f"format version:  {pot.format_version}" + ("" if pot.verified else " (no checksum: integrity not verified)"),
         f"features:        {described}",
         f"model:           {about_model}",
         f"epsilon:         {pot.epsilon:g}",
-        f"target:          {pot.target.shape[0]:,} texts (of {fit_info.get('target_seen', '?'):,} in "
+        f"target:          {pot.target.shape[0]:,} texts (of {number('target_seen')} in "
         f"{fit_info.get('target_file', '?')})",
-        f"sample:          {fit_info.get('sample_size', '?'):,} candidates by {fit_info.get('sampling', '?')} "
-        f"(of {fit_info.get('candidates_seen', '?'):,} seen, seed {fit_info.get('seed', '?')})",
+        f"sample:          {number('sample_size')} candidates by {fit_info.get('sampling', '?')} "
+        f"(of {number('candidates_seen')} seen, seed {fit_info.get('seed', '?')})",
         f"sinkhorn:        {fit_info.get('iterations', '?')} iterations, marginal error "
-        f"{fit_info.get('marginal_error', float('nan')):.2e} (tol {fit_info.get('tol', '?')})",
+        f"{number('marginal_error', '.2e')} (tol {fit_info.get('tol', '?')})",
         f"OT cost:         {pot.ot_cost:.6f}",
         f"mean f (calib.): {pot.mean_f:.6f}",
     ]

@@ -20,6 +20,8 @@ SPACES = ("semantic", "lexical", "hybrid")
 CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
 WORD = re.compile(r"\w+")
 _BIGRAM_MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit constant: bigram hash = h(a) * K xor h(b)
+# How hashed_tf reads a text, as the artifact records it: an artifact with another recipe cannot be scored here.
+LEXICAL_RECIPE = {"ngrams": [1, 2], "hash": "crc32", "words": WORD.pattern, "lowercase": True, "tf": "1+log"}
 
 
 def hashed_tf(texts: list[str], buckets: int, char_budget: int | None = None):
@@ -154,16 +156,7 @@ def describe(space: str, featurizer) -> dict:
     header: dict = {"space": space}
     lexical = featurizer if space == "lexical" else getattr(featurizer, "lexical", None)
     if lexical is not None:
-        header.update(
-            buckets=lexical.buckets,
-            dim=lexical.dim,
-            ngrams=[1, 2],
-            hash="crc32",
-            words=WORD.pattern,
-            lowercase=True,
-            tf="1+log",
-            char_budget=lexical.char_budget,
-        )
+        header.update(buckets=lexical.buckets, dim=lexical.dim, **LEXICAL_RECIPE, char_budget=lexical.char_budget)
     if space == "hybrid":
         header["weight"] = featurizer.weight
     return header

@@ -138,7 +138,7 @@ def fit(
     quiet: bool = False,
 ) -> Potentials:
     """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
-    from gotd_stream.features.lexical import lexical as features
+    from gotd_stream.features import lexical as features
 
     if not quiet:
         print(
