@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from gotd_stream.artifact import checksum
 
 from gotd_stream.cli import cli
+from gotd_stream.select.artifact import checksum
 from tests.conftest import make_docs, write_jsonl
 
 DAMAGED = "damaged or incompatible artifact"

@@ -579,7 +579,7 @@ def as_version_2(data: bytes) -> bytes:
 
 
 def scores_of(pot, probe) -> np.ndarray:
-    from gotd_stream.ot import CTransform
+    from gotd_stream.select.ot import CTransform
 
     return CTransform(pot.target, pot.g, pot.epsilon)(probe) - pot.mean_f
 
@@ -593,7 +593,7 @@ def test_flipped_artifact_bytes_are_refused_or_change_nothing(
     a traceback. A version-2 file has no checksum: there the property is only "ArtifactError or a load"."""
     import random
 
-    from gotd_stream.artifact import ArtifactError, load
+    from gotd_stream.select.artifact import ArtifactError, load
 
     data = small_artifacts[which.split()[0]].read_bytes()
     checked = not which.endswith("v2")
