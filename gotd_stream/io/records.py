@@ -100,15 +100,34 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
         return None, "malformed JSON", str(exc).split(":")[0]
     if not isinstance(obj, dict):
         return None, "not a JSON object", type(obj).__name__
-    if text_field not in obj:
+    if text_field in obj:
+        text = obj[text_field]
+    elif "." in text_field:
+        text = _nested(obj, text_field)
+        if isinstance(text, tuple):
+            return None, f"missing text field {text_field!r}", text[0]
+    else:
         keys = ", ".join(list(obj)[:8])
         return None, f"missing text field {text_field!r}", f"keys seen: {keys or 'none'}"
-    text = obj[text_field]
     if not isinstance(text, str):
         return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
     match = _find_suffix(line)
     raw = line[: match.start()] + b"}" if match else line.rstrip()
     return raw, text
+
+
+def _nested(obj: dict, text_field: str):
+    """The value at a dotted path ("meta.text") through nested objects, or (what was found instead,) as a tuple."""
+    where = []
+    for key in text_field.split("."):
+        if not isinstance(obj, dict):
+            return (f"{'.'.join(where)} is a {type(obj).__name__}, not an object",)
+        if key not in obj:
+            keys = ", ".join(list(obj)[:8]) or "none"
+            return (f"keys seen{' in ' + '.'.join(where) if where else ''}: {keys}",)
+        where.append(key)
+        obj = obj[key]
+    return obj
 
 
 def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterator[Record]:

@@ -18,6 +18,7 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"
 
 
 def _is_zstd(head: bytes) -> bool:
@@ -90,7 +91,10 @@ def read_chunks(path: str) -> Iterator[bytes]:
 
 
 def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) with the newline removed; any length, last line with or without newline."""
+    """Yield (line number, line) with the newline removed; any length, last line with or without newline.
+
+    A UTF-8 byte order mark at the start of the input (Windows editors write one) is dropped.
+    """
     lineno = 0
     pending: list[bytes] = []
     for chunk in read_chunks(path):
@@ -102,6 +106,8 @@ def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
             pending.append(parts[0])
             parts[0] = b"".join(pending)
             pending = []
+        if lineno == 0:
+            parts[0] = parts[0].removeprefix(BOM)
         last = parts.pop()
         for line in parts:
             lineno += 1
@@ -109,7 +115,8 @@ def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
         if last:
             pending.append(last)
     if pending:
-        yield lineno + 1, b"".join(pending)
+        line = b"".join(pending)
+        yield lineno + 1, line.removeprefix(BOM) if lineno == 0 else line
 
 
 def compression_for(path: str) -> str:

@@ -1,10 +1,11 @@
 """Resumable, incremental scoring: per-shard results kept on disk under a lock.
 
-`score --state DIR` keeps, for every input shard it finished, the shard's own top-k (with scores) and a small
-record of what the shard was (size, mtime) and what reading it cost (records, skips). A re-run, after a crash or
-from cron over a growing shard folder, scores only shards it has no valid record of and merges the rest from
-disk; since a shard's top-k merged in shard order is exactly the top-k of one pass, the output is byte-identical
-to an uninterrupted run. The state belongs to one artifact, k and text field: anything else starts it over.
+`score --state DIR` keeps, for every input shard it finished, the shard's own top-k (with scores) and a small record
+of what the shard was (size, mtime, a hash of its first and last MiB) and what reading it cost (records, skips). A
+re-run, after a crash or from cron over a growing shard folder, scores only shards it has no valid record of and
+merges the rest from disk; since a shard's top-k merged in shard order is exactly the top-k of one pass, the output
+is byte-identical to an uninterrupted run. The state belongs to one artifact, k and text field: anything else starts
+it over.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ class Shard:
     mtime_ns: int
     scored: int
     skipped: dict[str, int]
+    fingerprint: str = ""  # of its first and last MiB; a record from before it existed never matches
+
+
+FINGERPRINT_BYTES = 1 << 20
+
+
+def fingerprint(path: str, size: int) -> str:
+    """sha256 of the size and the first and last MiB: catches a shard rewritten with the same size and mtime."""
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(fh.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:32]
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -59,6 +75,7 @@ class State:
         self.identity = dict(identity, state_version=STATE_VERSION)
         self.wait = wait
         self._lock_fd: int | None = None
+        self._prints: dict[str, str] = {}  # the fingerprint of a shard when it was found unfinished
         self.message = ""  # why an old state was discarded, for the user
 
     def __enter__(self) -> State:
@@ -111,8 +128,10 @@ class State:
         return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
 
     def finished(self, path: str) -> Shard | None:
-        """The record of `path` if it was scored as it is now (same size and mtime), else None."""
+        """The record of `path` if it was scored as it is now (same size, mtime and fingerprint), else None."""
         key = self._key(path)
+        stat = os.stat(path)
+        self._prints[path] = fingerprint(path, stat.st_size)
         meta, kept = self.shards / f"{key}.json", self.shards / f"{key}.jsonl.zst"
         if not (meta.exists() and kept.exists()):
             return None
@@ -120,8 +139,8 @@ class State:
             shard = Shard(**json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        stat = os.stat(path)
-        if (shard.size, shard.mtime_ns, shard.path) != (stat.st_size, stat.st_mtime_ns, os.path.abspath(path)):
+        now = (stat.st_size, stat.st_mtime_ns, os.path.abspath(path), self._prints[path])
+        if (shard.size, shard.mtime_ns, shard.path, shard.fingerprint) != now:
             return None
         return shard
 
@@ -137,5 +156,7 @@ class State:
         with atomic_output(str(self.shards / f"{key}.jsonl.zst")) as fh:
             for value, raw in top.best_first():
                 fh.write(with_score(raw, value, fit_id) + b"\n")
-        shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped))
+        # the fingerprint taken before the shard was read, as its stat was
+        prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
+        shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
