@@ -1,17 +1,13 @@
-"""The options of a fine-tuning run, and the errors whose messages name them.
-
-A message names a setting with `setting("block_size")`: `str(error)` reads `block_size`, the field of Settings,
-and a front end words it its own way (`error.worded(spell)`: the CLI writes `--block-size`). So the library
-speaks of settings, and only the command line speaks of flags.
-"""
+"""The options of a fine-tuning run; the errors whose messages name them live in gotd_stream.errors."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
-MARK = "\x00"  # around a setting's name inside a message; no path or JSON text holds one
+from gotd_stream.errors import SettingsMessage, UsageProblem, as_field, setting
+
+__all__ = ["TRAJECTORY", "Settings", "SettingsMessage", "UsageProblem", "as_field", "setting"]
 
 # Settings that shape the training trajectory: a resumed run must keep them.
 TRAJECTORY = (
@@ -27,35 +23,6 @@ TRAJECTORY = (
     "text_field",
     "label_field",
 )
-
-
-def setting(name: str, value: bool | None = None) -> str:
-    """A setting named in a message: `name`, or `name=False` for a switch turned off (--no-save-state)."""
-    return f"{MARK}{name}{'' if value is None else f'={value}'}{MARK}"
-
-
-def as_field(name: str, value: bool | None = None) -> str:
-    """How str() names a setting: as the Settings field (`save_state=False` for a switch off)."""
-    return name if value is None else f"{name}={value}"
-
-
-class SettingsMessage(Exception):
-    """An error whose message names settings with `setting()`; str() names them as Settings fields."""
-
-    def worded(self, spell: Callable[[str, bool | None], str]) -> str:
-        """The message with each setting as `spell(name, value)` words it (value: None, or False for a switch off)."""
-        parts = str(self.args[0] if self.args else "").split(MARK)
-        for i in range(1, len(parts), 2):
-            name, _, value = parts[i].partition("=")
-            parts[i] = spell(name, None if not value else value == "True")
-        return "".join(parts)
-
-    def __str__(self) -> str:
-        return self.worded(as_field)
-
-
-class UsageProblem(SettingsMessage):
-    """Settings or inputs that cannot work together (the CLI exits 2); the message says what to change."""
 
 
 @dataclass
