@@ -76,7 +76,9 @@ def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
     return list(inputs)
 
 
-def check_outputs(outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary=()) -> None:
+def check_outputs(
+    outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary: tuple[str, ...] = ()
+) -> None:
     """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2)."""
     from gotd_stream import streams
 
@@ -398,7 +400,7 @@ def fit(
         raise click.UsageError("--target and the inputs cannot both be stdin")
     space = features or DEFAULTS["features"]
     with friendly_errors():
-        check_outputs({"-o": output}, paths, {"--target": target}, binary=["-o"])
+        check_outputs({"-o": output}, paths, {"--target": target}, binary=("-o",))
         embedder, dev = space_embedder(space, model, device, max_tokens, batch_size, batch_tokens, workers)
         potentials, _, skips, seen = fit_from_inputs(
             paths,
@@ -512,7 +514,7 @@ def score(
     counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
         outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
-        check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=["--save-potentials"])
+        check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
         if potentials:
             pot, embedder = load_checked(
                 potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
@@ -749,7 +751,7 @@ def embed(
         raise click.UsageError("embed writes an uncompressed .npy file")
     skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
-        check_outputs({"-o": output}, paths, {"-p": potentials}, binary=["-o"])
+        check_outputs({"-o": output}, paths, {"-p": potentials}, binary=("-o",))
         if potentials:
             _, embedder = load_checked(
                 potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
