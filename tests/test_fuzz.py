@@ -1,5 +1,6 @@
-"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI;
-and of the artifact: flipped bytes are refused, never a traceback nor other scores.
+"""Property-based fuzzing of the input path: bytes -> lines -> records, plain or compressed, up to the CLI; of
+the artifact: flipped bytes are refused, never a traceback nor other scores; and of the output paths: whatever
+lies at `-o`, no input is ever damaged.
 
 Why: a ten-hour job must never die on one bad line or a damaged shard with anything but a clear message, and
 it must never silently drop, invent or reorder good records. Each property states its example count
@@ -10,11 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
+import shutil
 import signal
+import stat
 import string
 import struct
+import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -630,3 +636,199 @@ def test_flipped_artifact_bytes_are_refused_or_change_nothing(
             elif checked:
                 assert f"fit id:          {original.fit_id}" in result.stdout
     assert outcomes["refused"] > (outcomes["loaded"] if checked else 0), outcomes
+
+
+# --- 7. output paths: never a traceback, never an input damaged ----------------------------------------------------
+
+
+def can_mknod(folder: Path) -> bool:
+    """Whether device nodes can be made here (root): /dev/null is stood in for by a node of our own."""
+    try:
+        os.mknod(folder / "probe", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (OSError, AttributeError):
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+SOURCES = {"pool": "pool.jsonl", "target": "target.jsonl", "artifact": "task.gotd", "scored": "scored.jsonl"}
+LEX = ["--features", "lexical", "--sample-size", "30"]
+OUTPUT_COMMANDS: dict[str, tuple[set[str], Callable[[str, str], list[str]]]] = {  # name -> (what it reads, args)
+    "fit": ({"pool", "target"}, lambda out, _: ["fit", "--target", "target.jsonl", "pool.jsonl", *LEX, "-o", out]),
+    "score -p": ({"pool", "artifact"}, lambda out, _: ["score", "-p", "task.gotd", "-k", "3", "pool.jsonl", "-o", out]),
+    "score --target": (
+        {"pool", "target"},
+        lambda out, saved: [
+            *["score", "--target", "target.jsonl", *LEX, "-k", "3", "pool.jsonl", "-o", out],
+            *["--save-potentials", saved],
+        ],
+    ),
+    "merge": ({"scored"}, lambda out, _: ["merge", "-k", "3", "scored.jsonl", "-o", out]),
+    "embed": ({"pool", "artifact"}, lambda out, _: ["embed", "-p", "task.gotd", "pool.jsonl", "-o", out]),
+}
+# what is at the output path; the names of SOURCES (and links to the pool) are the files the commands read
+PATH_KINDS = ["new", "existing", "private", "symlink", "dangling", "fifo", "chardev", "missing folder", "stdout"]
+LINKED = {"symlink to pool": "pool", "hard link to pool": "pool"}
+PATH_KINDS += [*SOURCES, *LINKED]
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run in `folder` (contextlib.chdir is Python 3.11+)."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """A pool, a target, a lexical artifact and a selection, made once; each example gets its own copies."""
+
+    folder: Path
+    digests: dict[str, str]  # file name -> sha256 of its bytes
+
+    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example: keep it short
+        return f"Sources({self.folder})"
+
+    def copy_to(self, folder: Path) -> None:
+        for file in self.digests:  # the 34 MB artifact is linked, not copied: an output is renamed over, never into
+            (os.link if file == SOURCES["artifact"] else shutil.copyfile)(self.folder / file, folder / file)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
+    folder = tmp_path_factory.mktemp("output-sources")
+    write_jsonl(folder / "pool.jsonl", make_docs(40, seed=1))
+    write_jsonl(folder / "target.jsonl", [d for d in make_docs(30, seed=2) if d["topic"] == "cooking"])
+    runner = CliRunner()
+    with inside(folder):
+        for args in (OUTPUT_COMMANDS["fit"][1]("task.gotd", ""), OUTPUT_COMMANDS["score -p"][1]("scored.jsonl", "")):
+            assert runner.invoke(cli, [*args, "-q"], catch_exceptions=False).exit_code == 0
+    return Sources(folder, {file: sha256(folder / file) for file in SOURCES.values()})
+
+
+def make_output(folder: Path, kind: str, name: str) -> str:
+    """Put a `kind` of thing at a fresh path named after `name`; the path to give as the output."""
+    path = folder / name
+    if kind in SOURCES:
+        return SOURCES[kind]
+    if kind == "stdout":
+        return "-"
+    if kind == "missing folder":
+        return f"missing/{name}"
+    if kind in ("existing", "private"):
+        path.write_bytes(b"old\n")
+        path.chmod(0o600 if kind == "private" else 0o644)
+    elif kind in ("symlink", "dangling", "symlink to pool"):
+        real = {"symlink": f"{name}.real", "dangling": f"{name}.made", "symlink to pool": "pool.jsonl"}[kind]
+        if kind == "symlink":
+            (folder / real).write_bytes(b"old\n")
+        path.symlink_to(real)
+    elif kind == "hard link to pool":
+        os.link(folder / "pool.jsonl", path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "chardev":
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return name
+
+
+class FifoReader:
+    """Drains a FIFO in a thread; released with an empty write if the command never opened it."""
+
+    def __init__(self, path: Path):
+        self.path, self.data = path, b""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as fh:
+            self.data = fh.read()
+
+    def finish(self) -> bytes:
+        for _ in range(300):  # until the reader is gone: it may not have reached its open() yet
+            with contextlib.suppress(OSError):  # ENXIO: no reader has the FIFO open right now
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            self.thread.join(timeout=0.1)
+            if not self.thread.is_alive():
+                return self.data
+        raise Hang(f"the reader of {self.path} never finished")
+
+
+def expected_refusal(reads: set[str], kinds: dict[str, str]) -> str | None:
+    """The message fragment of the usage error an output setting must give, or None when it must succeed."""
+    for kind in kinds.values():
+        if LINKED.get(kind, kind) in reads:
+            return "is the same file as"
+        if kind == "missing folder":
+            return "does not exist"
+    files = {LINKED.get(k, k) for k in kinds.values()}  # the other kinds are fresh paths per flag
+    if len(kinds) == 2 and len(files) == 1 and files <= {*SOURCES, "stdout"}:
+        return "are the same file"
+    return None
+
+
+@fuzz(20)
+@given(command=st.sampled_from(sorted(OUTPUT_COMMANDS)), kind=st.sampled_from(PATH_KINDS), data=st.data())
+def test_output_paths_never_damage_inputs(
+    workdir: Path, sources: Sources, command: str, kind: str, data: st.DataObject
+) -> None:
+    """Any command, any thing at -o (and --save-potentials): exit 0 with the output where it belongs and what was
+    at the path still what it was, or exit 2 naming the flag; never a traceback, never an input changed."""
+    reads, make_args = OUTPUT_COMMANDS[command]
+    kinds = {"-o": kind}
+    if command == "score --target":
+        kinds["--save-potentials"] = data.draw(st.sampled_from(PATH_KINDS), label="--save-potentials")
+    folder = Path(tempfile.mkdtemp(dir=workdir))
+    if "chardev" in kinds.values() and not can_mknod(folder):
+        kinds = {flag: "new" if k == "chardev" else k for flag, k in kinds.items()}
+    sources.copy_to(folder)
+    paths = {flag: make_output(folder, k, f"out{flag}") for flag, k in kinds.items()}
+    readers = {flag: FifoReader(folder / paths[flag]) for flag, k in kinds.items() if k == "fifo"}
+    try:
+        with inside(folder), no_hang(120):
+            result = CliRunner().invoke(cli, [*make_args(paths["-o"], paths.get("--save-potentials", "")), "-q"])
+    finally:
+        fifo_data = {flag: reader.finish() for flag, reader in readers.items()}
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.stderr
+    # a file the command does not read may be an output (through a symlink too)
+    written = {Path(os.path.realpath(folder / paths[flag])).name for flag in kinds}
+    for name, file in SOURCES.items():
+        assert name not in reads and file in written or sha256(folder / file) == sources.digests[file], file
+    assert not list(folder.glob(".*.tmp")), "a temporary file was left behind"
+    refusal = expected_refusal(reads, kinds)
+    if refusal is not None:
+        assert result.exit_code == 2, (result.exit_code, result.stderr)
+        assert refusal in result.stderr and any(flag in result.stderr for flag in kinds)
+        shutil.rmtree(folder)
+        return
+    assert result.exit_code == 0, (result.exit_code, result.stderr)
+    for flag, k in kinds.items():
+        path = folder / paths[flag]
+        mode = path.lstat().st_mode if k != "stdout" else 0
+        if k == "stdout":
+            assert result.stdout_bytes
+        elif k == "fifo":
+            assert stat.S_ISFIFO(mode) and fifo_data[flag]
+        elif k == "chardev":
+            assert stat.S_ISCHR(mode)
+        elif k in ("symlink", "dangling", "symlink to pool"):
+            assert stat.S_ISLNK(mode) and path.stat().st_size > 0 and path.read_bytes() != b"old\n"
+        else:
+            assert stat.S_ISREG(mode) and path.read_bytes() != b"old\n" and path.stat().st_size > 0
+            assert stat.S_IMODE(mode) == (0o600 if k == "private" else 0o666 & ~current_umask())
+    shutil.rmtree(folder)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

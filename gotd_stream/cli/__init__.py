@@ -42,7 +42,7 @@ def friendly_errors() -> Iterator[None]:
     """Turn the library's exceptions into click errors: exit 2 for usage, 1 for runtime failures."""
     from gotd_stream.features.semantic import ModelError
     from gotd_stream.io.records import BadRecord
-    from gotd_stream.io.streams import CorruptInput
+    from gotd_stream.io.streams import CorruptInput, OutputError
     from gotd_stream.select.artifact import ArtifactError
     from gotd_stream.select.ot import NotConverged
     from gotd_stream.select.pipeline import EmptyTarget
@@ -53,7 +53,7 @@ def friendly_errors() -> Iterator[None]:
     except StateLocked as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(BUSY)
-    except (EmptyTarget, ModelError) as exc:
+    except (EmptyTarget, ModelError, OutputError) as exc:
         raise click.UsageError(str(exc)) from None
     except (CorruptInput, BadRecord, NotConverged, ArtifactError, StateError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -164,6 +164,19 @@ def require_usable(scored: int, skips, paths: list[str]) -> None:
             f"no usable record in {', '.join(map(display_name, paths))}: all {skips.total:,} records read were "
             f"skipped ({reasons}); check --text-field and the input format"
         )
+
+
+def check_outputs(
+    outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary: tuple[str, ...] = ()
+) -> None:
+    """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2)."""
+    from gotd_stream.io import streams
+
+    streams.check_outputs(outputs, inputs, named, binary)
+
+
+def display_output(path: str) -> str:
+    return "<stdout>" if path == "-" else path
 
 
 def _stack(options: list[Callable], func: Callable) -> Callable:
@@ -437,7 +450,13 @@ def space_embedder(
     type=InputPath(exists=True, dir_okay=False, allow_dash=True),
     help="JSONL sample of the target task.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the potentials.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the potentials (- for stdout).",
+)
 @fit_options
 @common_options
 def fit(
@@ -477,6 +496,7 @@ def fit(
         raise click.UsageError("--target and the inputs cannot both be stdin")
     space = features or DEFAULTS["features"]
     with friendly_errors():
+        check_outputs({"-o": output}, paths, {"--target": target}, binary=("-o",))
         embedder, dev = space_embedder(space, model, device, max_tokens, batch_size, batch_tokens, workers)
         potentials, _, skips, seen = fit_from_inputs(
             paths,
@@ -500,7 +520,7 @@ def fit(
         potentials.save(output)
     log(
         f"fit: read {seen + skips.total:,} records, sampled {potentials.fit['sample_size']:,}, {skips.summary()}; "
-        f"wrote {output} (fit {potentials.fit_id})",
+        f"wrote {display_output(output)} (fit {potentials.fit_id})",
         quiet,
     )
     partial_success(max_skipped, skips)
@@ -589,6 +609,8 @@ def score(
         raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
     counts = pipeline.Counts(skips=Skips(strict=strict, budget=max_skipped))
     with friendly_errors():
+        outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
+        check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
         if potentials:
             refuse_fit_options(potentials)
             pot, embedder = load_checked(
@@ -760,6 +782,7 @@ def merge(inputs, k, output, no_score, quiet) -> None:
     fits: dict[str, str] = {}
     total = 0
     with friendly_errors():
+        check_outputs({"-o": "-" if output is None else output}, paths)
         for path in paths:
             name = display_name(path)
             scores: list[float] = []
@@ -791,7 +814,13 @@ def merge(inputs, k, output, no_score, quiet) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @inputs_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="The .npy file to write (- for stdout).",
+)
 @click.option(
     "-p",
     "--potentials",
@@ -837,6 +866,7 @@ def embed(
         raise click.UsageError("embed writes an uncompressed .npy file")
     skips = Skips(strict=strict, budget=max_skipped)
     with friendly_errors():
+        check_outputs({"-o": output}, paths, {"-p": potentials}, binary=("-o",))
         if potentials:
             _, embedder = load_checked(
                 potentials, model, device, batch_size, max_tokens, features, batch_tokens=batch_tokens, workers=workers
@@ -849,7 +879,7 @@ def embed(
             embedder = make_embedder(
                 model, device, max_tokens or DEFAULTS["max_tokens"], batch_size, batch_tokens, workers
             )
-        with atomic_output(output) as fh, pipeline.progress(quiet, "embed") as bar:
+        with atomic_output(output, seekable=True) as fh, pipeline.progress(quiet, "embed") as bar:
             writer = NpyWriter(fh, embedder.dim)
             for _, emb in pipeline.embedded(read_records(paths, text_field, skips), embedder, skips, bar):
                 writer.write(emb)
@@ -857,7 +887,7 @@ def embed(
             writer.close()
     log(
         f"embed: read {writer.rows + skips.total:,} records, embedded {writer.rows:,}, {skips.summary()}; "
-        f"wrote {output} ({writer.rows:,} x {embedder.dim})",
+        f"wrote {display_output(output)} ({writer.rows:,} x {embedder.dim})",
         quiet,
     )
     partial_success(max_skipped, skips)
