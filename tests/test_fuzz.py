@@ -522,7 +522,8 @@ def with_id(line: Line, i: int) -> Line:
 def test_cli_score_selects_exactly_the_good_records(
     workdir: Path, artifact: Path, tiny_model: str, lines: list[Line], crlf: bool, final_newline: bool, kind: str
 ) -> None:
-    """`score -k 1000` on a mix: exit 0, no traceback, every good record (fields intact), the exact skip summary."""
+    """`score -k 1000` on a mix: exit 0 (1 when no record is usable), no traceback, every good record (fields
+    intact), the exact skip summary."""
     lines = [with_id(line, i) for i, line in enumerate(lines)]
     stream = join(lines, crlf, final_newline)
     payload = {"plain": stream, "zstd": zstd_frame(stream), "gzip": gzip_member(stream)}[kind]
@@ -530,9 +531,12 @@ def test_cli_score_selects_exactly_the_good_records(
     args = ["score", "-p", artifact, "-k", 1000, "--model", tiny_model, path]
     with no_hang(120):
         result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    assert "Traceback" not in result.stderr
     by_id = {obj["id"]: obj for obj in (orjson.loads(line.data) for line in lines if line.text is not None)}
+    assert "Traceback" not in result.stderr
+    if not by_id:  # records read, none usable: a failure a cron job notices, with no output
+        assert result.exit_code == 1 and "no usable record" in result.stderr and not result.stdout_bytes
+        return
+    assert result.exit_code == 0, result.stderr
     rows = [orjson.loads(row) for row in result.stdout_bytes.splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(by_id)  # each good record once, nothing else
     for row in rows:  # every original field intact, only gotd_score and gotd_fit added
