@@ -1,3 +1,115 @@
-"""gotd-stream: streaming GOT-D data selection (Kang et al., ICLR 2024, arXiv 2405.02774)."""
+"""gotd-stream: pick, from a huge corpus, the documents that best warm a model up for a target task (GOT-D).
 
-__version__ = "0.1.0"
+The method is Kang et al., "Get More for Less", ICLR 2024 (arXiv 2405.02774): solve entropic OT between a
+sample of the candidates and the target, then score every document by the calibrated gradient of the OT
+distance with respect to its mass (the soft c-transform of the target potential minus the sample mean of f);
+the most negative scores pull the data toward the target fastest. Streamed: the fit is one pass over a
+sample, the scoring one pass over everything with bounded memory, and per-shard results merge exactly.
+
+The command line (`gotd-stream`) is a thin layer over this API; so are the benches. Example::
+
+    import gotd_stream as gs
+
+    settings = gs.FitSettings(space="lexical", sample_size=10_000)
+    embedder, device = gs.semantic_model(settings.space, gs.ModelSettings())  # None for the lexical space
+    fitted = gs.fit(["shard0.jsonl.zst", "shard1.jsonl.zst"], "task.jsonl", embedder, settings, device=device)
+    fitted.potentials.save("task.gotd")
+
+    skips = gs.Skips()
+    records = gs.read_records(["shard2.jsonl.zst"], "text", skips)
+    top = gs.score(records, fitted.featurizer, fitted.potentials, k=1000, counts=gs.Counts(skips=skips), device=device)
+    gs.write_selection("selected.jsonl.zst", top, fitted.potentials.fit_id)
+
+    later = gs.load("task.gotd")                                 # on another node
+    featurizer = gs.featurizer_for(later, gs.ModelSettings())    # the model checked against the fit's
+    gs.score_texts(["a text", "another"], featurizer, later)     # calibrated gradients: lower is better
+
+Errors: `UsageProblem` (settings that cannot work; the CLI exits 2) and `RuntimeProblem` (damaged input,
+artifact or state, no convergence; exit 1) name settings, not flags. The library logs to
+`logging.getLogger("gotd_stream")` and prints nothing. Layout: ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
+from gotd_stream.features.lexical import (
+    DEFAULT_MAX_TOKENS,
+    SPACES,
+    Featurizer,
+    Mismatch,
+    ModelSettings,
+    featurizer_for,
+    semantic_model,
+)
+from gotd_stream.hf import pick_device
+from gotd_stream.select.fit import EmptyTarget, FitSettings, Fitted, check_space, fit, fit_on_prefix, fit_texts
+from gotd_stream.select.merge import Merged, MixedFits, NotScored, merge
+from gotd_stream.version import __version__
+
+# The rest imports numpy or torch: loaded on first use, so that `gotd-stream --help` answers at once.
+_LAZY = {
+    "gotd_stream.select.artifact": ("Potentials", "load", "ArtifactError", "FORMAT_VERSION"),
+    "gotd_stream.select.score": (
+        "score",
+        "score_resumable",
+        "score_texts",
+        "embedded",
+        "embed_to_npy",
+        "write_selection",
+        "require_usable",
+        "rereadable",
+        "Counts",
+        "NothingUsable",
+    ),
+    "gotd_stream.select.state": ("State", "StateLocked", "StateError"),
+    "gotd_stream.select.ot": ("CTransform", "CalibratedGradient", "fit_potentials", "NotConverged"),
+    "gotd_stream.io.records": ("read_records", "Record", "Skips", "BadRecord"),
+    "gotd_stream.io.streams": ("check_outputs", "atomic_output", "read_lines", "OutputError", "CorruptInput"),
+    "gotd_stream.features.lexical": ("Lexical",),
+    "gotd_stream.features.hybrid": ("Hybrid",),
+    "gotd_stream.features.semantic": ("Embedder", "ModelError"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "SPACES",
+    "EmptyTarget",
+    "FitSettings",
+    "Fitted",
+    "Featurizer",
+    "Merged",
+    "Mismatch",
+    "MixedFits",
+    "ModelSettings",
+    "NotScored",
+    "RuntimeProblem",
+    "SettingsMessage",
+    "UsageProblem",
+    "__version__",
+    "check_space",
+    "featurizer_for",
+    "fit",
+    "fit_on_prefix",
+    "fit_texts",
+    "merge",
+    "pick_device",
+    "semantic_model",
+    "setting",
+    *_WHERE,
+]
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gotd_stream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -38,3 +38,8 @@ class SettingsMessage(Exception):
 
 class UsageProblem(SettingsMessage):
     """Settings or inputs that cannot work together (the CLI exits 2); the message says what to change."""
+
+
+class RuntimeProblem(SettingsMessage):
+    """A failure of the run itself: damaged input, an unusable artifact or state, a solver that did not converge
+    (the CLI exits 1); the message names the file and says what to do."""

@@ -118,7 +118,7 @@ def test_batches_depend_on_lengths_alone():
 
 def test_windows_end_at_inputs_counts_and_bytes():
     from gotd_stream.io.records import Record
-    from gotd_stream.select.pipeline import windows
+    from gotd_stream.select.score import windows
 
     records = [Record(i // 10, "f", i, b"x" * (100 if i % 10 < 5 else 10), "t") for i in range(30)]
     cut = [[r.lineno for r in w] for w in windows(records, size=4, max_bytes=250)]
@@ -198,7 +198,7 @@ def gotd_threads() -> list[str]:
 def test_a_failure_while_reading_reaches_the_caller(tiny, tmp_path):
     """A corrupt stream mid-way: the windows before it come out, then its error; no stage thread is left."""
     from gotd_stream.io.streams import CorruptInput
-    from gotd_stream.select import pipeline
+    from gotd_stream.select import score as pipeline
 
     docs = make_docs(300, seed=7)
     data = zstandard.ZstdCompressor().compress(b"".join(orjson.dumps(d) + b"\n" for d in docs))
@@ -227,7 +227,7 @@ def test_non_finite_rows_are_skipped_on_the_fast_path(tiny_model, monkeypatch):
 
     from gotd_stream.features.semantic import Embedder
     from gotd_stream.io.records import Record
-    from gotd_stream.select import pipeline
+    from gotd_stream.select import score as pipeline
 
     embedder = Embedder(tiny_model, device="cpu", batch_tokens=512)
     poison = embedder.model.tokenizer.convert_tokens_to_ids("poison")

@@ -1,1 +1,149 @@
-"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-grams), hybrid (both)."""
+"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-grams), hybrid (both).
+
+Every space is a `Featurizer`: the OT, the scoring and the artifact need nothing else from it. `build` fits a
+space on the fit sample, `restore` rebuilds it from an artifact, and `featurizer_for` does that with the model
+loaded and checked against the one the artifact was fitted with.
+
+This module stays light (no numpy, no torch at import): the command line reads its constants for --help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from gotd_stream.errors import UsageProblem, setting
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gotd_stream.features.semantic import Embedder
+    from gotd_stream.select.artifact import Potentials
+
+SPACES = ("semantic", "lexical", "hybrid")
+DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """What a feature space provides. Rows are float32 and L2-normalised (the OT cost lives in [0, 4])."""
+
+    dim: int  # the width of a row
+    window: int  # texts featurized together when scoring a stream (a window never spans two inputs)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) rows, in order; a row that is not finite marks a text the space cannot represent."""
+
+    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(key, texts) windows in, (key, rows) out, in order: a space may featurize ahead while the caller scores."""
+
+    def describe(self) -> dict:
+        """The artifact's `features` header: the space and what rebuilds it exactly."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the space fitted (saved in the artifact beside the potentials)."""
+
+    def model_settings(self) -> dict | None:
+        """The sentence-embedding model's settings (name, fingerprint, ...), or None for a space without one."""
+
+
+class Mismatch(UsageProblem):
+    """Settings that disagree with the artifact or the space (a model, a token limit, a space)."""
+
+
+@dataclass
+class ModelSettings:
+    """How to load and run the sentence-embedding model; speed settings never change a result's meaning."""
+
+    model: str | None = None  # a local sentence-transformers folder; None: the packaged all-MiniLM-L6-v2
+    device: str = "auto"
+    max_tokens: int | None = None  # None: DEFAULT_MAX_TOKENS, or the artifact's
+    batch_size: int | None = None
+    batch_tokens: int | None = None
+    workers: int | None = None
+
+    def load(self, max_tokens: int | None = None) -> Embedder:
+        from gotd_stream.features.semantic import Embedder
+
+        return Embedder(
+            self.model,
+            device=self.device,
+            max_tokens=max_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
+            batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens,
+            workers=self.workers,
+        )
+
+
+def semantic_model(space: str, settings: ModelSettings) -> tuple[Embedder | None, str]:
+    """The sentence-embedding model when `space` needs one (semantic, hybrid), else None; and the OT's device."""
+    from gotd_stream.hf import pick_device
+
+    if space == "lexical":
+        if settings.max_tokens is not None:
+            raise Mismatch(f"{setting('max_tokens')} has no meaning for the lexical space")
+        return None, pick_device(settings.device)
+    embedder = settings.load()
+    return embedder, embedder.device
+
+
+def build(
+    space: str, sample: list[str], embedder: Embedder | None, *, seed: int, weight: float, buckets: int, dim: int
+):
+    """The featurizer for `space`, fitting the lexical part on the fit sample."""
+    from gotd_stream.features.hybrid import Hybrid
+    from gotd_stream.features.lexical import Lexical
+
+    if space == "semantic":
+        return embedder
+    lexical = Lexical.fit(sample, buckets=buckets, dim=dim, seed=seed)
+    return lexical if space == "lexical" else Hybrid(embedder, lexical, weight)
+
+
+def restore(header: dict, arrays: dict, embedder: Embedder | None):
+    """The featurizer an artifact was fitted in (embedder: the loaded model, or None for lexical)."""
+    from gotd_stream.features.hybrid import Hybrid
+    from gotd_stream.features.lexical import CHAR_BUDGET, Lexical
+
+    space = header.get("space", "semantic")
+    if space == "semantic":
+        return embedder
+    lexical = Lexical(arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET))
+    return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])
+
+
+def featurizer_for(potentials: Potentials, settings: ModelSettings, space: str | None = None, name: str = ""):
+    """A featurizer that embeds exactly as the fit of `potentials` did; anything else raises Mismatch.
+
+    `space` (optional) is the space the caller expects; `name` names the artifact in messages.
+    """
+    fitted_space = potentials.features.get("space", "semantic")
+    if space is not None and space != fitted_space:
+        raise Mismatch(f"{setting('features')} {space} differs from the {fitted_space} space of {name}; leave it out")
+    fitted = potentials.model
+    if fitted is None:  # the lexical space needs no model
+        if settings.max_tokens is not None:
+            raise Mismatch(f"{setting('max_tokens')} has no meaning for the lexical space of {name}")
+        return restore(potentials.features, potentials.arrays, None)
+    if settings.max_tokens is not None and settings.max_tokens != fitted["max_tokens"]:
+        raise Mismatch(
+            f"{setting('max_tokens')} {settings.max_tokens} differs from the {fitted['max_tokens']} the potentials "
+            f"were fitted with ({name}); leave it out"
+        )
+    embedder = settings.load(fitted["max_tokens"])
+    if embedder.fingerprint != fitted["fingerprint"]:
+        raise Mismatch(
+            f"{name} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
+            f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass {setting('model')} with "
+            f"the folder it was fitted with, or fit again"
+        )
+    return restore(potentials.features, potentials.arrays, embedder)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero; a non-finite row stays non-finite and is skipped)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

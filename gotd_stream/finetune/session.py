@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from gotd_stream import __version__
 from gotd_stream.finetune.models import ModelSource, load_config, load_tokenizer, resolve_model
 from gotd_stream.finetune.settings import TRAJECTORY, Settings, UsageProblem, setting
 from gotd_stream.finetune.trainer import (
@@ -20,6 +19,7 @@ from gotd_stream.finetune.trainer import (
 )
 from gotd_stream.hf import setup_offline
 from gotd_stream.io.records import Skips
+from gotd_stream.version import __version__
 
 
 def utc_now() -> str:

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from gotd_stream.finetune.settings import SettingsMessage, setting
+from gotd_stream.errors import RuntimeProblem
+from gotd_stream.finetune.settings import setting
 from gotd_stream.io.streams import fsync_dir, umask
 
 STATE_DIR = "training_state"  # inside a checkpoint: what --resume needs beyond the model itself
@@ -34,11 +34,11 @@ RECENT = 10  # the train loss reported is the mean of this many last steps
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(Exception):
+class CheckpointError(RuntimeProblem):
     """A checkpoint that cannot be read or written; the message names the folder."""
 
 
-class Diverged(SettingsMessage, FloatingPointError):
+class Diverged(RuntimeProblem, FloatingPointError):
     """The loss stopped being finite: the message says at which step, and which setting to lower."""
 
 
@@ -190,19 +190,11 @@ class Trainer:
         A progress bar on stderr when it is a terminal and not `quiet`; a log record every `log_every` steps.
         """
         import torch
-        from tqdm import tqdm
+
+        from gotd_stream.progress import progress
 
         p = self.progress
-        bar = tqdm(
-            total=self.plan.steps,
-            initial=p.step,
-            desc="finetune",
-            unit=" steps",
-            file=sys.stderr,
-            disable=quiet or not sys.stderr.isatty(),
-            mininterval=1.0,
-            dynamic_ncols=True,
-        )
+        bar = progress(quiet, "finetune", total=self.plan.steps, unit=" steps", initial=p.step)
         self.model.train()
         with bar:
             while p.step < self.plan.steps:

@@ -6,15 +6,18 @@ a ten-hour job is counted, reported with its file and line number, and skipped; 
 
 from __future__ import annotations
 
+import logging
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
 
+from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.io.streams import display_name, read_lines
+
+log = logging.getLogger(__name__)
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 _SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
@@ -37,15 +40,15 @@ class Record:
     text: str
 
 
-class BadRecord(Exception):
-    """Raised under --strict for the first record that cannot be used."""
+class BadRecord(RuntimeProblem):
+    """Raised under `strict` for the first record that cannot be used, or past the skip budget."""
 
 
 @dataclass
 class Skips:
-    """Counts skipped records by reason; prints the first few with their location to stderr.
+    """Counts skipped records by reason; logs the first few (warnings) with their location.
 
-    `strict` fails on the first bad record; `budget` (--max-skipped) fails on the first one past the budget,
+    `strict` fails on the first bad record; `budget` (max_skipped) fails on the first one past the budget,
     so that a poisoned shard ends a long run early instead of producing a thin selection.
     """
 
@@ -59,21 +62,23 @@ class Skips:
     def add(self, name: str, lineno: int, reason: str, detail: str = "") -> None:
         message = f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}"
         if self.strict:
-            raise BadRecord(message + " (--strict)")
+            raise BadRecord(message + f" ({setting('strict')})")
         self.counts[reason] += 1
         if self.budget is not None and self.total > self.budget:
-            raise BadRecord(f"more than --max-skipped {self.budget} records skipped; the last: {message}")
+            raise BadRecord(f"more than {setting('max_skipped')} {self.budget} records skipped; the last: {message}")
         if self.report and self.shown < self.show:
             self.shown += 1
-            print(f"warning: skipped {message}", file=sys.stderr)
+            log.warning("skipped %s", message)
             if self.shown == self.show:
-                print("warning: further skipped records are only counted", file=sys.stderr)
+                log.warning("further skipped records are only counted")
 
     def extend(self, counts: dict[str, int]) -> None:
         """Add counts from an earlier run (a finished shard), under the same budget."""
         self.counts.update(counts)
         if self.budget is not None and self.total > self.budget:
-            raise BadRecord(f"more than --max-skipped {self.budget} records skipped (counting finished shards)")
+            raise BadRecord(
+                f"more than {setting('max_skipped')} {self.budget} records skipped (counting finished shards)"
+            )
 
     @property
     def total(self) -> int:

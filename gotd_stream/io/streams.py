@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from gotd_stream.errors import RuntimeProblem, UsageProblem
+
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -32,7 +34,7 @@ def _is_zstd(head: bytes) -> bool:
 STDIN = "-"
 
 
-class CorruptInput(Exception):
+class CorruptInput(RuntimeProblem):
     """A compressed stream that is truncated or damaged; the message names the file."""
 
 
@@ -132,7 +134,7 @@ def compression_for(path: str) -> str:
     return "none"
 
 
-class OutputError(Exception):
+class OutputError(UsageProblem):
     """An output that would overwrite what the run reads, or that cannot be written: found before any work."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.streams import atomic_output
 
 FORMAT = "gotd-stream potentials"
@@ -31,7 +32,7 @@ COST_BOUND = 8.0  # <P, C> with P a probability plan and C <= 4
 NORM_TOLERANCE = 1e-2  # target rows are L2-normalised (or zero: a text without a word, in the lexical space)
 
 
-class ArtifactError(Exception):
+class ArtifactError(RuntimeProblem):
     """Not a readable artifact of a version we understand; the message names the file."""
 
 
@@ -63,6 +64,12 @@ class Potentials:
             digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
         digest.update(json.dumps([self.epsilon, self.mean_f, self.model, self.features], sort_keys=True).encode())
         return digest.hexdigest()[:12]
+
+    def scorer(self, device: str = "cpu"):
+        """The calibrated gradient in this fit: a callable from feature rows to scores (lower is better)."""
+        from gotd_stream.select.ot import CalibratedGradient
+
+        return CalibratedGradient(self.target, self.g, self.epsilon, self.mean_f, device)
 
     def header(self) -> dict:
         """The JSON header `save` writes, less its checksum."""

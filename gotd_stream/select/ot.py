@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gotd_stream.errors import RuntimeProblem, setting
 
-class NotConverged(Exception):
+
+class NotConverged(RuntimeProblem):
     """Sinkhorn stopped before the marginals matched, or produced non-finite values."""
 
 
@@ -73,11 +75,12 @@ def fit_potentials(
     iterations = int(log["niter"]) + 1
     ot_cost = float((plan * cost).sum())
     if not (torch.isfinite(f).all() and torch.isfinite(g).all() and math.isfinite(error)):
-        raise NotConverged(f"Sinkhorn produced non-finite potentials at epsilon={epsilon}: raise --epsilon")
+        raise NotConverged(f"Sinkhorn produced non-finite potentials at epsilon={epsilon}: raise {setting('epsilon')}")
     if error > tol:
         raise NotConverged(
             f"Sinkhorn did not converge: after {iterations} iterations the marginal error is {error:.3g} "
-            f"(tolerance {tol:g}); raise --max-iter (now {max_iter}) or --epsilon (now {epsilon:g})"
+            f"(tolerance {tol:g}); raise {setting('max_iter')} (now {max_iter}) or {setting('epsilon')} "
+            f"(now {epsilon:g})"
         )
     return Fit(f.cpu().numpy(), g.cpu().numpy(), iterations, error, ot_cost)
 
@@ -107,3 +110,23 @@ class CTransform:
         lse = torch.logsumexp(xt @ self.y2 + self.w, dim=1)
         f = (xt * xt).sum(1) - self.epsilon * lse
         return f.double().cpu().numpy()
+
+
+class CalibratedGradient:
+    """The score GOT-D ranks by: the calibrated gradient of the OT distance w.r.t. a document's mass,
+
+        score(x) = f(x) - mean_i f(x_i)
+
+    with f the soft c-transform of the target potential (CTransform) and the mean over the fit sample. Lower
+    (more negative) pulls the data toward the target faster.
+    """
+
+    def __init__(self, target: np.ndarray, g: np.ndarray, epsilon: float, mean_f: float, device: str = "cpu"):
+        self.c_transform = CTransform(target, g, epsilon, device)
+        self.epsilon, self.mean_f = epsilon, mean_f
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        scores = self.c_transform(x) - self.mean_f
+        if not np.isfinite(scores).all():
+            raise NotConverged(f"non-finite scores at epsilon={self.epsilon:g}: fit with a larger {setting('epsilon')}")
+        return scores

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gotd_stream.errors import RuntimeProblem, SettingsMessage, setting
 from gotd_stream.io.records import split_scored, with_score
 from gotd_stream.io.streams import atomic_output, read_lines
 from gotd_stream.select.topk import TopK
@@ -27,11 +28,11 @@ from gotd_stream.select.topk import TopK
 STATE_VERSION = 1
 
 
-class StateLocked(Exception):
+class StateLocked(SettingsMessage):
     """Another run holds the state folder."""
 
 
-class StateError(Exception):
+class StateError(RuntimeProblem):
     """The state folder is unusable (not ours, unreadable); the message says what to do."""
 
 
@@ -102,7 +103,7 @@ class State:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StateLocked(
                     f"state {self.dir} is in use by another gotd-stream run ({holder}): "
-                    "wait for it to end, or pass --wait to queue behind it"
+                    f"wait for it to end, or pass {setting('wait')} to queue behind it"
                 ) from None
             raise
         os.ftruncate(fd, 0)

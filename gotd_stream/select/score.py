@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gotd_stream import __version__
+from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.io.records import Record, Skips, read_records, with_score
 from gotd_stream.io.streams import STDIN, atomic_output
 from gotd_stream.select.artifact import Potentials
 from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
 from gotd_stream.select.sample import reservoir
 from gotd_stream.select.topk import TopK
+from gotd_stream.version import __version__
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
@@ -135,6 +136,7 @@ def fit(
     max_iter: int,
     tol: float,
     info: dict,
+    device: str = "cpu",
     quiet: bool = False,
 ) -> Potentials:
     """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
@@ -147,7 +149,7 @@ def fit(
         )
     x = embed_texts(sample, featurizer, "sampled candidate")
     y = embed_texts(target, featurizer, "target")
-    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=featurizer.device)
+    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=device)
     if not quiet:
         print(
             f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
@@ -185,17 +187,20 @@ def score(
     potentials: Potentials,
     k: int,
     counts: Counts,
+    device: str = "cpu",
     quiet: bool = False,
     scorer: CTransform | None = None,
 ) -> TopK:
     """Score every record by its calibrated gradient and keep the k lowest."""
-    scorer = scorer or CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
+    scorer = scorer or CTransform(potentials.target, potentials.g, potentials.epsilon, device)
     top = TopK(k)
     with progress(quiet, "score") as bar:
         for window, emb in embedded(records, embedder, counts.skips, bar):
             scores = scorer(emb) - potentials.mean_f
             if not np.isfinite(scores).all():
-                raise NotConverged(f"non-finite scores at epsilon={potentials.epsilon:g}: fit with a larger --epsilon")
+                raise NotConverged(
+                    f"non-finite scores at epsilon={potentials.epsilon:g}: fit with a larger {setting('epsilon')}"
+                )
             top.offer(scores, [r.raw for r in window])
             counts.scored += len(window)
     return top
@@ -209,6 +214,7 @@ def score_resumable(
     potentials: Potentials,
     k: int,
     counts: Counts,
+    device: str = "cpu",
     quiet: bool = False,
 ) -> TopK:
     """Shard by shard: take finished shards from the state, score and record the others, merge in input order.
@@ -216,7 +222,7 @@ def score_resumable(
     Batches never span two inputs, so each shard scores exactly as in one pass over all of them, and the merge
     of per-shard top-k lists in input order is that pass's top-k: the output does not depend on restarts.
     """
-    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, embedder.device)
+    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, device)
     top = TopK(k)
     for path in paths:
         shard = state.finished(path)
@@ -224,7 +230,7 @@ def score_resumable(
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
             records = read_records([path], text_field, counts.skips)
-            shard_top = score(records, embedder, potentials, k, counts, quiet, scorer)
+            shard_top = score(records, embedder, potentials, k, counts, device, quiet, scorer)
             skipped = counts.skips.counts - skipped_before
             state.save(path, stat, shard_top, potentials.fit_id, counts.scored - scored_before, skipped)
             kept = shard_top.best_first()
@@ -242,3 +248,43 @@ def write_selection(output: str | None, top: TopK, fit_id: str, no_score: bool) 
     with atomic_output(output) as sink:
         for value, raw in top.best_first():
             sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+
+
+class NothingUsable(RuntimeProblem):
+    """Records were read but none could be used: a failure (an empty input is not one), so that cron notices."""
+
+
+def require_usable(scored: int, skips: Skips, paths: list[str]) -> None:
+    """Raise NothingUsable when every record read was skipped (a wrong text field, a wrong format)."""
+    from gotd_stream.io.streams import display_name
+
+    if scored == 0 and skips.total:
+        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(skips.counts.items()))
+        raise NothingUsable(
+            f"no usable record in {', '.join(map(display_name, paths))}: all {skips.total:,} records read were "
+            f"skipped ({reasons}); check {setting('text_field')} and the input format"
+        )
+
+
+def score_texts(texts: list[str], featurizer, potentials: Potentials, device: str = "cpu") -> np.ndarray:
+    """The calibrated gradient of each text (lower is better); NaN for a text the space cannot represent."""
+    rows = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
+    usable = np.isfinite(rows).all(axis=1) & rows.any(axis=1)
+    scores = np.full(len(texts), np.nan)
+    scores[usable] = potentials.scorer(device)(rows[usable])
+    return scores
+
+
+def embed_to_npy(
+    records: Iterable[Record], featurizer, skips: Skips, output: str, quiet: bool = False, paths: list[str] = ()
+) -> int:
+    """Featurize `records` into a float32 .npy file (one row per usable record, in order); returns the rows."""
+    from gotd_stream.io.streams import NpyWriter
+
+    with atomic_output(output, seekable=True) as fh, progress(quiet, "embed") as bar:
+        writer = NpyWriter(fh, featurizer.dim)
+        for _, rows in embedded(records, featurizer, skips, bar):
+            writer.write(rows)
+        require_usable(writer.rows, skips, list(paths))
+        writer.close()
+    return writer.rows

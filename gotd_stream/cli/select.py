@@ -1,0 +1,415 @@
+"""The selection commands: fit, score, merge, embed, info. Each parses, calls the library's API, reports."""
+
+from __future__ import annotations
+
+import click
+
+import gotd_stream as gs
+from gotd_stream.cli.options import (
+    CONTEXT,
+    FIT,
+    InputPath,
+    check_outputs,
+    common_options,
+    display_output,
+    fit_options,
+    given,
+    inputs_argument,
+    log,
+    model_settings,
+    model_unused,
+    partial_success,
+    refuse_fit_options,
+    resolve_inputs,
+    speaking,
+)
+
+
+@click.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option(
+    "--target",
+    required=True,
+    type=InputPath(exists=True, dir_okay=False, allow_dash=True),
+    help="JSONL sample of the target task.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the potentials (- for stdout).",
+)
+@fit_options
+@common_options
+def fit(
+    inputs,
+    target,
+    output,
+    sample_size,
+    target_size,
+    epsilon,
+    max_iter,
+    tol,
+    seed,
+    features,
+    hybrid_weight,
+    text_field,
+    model,
+    device,
+    batch_tokens,
+    batch_size,
+    workers,
+    max_tokens,
+    strict,
+    max_skipped,
+    quiet,
+) -> None:
+    """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
+
+    Draws an unbiased (reservoir) sample of --sample-size records from all INPUTS (stdin is read to its end),
+    embeds it and the target, and solves entropic OT between them. The saved artifact lets `score` run on
+    any number of shards and nodes without re-fitting.
+
+    \b
+      gotd-stream fit --target task.jsonl --sample-size 100000 shards/*.jsonl.zst -o task.gotd
+    """
+    paths = resolve_inputs(inputs)
+    if target == "-" and "-" in paths:
+        raise click.UsageError("--target and the inputs cannot both be stdin")
+    settings = fit_settings(
+        features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
+    )
+    skips = gs.Skips(strict=strict, budget=max_skipped)
+    with speaking(quiet):
+        check_outputs({"-o": output}, paths, {"--target": target}, binary=("-o",))
+        embedder, device = semantic_model(
+            settings, model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+        )
+        fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet)
+        fitted.potentials.save(output)
+    log(
+        f"fit: read {fitted.seen + skips.total:,} records, sampled {fitted.potentials.fit['sample_size']:,}, "
+        f"{skips.summary()}; wrote {display_output(output)} (fit {fitted.potentials.fit_id})",
+        quiet,
+    )
+    partial_success(max_skipped, skips.total)
+
+
+def fit_settings(space, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict):
+    """The fit's settings from the options; a hybrid weight given outside the hybrid space is a mistake."""
+    settings = gs.FitSettings(
+        space or FIT.space, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
+    )
+    gs.check_space(settings, weight_given=bool(given("hybrid_weight")))
+    return settings
+
+
+def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
+    """The sentence-embedding model the space needs (None for lexical), and the device of the OT."""
+    if settings.space == "lexical":
+        model_unused("the lexical space")
+    return gs.semantic_model(settings.space, models)
+
+
+@click.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@click.option(
+    "-p",
+    "--potentials",
+    type=InputPath(exists=True, dir_okay=False),
+    envvar="GOTD_POTENTIALS",
+    help="Artifact from `fit`.",
+)
+@click.option(
+    "--target", type=InputPath(exists=True, dir_okay=False), help="Fit first on this target (no --potentials)."
+)
+@click.option(
+    "--save-potentials", type=click.Path(dir_okay=False), help="With --target: also save the fitted artifact."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+)
+@click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False),
+    help="Folder that records finished shards: a re-run (after a crash, or from cron) scores only new shards.",
+)
+@click.option("--wait", is_flag=True, help="With --state: wait for another run holding it, instead of exit 75.")
+@fit_options
+@common_options
+def score(
+    inputs,
+    k,
+    potentials,
+    target,
+    save_potentials,
+    output,
+    no_score,
+    state,
+    wait,
+    sample_size,
+    target_size,
+    epsilon,
+    max_iter,
+    tol,
+    seed,
+    features,
+    hybrid_weight,
+    text_field,
+    model,
+    device,
+    batch_tokens,
+    batch_size,
+    workers,
+    max_tokens,
+    strict,
+    max_skipped,
+    quiet,
+) -> None:
+    """Pass 2: score every record of INPUTS and write the k best, best first.
+
+    The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
+    "gotd_fit" (the artifact id) appended. With --target instead of --potentials it fits first: on files
+    by a reservoir sample (a first read), on stdin on the first --sample-size records (kept in memory and
+    scored too: nothing is read twice).
+
+    \b
+      zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
+      gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
+    """
+    if (potentials is None) == (target is None):
+        raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
+    if save_potentials and not target:
+        raise click.UsageError("--save-potentials needs --target")
+    paths = resolve_inputs(inputs)
+    if state and not (potentials and gs.rereadable(paths)):
+        raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
+    counts = gs.Counts(skips=gs.Skips(strict=strict, budget=max_skipped))
+    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+    with speaking(quiet):
+        outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
+        check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
+        if potentials:
+            refuse_fit_options(potentials)
+            pot, featurizer = load_checked(potentials, models, features)
+            device = gs.pick_device(models.device)
+            if state:
+                with gs.State(state, {"fit_id": pot.fit_id, "k": k, "text_field": text_field}, wait=wait) as st:
+                    log(st.message, quiet)
+                    top = gs.score_resumable(paths, text_field, st, featurizer, pot, k, counts, device, quiet)
+                    gs.require_usable(counts.scored, counts.skips, paths)
+                    gs.write_selection(output, top, pot.fit_id, no_score)
+            else:
+                records = gs.read_records(paths, text_field, counts.skips)
+                top = gs.score(records, featurizer, pot, k, counts, device, quiet)
+                gs.require_usable(counts.scored, counts.skips, paths)
+                gs.write_selection(output, top, pot.fit_id, no_score)
+        else:
+            settings = fit_settings(
+                features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
+            )
+            embedder, device = semantic_model(settings, models)
+            if gs.rereadable(paths):
+                silent = gs.Skips(strict=strict, report=False)  # the scoring pass reports the bad records
+                fitted = gs.fit(paths, target, embedder, settings, skips=silent, device=device, quiet=quiet)
+                records = gs.read_records(paths, text_field, counts.skips)
+            else:  # a stream: fit on its first records, keep them, score them with the rest
+                stream = gs.read_records(paths, text_field, counts.skips)
+                fitted, records = gs.fit_on_prefix(
+                    stream, target, embedder, settings, device=device, quiet=quiet, skips=counts.skips
+                )
+            pot = fitted.potentials
+            if save_potentials:
+                pot.save(save_potentials)
+            top = gs.score(records, fitted.featurizer, pot, k, counts, device, quiet)
+            gs.require_usable(counts.scored, counts.skips, paths)
+            gs.write_selection(output, top, pot.fit_id, no_score)
+    read = counts.scored + counts.skips.total
+    reused = f", {counts.reused} shards from {state}" if state else ""
+    log(
+        f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
+        f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused})",
+        quiet,
+    )
+    partial_success(max_skipped, counts.skips.total)
+
+
+def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None):
+    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error)."""
+    pot = load_artifact(potentials)
+    if pot.model is None:
+        model_unused(f"the lexical space of {potentials}")
+    return pot, gs.featurizer_for(pot, models, space, name=potentials)
+
+
+def load_artifact(path: str):
+    """The artifact, with a warning when the file is too old to carry a checksum."""
+    pot = gs.load(path)
+    if not pot.verified:
+        click.echo(
+            f"warning: {path} is format version {pot.format_version}, without a checksum: damage to it cannot be "
+            f"detected; fit again to write version {gs.FORMAT_VERSION}",
+            err=True,
+        )
+    return pot
+
+
+@click.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+)
+@click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def merge(inputs, k, output, no_score, quiet) -> None:
+    """Global top-k of several `score` outputs made with the same artifact.
+
+    Exact: give the outputs in the order of their shards and the result is byte-identical to one `score`
+    over all the shards (ties go to the earlier input, as in `score`).
+
+    \b
+      gotd-stream merge -k 50000 node0.jsonl.zst node1.jsonl.zst node2.jsonl.zst -o selected.jsonl.zst
+    """
+    paths = resolve_inputs(inputs)
+    with speaking(quiet):
+        check_outputs({"-o": "-" if output is None else output}, paths)
+        merged = gs.merge(paths, k)
+        gs.write_selection(output, merged.top, merged.fit_id, no_score)
+    log(
+        f"merge: read {merged.read:,} records from {len(paths)} inputs, selected {len(merged.top):,} "
+        f"(fit {merged.fit_id or 'none'})",
+        quiet,
+    )
+
+
+@click.command(context_settings=CONTEXT)
+@inputs_argument
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="The .npy file to write (- for stdout).",
+)
+@click.option(
+    "-p",
+    "--potentials",
+    type=InputPath(exists=True, dir_okay=False),
+    help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
+)
+@click.option(
+    "--features",
+    type=click.Choice(gs.SPACES),
+    help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
+)
+@common_options
+def embed(
+    inputs,
+    output,
+    potentials,
+    features,
+    text_field,
+    model,
+    device,
+    batch_tokens,
+    batch_size,
+    workers,
+    max_tokens,
+    strict,
+    max_skipped,
+    quiet,
+) -> None:
+    """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
+
+    Without --potentials: sentence embeddings. With it: the artifact's space (semantic, lexical or hybrid).
+
+    \b
+      gotd-stream embed shards/part-00.jsonl.zst -o part-00.npy
+      gotd-stream embed -p task.gotd shards/part-00.jsonl.zst -o part-00.npy
+    """
+    paths = resolve_inputs(inputs)
+    if output.endswith((".zst", ".zstd", ".gz")):
+        raise click.UsageError("embed writes an uncompressed .npy file")
+    skips = gs.Skips(strict=strict, budget=max_skipped)
+    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+    with speaking(quiet):
+        check_outputs({"-o": output}, paths, {"-p": potentials}, binary=("-o",))
+        if potentials:
+            _, featurizer = load_checked(potentials, models, features)
+        elif features not in (None, "semantic"):
+            raise click.UsageError(
+                f"the {features} space is fitted on a sample: pass -p with an artifact from `fit --features {features}`"
+            )
+        else:
+            featurizer = models.load()
+        rows = gs.embed_to_npy(gs.read_records(paths, text_field, skips), featurizer, skips, output, quiet, paths)
+    log(
+        f"embed: read {rows + skips.total:,} records, embedded {rows:,}, {skips.summary()}; "
+        f"wrote {display_output(output)} ({rows:,} x {featurizer.dim})",
+        quiet,
+    )
+    partial_success(max_skipped, skips.total)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("potentials", type=InputPath(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
+def info(potentials, as_json) -> None:
+    """Describe a fitted artifact: model, epsilon, sizes, convergence, id.
+
+    \b
+      gotd-stream info task.gotd
+    """
+    import json
+
+    with speaking():
+        pot = load_artifact(potentials)
+    header = dict(
+        pot.header(), format_version=pot.format_version, fit_id=pot.fit_id, target_shape=list(pot.target.shape)
+    )
+    if as_json:
+        click.echo(json.dumps(header, indent=2, sort_keys=True))
+        return
+    model, fit_info, space = pot.model, pot.fit, pot.features
+
+    def number(key: str, spec: str = ",") -> str:  # a field older files may lack
+        return format(fit_info[key], spec) if key in fit_info else "?"
+
+    described = {
+        "semantic": "semantic (sentence embeddings)",
+        "lexical": f"lexical (hashed word 1-2-grams, {space.get('buckets')} buckets, TF-IDF projected to "
+        f"{space.get('dim')} dims)",
+        "hybrid": f"hybrid (semantic weight {space.get('weight')}, lexical {space.get('dim')} dims)",
+    }[space.get("space", "semantic")]
+    about_model = "none (the lexical space needs no model)"
+    if model:
+        about_model = (
+            f"{model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, max {model['max_tokens']} tokens)"
+        )
+    lines = [
+        f"file:            {potentials}",
+        f"fit id:          {pot.fit_id}",
+        f"format version:  {pot.format_version}" + ("" if pot.verified else " (no checksum: integrity not verified)"),
+        f"features:        {described}",
+        f"model:           {about_model}",
+        f"epsilon:         {pot.epsilon:g}",
+        f"target:          {pot.target.shape[0]:,} texts (of {number('target_seen')} in "
+        f"{fit_info.get('target_file', '?')})",
+        f"sample:          {number('sample_size')} candidates by {fit_info.get('sampling', '?')} "
+        f"(of {number('candidates_seen')} seen, seed {fit_info.get('seed', '?')})",
+        f"sinkhorn:        {fit_info.get('iterations', '?')} iterations, marginal error "
+        f"{number('marginal_error', '.2e')} (tol {fit_info.get('tol', '?')})",
+        f"OT cost:         {pot.ot_cost:.6f}",
+        f"mean f (calib.): {pot.mean_f:.6f}",
+    ]
+    click.echo("\n".join(lines))

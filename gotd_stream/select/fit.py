@@ -1,0 +1,183 @@
+"""Pass 1: sample the candidates, fit the feature space on the sample, solve OT against the target, package it.
+
+    fit(paths, target)         a reservoir sample of re-readable files (one read), then the OT fit
+    fit_on_prefix(records, ..) a stream read once: fit on its first records, which the caller scores too
+    fit_texts(sample, target)  in-memory texts (benches, tests): the same fit
+
+Each returns the artifact (`Potentials`) and the featurizer that scores in its space.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gotd_stream.errors import UsageProblem, setting
+
+if TYPE_CHECKING:
+    from gotd_stream.features.semantic import Embedder
+    from gotd_stream.io.records import Record, Skips
+    from gotd_stream.select.artifact import Potentials
+
+log = logging.getLogger(__name__)
+
+LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
+LEXICAL_DIM = 256  # the lexical space's dimension after projection
+
+
+class EmptyTarget(UsageProblem):
+    """The target, or the candidates to fit on, hold no usable text."""
+
+
+@dataclass
+class FitSettings:
+    """What a fit depends on; the defaults were chosen by bench/defaults.py and bench/quality.py (README)."""
+
+    space: str = "hybrid"
+    sample_size: int = 10_000
+    target_size: int = 1_000
+    epsilon: float = 0.05
+    max_iter: int = 10_000
+    tol: float = 1e-5
+    seed: int = 0
+    hybrid_weight: float = 0.5
+    text_field: str = "text"
+    strict: bool = False  # a bad target record fails the fit instead of being skipped
+    buckets: int | None = None  # None: LEXICAL_BUCKETS
+    dim: int | None = None  # None: LEXICAL_DIM
+    info: dict = field(default_factory=dict)  # recorded in the artifact's fit header
+
+
+@dataclass
+class Fitted:
+    potentials: Potentials
+    featurizer: object  # a gotd_stream.features.Featurizer
+    seen: int  # candidate records read to draw the sample
+
+
+def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
+    """The target texts, sampled down to `target_size`; an empty target is an error."""
+    from gotd_stream.io.records import Skips, read_records
+    from gotd_stream.select.sample import reservoir
+
+    skips = Skips(strict=settings.strict)
+    records = read_records([path], settings.text_field, skips)
+    texts, seen = reservoir((r.text for r in records), settings.target_size, settings.seed)
+    if not texts:
+        raise EmptyTarget(
+            f"target {path} holds no usable records (text field {settings.text_field!r}; {skips.summary()})"
+        )
+    return texts, seen
+
+
+def fit_texts(
+    sample: list[str],
+    target: list[str],
+    embedder: Embedder | None,
+    settings: FitSettings,
+    device: str = "cpu",
+    quiet: bool = True,
+) -> tuple[Potentials, object]:
+    """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
+    from gotd_stream.features import lexical as features
+    from gotd_stream.select import score as pipeline
+
+    featurizer = features.build(
+        settings.space,
+        sample,
+        embedder,
+        seed=settings.seed,
+        weight=settings.hybrid_weight,
+        buckets=settings.buckets or LEXICAL_BUCKETS,
+        dim=settings.dim or LEXICAL_DIM,
+    )
+    info = dict(settings.info, seed=settings.seed)
+    potentials = pipeline.fit(
+        sample,
+        target,
+        featurizer,
+        settings.space,
+        settings.epsilon,
+        settings.max_iter,
+        settings.tol,
+        info,
+        device,
+        quiet,
+    )
+    return potentials, featurizer
+
+
+def char_budget(embedder: Embedder | None) -> int:
+    """Characters of a text the space can see: a sample of huge lines must not fill the memory."""
+    from gotd_stream.features.lexical import CHAR_BUDGET
+
+    return embedder.char_budget if embedder is not None else CHAR_BUDGET
+
+
+def fit(
+    paths: list[str],
+    target: str,
+    embedder: Embedder | None,
+    settings: FitSettings,
+    *,
+    skips: Skips | None = None,
+    device: str = "cpu",
+    quiet: bool = True,
+) -> Fitted:
+    """Pass 1 over re-readable inputs: a reservoir sample of `sample_size` candidates, then the OT fit."""
+    from gotd_stream.io.records import Skips, read_records
+    from gotd_stream.progress import progress
+    from gotd_stream.select.sample import reservoir
+
+    target_texts, target_seen = read_target(target, settings)
+    skips = skips if skips is not None else Skips()
+    cut = char_budget(embedder)
+    with progress(quiet, "sample") as bar:
+        texts = (bar.update(1) or r.text[:cut] for r in read_records(paths, settings.text_field, skips))
+        sample, seen = reservoir(texts, settings.sample_size, settings.seed)
+    if not sample:
+        raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
+    info = {"sampling": "reservoir", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
+    settings = _with_info(settings, info)
+    potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device, quiet)
+    return Fitted(potentials, featurizer, seen)
+
+
+def fit_on_prefix(
+    records: Iterator[Record],
+    target: str,
+    embedder: Embedder | None,
+    settings: FitSettings,
+    *,
+    device: str = "cpu",
+    quiet: bool = True,
+    skips: Skips | None = None,
+) -> tuple[Fitted, Iterator[Record]]:
+    """A stream read once: fit on its first `sample_size` records; returns the fit and the whole stream again
+    (those records first), so that nothing is read twice."""
+    head = list(itertools.islice(records, settings.sample_size))
+    if not head:
+        summary = f" ({skips.summary()})" if skips is not None else ""
+        raise EmptyTarget(f"no usable candidate records on stdin{summary}")
+    target_texts, target_seen = read_target(target, settings)
+    info = {"sampling": "stream prefix", "candidates_seen": len(head), "target_seen": target_seen}
+    settings = _with_info(settings, dict(info, target_file=target))
+    potentials, featurizer = fit_texts([r.text for r in head], target_texts, embedder, settings, device, quiet)
+    return Fitted(potentials, featurizer, len(head)), itertools.chain(head, records)
+
+
+def _with_info(settings: FitSettings, info: dict) -> FitSettings:
+    from dataclasses import replace
+
+    return replace(settings, info={**settings.info, **info})
+
+
+def check_space(settings: FitSettings, weight_given: bool) -> None:
+    """A hybrid weight means nothing outside the hybrid space: name the mistake instead of ignoring it."""
+    if settings.space != "hybrid" and weight_given:
+        raise UsageProblem(
+            f"{setting('hybrid_weight')} applies to the hybrid space only, not to {settings.space}; leave it out"
+        )
