@@ -72,6 +72,18 @@ def pot_gradients(x, y, eps: float):
     return f, f - (f.sum() - f) / (n - 1)
 
 
+def run(args, input=None, code: int = 0, env: dict | None = None):
+    """The command line as a user runs it (CliRunner), checked: the exit code expected and never a traceback."""
+    from click.testing import CliRunner
+
+    from gotd_stream.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
 def write_jsonl(path: Path, docs: list[dict]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
     return path

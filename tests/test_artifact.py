@@ -17,22 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.select.artifact import checksum
-from tests.conftest import make_docs, write_jsonl
+from tests.conftest import make_docs, run, write_jsonl
 
 DAMAGED = "damaged or incompatible artifact"
 ROOT = Path(__file__).resolve().parent.parent
 BUCKETS = 1024
-
-
-def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def fit(folder: Path, *args) -> tuple[Path, Path]:

@@ -9,18 +9,9 @@ import numpy as np
 import orjson
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.io.records import split_scored
-from tests.conftest import make_docs, write_jsonl
-
-
-def run(args, input=None, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
+from tests.conftest import make_docs, run, write_jsonl
 
 
 @pytest.fixture()

@@ -8,18 +8,9 @@ import pickle
 import numpy as np
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
-from tests.conftest import make_docs, write_jsonl
-
-
-def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
+from tests.conftest import make_docs, run, write_jsonl
 
 
 class Exploit:

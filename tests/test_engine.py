@@ -10,12 +10,11 @@ import numpy as np
 import orjson
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.features.engine import Tokenize, plan_batches
 from gotd_stream.io.records import Skips, read_records
 from tests.conftest import make_docs, write_jsonl
+from tests.conftest import run as cli_run
 
 WORDS = (
     "the committee approved a budget for schools after a long debate about teachers salaries and buildings "
@@ -146,12 +145,6 @@ def test_forward_in_a_thread_of_its_own(tiny_model, tiny):
     threaded = Embedder(tiny_model, device="cpu", batch_tokens=512)
     threaded.engine.threaded = True
     np.testing.assert_array_equal(threaded.encode(texts), tiny.encode(texts))
-
-
-def cli_run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    return result
 
 
 def test_hybrid_score_and_merge_do_not_depend_on_workers(tmp_path, tiny_model):

@@ -12,20 +12,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.features.lexical import Lexical, hashed_tf
-from tests.conftest import pot_gradients
+from tests.conftest import pot_gradients, run
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["The Striker scored!", "whisk the eggs, whisk the sugar", "ünïcode wörds and 42 numbers", ""]
-
-
-def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    return result
 
 
 def test_hashing_is_the_same_in_every_process():

@@ -12,12 +12,11 @@ import numpy as np
 import orjson
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.finetune import classify, data, models, warmup
 from gotd_stream.io.records import Skips
 from tests.conftest import TOPICS, make_docs, write_jsonl
+from tests.conftest import run as run_cli
 
 SPECIALS = ["[UNK]", "[PAD]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -34,10 +33,7 @@ def one_thread():
 
 
 def run(args, input=None, code=0):
-    result = CliRunner().invoke(cli, ["finetune", *map(str, args)], input=input, catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
+    return run_cli(["finetune", *args], input=input, code=code)
 
 
 def results(out: Path) -> dict:

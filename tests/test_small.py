@@ -10,17 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
-from tests.conftest import make_docs, write_jsonl
-
-
-def run(args, code=0, env=None, input=None):
-    result = CliRunner().invoke(cli, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
+from tests.conftest import make_docs, run, write_jsonl
 
 
 @pytest.fixture(scope="module")

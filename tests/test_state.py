@@ -14,19 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
-from tests.conftest import make_docs, write_jsonl
+from tests.conftest import make_docs, run, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 @pytest.fixture()
