@@ -88,6 +88,13 @@ class Lexical:
         tfidf = _l2_rows(hashed_tf(texts, self.buckets, self.char_budget) @ _diag(self.idf))
         return _unit(np.asarray(tfidf @ self.projection, dtype=np.float32))
 
+    def stream(self, items):
+        """(key, texts) windows -> (key, rows): the next window is read and featurized in a thread while the
+        caller scores this one (the c-transform's matmuls and numpy's loops let go of the GIL)."""
+        from gotd_stream.engine import prefetch
+
+        return prefetch(((key, self.encode(texts)) for key, texts in items), "gotd-lexical")
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"lexical_idf": self.idf, "lexical_projection": self.projection}
 
