@@ -32,6 +32,12 @@ artifact or state, no convergence; exit 1) name settings, not flags. The library
 from __future__ import annotations
 
 import importlib
+import os
+
+# MKL's strict reproducible mode: its matmuls give the same bits whatever the thread count, so a model's
+# embeddings on the CPU do not depend on OMP_NUM_THREADS or torch.set_num_threads. MKL reads this at its first
+# call, so it is set here, before anything imports torch; a value set by the user wins.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.features.lexical import (

@@ -554,3 +554,24 @@ def _stage(body: Callable[[], None], sink: queue.Queue, stop: threading.Event, n
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def prefetch(results: Iterable[Any], name: str) -> Iterator[Any]:
+    """The items of `results`, each computed in a thread while the caller works on the one before.
+
+    A failure in the thread is raised in the caller; an early stop leaves the thread to end on its own.
+    """
+    stop = threading.Event()
+    ready: queue.Queue = queue.Queue(DEPTH)
+
+    def produce() -> None:
+        for item in results:
+            if not _put(ready, item, stop):
+                return
+
+    thread = _stage(produce, ready, stop, name)
+    try:
+        yield from _items(ready, stop)
+    finally:
+        stop.set()
+        thread.join(timeout=0.5)

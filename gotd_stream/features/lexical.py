@@ -70,12 +70,18 @@ class Lexical:
     def fit(
         cls, texts: list[str], buckets: int = 1 << 15, dim: int = 256, seed: int = 0, char_budget: int = CHAR_BUDGET
     ) -> Lexical:
-        """IDF from document frequencies in `texts`, projection = top right singular vectors of their TF-IDF."""
+        """IDF from document frequencies in `texts`, projection = top right singular vectors of their TF-IDF.
+
+        The linear algebra runs on one thread: LAPACK's sums depend on the thread count, the projection must not.
+        """
+        from gotd_stream.select.ot import one_thread
+
         tf = hashed_tf(texts, buckets, char_budget)
         df = np.bincount(tf.indices, minlength=buckets)
         idf = (np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0).astype(np.float32)
         tfidf = _l2_rows(tf @ _diag(idf))
-        projection = randomized_right_singular_vectors(tfidf, min(dim, min(tfidf.shape)), seed)
+        with one_thread():
+            projection = randomized_right_singular_vectors(tfidf, min(dim, min(tfidf.shape)), seed)
         if projection.shape[1] < dim:  # fewer texts than dimensions: pad, the extra columns stay zero
             projection = np.pad(projection, ((0, 0), (0, dim - projection.shape[1])))
         return cls(idf, projection, char_budget)
@@ -83,6 +89,13 @@ class Lexical:
     def encode(self, texts: list[str]) -> np.ndarray:
         tfidf = _l2_rows(hashed_tf(texts, self.buckets, self.char_budget) @ _diag(self.idf))
         return _unit(np.asarray(tfidf @ self.projection, dtype=np.float32))
+
+    def stream(self, items):
+        """(key, texts) windows -> (key, rows): the next window is read and featurized in a thread while the
+        caller scores this one (the c-transform's matmuls and numpy's loops let go of the GIL)."""
+        from gotd_stream.features.engine import prefetch
+
+        return prefetch(((key, self.encode(texts)) for key, texts in items), "gotd-lexical")
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"lexical_idf": self.idf, "lexical_projection": self.projection}
