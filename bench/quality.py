@@ -23,7 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.defaults import embeddings, load_pool, log, source_labels, targets  # noqa: E402
-from gotd_stream.features.lexical import SPACES, Lexical  # noqa: E402
+from gotd_stream.features import SPACES  # noqa: E402
+from gotd_stream.features.lexical import Lexical  # noqa: E402
 from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials  # noqa: E402
 
 EPSILONS = (0.05, 0.1)  # bench/defaults.py: 0.01-0.1 is one plateau; 0.01 costs 5-10x the iterations

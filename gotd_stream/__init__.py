@@ -40,7 +40,7 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
-from gotd_stream.features.lexical import (
+from gotd_stream.features import (
     DEFAULT_MAX_TOKENS,
     SPACES,
     Featurizer,

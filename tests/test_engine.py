@@ -175,7 +175,8 @@ def test_hybrid_score_and_merge_do_not_depend_on_workers(tmp_path, tiny_model):
 
 
 def test_hybrid_is_both_parts_side_by_side(tiny):
-    from gotd_stream.features.lexical import Hybrid, Lexical
+    from gotd_stream.features.hybrid import Hybrid
+    from gotd_stream.features.lexical import Lexical
 
     texts = texts_of_mixed_lengths(60, seed=6)
     lexical = Lexical.fit(texts, dim=16)
@@ -207,7 +208,7 @@ def test_a_failure_while_reading_reaches_the_caller(tiny, tmp_path):
 
 def test_a_consumer_that_stops_early_stops_the_stages(tiny):
     items = ((i, texts_of_mixed_lengths(40, seed=i)) for i in range(50))
-    for key, emb, _ in tiny.stream(items):
+    for key, emb in tiny.stream(items):
         assert emb.shape == (40, 32)
         if key == 1:
             break

@@ -1,9 +1,6 @@
-"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-gram TF-IDF), hybrid.
+"""The lexical space: how a text is written (its register), where sentence embeddings see what it is about.
 
-Sentence embeddings see what a text is about; word n-grams see how it is written (its register). A target
-defined by its topic wants the first, one defined by its register the second; the hybrid concatenates both.
-
-lexical: lower-cased word unigrams and bigrams, hashed with crc32 (stable on every machine and process, unlike
+Lower-cased word unigrams and bigrams, hashed with crc32 (stable on every machine and process, unlike
 Python's `hash()`) into `buckets` columns; sublinear TF times IDF estimated on the fit sample; a linear projection
 to `dim` dimensions fitted on the fit sample by randomized SVD; L2-normalised. Everything fitted is a plain array
 stored in the artifact. No model, no GPU.
@@ -16,7 +13,8 @@ import zlib
 
 import numpy as np
 
-SPACES = ("semantic", "lexical", "hybrid")
+from gotd_stream.features.base import unit_rows
+
 CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
 WORD = re.compile(r"\w+")
 _BIGRAM_MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit constant: bigram hash = h(a) * K xor h(b)
@@ -59,8 +57,7 @@ class Lexical:
 
     window = 4096  # texts per encode() call when the pipeline scores in this space alone
 
-    def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, device: str = "cpu"):
-        self.device = device  # where the OT runs; the featurizing itself is always on the CPU
+    def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET):
         self.idf = np.asarray(idf, np.float32)
         self.projection = np.asarray(projection, np.float32)
         self.buckets, self.dim = self.projection.shape
@@ -88,7 +85,7 @@ class Lexical:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         tfidf = _l2_rows(hashed_tf(texts, self.buckets, self.char_budget) @ _diag(self.idf))
-        return _unit(np.asarray(tfidf @ self.projection, dtype=np.float32))
+        return unit_rows(np.asarray(tfidf @ self.projection, dtype=np.float32))
 
     def stream(self, items):
         """(key, texts) windows -> (key, rows): the next window is read and featurized in a thread while the
@@ -100,16 +97,24 @@ class Lexical:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"lexical_idf": self.idf, "lexical_projection": self.projection}
 
+    def describe(self) -> dict:
+        """What the artifact records to rebuild the space exactly."""
+        return {
+            "space": "lexical",
+            "buckets": self.buckets,
+            "dim": self.dim,
+            **LEXICAL_RECIPE,
+            "char_budget": self.char_budget,
+        }
+
+    def model_settings(self) -> None:
+        return None  # no model
+
 
 def _diag(values: np.ndarray):
     from scipy import sparse
 
     return sparse.diags(values)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):  # a non-finite row stays non-finite; the pipeline skips it
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def randomized_right_singular_vectors(matrix, k: int, seed: int, oversample: int = 10, power: int = 2) -> np.ndarray:
@@ -123,64 +128,3 @@ def randomized_right_singular_vectors(matrix, k: int, seed: int, oversample: int
     # A ~ (A Q) Q^T, and with A Q = U S W^T the right singular vectors of A are Q W
     _, _, wt = np.linalg.svd(np.asarray(matrix @ q), full_matrices=False)
     return (q @ wt.T[:, :k]).astype(np.float32)
-
-
-class Hybrid:
-    """Both spaces side by side: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length like each part.
-
-    The lexical part rides along with the semantic model's tokenizer (in its worker processes, or beside it in
-    a thread), so it is computed while the model runs instead of after it.
-    """
-
-    def __init__(self, semantic, lexical: Lexical, weight: float = 0.5):
-        self.semantic, self.lexical, self.weight = semantic, lexical, weight
-        self.dim = semantic.dim + lexical.dim
-        self.device, self.window = semantic.device, semantic.window
-
-    def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
-        a = np.sqrt(self.weight) * semantic
-        b = np.sqrt(1.0 - self.weight) * lexical
-        return _unit(np.concatenate([a, b], axis=1).astype(np.float32))
-
-    def stream(self, items):
-        """(key, texts) windows -> (key, hybrid rows), both parts computed at once."""
-        for key, semantic, lexical in self.semantic.stream(items, side=self.lexical):
-            yield key, self.combine(semantic, lexical)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
-        parts = [emb for _, emb in self.stream(items)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
-
-
-def build(
-    space: str, sample: list[str], embedder, *, seed: int, weight: float, buckets: int, dim: int, device: str = "cpu"
-):
-    """The featurizer for `space`, fitting the lexical part on the fit sample."""
-    if space == "semantic":
-        return embedder
-    lexical = Lexical.fit(sample, buckets=buckets, dim=dim, seed=seed)
-    lexical.device = device
-    return lexical if space == "lexical" else Hybrid(embedder, lexical, weight)
-
-
-def describe(space: str, featurizer) -> dict:
-    """What the artifact records to rebuild the space exactly."""
-    header: dict = {"space": space}
-    lexical = featurizer if space == "lexical" else getattr(featurizer, "lexical", None)
-    if lexical is not None:
-        header.update(buckets=lexical.buckets, dim=lexical.dim, **LEXICAL_RECIPE, char_budget=lexical.char_budget)
-    if space == "hybrid":
-        header["weight"] = featurizer.weight
-    return header
-
-
-def restore(header: dict, arrays: dict, embedder, device: str = "cpu"):
-    """The featurizer an artifact was fitted in (embedder: the loaded model, or None for lexical)."""
-    space = header.get("space", "semantic")
-    if space == "semantic":
-        return embedder
-    lexical = Lexical(
-        arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET), device
-    )
-    return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.features.base import unit_rows
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -110,6 +111,15 @@ class Embedder:
         with torch.no_grad():
             self.fingerprint = fingerprint(self.model.state_dict())
 
+    def describe(self) -> dict:
+        return {"space": "semantic"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def model_settings(self) -> dict:
+        return self.settings()
+
     def settings(self) -> dict:
         """What the artifact records so that scoring embeds exactly as fitting did."""
         return {
@@ -124,10 +134,15 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in order (sorted by length inside each window)."""
         items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
-        parts = [emb for _, emb, _ in self.stream(items)]
+        parts = [emb for _, emb in self.stream(items)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
-    def stream(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
+    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(key, texts) windows -> (key, embeddings): reading, tokenising and the model overlap."""
+        for key, emb, _ in self.stream_with(items):
+            yield key, emb
+
+    def stream_with(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
         """(key, texts) windows -> (key, embeddings, side rows): reading, tokenising and the model overlap.
 
         `side` (a featurizer with encode(texts), e.g. the lexical space) is computed on the same texts alongside
@@ -148,18 +163,12 @@ class Embedder:
             normalize_embeddings=False,
             show_progress_bar=False,
         ).astype(np.float32, copy=False)
-        return normalize(emb)
+        return unit_rows(emb)
 
     def close(self) -> None:
         """Stop the tokenizer workers, if any (they also stop when the process exits)."""
         if self.engine is not None:
             self.engine.close()
-
-
-def normalize(emb: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore"):  # a non-finite row stays non-finite; the pipeline skips it
-        return emb / np.maximum(norms, 1e-12)
 
 
 def fingerprint(state_dict: dict) -> str:

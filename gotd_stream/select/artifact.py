@@ -45,7 +45,7 @@ class Potentials:
     ot_cost: float
     model: dict | None  # Embedder.settings(); None for the lexical space, which needs no model
     fit: dict = field(default_factory=dict)  # how it was fitted: sizes, iterations, error, seed, ...
-    features: dict = field(default_factory=lambda: {"space": "semantic"})  # features.describe()
+    features: dict = field(default_factory=lambda: {"space": "semantic"})  # Featurizer.describe()
     arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
     format_version: int = FORMAT_VERSION  # of the file it was read from
 
@@ -226,7 +226,7 @@ FIT_FIELDS = {  # what `fit` records about itself: shown by `info`, never used t
 
 def validate(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
     """What is wrong with a parsed header and its arrays (None: nothing), so that nothing downstream trips on it."""
-    from gotd_stream.features.lexical import SPACES
+    from gotd_stream.features.base import SPACES
 
     epsilon, mean_f, ot_cost = header.get("epsilon"), header.get("mean_f"), header.get("ot_cost")
     if not is_real(epsilon) or epsilon <= 0:

@@ -82,7 +82,7 @@ def fit_texts(
     quiet: bool = True,
 ) -> tuple[Potentials, object]:
     """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
-    from gotd_stream.features import lexical as features
+    from gotd_stream import features
     from gotd_stream.select import score as pipeline
 
     featurizer = features.build(

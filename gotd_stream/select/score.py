@@ -92,9 +92,8 @@ def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Ite
     A featurizer with stream() reads, tokenises and embeds the next windows while the caller scores this one.
     """
     items = ((window, [r.text for r in window]) for window in windows(records, embedder.window))
-    stream = getattr(embedder, "stream", None)
-    results = stream(items) if stream is not None else ((w, embedder.encode(texts)) for w, texts in items)
-    for window, emb, *_ in results:
+    results = embedder.stream(items)
+    for window, emb in results:
         if bar is not None:
             bar.update(len(window))
         finite = np.isfinite(emb).all(axis=1)
@@ -140,8 +139,6 @@ def fit(
     quiet: bool = False,
 ) -> Potentials:
     """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
-    from gotd_stream.features import lexical as features
-
     if not quiet:
         print(
             f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})",
@@ -166,18 +163,16 @@ def fit(
         max_iter=max_iter,
         gotd_stream=__version__,
     )
-    semantic = featurizer if space == "semantic" else getattr(featurizer, "semantic", None)
-    lexical = featurizer if space == "lexical" else getattr(featurizer, "lexical", None)
     return Potentials(
         target=y,
         g=result.g,
         epsilon=epsilon,
         mean_f=float(result.f.mean()),
         ot_cost=result.ot_cost,
-        model=semantic.settings() if semantic is not None else None,
+        model=featurizer.model_settings(),
         fit=info,
-        features=features.describe(space, featurizer),
-        arrays=lexical.arrays() if lexical is not None else {},
+        features=featurizer.describe(),
+        arrays=featurizer.arrays(),
     )
 
 

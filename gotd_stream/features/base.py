@@ -1,0 +1,46 @@
+"""What every feature space shares: the protocol it satisfies, the names of the spaces, unit-length rows.
+
+Light on purpose (numpy only inside functions): the command line reads SPACES for --help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SPACES = ("semantic", "lexical", "hybrid")
+DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """What a feature space provides. Rows are float32 and L2-normalised (the OT cost lives in [0, 4])."""
+
+    dim: int  # the width of a row
+    window: int  # texts featurized together when scoring a stream (a window never spans two inputs)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) rows, in order; a row that is not finite marks a text the space cannot represent."""
+
+    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(key, texts) windows in, (key, rows) out, in order: a space may featurize ahead while the caller scores."""
+
+    def describe(self) -> dict:
+        """The artifact's `features` header: the space and what rebuilds it exactly."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the space fitted (saved in the artifact beside the potentials)."""
+
+    def model_settings(self) -> dict | None:
+        """The sentence-embedding model's settings (name, fingerprint, ...), or None for a space without one."""
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero; a non-finite row stays non-finite and is skipped)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

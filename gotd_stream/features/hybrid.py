@@ -1,0 +1,49 @@
+"""The hybrid space: both spaces side by side, [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length.
+
+A target defined by its topic wants the semantic space, one defined by its register the lexical one; the
+hybrid serves both (README, "Feature spaces, measured").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gotd_stream.features.base import unit_rows
+from gotd_stream.features.lexical import Lexical
+
+
+class Hybrid:
+    """Both spaces side by side: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length like each part.
+
+    The lexical part rides along with the semantic model's tokenizer (in its worker processes, or beside it in
+    a thread), so it is computed while the model runs instead of after it.
+    """
+
+    def __init__(self, semantic, lexical: Lexical, weight: float = 0.5):
+        self.semantic, self.lexical, self.weight = semantic, lexical, weight
+        self.dim = semantic.dim + lexical.dim
+        self.window = semantic.window
+
+    def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        a = np.sqrt(self.weight) * semantic
+        b = np.sqrt(1.0 - self.weight) * lexical
+        return unit_rows(np.concatenate([a, b], axis=1).astype(np.float32))
+
+    def stream(self, items):
+        """(key, texts) windows -> (key, hybrid rows), both parts computed at once."""
+        for key, semantic, lexical in self.semantic.stream_with(items, side=self.lexical):
+            yield key, self.combine(semantic, lexical)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
+        parts = [emb for _, emb in self.stream(items)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.lexical.arrays()
+
+    def describe(self) -> dict:
+        return {**self.lexical.describe(), "space": "hybrid", "weight": self.weight}
+
+    def model_settings(self) -> dict:
+        return self.semantic.model_settings()
