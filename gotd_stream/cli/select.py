@@ -77,15 +77,14 @@ def fit(
     paths = resolve_inputs(inputs)
     if target == "-" and "-" in paths:
         raise click.UsageError("--target and the inputs cannot both be stdin")
-    settings = fit_settings(
-        features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
-    )
     skips = gs.Skips(strict=strict, budget=max_skipped)
+    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
     with speaking(quiet):
         check_outputs({"-o": output}, paths, {"--target": target}, binary=("-o",))
-        embedder, device = semantic_model(
-            settings, model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+        settings = fit_settings(
+            features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
         )
+        embedder, device = semantic_model(settings, models)
         fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet)
         fitted.potentials.save(output)
     log(
