@@ -52,7 +52,7 @@ def test_c_transform_batches_are_independent():
 def test_not_converged_is_an_error():
     rng = np.random.default_rng(3)
     x, y = unit_rows(rng, 100, 8), unit_rows(rng, 20, 8, shift=1.0)
-    with pytest.raises(NotConverged, match="raise --max-iter"):
+    with pytest.raises(NotConverged, match="raise max_iter"):
         fit_potentials(x, y, 0.001, max_iter=3, tol=1e-9)
 
 

@@ -2,7 +2,7 @@
 
 `SentenceTransformer.encode` leaves a GPU mostly idle: it tokenises, pads and loops in Python between forward
 passes, and sorts by length only inside one call. Here, for one window of documents at a time (a window never
-spans two inputs: see pipeline.windows):
+spans two inputs: see select.score.windows):
 
 1. a reader thread pulls windows from the caller and hands their texts, in chunks, to tokenizer workers (or
    tokenises inline with `workers=0`); the workers also compute a side feature (the lexical part of the hybrid

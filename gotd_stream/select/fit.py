@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from gotd_stream.errors import UsageProblem, setting
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from gotd_stream.features.semantic import Embedder
     from gotd_stream.io.records import Record, Skips
     from gotd_stream.select.artifact import Potentials
@@ -73,17 +75,76 @@ def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
     return texts, seen
 
 
+def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
+    """Rows of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
+    import numpy as np
+
+    emb = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():
+        log.warning(f"{int((~finite).sum())} {what} texts had non-finite embeddings; left out")
+        emb = emb[finite]
+    if not len(emb):
+        raise EmptyTarget(f"no {what} text has a finite embedding")
+    return emb
+
+
+def solve(
+    sample: list[str],
+    target: list[str],
+    featurizer,
+    space: str,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    info: dict,
+    device: str = "cpu",
+) -> Potentials:
+    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
+    from gotd_stream.select.artifact import Potentials
+    from gotd_stream.select.ot import fit_potentials
+    from gotd_stream.version import __version__
+
+    log.info(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})")
+    x = embed_texts(sample, featurizer, "sampled candidate")
+    y = embed_texts(target, featurizer, "target")
+    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=device)
+    log.info(
+        f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
+        f"OT cost {result.ot_cost:.4f}"
+    )
+    info = dict(
+        info,
+        sample_size=len(x),
+        target_size=len(y),
+        iterations=result.iterations,
+        marginal_error=result.marginal_error,
+        tol=tol,
+        max_iter=max_iter,
+        gotd_stream=__version__,
+    )
+    return Potentials(
+        target=y,
+        g=result.g,
+        epsilon=epsilon,
+        mean_f=float(result.f.mean()),
+        ot_cost=result.ot_cost,
+        model=featurizer.model_settings(),
+        fit=info,
+        features=featurizer.describe(),
+        arrays=featurizer.arrays(),
+    )
+
+
 def fit_texts(
     sample: list[str],
     target: list[str],
     embedder: Embedder | None,
     settings: FitSettings,
     device: str = "cpu",
-    quiet: bool = True,
 ) -> tuple[Potentials, object]:
     """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
     from gotd_stream import features
-    from gotd_stream.select import score as pipeline
 
     featurizer = features.build(
         settings.space,
@@ -95,7 +156,7 @@ def fit_texts(
         dim=settings.dim or LEXICAL_DIM,
     )
     info = dict(settings.info, seed=settings.seed)
-    potentials = pipeline.fit(
+    potentials = solve(
         sample,
         target,
         featurizer,
@@ -105,7 +166,6 @@ def fit_texts(
         settings.tol,
         info,
         device,
-        quiet,
     )
     return potentials, featurizer
 
@@ -142,7 +202,7 @@ def fit(
         raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
     info = {"sampling": "reservoir", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
     settings = _with_info(settings, info)
-    potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device, quiet)
+    potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device)
     return Fitted(potentials, featurizer, seen)
 
 
@@ -165,7 +225,7 @@ def fit_on_prefix(
     target_texts, target_seen = read_target(target, settings)
     info = {"sampling": "stream prefix", "candidates_seen": len(head), "target_seen": target_seen}
     settings = _with_info(settings, dict(info, target_file=target))
-    potentials, featurizer = fit_texts([r.text for r in head], target_texts, embedder, settings, device, quiet)
+    potentials, featurizer = fit_texts([r.text for r in head], target_texts, embedder, settings, device)
     return Fitted(potentials, featurizer, len(head)), itertools.chain(head, records)
 
 

@@ -1,4 +1,4 @@
-"""The stages as generators: records -> windows -> embeddings -> scores -> top-k, and the fit.
+"""Pass 2, as generators: records -> windows -> features -> calibrated gradients -> top-k -> the selection.
 
 Windows never span two inputs: a shard is embedded the same way alone or among others, so scores (down to
 the last bit) do not depend on how a corpus was split across nodes, and `merge` is exact.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,17 +17,12 @@ import numpy as np
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.io.records import Record, Skips, read_records, with_score
 from gotd_stream.io.streams import STDIN, atomic_output
+from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Potentials
-from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials
-from gotd_stream.select.sample import reservoir
+from gotd_stream.select.ot import CalibratedGradient
 from gotd_stream.select.topk import TopK
-from gotd_stream.version import __version__
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
-
-
-class EmptyTarget(Exception):
-    pass
 
 
 @dataclass
@@ -36,23 +30,6 @@ class Counts:
     scored: int = 0
     skips: Skips = field(default_factory=Skips)
     reused: int = 0  # shards taken from a --state folder instead of being read
-
-
-def progress(quiet: bool, desc: str, total: int | None = None):
-    """A stderr progress bar that stays silent when stderr is not a terminal."""
-    from tqdm import tqdm
-
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=" docs",
-        unit_scale=True,
-        file=sys.stderr,
-        disable=disable,
-        mininterval=1.0,
-        dynamic_ncols=True,
-    )
 
 
 def rereadable(paths: Iterable[str]) -> bool:
@@ -105,77 +82,6 @@ def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Ite
         yield window, emb
 
 
-def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
-    """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
-    emb = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
-    finite = np.isfinite(emb).all(axis=1)
-    if not finite.all():
-        print(f"warning: {int((~finite).sum())} {what} texts had non-finite embeddings; left out", file=sys.stderr)
-        emb = emb[finite]
-    if not len(emb):
-        raise EmptyTarget(f"no {what} text has a finite embedding")
-    return emb
-
-
-def read_target(path: str, text_field: str, target_size: int, seed: int, strict: bool) -> tuple[list[str], int]:
-    """The target texts, sampled down to `target_size`; an empty target is an error."""
-    skips = Skips(strict=strict)
-    texts, seen = reservoir((r.text for r in read_records([path], text_field, skips)), target_size, seed)
-    if not texts:
-        raise EmptyTarget(f"target {path} holds no usable records (text field {text_field!r}; {skips.summary()})")
-    return texts, seen
-
-
-def fit(
-    sample: list[str],
-    target: list[str],
-    featurizer,
-    space: str,
-    epsilon: float,
-    max_iter: int,
-    tol: float,
-    info: dict,
-    device: str = "cpu",
-    quiet: bool = False,
-) -> Potentials:
-    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
-    if not quiet:
-        print(
-            f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})",
-            file=sys.stderr,
-        )
-    x = embed_texts(sample, featurizer, "sampled candidate")
-    y = embed_texts(target, featurizer, "target")
-    result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=device)
-    if not quiet:
-        print(
-            f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
-            f"OT cost {result.ot_cost:.4f}",
-            file=sys.stderr,
-        )
-    info = dict(
-        info,
-        sample_size=len(x),
-        target_size=len(y),
-        iterations=result.iterations,
-        marginal_error=result.marginal_error,
-        tol=tol,
-        max_iter=max_iter,
-        gotd_stream=__version__,
-    )
-    return Potentials(
-        target=y,
-        g=result.g,
-        epsilon=epsilon,
-        mean_f=float(result.f.mean()),
-        ot_cost=result.ot_cost,
-        model=featurizer.model_settings(),
-        fit=info,
-        features=featurizer.describe(),
-        arrays=featurizer.arrays(),
-    )
-
-
 def score(
     records: Iterable[Record],
     embedder,
@@ -184,19 +90,14 @@ def score(
     counts: Counts,
     device: str = "cpu",
     quiet: bool = False,
-    scorer: CTransform | None = None,
+    scorer: CalibratedGradient | None = None,
 ) -> TopK:
-    """Score every record by its calibrated gradient and keep the k lowest."""
-    scorer = scorer or CTransform(potentials.target, potentials.g, potentials.epsilon, device)
+    """Score every record by its calibrated gradient (Potentials.scorer) and keep the k lowest, ties to the earlier."""
+    scorer = scorer or potentials.scorer(device)
     top = TopK(k)
     with progress(quiet, "score") as bar:
         for window, emb in embedded(records, embedder, counts.skips, bar):
-            scores = scorer(emb) - potentials.mean_f
-            if not np.isfinite(scores).all():
-                raise NotConverged(
-                    f"non-finite scores at epsilon={potentials.epsilon:g}: fit with a larger {setting('epsilon')}"
-                )
-            top.offer(scores, [r.raw for r in window])
+            top.offer(scorer(emb), [r.raw for r in window])
             counts.scored += len(window)
     return top
 
@@ -217,7 +118,7 @@ def score_resumable(
     Batches never span two inputs, so each shard scores exactly as in one pass over all of them, and the merge
     of per-shard top-k lists in input order is that pass's top-k: the output does not depend on restarts.
     """
-    scorer = CTransform(potentials.target, potentials.g, potentials.epsilon, device)
+    scorer = potentials.scorer(device)
     top = TopK(k)
     for path in paths:
         shard = state.finished(path)
@@ -238,7 +139,7 @@ def score_resumable(
     return top
 
 
-def write_selection(output: str | None, top: TopK, fit_id: str, no_score: bool) -> None:
+def write_selection(output: str | None, top: TopK, fit_id: str, no_score: bool = False) -> None:
     """The kept lines, best first, with or without the score suffix, atomically to `output` (None: stdout)."""
     with atomic_output(output) as sink:
         for value, raw in top.best_first():
