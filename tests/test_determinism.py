@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.ot import CTransform, fit_potentials
+from gotd_stream.select.ot import CTransform, fit_potentials
 from tests.conftest import make_docs, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def test_lexical_projection_is_the_same_bits_on_any_blas_thread_count():
     """The randomized SVD of the lexical fit runs on numpy's BLAS, whose thread count torch does not set."""
     from threadpoolctl import threadpool_limits
 
-    from gotd_stream.features import Lexical
+    from gotd_stream.features.lexical import Lexical
 
     texts = [d["text"] for d in make_docs(400, seed=9)]
     projections = []
