@@ -88,3 +88,59 @@ print("ok", len(sys.argv) - 1)
     result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", str(len(names))]
+
+
+def test_the_cli_imports_only_the_public_api_and_click():
+    """cli/ parses, calls the API, reports: it imports the package (its API), the fine-tuning package's API,
+    its own modules, click and the standard library, and nothing of the library's insides."""
+    allowed = {"gotd_stream", "gotd_stream.finetune", "gotd_stream.version"}
+    found = {}
+    for name, path in modules().items():
+        if not name.startswith("gotd_stream.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [node.module or ""]
+                if node.module == "gotd_stream":
+                    targets = [f"gotd_stream.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                ours = target.split(".")[0] == "gotd_stream"
+                if ours and target not in allowed and not target.startswith("gotd_stream.cli"):
+                    found.setdefault(name, []).append(target)
+                elif not ours and target.split(".")[0] not in sys.stdlib_module_names | {"click", "tqdm", "__future__"}:
+                    found.setdefault(name, []).append(target)
+    assert found == {}
+
+
+def test_the_public_api_is_documented():
+    """help(gotd_stream) shows a usable API: every public name resolves and has a docstring, with an example."""
+    import pydoc
+
+    import gotd_stream as gs
+
+    assert "Example::" in gs.__doc__
+    undocumented = []
+    for name in gs.__all__:
+        value = getattr(gs, name)
+        if callable(value) and not (getattr(value, "__doc__", None) or "").strip():
+            undocumented.append(name)
+    assert undocumented == []
+    text = pydoc.render_doc(gs, renderer=pydoc.plaintext)
+    for name in ("fit", "score", "merge", "load", "featurizer_for", "FitSettings", "Potentials"):
+        assert name in text
+
+
+def test_the_library_prints_nothing():
+    """Only cli/ speaks to the terminal; the library logs (logging.getLogger("gotd_stream")) and raises."""
+    printing = [
+        f"{name}:{node.lineno}"
+        for name, path in modules().items()
+        if not name.startswith("gotd_stream.cli")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+    ]
+    assert printing == []
