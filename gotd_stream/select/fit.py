@@ -75,11 +75,11 @@ def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
     return texts, seen
 
 
-def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
+def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
     """Rows of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
     import numpy as np
 
-    emb = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
+    emb = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
     finite = np.isfinite(emb).all(axis=1)
     if not finite.all():
         log.warning(f"{int((~finite).sum())} {what} texts had non-finite embeddings; left out")

@@ -63,13 +63,15 @@ def windows(records: Iterable[Record], size: int, max_bytes: int = WINDOW_BYTES)
         yield window
 
 
-def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
+def embedded(
+    records: Iterable[Record], featurizer, skips: Skips, bar=None
+) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted.
 
     A featurizer with stream() reads, tokenises and embeds the next windows while the caller scores this one.
     """
-    items = ((window, [r.text for r in window]) for window in windows(records, embedder.window))
-    results = embedder.stream(items)
+    items = ((window, [r.text for r in window]) for window in windows(records, featurizer.window))
+    results = featurizer.stream(items)
     for window, emb in results:
         if bar is not None:
             bar.update(len(window))
@@ -84,7 +86,7 @@ def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Ite
 
 def score(
     records: Iterable[Record],
-    embedder,
+    featurizer,
     potentials: Potentials,
     k: int,
     counts: Counts,
@@ -96,7 +98,7 @@ def score(
     scorer = scorer or potentials.scorer(device)
     top = TopK(k)
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(records, embedder, counts.skips, bar):
+        for window, emb in embedded(records, featurizer, counts.skips, bar):
             top.offer(scorer(emb), [r.raw for r in window])
             counts.scored += len(window)
     return top
@@ -106,7 +108,7 @@ def score_resumable(
     paths: list[str],
     text_field: str,
     state,
-    embedder,
+    featurizer,
     potentials: Potentials,
     k: int,
     counts: Counts,
@@ -126,7 +128,7 @@ def score_resumable(
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
             records = read_records([path], text_field, counts.skips)
-            shard_top = score(records, embedder, potentials, k, counts, device, quiet, scorer)
+            shard_top = score(records, featurizer, potentials, k, counts, device, quiet, scorer)
             skipped = counts.skips.counts - skipped_before
             state.save(path, stat, shard_top, potentials.fit_id, counts.scored - scored_before, skipped)
             kept = shard_top.best_first()
