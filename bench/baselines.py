@@ -46,6 +46,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import gotd_stream as gs  # noqa: E402
+from bench.cached import CachedEmbedder  # noqa: E402
 from bench.defaults import load_pool  # noqa: E402
 from bench.pool import EXTRA_DOMAINS, load_extra_domains  # noqa: E402
 
@@ -53,7 +55,6 @@ SPACES = {"gotd": "hybrid", "gotd-semantic": "semantic", "gotd-lexical": "lexica
 SELECTORS = (*SPACES, "random", "dsir", "centroid")
 BUDGETS = (1_000, 5_000)
 NEAR_DUPLICATE = 0.95  # cosine (MiniLM) at or above which a pool text counts as a copy of a held-out text
-GOTD = {"epsilon": 0.05, "sample": 10_000, "target": 1_000, "weight": 0.5, "max_iter": 10_000, "tol": 1e-5}
 # Per target: texts held out as the target sample, and as the perplexity set (the size runs a prefix of it).
 TARGETS = {
     "speeches": {"target": 300, "eval": 200},
@@ -217,38 +218,29 @@ def write_jsonl(path: Path, corpus: Corpus, rows: np.ndarray) -> None:
             f.write(orjson.dumps({"text": corpus.texts[i], "domain": str(corpus.labels[i]), "id": int(i)}) + b"\n")
 
 
-def select_gotd(corpus: Corpus, split: Split, k: int, space: str = "hybrid") -> np.ndarray:
+def select_gotd(
+    corpus: Corpus, split: Split, k: int, space: str = "hybrid", settings: gs.FitSettings | None = None
+) -> np.ndarray:
     """`gotd-stream score --target T -k K --features SPACE pool.jsonl` with the defaults, on the cached embeddings.
 
-    The CLI reservoir-samples the fit sample from the pool file (in corpus order here), fits the lexical space
-    on that sample, solves OT against the target, and scores every document by the c-transform; ties go to
-    the earlier record.
+    As the CLI does: a reservoir sample of the pool file (in corpus order here) and of the target, then the
+    library's fit (`gotd_stream.fit_texts`) and its calibrated gradient on every pool document, window by
+    window; the k lowest, ties to the earlier record. `settings` (a FitSettings) replaces the tool's defaults.
     """
-    from gotd_stream.features.lexical import Lexical
-    from gotd_stream.select.ot import CTransform, fit_potentials
     from gotd_stream.select.sample import reservoir
 
-    sample, _ = reservoir(range(len(split.pool)), GOTD["sample"], SEED)
-    sample_texts = [corpus.texts[split.pool[i]] for i in sample]
-    lexical = Lexical.fit(sample_texts, buckets=1 << 15, dim=256, seed=SEED)
-    target = split.target[: GOTD["target"]]
-
-    def features(rows: np.ndarray) -> np.ndarray:
-        if space == "semantic":
-            return corpus.emb[rows].astype(np.float32)
-        lex = lexical.encode([corpus.texts[i] for i in rows])
-        if space == "lexical":
-            return lex.astype(np.float32)
-        both = np.concatenate([np.sqrt(GOTD["weight"]) * corpus.emb[rows], np.sqrt(1 - GOTD["weight"]) * lex], 1)
-        return (both / np.linalg.norm(both, axis=1, keepdims=True)).astype(np.float32)
-
+    settings = settings or gs.FitSettings(space=space, seed=SEED)
+    texts = [corpus.texts[i] for i in split.pool]
+    sample, _ = reservoir(texts, settings.sample_size, settings.seed)
+    target, _ = reservoir((corpus.texts[i] for i in split.target), settings.target_size, settings.seed)
+    embedder = CachedEmbedder(corpus.texts, corpus.emb) if settings.space != "lexical" else None
     started = time.time()
-    pool_x = np.concatenate([features(split.pool[i : i + 8192]) for i in range(0, len(split.pool), 8192)])
-    target_y = features(target)
-    fit = fit_potentials(pool_x[sample], target_y, GOTD["epsilon"], GOTD["max_iter"], GOTD["tol"])
-    scorer = CTransform(target_y, fit.g, GOTD["epsilon"])
-    scores = np.concatenate([scorer(pool_x[i : i + 8192]) for i in range(0, len(pool_x), 8192)]) - fit.f.mean()
-    log(f"{split.name}: gotd ({space}) fit {fit.iterations} iterations, {time.time() - started:.0f}s")
+    potentials, featurizer = gs.fit_texts(sample, target, embedder, settings)
+    scorer = potentials.scorer()
+    windows = ((start, texts[start : start + featurizer.window]) for start in range(0, len(texts), featurizer.window))
+    scores = np.concatenate([scorer(rows) for _, rows in featurizer.stream(windows)])
+    iterations = potentials.fit["iterations"]
+    log(f"{split.name}: gotd ({settings.space}) fit {iterations} iterations, {time.time() - started:.0f}s")
     return split.pool[np.argsort(scores, kind="stable")[:k]]
 
 

@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import gotd_stream as gs  # noqa: E402
+from bench.cached import CachedEmbedder  # noqa: E402
 from bench.defaults import embeddings, load_pool, log, source_labels, targets  # noqa: E402
-from gotd_stream.features import SPACES  # noqa: E402
-from gotd_stream.features.lexical import Lexical  # noqa: E402
-from gotd_stream.select.ot import CTransform, NotConverged, fit_potentials  # noqa: E402
+from gotd_stream.select.fit import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
 
 EPSILONS = (0.05, 0.1)  # bench/defaults.py: 0.01-0.1 is one plateau; 0.01 costs 5-10x the iterations
 BUDGETS = (1_000, 5_000)
@@ -41,11 +41,11 @@ def emd(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def spaces_for(texts: list[str], semantic: np.ndarray, sample: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    lexical = Lexical.fit([texts[i] for i in sample], seed=seed)
+    """Every text in the three spaces: the lexical one fitted on the sample, the hybrid one the library's."""
+    lexical = gs.Lexical.fit([texts[i] for i in sample], buckets=LEXICAL_BUCKETS, dim=LEXICAL_DIM, seed=seed)
     lex = np.concatenate([lexical.encode(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
-    hybrid = np.concatenate([np.sqrt(0.5) * semantic, np.sqrt(0.5) * lex], axis=1)
-    hybrid /= np.linalg.norm(hybrid, axis=1, keepdims=True)
-    return {"semantic": semantic, "lexical": lex, "hybrid": hybrid}
+    hybrid = gs.Hybrid(CachedEmbedder(texts, semantic), lexical, gs.FitSettings().hybrid_weight)
+    return {"semantic": semantic, "lexical": lex, "hybrid": hybrid.combine(semantic, lex)}
 
 
 def main() -> None:
@@ -68,15 +68,15 @@ def main() -> None:
         feats = spaces_for(texts, semantic, sample, seed=0)
         log(f"{name}: lexical space fitted and {len(texts):,} texts featurized in {time.time() - t:.1f}s")
         picks = {"random": np.random.default_rng(2).permutation(pool)}
-        for space in SPACES:
+        for space in gs.SPACES:
             emb = feats[space]
             for eps in EPSILONS:
                 try:
-                    fit = fit_potentials(emb[sample], emb[target], eps, max_iter=5_000, tol=1e-5)
-                except NotConverged as exc:
+                    fit = gs.fit_potentials(emb[sample], emb[target], eps, max_iter=5_000, tol=1e-5)
+                    scores = gs.CalibratedGradient(emb[target], fit.g, eps, float(fit.f.mean()))(emb[pool])
+                except gs.NotConverged as exc:
                     log(f"{name} {space} eps={eps}: {exc}")
                     continue
-                scores = CTransform(emb[target], fit.g, eps)(emb[pool]) - fit.f.mean()
                 picks[f"{space} eps={eps}"] = pool[np.argsort(scores, kind="stable")]
         for selector, order in picks.items():
             row = {"target": name, "selector": selector}

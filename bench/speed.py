@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.defaults import load_pool  # noqa: E402
-from gotd_stream.features.lexical import Lexical, hashed_tf  # noqa: E402
+from gotd_stream.features.lexical import CHAR_BUDGET, Lexical, hashed_tf  # noqa: E402
+from gotd_stream.select.fit import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
 
 
 def rate(fn, texts: list[str], repeat: int = 2) -> float:
@@ -53,27 +54,34 @@ def main() -> None:
 
     from data_selection.hashed_ngram_dsir import get_ngram_counts
 
-    lexical = Lexical.fit(texts[:10_000])
+    lexical = Lexical.fit(texts[:10_000], buckets=LEXICAL_BUCKETS, dim=LEXICAL_DIM)
+    step = lexical.window  # texts per encode() call, as the pipeline featurizes
     results = [
         (
             "DSIR featurizer (data-selection 1.0.3, 10,000 buckets)",
             rate(lambda ts: [get_ngram_counts(t) for t in ts], texts, 1),
         ),
-        ("gotd-stream lexical hashing (32,768 buckets)", rate(lambda ts: hashed_tf(ts, 1 << 15, 4096), texts)),
         (
-            "gotd-stream lexical space (hashing + TF-IDF + projection to 256)",
-            rate(lambda ts: [lexical.encode(ts[i : i + 4096]) for i in range(0, len(ts), 4096)], texts),
+            f"gotd-stream lexical hashing ({LEXICAL_BUCKETS:,} buckets)",
+            rate(lambda ts: hashed_tf(ts, LEXICAL_BUCKETS, CHAR_BUDGET), texts),
+        ),
+        (
+            f"gotd-stream lexical space (hashing + TF-IDF + projection to {LEXICAL_DIM})",
+            rate(lambda ts: [lexical.encode(ts[i : i + step]) for i in range(0, len(ts), step)], texts),
         ),
     ]
     if args.semantic_docs:
         import torch
 
         torch.set_num_threads(1)
-        from gotd_stream.features.semantic import Embedder
+        import gotd_stream as gs
 
-        embedder = Embedder(None, device="cpu", max_tokens=128, batch_size=64)
+        embedder = gs.Embedder(None, device="cpu", max_tokens=gs.DEFAULT_MAX_TOKENS, batch_size=64)
         results.append(
-            ("sentence embeddings, all-MiniLM-L6-v2, 128 tokens", rate(embedder.encode, texts[: args.semantic_docs], 1))
+            (
+                f"sentence embeddings, all-MiniLM-L6-v2, {gs.DEFAULT_MAX_TOKENS} tokens",
+                rate(embedder.encode, texts[: args.semantic_docs], 1),
+            )
         )
     dsir = results[0][1]
     print(

@@ -49,8 +49,10 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from gotd_stream import DEFAULT_MAX_TOKENS  # noqa: E402  (light: no numpy, no torch)
+
 DOC_CHARS = (800, 1200)  # each document's length is drawn uniformly from this range: ~1,000 on average
-MAX_TOKENS = 128
+MAX_TOKENS = DEFAULT_MAX_TOKENS  # the tool's default, what the pipeline runs below use
 PYTHON_UNZSTD = (
     "import sys, zstandard; zstandard.ZstdDecompressor().copy_stream(open(sys.argv[1], 'rb'), sys.stdout.buffer)"
 )
@@ -312,15 +314,14 @@ def stage_forward(embedder, texts: list[str], rows: int, repeats: int) -> float:
     return rows * repeats / timed(run, embedder.device)
 
 
-def stage_lexical(potentials: Path, texts: list[str]) -> float:
+def stage_lexical(potentials: Path, embedder, texts: list[str]) -> float:
     """The lexical half of a hybrid artifact alone, in one process, in the calls the tokenizer stage makes."""
+    import gotd_stream as gs
+    from gotd_stream.features import restore
     from gotd_stream.features.engine import CHUNK_DOCS
-    from gotd_stream.features.lexical import CHAR_BUDGET, Lexical
-    from gotd_stream.select import artifact
 
-    fitted = artifact.load(str(potentials))
-    arrays, header = fitted.arrays, fitted.features
-    lexical = Lexical(arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET))
+    fitted = gs.load(str(potentials))
+    lexical = restore(fitted.features, fitted.arrays, embedder).lexical  # the model is not run
     lexical.encode(texts[:256])  # warm-up (imports)
 
     def run() -> None:
@@ -333,14 +334,14 @@ def stage_lexical(potentials: Path, texts: list[str]) -> float:
 def stage_ctransform(device: str, n: int, m: int, dim: int, window: int) -> float:
     import numpy as np
 
-    from gotd_stream.select.ot import CTransform
+    import gotd_stream as gs
 
     rng = np.random.default_rng(0)
     y = rng.standard_normal((m, dim)).astype(np.float32)
     y /= np.linalg.norm(y, axis=1, keepdims=True)
     x = rng.standard_normal((min(n, window), dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    scorer = CTransform(y, rng.standard_normal(m) * 0.01, 0.05, device)
+    scorer = gs.CTransform(y, rng.standard_normal(m) * 0.01, gs.FitSettings().epsilon, device)
     scorer(x[:16])
     windows = max(1, n // len(x))
     return windows * len(x) / timed(lambda: [scorer(x) for _ in range(windows)], device)
@@ -565,7 +566,7 @@ def main() -> None:
     e2e_semantic, e2e_hybrid = marginals["semantic"], marginals["hybrid"]
     # CPU seconds per document of the whole pipeline (median run): hybrid's extra work, wherever it runs
     cpu_per_doc = {space: statistics.median(r["cpu_s"] for r in runs[space]["full"]) / n_docs for space in spaces}
-    lexical_rate = stage_lexical(work / f"hybrid-{tag}.gotd", tok_docs)
+    lexical_rate = stage_lexical(work / f"hybrid-{tag}.gotd", embedder, tok_docs)
     add("lexical half of hybrid alone: hash + TF-IDF + projection (one process)", lexical_rate)
 
     # peak RSS at M and 10 M documents, the same k (what is kept is bounded by k, by design)
