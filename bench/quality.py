@@ -23,9 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gotd_stream as gs  # noqa: E402
-from bench.cached import CachedEmbedder  # noqa: E402
 from bench.defaults import embeddings, load_pool, log, source_labels, targets  # noqa: E402
-from gotd_stream.select.fit import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
+from gotd_stream.features.hybrid import combine  # noqa: E402
 
 EPSILONS = (0.05, 0.1)  # bench/defaults.py: 0.01-0.1 is one plateau; 0.01 costs 5-10x the iterations
 BUDGETS = (1_000, 5_000)
@@ -42,10 +41,9 @@ def emd(x: np.ndarray, y: np.ndarray) -> float:
 
 def spaces_for(texts: list[str], semantic: np.ndarray, sample: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Every text in the three spaces: the lexical one fitted on the sample, the hybrid one the library's."""
-    lexical = gs.Lexical.fit([texts[i] for i in sample], buckets=LEXICAL_BUCKETS, dim=LEXICAL_DIM, seed=seed)
+    lexical = gs.Lexical.fit([texts[i] for i in sample], seed=seed)
     lex = np.concatenate([lexical.encode(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
-    hybrid = gs.Hybrid(CachedEmbedder(texts, semantic), lexical, gs.FitSettings().hybrid_weight)
-    return {"semantic": semantic, "lexical": lex, "hybrid": hybrid.combine(semantic, lex)}
+    return {"semantic": semantic, "lexical": lex, "hybrid": combine(semantic, lex, gs.FitSettings().hybrid_weight)}
 
 
 def main() -> None:

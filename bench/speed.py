@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.defaults import load_pool  # noqa: E402
+from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
 from gotd_stream.features.lexical import CHAR_BUDGET, Lexical, hashed_tf  # noqa: E402
-from gotd_stream.select.fit import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
 
 
 def rate(fn, texts: list[str], repeat: int = 2) -> float:

@@ -33,7 +33,7 @@ def fit(folder: Path, *args) -> tuple[Path, Path]:
     target = write_jsonl(folder / "t.jsonl", [d for d in make_docs(60, seed=2) if d["topic"] == "cooking"])
     out = folder / "x.gotd"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gotd_stream.cli.LEXICAL_BUCKETS", BUCKETS)
+        patch.setattr("gotd_stream.select.fit.LEXICAL_BUCKETS", BUCKETS)
         run(["fit", *args, "--target", target, pool, "-o", out, "--sample-size", 50, "-q"])
     return out, pool
 

@@ -563,7 +563,7 @@ def fit_small(folder: Path, *args: str) -> Path:
     out = folder / "task.gotd"
     args = ["fit", *args, "--target", target, pool, "--sample-size", 50, "-o", out, "-q"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gotd_stream.cli.LEXICAL_BUCKETS", 256)
+        patch.setattr("gotd_stream.select.fit.LEXICAL_BUCKETS", 256)
         result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return out

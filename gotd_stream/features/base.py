@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 SPACES = ("semantic", "lexical", "hybrid")
 DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
+LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
+LEXICAL_DIM = 256  # the lexical space's dimension after projection
 
 
 @runtime_checkable

@@ -12,6 +12,13 @@ from gotd_stream.features.base import unit_rows
 from gotd_stream.features.lexical import Lexical
 
 
+def combine(semantic: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    """The hybrid rows of rows of both spaces: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length."""
+    a = np.sqrt(weight) * semantic
+    b = np.sqrt(1.0 - weight) * lexical
+    return unit_rows(np.concatenate([a, b], axis=1).astype(np.float32))
+
+
 class Hybrid:
     """Both spaces side by side: [sqrt(w) * semantic, sqrt(1 - w) * lexical], unit length like each part.
 
@@ -25,9 +32,7 @@ class Hybrid:
         self.window = semantic.window
 
     def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
-        a = np.sqrt(self.weight) * semantic
-        b = np.sqrt(1.0 - self.weight) * lexical
-        return unit_rows(np.concatenate([a, b], axis=1).astype(np.float32))
+        return combine(semantic, lexical, self.weight)
 
     def stream(self, items):
         """(key, texts) windows -> (key, hybrid rows), both parts computed at once."""

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from gotd_stream.features.base import unit_rows
+from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, unit_rows
 
 CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
 WORD = re.compile(r"\w+")
@@ -65,7 +65,12 @@ class Lexical:
 
     @classmethod
     def fit(
-        cls, texts: list[str], buckets: int = 1 << 15, dim: int = 256, seed: int = 0, char_budget: int = CHAR_BUDGET
+        cls,
+        texts: list[str],
+        buckets: int = LEXICAL_BUCKETS,
+        dim: int = LEXICAL_DIM,
+        seed: int = 0,
+        char_budget: int = CHAR_BUDGET,
     ) -> Lexical:
         """IDF from document frequencies in `texts`, projection = top right singular vectors of their TF-IDF.
 

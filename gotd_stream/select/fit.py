@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     from gotd_stream.select.artifact import Potentials
 
 log = logging.getLogger(__name__)
-
-LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
-LEXICAL_DIM = 256  # the lexical space's dimension after projection
 
 
 class EmptyTarget(UsageProblem):
