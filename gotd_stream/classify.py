@@ -63,7 +63,7 @@ def read_examples(path: str, text_field: str, label_field: str, skips: Skips) ->
     texts: list[str] = []
     labels: list[Label] = []
     lines: list[int] = []
-    for record in read_records([path], text_field, skips):
+    for record in read_records([path], text_field, skips, words=False):
         label, reason, detail = label_of(record.raw, label_field)
         if label is None:
             skips.add(record.name, record.lineno, reason, detail)

@@ -19,6 +19,8 @@ import numpy as np
 SPACES = ("semantic", "lexical", "hybrid")
 CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
 WORD = re.compile(r"\w+")
+# Why a text with words can still have a zero lexical row: its n-grams hash to columns no fit text used.
+NO_KNOWN_WORDS = ("no known words", "none of its words or word pairs occurs in the fit sample")
 _BIGRAM_MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit constant: bigram hash = h(a) * K xor h(b)
 
 
@@ -56,6 +58,7 @@ class Lexical:
     """The fitted lexical space: IDF weights and a projection, both plain arrays."""
 
     window = 4096  # texts per encode() call when the pipeline scores in this space alone
+    zero_row = NO_KNOWN_WORDS  # what a zero row means here; the pipeline skips such a record
 
     def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, device: str = "cpu"):
         self.device = device  # where the OT runs; the featurizing itself is always on the CPU
@@ -136,6 +139,8 @@ class Hybrid:
         self.device, self.window = semantic.device, semantic.window
 
     def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """The joined rows. A text none of whose words the fit sample had (a zero lexical part) keeps its
+        semantic part alone, at unit length: it still has features here, unlike in the lexical space."""
         a = np.sqrt(self.weight) * semantic
         b = np.sqrt(1.0 - self.weight) * lexical
         return _unit(np.concatenate([a, b], axis=1).astype(np.float32))

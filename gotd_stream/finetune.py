@@ -309,7 +309,7 @@ def read_tokens(path: str, text_field: str, tokenizer, sep_id: int, skips: Skips
             parts.append(np.asarray([*ids, sep_id], dtype=np.int32))  # half the memory of int64
         batch.clear()
 
-    for record in read_records([path], text_field, skips):
+    for record in read_records([path], text_field, skips, words=False):
         digest.update(orjson.dumps(record.text) + b"\n")
         batch.append(record.text)
         records += 1

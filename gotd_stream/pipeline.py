@@ -85,35 +85,50 @@ def windows(records: Iterable[Record], size: int, max_bytes: int = WINDOW_BYTES)
         yield window
 
 
-def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted.
+# A zero row: the skip reason and its detail. The lexical space says why it has one (features.NO_KNOWN_WORDS).
+ZERO_ROW = ("zero embedding", "the model gave it a zero vector")
 
-    A featurizer with stream() reads, tokenises and embeds the next windows while the caller scores this one.
+
+def embedded(records: Iterable[Record], embedder, skips: Skips, bar=None) -> Iterator[tuple[list[Record], np.ndarray]]:
+    """Embed window by window; a record whose row is not finite (fp16 overflow) or is zero is skipped and counted.
+
+    A zero row has no direction: it would score by the target potential alone, near the top. The lexical space
+    gives one to a text none of whose words the fit sample had. A featurizer with stream() reads, tokenises and
+    embeds the next windows while the caller scores this one.
     """
     items = ((window, [r.text for r in window]) for window in windows(records, embedder.window))
     stream = getattr(embedder, "stream", None)
     results = stream(items) if stream is not None else ((w, embedder.encode(texts)) for w, texts in items)
+    zero_reason, zero_detail = getattr(embedder, "zero_row", ZERO_ROW)
     for window, emb, *_ in results:
         if bar is not None:
             bar.update(len(window))
         finite = np.isfinite(emb).all(axis=1)
-        if not finite.all():
-            for i in np.flatnonzero(~finite):
-                skips.add(window[i].name, window[i].lineno, "non-finite embedding", "the model overflowed")
-            window = [r for r, ok in zip(window, finite, strict=True) if ok]
-            emb = emb[finite]
+        usable = finite & emb.any(axis=1)
+        if not usable.all():
+            for i in np.flatnonzero(~usable):
+                if finite[i]:
+                    skips.add(window[i].name, window[i].lineno, zero_reason, zero_detail)
+                else:
+                    skips.add(window[i].name, window[i].lineno, "non-finite embedding", "the model overflowed")
+            window = [r for r, ok in zip(window, usable, strict=True) if ok]
+            emb = emb[usable]
         yield window, emb
 
 
 def embed_texts(texts: list[str], embedder, what: str) -> np.ndarray:
-    """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
+    """Embeddings of an in-memory list (the fit sample, the target); rows that are not finite, or zero, are dropped."""
     emb = embedder.encode(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     finite = np.isfinite(emb).all(axis=1)
+    usable = finite & emb.any(axis=1)
     if not finite.all():
         print(f"warning: {int((~finite).sum())} {what} texts had non-finite embeddings; left out", file=sys.stderr)
-        emb = emb[finite]
+    if (finite & ~usable).any():
+        reason = getattr(embedder, "zero_row", ZERO_ROW)[0]
+        print(f"warning: {int((finite & ~usable).sum())} {what} texts had {reason}; left out", file=sys.stderr)
+    emb = emb[usable]
     if not len(emb):
-        raise EmptyTarget(f"no {what} text has a finite embedding")
+        raise EmptyTarget(f"no {what} text has a usable embedding (finite and not zero)")
     return emb
 
 
