@@ -5,6 +5,7 @@ Light on purpose (numpy only inside functions): the command line reads SPACES fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -15,6 +16,10 @@ SPACES = ("semantic", "lexical", "hybrid")
 DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
 LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
 LEXICAL_DIM = 256  # the lexical space's dimension after projection
+CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
+WORD = re.compile(r"\w+")  # a word of the lexical space; a text without one is no document in any space
+# What a zero row means, as a skip reason and its detail (a space can say better: Lexical.zero_row)
+ZERO_ROW = ("zero embedding", "the model gave it a zero vector")
 
 
 @runtime_checkable
@@ -23,6 +28,7 @@ class Featurizer(Protocol):
 
     dim: int  # the width of a row
     window: int  # texts featurized together when scoring a stream (a window never spans two inputs)
+    zero_row: tuple[str, str]  # the skip reason and detail of a record whose row is zero (ZERO_ROW by default)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) rows, in order; a row that is not finite marks a text the space cannot represent."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gotd_stream.features.base import unit_rows
+from gotd_stream.features.base import ZERO_ROW, unit_rows
 from gotd_stream.features.lexical import Lexical
 
 
@@ -31,7 +31,11 @@ class Hybrid:
         self.dim = semantic.dim + lexical.dim
         self.window = semantic.window
 
+    zero_row = ZERO_ROW  # a text without known words keeps its semantic part: only the model can give a zero row
+
     def combine(self, semantic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """The joined rows. A text none of whose words the fit sample had (a zero lexical part) keeps its
+        semantic part alone, at unit length: it still has features here, unlike in the lexical space."""
         return combine(semantic, lexical, self.weight)
 
     def stream(self, items):

@@ -8,15 +8,14 @@ stored in the artifact. No model, no GPU.
 
 from __future__ import annotations
 
-import re
 import zlib
 
 import numpy as np
 
-from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, unit_rows
+from gotd_stream.features.base import CHAR_BUDGET, LEXICAL_BUCKETS, LEXICAL_DIM, WORD, unit_rows
 
-CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
-WORD = re.compile(r"\w+")
+# Why a text with words can still have a zero lexical row: its n-grams hash to columns no fit text used.
+NO_KNOWN_WORDS = ("no known words", "none of its words or word pairs occurs in the fit sample")
 _BIGRAM_MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit constant: bigram hash = h(a) * K xor h(b)
 # How hashed_tf reads a text, as the artifact records it: an artifact with another recipe cannot be scored here.
 LEXICAL_RECIPE = {"ngrams": [1, 2], "hash": "crc32", "words": WORD.pattern, "lowercase": True, "tf": "1+log"}
@@ -56,6 +55,7 @@ class Lexical:
     """The fitted lexical space: IDF weights and a projection, both plain arrays."""
 
     window = 4096  # texts per encode() call when the pipeline scores in this space alone
+    zero_row = NO_KNOWN_WORDS  # what a zero row means here; the scoring skips such a record
 
     def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET):
         self.idf = np.asarray(idf, np.float32)

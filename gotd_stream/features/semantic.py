@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import unit_rows
+from gotd_stream.features.base import ZERO_ROW, unit_rows
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -110,6 +110,8 @@ class Embedder:
         self.window = self.engine.window if self.engine is not None else self.batch_size * WINDOW_BATCHES
         with torch.no_grad():
             self.fingerprint = fingerprint(self.model.state_dict())
+
+    zero_row = ZERO_ROW
 
     def describe(self) -> dict:
         return {"space": "semantic"}

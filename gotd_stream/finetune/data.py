@@ -44,7 +44,7 @@ def read_tokens(path: str, text_field: str, tokenizer, sep_id: int, skips: Skips
             parts.append(np.asarray([*ids, sep_id], dtype=np.int32))  # half the memory of int64
         batch.clear()
 
-    for record in read_records([path], text_field, skips):
+    for record in read_records([path], text_field, skips, words=False):
         digest.update(orjson.dumps(record.text) + b"\n")
         batch.append(record.text)
         records += 1
@@ -117,7 +117,7 @@ def read_examples(path: str, text_field: str, label_field: str, skips: Skips) ->
     texts: list[str] = []
     labels: list[Label] = []
     lines: list[int] = []
-    for record in read_records([path], text_field, skips):
+    for record in read_records([path], text_field, skips, words=False):
         label, reason, detail = label_of(record.raw, label_field)
         if label is None:
             skips.add(record.name, record.lineno, reason, detail)

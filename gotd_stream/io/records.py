@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.features.base import CHAR_BUDGET, WORD
 from gotd_stream.io.streams import display_name, read_lines
 
 log = logging.getLogger(__name__)
+
+NO_WORDS = "no words"  # the skip reason of a text without a word: see wordless()
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 _SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
@@ -135,8 +138,26 @@ def _nested(obj: dict, text_field: str):
     return obj
 
 
-def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterator[Record]:
-    """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`."""
+def wordless(text: str) -> str | None:
+    """Why `text` gives no features, or None when it has a word (a letter, digit or underscore: regex \\w).
+
+    Only the first CHAR_BUDGET characters count, the part the lexical space reads. Without a word there, the
+    lexical space has no n-gram and gives a zero vector, which scores near the top; the semantic model would
+    embed the bare punctuation. So such a text is not a document in any space: it is skipped, as "no words".
+    """
+    if WORD.search(text, 0, CHAR_BUDGET):
+        return None
+    if not text.strip():
+        return "the text is empty" if not text else "the text is only whitespace"
+    where = f" in its first {CHAR_BUDGET:,} characters" if len(text) > CHAR_BUDGET else ""
+    return "only punctuation or symbols" + where
+
+
+def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: bool = True) -> Iterator[Record]:
+    """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`.
+
+    `words=False` keeps the records whose text has no word (see wordless()): fine-tuning reads through it.
+    """
     for source, path in enumerate(paths):
         name = display_name(path)
         for lineno, line in read_lines(path):
@@ -145,6 +166,9 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips) -> Iterato
             parsed = parse_line(line, text_field)
             if parsed[0] is None:
                 skips.add(name, lineno, parsed[1], parsed[2])
+                continue
+            if words and (detail := wordless(parsed[1])) is not None:
+                skips.add(name, lineno, NO_WORDS, detail)
                 continue
             yield Record(source, name, lineno, parsed[0], parsed[1])
 

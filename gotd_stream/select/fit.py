@@ -74,16 +74,19 @@ def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
 
 
 def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
-    """Rows of an in-memory list (the fit sample, the target); rows that are not finite are dropped."""
+    """Rows of an in-memory list (the fit sample, the target); rows that are not finite, or zero, are dropped."""
     import numpy as np
 
     emb = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
     finite = np.isfinite(emb).all(axis=1)
+    usable = finite & emb.any(axis=1)
     if not finite.all():
         log.warning(f"{int((~finite).sum())} {what} texts had non-finite embeddings; left out")
-        emb = emb[finite]
+    if (finite & ~usable).any():
+        log.warning(f"{int((finite & ~usable).sum())} {what} texts had {featurizer.zero_row[0]}; left out")
+    emb = emb[usable]
     if not len(emb):
-        raise EmptyTarget(f"no {what} text has a finite embedding")
+        raise EmptyTarget(f"no {what} text has a usable embedding (finite and not zero)")
     return emb
 
 

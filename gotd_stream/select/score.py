@@ -66,21 +66,27 @@ def windows(records: Iterable[Record], size: int, max_bytes: int = WINDOW_BYTES)
 def embedded(
     records: Iterable[Record], featurizer, skips: Skips, bar=None
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Embed window by window; a record whose embedding is not finite (fp16 overflow) is skipped and counted.
+    """Featurize window by window; a record whose row is not finite (fp16 overflow) or is zero is skipped and counted.
 
-    A featurizer with stream() reads, tokenises and embeds the next windows while the caller scores this one.
+    A zero row has no direction: it would score by the target potential alone, near the top. The lexical space
+    gives one to a text none of whose words the fit sample had. A featurizer's stream() reads, tokenises and
+    embeds the next windows while the caller scores this one.
     """
     items = ((window, [r.text for r in window]) for window in windows(records, featurizer.window))
-    results = featurizer.stream(items)
-    for window, emb in results:
+    zero_reason, zero_detail = featurizer.zero_row
+    for window, emb in featurizer.stream(items):
         if bar is not None:
             bar.update(len(window))
         finite = np.isfinite(emb).all(axis=1)
-        if not finite.all():
-            for i in np.flatnonzero(~finite):
-                skips.add(window[i].name, window[i].lineno, "non-finite embedding", "the model overflowed")
-            window = [r for r, ok in zip(window, finite, strict=True) if ok]
-            emb = emb[finite]
+        usable = finite & emb.any(axis=1)
+        if not usable.all():
+            for i in np.flatnonzero(~usable):
+                if finite[i]:
+                    skips.add(window[i].name, window[i].lineno, zero_reason, zero_detail)
+                else:
+                    skips.add(window[i].name, window[i].lineno, "non-finite embedding", "the model overflowed")
+            window = [r for r, ok in zip(window, usable, strict=True) if ok]
+            emb = emb[usable]
         yield window, emb
 
 
