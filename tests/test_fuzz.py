@@ -596,9 +596,7 @@ def as_version_2(data: bytes) -> bytes:
 
 
 def scores_of(pot, probe) -> np.ndarray:
-    from gotd_stream.select.ot import CTransform
-
-    return CTransform(pot.target, pot.g, pot.epsilon)(probe) - pot.mean_f
+    return pot.scorer()(probe)
 
 
 @pytest.mark.parametrize("which", ["lexical", "hybrid", "lexical v2", "hybrid v2"])
