@@ -91,20 +91,27 @@ def test_junk_is_skipped_and_never_selected_nor_fitted_on(pools, tiny_model, spa
     assert run(["score", "-p", saved, "--model", tiny_model, "-k", 1000, pools["mixed"], "-q"]).stdout_bytes == clean
 
 
+@pytest.fixture(scope="module")
+def artifacts(pools, tiny_model) -> dict:
+    """An artifact per space, fitted on the clean pool."""
+    out = {}
+    for space in SPACES:
+        out[space] = pools["dir"] / f"clean-{space}.gotd"
+        args = ["fit", "--features", space, "--target", pools["target"], "--model", tiny_model, pools["clean"]]
+        run([*args, "-o", out[space], "-q"])
+    return out
+
+
 @pytest.mark.parametrize("space", SPACES)
-def test_embed_gives_one_unit_row_per_usable_record(pools, tiny_model, space):
-    d = pools["dir"]
-    artifact = d / f"embed-{space}.gotd"
-    run(
-        ["fit", "--features", space, "--target", pools["target"], "--model", tiny_model, pools["clean"], "-o", artifact]
-    )
-    run(["embed", "-p", artifact, "--model", tiny_model, pools["clean"], "-o", d / "clean.npy"])
-    result = run(["embed", "-p", artifact, "--model", tiny_model, pools["mixed"], "-o", d / "mixed.npy"])
+def test_embed_gives_one_unit_row_per_usable_record(pools, artifacts, tiny_model, space):
+    d, artifact = pools["dir"], artifacts[space]
+    run(["embed", "-p", artifact, "--model", tiny_model, pools["clean"], "-o", d / f"clean-{space}.npy"])
+    result = run(["embed", "-p", artifact, "--model", tiny_model, pools["mixed"], "-o", d / f"mixed-{space}.npy"])
     assert f"embedded {len(pools['good_ids'])}, skipped {len(JUNK)} (no words: {len(JUNK)})" in result.stderr
-    rows = np.load(d / "mixed.npy")
+    rows = np.load(d / f"mixed-{space}.npy")
     assert rows.shape[0] == len(pools["good_ids"])
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
-    assert (d / "mixed.npy").read_bytes() == (d / "clean.npy").read_bytes()
+    assert (d / f"mixed-{space}.npy").read_bytes() == (d / f"clean-{space}.npy").read_bytes()
 
 
 def test_junk_is_fatal_under_strict(pools):
@@ -115,14 +122,10 @@ def test_junk_is_fatal_under_strict(pools):
 
 
 @pytest.mark.parametrize("space", ["lexical", "hybrid"])
-def test_unknown_words_have_no_lexical_features(pools, tiny_model, space):
+def test_unknown_words_have_no_lexical_features(pools, artifacts, tiny_model, space):
     """Words no fit text had give a zero lexical row: skipped as "no known words" in the lexical space; the hybrid
     space still has the semantic part and scores it."""
-    d = pools["dir"]
-    artifact = d / f"unknown-{space}.gotd"
-    run(
-        ["fit", "--features", space, "--target", pools["target"], "--model", tiny_model, pools["clean"], "-o", artifact]
-    )
+    d, artifact = pools["dir"], artifacts[space]
     odd = write_jsonl(d / "odd.jsonl", [*make_docs(3, seed=23), {"id": "odd", "text": "Zyxxqv wubbafrog!"}])
     result = run(["score", "-p", artifact, "--model", tiny_model, "-k", 10, odd])
     ids = [orjson.loads(line)["id"] for line in result.stdout_bytes.splitlines()]
