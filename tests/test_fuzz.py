@@ -34,6 +34,7 @@ import zstandard
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
+from gotd_stream.io import streams
 from gotd_stream.io.records import NO_WORDS, Record, Skips, read_records, wordless
 from gotd_stream.io.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
 from tests.conftest import make_docs, write_jsonl
@@ -334,7 +335,8 @@ def oracle_text(line: bytes) -> str | None:
 @given(data=noisy_bytes)
 def test_random_bytes_never_raise(workdir: Path, data: bytes) -> None:
     """Plain input of any bytes: no exception, no hang, and each line is either exactly one record or one skip."""
-    assume(not data.startswith((ZSTD_MAGIC, GZIP_MAGIC)))  # those would be read as compressed streams
+    # those would be read as compressed streams (a zstd frame, a skippable frame, a gzip member)
+    assume(not (data.startswith(GZIP_MAGIC) or streams._is_zstd(data)))
     records, skips = read_all(put(workdir, data))
     lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 BOM opening the input is not part of it
     if lines[-1] == b"":
