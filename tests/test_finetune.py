@@ -400,7 +400,9 @@ def test_classify_skips_records_without_a_label_and_refuses_unseen_eval_labels(l
 # -- errors ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["both", "empty", "tiny", "block", "not ours", "mlm on llama", "eval stdin"])
+@pytest.mark.parametrize(
+    "case", ["both", "empty", "tiny", "block", "not ours", "mlm on llama", "eval stdin", "data in out", "model is out"]
+)
 def test_usage_errors_exit_2(llama, texts, case):
     empty = texts["dir"] / "empty.jsonl"
     empty.write_bytes(b'\n{"x": 1}\n')
@@ -408,6 +410,10 @@ def test_usage_errors_exit_2(llama, texts, case):
     (texts["dir"] / "mine").mkdir()
     (texts["dir"] / "mine" / "notes.txt").write_text("keep me")
     base = ["--model", llama, "--data", texts["plain"], "-o", texts["dir"] / "out", "--block-size", 32]
+    ckpt = texts["dir"] / "ckpt"  # a checkpoint folder (it holds finetune.json) with the data inside it
+    ckpt.mkdir()
+    (ckpt / "finetune.json").write_text("{}")
+    inner = write_jsonl(ckpt / "data.jsonl", [{"text": "keep me too"}])
     args, message = {
         "both": ([*base, "--max-steps", 3, "--epochs", 1], "give --max-steps or --epochs, not both"),
         "empty": ([*base, "--data", empty], "empty.jsonl holds no usable records"),
@@ -416,10 +422,16 @@ def test_usage_errors_exit_2(llama, texts, case):
         "not ours": ([*base, "-o", texts["dir"] / "mine"], "holds something other than a gotd-stream checkpoint"),
         "mlm on llama": ([*base, "--objective", "mlm"], "no mlm head for model type 'llama'"),
         "eval stdin": ([*base, "--data", "-", "--eval-data", "-"], "both be stdin"),
+        "data in out": ([*base, "--data", inner, "-o", ckpt], "data.jsonl lies inside --out"),
+        "model is out": ([*base, "--model", ckpt, "-o", ckpt], "ckpt lies inside --out"),
     }[case]
     result = run(args, code=2, input=b"")
     assert message in result.stderr, result.stderr
     assert not (texts["dir"] / "out").exists() and (texts["dir"] / "mine" / "notes.txt").read_text() == "keep me"
+    assert inner.read_bytes() == b'{"text":"keep me too"}\n' and sorted(p.name for p in ckpt.iterdir()) == [
+        "data.jsonl",
+        "finetune.json",
+    ]
 
 
 def test_a_diverging_run_names_the_setting_to_lower(llama, texts):

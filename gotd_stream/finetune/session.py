@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -77,6 +78,14 @@ class Session(NamedTuple):
     config: Any
 
 
+def inside(path: str | None, folder: str) -> bool:
+    """Whether `path` (a file or a folder, through any link) is `folder` or lies under it."""
+    if not path or path == "-":
+        return False
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def open_session(settings: Settings) -> Session:
     """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
     if settings.data == "-" and settings.eval_data == "-":
@@ -93,6 +102,13 @@ def open_session(settings: Settings) -> Session:
         raise UsageProblem(
             f"{setting('out')} {settings.out} holds something other than a gotd-stream checkpoint: give another"
         )
+    for name in ("data", "eval_data", "model"):
+        value = getattr(settings, name)
+        if held and inside(value, settings.out) and not (name == "model" and settings.resume):
+            raise UsageProblem(
+                f"{setting(name)} {value} lies inside {setting('out')} {settings.out}, which is replaced when the "
+                f"checkpoint is written: copy it elsewhere first, or give another {setting('out')}"
+            )
     previous = None
     if settings.resume and held:
         if not resumable(settings.out):
