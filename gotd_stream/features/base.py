@@ -46,6 +46,14 @@ class Featurizer(Protocol):
         """The sentence-embedding model's settings (name, fingerprint, ...), or None for a space without one."""
 
 
+def usable_rows(x: np.ndarray) -> np.ndarray:
+    """Which rows can be scored: finite (no fp16 overflow) and not zero (a zero row has no direction, so it would
+    score by the target potential alone, near the top)."""
+    import numpy as np
+
+    return np.isfinite(x).all(axis=1) & x.any(axis=1)
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero; a non-finite row stays non-finite and is skipped)."""
     import numpy as np

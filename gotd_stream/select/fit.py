@@ -78,8 +78,10 @@ def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
     import numpy as np
 
     emb = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
+    from gotd_stream.features.base import usable_rows
+
     finite = np.isfinite(emb).all(axis=1)
-    usable = finite & emb.any(axis=1)
+    usable = usable_rows(emb)
     if not finite.all():
         log.warning(f"{int((~finite).sum())} {what} texts had non-finite embeddings; left out")
     if (finite & ~usable).any():

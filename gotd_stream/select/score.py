@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.features.base import usable_rows
 from gotd_stream.io.records import Record, Skips, read_records, with_score
 from gotd_stream.io.streams import STDIN, atomic_output
 from gotd_stream.progress import progress
@@ -77,9 +78,9 @@ def embedded(
     for window, emb in featurizer.stream(items):
         if bar is not None:
             bar.update(len(window))
-        finite = np.isfinite(emb).all(axis=1)
-        usable = finite & emb.any(axis=1)
+        usable = usable_rows(emb)
         if not usable.all():
+            finite = np.isfinite(emb).all(axis=1)
             for i in np.flatnonzero(~usable):
                 if finite[i]:
                     skips.add(window[i].name, window[i].lineno, zero_reason, zero_detail)
@@ -173,7 +174,7 @@ def require_usable(scored: int, skips: Skips, paths: list[str]) -> None:
 def score_texts(texts: list[str], featurizer, potentials: Potentials, device: str = "cpu") -> np.ndarray:
     """The calibrated gradient of each text (lower is better); NaN for a text the space cannot represent."""
     rows = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
-    usable = np.isfinite(rows).all(axis=1) & rows.any(axis=1)
+    usable = usable_rows(rows)
     scores = np.full(len(texts), np.nan)
     scores[usable] = potentials.scorer(device)(rows[usable])
     return scores
