@@ -218,12 +218,11 @@ def write_jsonl(path: Path, corpus: Corpus, rows: np.ndarray) -> None:
             f.write(orjson.dumps({"text": corpus.texts[i], "domain": str(corpus.labels[i]), "id": int(i)}) + b"\n")
 
 
-def gotd_scores(texts: list[str], target: list[str], embedder, settings: gs.FitSettings, label: str = "") -> np.ndarray:
-    """The calibrated gradient of every text of `texts` (the pool file, in its order) against `target`.
+def gotd_fit(texts: list[str], target: list[str], embedder, settings: gs.FitSettings, label: str = ""):
+    """(potentials, featurizer) of `gotd-stream score --target` on the pool file `texts` (in its order).
 
     As the CLI does: a reservoir sample of the pool file and of the target, then the library's fit
-    (`gotd_stream.fit_texts`) and its scorer on every pool text, window by window. `embedder` serves the
-    semantic part (a CachedEmbedder; None for the lexical space).
+    (`gotd_stream.fit_texts`). `embedder` serves the semantic part (a CachedEmbedder; unused in the lexical space).
     """
     from gotd_stream.select.sample import reservoir
 
@@ -231,12 +230,16 @@ def gotd_scores(texts: list[str], target: list[str], embedder, settings: gs.FitS
     target, _ = reservoir(target, settings.target_size, settings.seed)
     started = time.time()
     potentials, featurizer = gs.fit_texts(sample, target, embedder if settings.space != "lexical" else None, settings)
-    scorer = potentials.scorer()
-    windows = ((start, texts[start : start + featurizer.window]) for start in range(0, len(texts), featurizer.window))
-    scores = np.concatenate([scorer(rows) for _, rows in featurizer.stream(windows)])
     iterations = potentials.fit["iterations"]
     log(f"{label}: gotd ({settings.space}) fit {iterations} iterations, {time.time() - started:.0f}s")
-    return scores
+    return potentials, featurizer
+
+
+def gotd_scores(texts: list[str], potentials, featurizer) -> np.ndarray:
+    """The calibrated gradient of every text (potentials.scorer), window by window as the CLI scores."""
+    scorer = potentials.scorer()
+    windows = ((start, texts[start : start + featurizer.window]) for start in range(0, len(texts), featurizer.window))
+    return np.concatenate([scorer(rows) for _, rows in featurizer.stream(windows)])
 
 
 def select_gotd(
@@ -244,13 +247,14 @@ def select_gotd(
 ) -> np.ndarray:
     """`gotd-stream score --target T -k K --features SPACE pool.jsonl` with the defaults, on the cached embeddings.
 
-    The pool file is the pool in corpus order; the k lowest scores (gotd_scores), ties to the earlier record.
+    The pool file is the pool in corpus order; the k lowest scores, ties to the earlier record.
     `settings` (a FitSettings) replaces the tool's defaults.
     """
     settings = settings or gs.FitSettings(space=space, seed=SEED)
     texts = [corpus.texts[i] for i in split.pool]
     target = [corpus.texts[i] for i in split.target]
-    scores = gotd_scores(texts, target, CachedEmbedder(corpus.texts, corpus.emb), settings, split.name)
+    fitted = gotd_fit(texts, target, CachedEmbedder(corpus.texts, corpus.emb), settings, split.name)
+    scores = gotd_scores(texts, *fitted)
     return split.pool[np.argsort(scores, kind="stable")[:k]]
 
 

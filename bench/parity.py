@@ -9,25 +9,33 @@ distractor in the pool.
 
 Selectors, each cut to the budget:
 - gotd: `gotd-stream score --tokens N` with the defaults (hybrid space, whole records, the lowest scores first),
-  the library's fit on the cached MiniLM embeddings (baselines.gotd_scores), kept with gotd_stream's TokenBudget;
-- gotd-chunk: the same on pieces of at most --chunk-tokens tokens: a longer pool text is split at whitespace,
-  each piece embedded (cached) and scored on its own, and the target is split the same way;
-- gotd-sample: Gumbel top-k sampling from the scores (keys from gotd_stream's sample_keys, temperature = epsilon,
-  seed 0): a sample without replacement with probability proportional to exp(-score / temperature);
-- gotd-static: hybrid with the static (model2vec) embeddings in place of MiniLM, where the library has them;
-- dsir: `data_selection.HashedNgramDSIR`, its default resampling (Gumbel top-k on the log importance weights,
-  checked against the package's own resample); the sampled order is cut at the budget, so the cut is itself a
-  weighted sample without replacement;
+  the library's fit on the cached MiniLM embeddings (baselines.gotd_fit), kept by gotd_stream's Budget;
+- gotd-chunk: `--unit chunk --chunk-tokens 128` (CHUNK_TOKENS: why not the tool's 256 here): the same fit, on
+  whole records, scores pieces of at most 128 tokens (a longer pool text split at whitespace by gotd_stream's
+  chunk_spans, each piece embedded like the corpus and cached);
+- gotd-sample: `--select sample` (gotd_stream's Rule: Gumbel keys, temperature = epsilon, seed 0): a sample
+  without replacement with probability proportional to exp(-score / temperature);
+- gotd-static: `--model static`, hybrid with the static (model2vec) embeddings in place of MiniLM, where this
+  gotd_stream has them (skipped otherwise, and the report says so);
+- dsir: `data_selection.HashedNgramDSIR`, its default resampling (Gumbel top-k on the log importance weights).
+  The package writes a resample in file order, so the sampling order is rebuilt from its weights and its seeded
+  noise (and checked against its own resample); cut in that order, the selection is itself a weighted sample
+  without replacement;
 - dsir-topk: the same weights, `resample(top_k=True)`: the highest weights first;
 - random: a seeded permutation of the pool; centroid: the highest cosine to the mean target embedding.
+
+The proxy table adds, without warm-ups, gotd-sample at 0.5, 1 and 2 x epsilon and gotd-chunk at 128, 256 and
+512 tokens: share of the target domain (units and tokens) and OT distance to the target.
 
 Warm-up: SmolLM2-135M-Instruct is loaded once; before every warm-up its weights are reset to a saved copy.
 The selection is shuffled by the seed, tokenised, joined by EOS and packed into blocks exactly as `gotd-stream
 finetune` does, and gotd_stream's own Trainer (AdamW, constant lr, the seed's plan of blocks) reads
 steps x batch x block tokens of it; perplexity on a per-seed random subset of the held-out target texts, before
 and after. A seed changes the warm-up order, the part read and the evaluation texts; the selections are made
-once per target and budget. Every warm-up writes its own JSON file as it finishes: --resume skips those whose
-settings and data match.
+once per target and budget (two selectors that pick the same texts share one warm-up). Every warm-up writes its
+own JSON file as it finishes: --resume skips those whose settings and data match, and reuses the selections
+while gotd_stream is unchanged. --verify checks the shortcuts against the tool: gs.score over the pool file keeps
+what the bench keeps, and `gotd-stream finetune` gives the in-process warm-up's perplexities.
 
     python bench/parity.py [--size auto|cpu|gpu] [--targets speeches,...] [--selectors gotd,dsir,...]
                            [--seeds 0,1,2] [--budgets 20000,80000] [--steps N] [--resume] [--out FILE.md]
@@ -38,14 +46,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
-import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,7 @@ from bench.baselines import (  # noqa: E402
     device_name,
     emd,
     fit_dsir,
+    gotd_fit,
     gotd_scores,
     hold_out,
     load_corpus,
@@ -84,14 +90,16 @@ TARGETS = {
     "debates": {"target": 45, "eval": 40, "eval_docs": 12},
 }
 SIZES = {
-    # 2 CPU cores: SmolLM2-135M trains at about 158 tokens/s (batch 2 x block 128). 12 steps read 3,072 tokens of
-    # each selection; the first seed only for random and the centroid (their gap to the others is large).
+    # 2 CPU cores: SmolLM2-135M trains at about 158 tokens/s (batch 2 x block 128) and evaluates at about 500.
+    # 8 steps read 2,048 tokens of each selection: 4 targets x 2 budgets x (6 selectors x 3 seeds + 2 x 1) = 160
+    # warm-ups of about 19 s, 51 min, plus about 10 min of selections. Random and the centroid on the first seed
+    # only: their gap to the others is large.
     "cpu": {
         "targets": ("speeches", "reviews", "dialogues", "debates"),
         "budgets": (20_000, 80_000),
         "seeds": (0, 1, 2),
         "one_seed": ("random", "centroid"),
-        "steps": 12,
+        "steps": 8,
         "batch": 2,
         "block": 128,
         "lr": 1e-4,
@@ -99,7 +107,7 @@ SIZES = {
         "eval_share": None,  # None: the target's eval_docs per seed
         "ot_sample": 1_000,
         "train_tps": 158,  # measured: tokens per second trained, and evaluated, for the time estimate
-        "eval_tps": 700,
+        "eval_tps": 500,
     },
     # a GPU: 409,600 tokens read per warm-up, every selector on five seeds, half the held-out set per seed
     "gpu": {
@@ -118,7 +126,12 @@ SIZES = {
         "eval_tps": 60_000,
     },
 }
-CHUNK_TOKENS = 256
+# gotd-chunk's piece size. The tool's default is 256, but this pool is already cut into ~1,000-character chunks
+# (about 220 tokens): at 256 only 131 of its 90,920 texts split and the selections equal gotd's; at 128 every
+# news, speech and debate chunk splits in two. The proxy table shows 128, 256 and 512 side by side.
+CHUNK_TOKENS = 128
+# Bumped when the selection code changes: --resume then makes the selections again (so does a changed gotd_stream)
+SELECTION_VERSION = 1
 TEMPERATURE = 1.0  # gotd-sample's temperature, in units of the fit's epsilon
 PROXY_TEMPERATURES = (0.5, 1.0, 2.0)
 PROXY_CHUNKS = (128, 256, 512)
@@ -130,97 +143,12 @@ def log(message: str) -> None:
     print(f"[parity] {message}", file=sys.stderr, flush=True)
 
 
-# -- the library's token-budget API, with stand-ins until it is on main --------------------------------------
-
-
-class _Counter:
-    """Stand-in for gs.token_counter(): the default embedding model's tokenizer on the whole text."""
-
-    def __init__(self, spec: str | None = None):
-        self.spec = spec
-        if spec == "estimate":
-            self.name, self.tokenizer = "estimate (characters / 4)", None
-            return
-        from transformers import AutoTokenizer
-
-        from gotd_stream.features.semantic import resolve_model
-
-        path, name = resolve_model(spec)
-        self.name = f"{name} tokenizer"
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.tokenizer.model_max_length = 1 << 30  # counts whole texts: no warning about the model's 512
-
-    def count(self, texts: list[str]) -> np.ndarray:
-        if self.tokenizer is None:
-            return np.array([math.ceil(len(t) / 4) for t in texts], dtype=np.int64)
-        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return np.array([len(i) for i in ids], dtype=np.int64)
-
-
-class _TokenBudget:
-    """Stand-in for gs.TokenBudget: the best-first prefix (lowest scores, ties to the earlier item) whose sizes
-    first reach `tokens`."""
-
-    def __init__(self, tokens: int):
-        import heapq
-
-        self.tokens, self._heap, self._seq, self._total, self._heapq = tokens, [], 0, 0, heapq
-
-    def offer(self, scores: np.ndarray, items: Sequence, sizes: np.ndarray) -> None:
-        heapq = self._heapq
-        for i in range(len(items)):
-            heapq.heappush(self._heap, (-float(scores[i]), -self._seq, int(sizes[i]), items[i]))
-            self._seq += 1
-            self._total += int(sizes[i])
-            while self._heap and self._total - self._heap[0][2] >= self.tokens:
-                self._total -= heapq.heappop(self._heap)[2]
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def best_first(self) -> list[tuple[float, Any]]:
-        return [(-s, item) for s, _, _, item in sorted(self._heap, key=lambda e: (-e[0], -e[1]))]
-
-
-def _chunk_spans(text: str, max_tokens: int, counter) -> list[tuple[int, int]]:
-    """Stand-in for gs.chunk_spans: whitespace-split pieces of at most max_tokens tokens (a longer word alone)."""
-    if int(counter.count([text])[0]) <= max_tokens:
-        return [(0, len(text))]
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    sizes = counter.count([text[s:e] for s, e in words])
-    spans, start, end, used = [], None, 0, 0
-    for (s, e), n in zip(words, sizes, strict=True):
-        if start is not None and used + n > max_tokens:
-            spans.append((start, end))
-            start, used = None, 0
-        start = s if start is None else start
-        end, used = e, used + int(n)
-    if start is not None:
-        spans.append((start, end))
-    return spans or [(0, len(text))]
-
-
-def _sample_keys(scores: np.ndarray, raws: Sequence[bytes], seed: int, temperature: float) -> np.ndarray:
-    """Stand-in for gs.sample_keys: score / temperature minus a Gumbel draw keyed by (seed, raw bytes)."""
-    u = np.empty(len(raws))
-    for i, raw in enumerate(raws):
-        digest = hashlib.blake2b(raw, digest_size=8, key=seed.to_bytes(8, "little", signed=True)).digest()
-        u[i] = (int.from_bytes(digest, "little") + 0.5) / 2.0**64
-    return np.asarray(scores, np.float64) / temperature + np.log(-np.log(u))
-
-
-try:
-    from gotd_stream import TokenBudget, chunk_spans, sample_keys, token_counter
-except ImportError:  # not on this branch yet
-    TokenBudget, chunk_spans, sample_keys, token_counter = _TokenBudget, _chunk_spans, _sample_keys, _Counter
-
-
 # -- units: whole records or pieces, with their tokens and embeddings ----------------------------------------
 
 
 @dataclass
-class Units:
-    """What a selector picks from: whole corpus texts, or pieces of them (doc, character span)."""
+class UnitSet:
+    """What a selector picks from: whole corpus texts, or pieces of them (source text, character span)."""
 
     doc: np.ndarray
     start: np.ndarray
@@ -228,6 +156,7 @@ class Units:
     texts: list[str]
     tokens: np.ndarray  # the tool's counter
     emb: np.ndarray  # all-MiniLM-L6-v2 at 128 tokens, as the corpus
+    split: np.ndarray  # a piece of a longer text (False: the whole text)
 
     def of_docs(self, docs: np.ndarray) -> np.ndarray:
         """The units (indices) whose source text is one of `docs`, in unit order."""
@@ -255,27 +184,32 @@ def counted(texts: list[str], counter, path: Path) -> np.ndarray:
     return tokens
 
 
-def doc_units(corpus: Corpus, tokens: np.ndarray) -> Units:
+def doc_units(corpus: Corpus, tokens: np.ndarray) -> UnitSet:
     n = len(corpus.texts)
     ends = np.array([len(t) for t in corpus.texts])
-    return Units(np.arange(n), np.zeros(n, np.int64), ends, corpus.texts, tokens, corpus.emb)
+    return UnitSet(np.arange(n), np.zeros(n, np.int64), ends, corpus.texts, tokens, corpus.emb, np.zeros(n, bool))
 
 
-def chunk_units(corpus: Corpus, docs: Units, size: int, counter, work: Path) -> Units:
-    """Every corpus text over `size` tokens split by chunk_spans; its pieces embedded (cached) like the corpus."""
+def chunk_units(corpus: Corpus, docs: UnitSet, size: int, counter, work: Path) -> UnitSet:
+    """The pieces `score --unit chunk --chunk-tokens SIZE` scores: every corpus text over `size` tokens split by
+    gotd_stream's chunk_spans; the pieces embedded like the corpus and cached; a text that fits is one piece,
+    itself; a piece without a word character is dropped, as the tool drops it."""
+    from gotd_stream.features.base import WORD
+
     path = work / f"chunks-{size}.npz"
     key = digest(counter.name, size, "\0".join(corpus.texts).encode())
     long = np.flatnonzero(docs.tokens > size)
-    if path.exists() and str(np.load(path)["key"]) == key:
-        saved = np.load(path)
+    saved = np.load(path) if path.exists() else None
+    if saved is not None and str(saved["key"]) == key:
         doc, start, end = saved["doc"], saved["start"], saved["end"]
     else:
         started = time.time()
-        spans = {int(i): chunk_spans(corpus.texts[i], size, counter) for i in long}
+        spans = {int(i): gs.chunk_spans(corpus.texts[i], size, counter) for i in long}
         doc, start, end = [], [], []
         for i, text in enumerate(corpus.texts):
             for s, e in spans.get(i, [(0, len(text))]):
-                doc.append(i), start.append(s), end.append(e)
+                if WORD.search(text[s:e]):
+                    doc.append(i), start.append(s), end.append(e)
         doc, start, end = np.array(doc), np.array(start), np.array(end)
         np.savez(path, key=key, doc=doc, start=start, end=end)
         log(
@@ -289,7 +223,7 @@ def chunk_units(corpus: Corpus, docs: Units, size: int, counter, work: Path) -> 
         pieces = [texts[i] for i in np.flatnonzero(split)]
         tokens[split] = counted(pieces, counter, work / f"chunks-{size}-tokens.npy")
         emb[split] = semantic(pieces, work / f"chunks-{size}-emb.npy")
-    return Units(doc, start, end, texts, tokens, emb)
+    return UnitSet(doc, start, end, texts, tokens, emb, split)
 
 
 # -- selections ----------------------------------------------------------------------------------------------
@@ -297,7 +231,7 @@ def chunk_units(corpus: Corpus, docs: Units, size: int, counter, work: Path) -> 
 
 @dataclass
 class Selection:
-    """One selector's pick at one budget: unit indices into its Units, in its order."""
+    """One selector's pick at one budget: unit indices into its UnitSet, in its order."""
 
     selector: str
     budget: int
@@ -306,32 +240,44 @@ class Selection:
     warm: bool = True  # warmed up on; False: a proxy-only variant
 
 
-def cut(scores: np.ndarray, items: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
-    """The tool's token budget: the lowest scores first (ties to the earlier item) until the sizes reach it."""
-    keeper = TokenBudget(budget)
-    keeper.offer(np.asarray(scores, np.float64), list(items), np.asarray(sizes))
-    return np.array([item for _, item in keeper.best_first()], dtype=np.int64)
+def keep(budget, scores: np.ndarray, raws: list[bytes], sizes: np.ndarray) -> np.ndarray:
+    """What `score` keeps under a gs.Budget (its rule and keeper) from records scored in input order, as
+    positions in that order, best first. `raws` are the records' lines: the sample rule keys on them."""
+    keeper = budget.keeper()
+    items = [gs.Kept(r, float(x), int(n)) for r, x, n in zip(raws, scores, sizes, strict=True)]
+    budget.offer(keeper, np.asarray(scores), items)
+    position = {raw: i for i, raw in enumerate(raws)}
+    return np.array([position[item.raw] for _, item in keeper.best_first()], dtype=np.int64)
 
 
 def in_order(order: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
-    """A ranked or sampled order, cut at the budget (through the same keeper: its rank is its score)."""
-    return cut(np.arange(len(order), dtype=np.float64), order, sizes[order], budget)
+    """A ranked or sampled order cut at the budget by the tool's TokenBudget (its rank is its score)."""
+    keeper = gs.TokenBudget(budget)
+    keeper.offer(np.arange(len(order), dtype=np.float64), list(order), sizes[order])
+    return np.array([item for _, item in keeper.best_first()], dtype=np.int64)
 
 
 def settings_for(space: str = "hybrid") -> gs.FitSettings:
     return gs.FitSettings(space=space, seed=SEED)
 
 
-def unit_scores(units: Units, pool: np.ndarray, target: np.ndarray, label: str, embedder=None) -> np.ndarray:
-    """The tool's scores of the pool units against the target units (default settings, hybrid space)."""
-    embedder = embedder or CachedEmbedder(units.texts, units.emb)
-    texts = [units.texts[i] for i in pool]
-    return gotd_scores(texts, [units.texts[i] for i in target], embedder, settings_for(), label)
-
-
 def raw_records(corpus: Corpus, docs: np.ndarray) -> list[bytes]:
     """The pool file's lines (what the tool hashes for its sampling keys), as write_jsonl writes them."""
     return [orjson.dumps({"text": corpus.texts[i], "domain": str(corpus.labels[i]), "id": int(i)}) for i in docs]
+
+
+def piece_records(corpus: Corpus, units: UnitSet, picked: np.ndarray, line: dict[int, int]) -> list[bytes]:
+    """The lines `score --unit chunk` writes for pieces: the record with the piece as text, and its provenance."""
+    out = []
+    for i in picked:
+        d = int(units.doc[i])
+        obj = {"text": units.texts[i], "domain": str(corpus.labels[d]), "id": d}
+        out.append(
+            orjson.dumps(
+                obj | {"gotd_source": f"pool.jsonl:{line[d]}", "gotd_span": [int(units.start[i]), int(units.end[i])]}
+            )
+        )
+    return out
 
 
 def dsir_orders(work: Path, split: Split, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -380,59 +326,81 @@ def static_embedder():
     return embedder
 
 
+def cached(units: dict[str, UnitSet]) -> CachedEmbedder:
+    """One CachedEmbedder for the corpus texts and every piece of a longer text."""
+    pieces = [(u, np.flatnonzero(u.split)) for name, u in units.items() if name != "docs"]
+    return CachedEmbedder(
+        units["docs"].texts + [u.texts[i] for u, rows in pieces for i in rows],
+        np.concatenate([units["docs"].emb, *(u.emb[rows] for u, rows in pieces)]),
+    )
+
+
 def select_all(
-    corpus: Corpus, split: Split, units: dict[str, Units], cfg: dict, selectors: tuple[str, ...], work: Path
+    corpus: Corpus, split: Split, units: dict[str, UnitSet], cfg: dict, selectors: tuple[str, ...], work: Path
 ) -> tuple[list[Selection], dict]:
-    """Every selector at every budget (for the warm-ups), then the proxy-only variants; plus checks to report."""
+    """Every selector at every budget (for the warm-ups), then the proxy-only variants; plus checks to report.
+
+    GOT-D fits once, on whole records, as `score --target` does whatever the unit; the pieces are scored with
+    the same potentials and featurizer (one CachedEmbedder serves the records and every piece).
+    """
     budgets, docs = cfg["budgets"], units["docs"]
     pool_sizes = docs.tokens[split.pool]
-    positions = np.arange(len(split.pool))
     picks: list[Selection] = []
     proxies: list[Selection] = []
     checks: dict = {}
-    scores = unit_scores(docs, split.pool, split.target, f"{split.name} docs")
-    epsilon = settings_for().epsilon
+    texts = [corpus.texts[i] for i in split.pool]
+    fitted = gotd_fit(texts, [corpus.texts[i] for i in split.target], cached(units), settings_for(), split.name)
+    scores = gotd_scores(texts, *fitted)
     raws = raw_records(corpus, split.pool)
+    epsilon = settings_for().epsilon
     for budget in budgets:
-        picks.append(Selection("gotd", budget, "docs", split.pool[cut(scores, positions, pool_sizes, budget)]))
+        chosen = split.pool[keep(gs.Budget(tokens=budget), scores, raws, pool_sizes)]
+        picks.append(Selection("gotd", budget, "docs", chosen))
     for t in sorted({TEMPERATURE, *cfg["proxy_temperatures"]}):
-        keys = sample_keys(scores, raws, SAMPLE_SEED, t * epsilon)
+        rule = gs.Rule("sample", t * epsilon, SAMPLE_SEED)
         for budget in budgets:
-            chosen = split.pool[cut(keys, positions, pool_sizes, budget)]
+            chosen = split.pool[keep(gs.Budget(tokens=budget, rule=rule), scores, raws, pool_sizes)]
             if t in cfg["proxy_temperatures"]:
                 proxies.append(Selection(f"gotd-sample@{t:g}", budget, "docs", chosen, warm=False))
             if t == TEMPERATURE and "gotd-sample" in selectors:
                 picks.append(Selection("gotd-sample", budget, "docs", chosen))
+    line = {int(d): n for n, d in enumerate(split.pool, 1)}
     for size in sorted({cfg["chunk_tokens"], *cfg["proxy_chunks"]}):
         cu = units[f"chunks-{size}"]
-        pool_units, target_units = cu.of_docs(split.pool), cu.of_docs(split.target)
-        if len(pool_units) == len(split.pool) and len(target_units) == len(split.target):
-            chunk_scores = scores  # no text of this split is longer: the units are the records
+        pool_units = cu.of_docs(split.pool)
+        if len(pool_units) == len(split.pool):
+            piece_scores = scores  # no text of this pool is longer: its pieces are its records
         else:
-            chunk_scores = unit_scores(cu, pool_units, target_units, f"{split.name} chunks of {size}")
+            piece_scores = gotd_scores([cu.texts[i] for i in pool_units], *fitted)
+        piece_raws = piece_records(corpus, cu, pool_units, line)
         for budget in budgets:
-            chosen = pool_units[cut(chunk_scores, np.arange(len(pool_units)), cu.tokens[pool_units], budget)]
+            chosen = pool_units[keep(gs.Budget(tokens=budget), piece_scores, piece_raws, cu.tokens[pool_units])]
             if size in cfg["proxy_chunks"]:
                 proxies.append(Selection(f"gotd-chunk@{size}", budget, f"chunks-{size}", chosen, warm=False))
             if size == cfg["chunk_tokens"] and "gotd-chunk" in selectors:
                 picks.append(Selection("gotd-chunk", budget, f"chunks-{size}", chosen))
     if "gotd-static" in selectors:
-        embedder = static_embedder()
-        if embedder is not None:
-            static = unit_scores(docs, split.pool, split.target, f"{split.name} static", embedder)
+        static = static_embedder()
+        if static is not None:
+            target = [corpus.texts[i] for i in split.target]
+            static_scores = gotd_scores(texts, *gotd_fit(texts, target, static, settings_for(), f"{split.name} static"))
             for budget in budgets:
-                chosen = split.pool[cut(static, positions, pool_sizes, budget)]
+                chosen = split.pool[keep(gs.Budget(tokens=budget), static_scores, raws, pool_sizes)]
                 picks.append(Selection("gotd-static", budget, "docs", chosen))
         else:
             checks["static"] = "unavailable"
     if any(s in selectors for s in DSIR):
-        sampled, topk, fitted = dsir_orders(work, split, SAMPLE_SEED)
+        sampled, topk, dsir = dsir_orders(work, split, SAMPLE_SEED)
+        chosen = {}
         for name, order in (("dsir", sampled), ("dsir-topk", topk)):
-            chosen = {b: in_order(order, pool_sizes, b) for b in budgets}
-            count = max(len(c) for c in chosen.values())
-            checks[f"{name} matches the package"] = check_dsir(work, split, fitted, order, count, name == "dsir-topk")
+            chosen[name] = {b: in_order(order, pool_sizes, b) for b in budgets}
+            count = max(len(c) for c in chosen[name].values())
+            checks[f"{name} matches the package"] = check_dsir(work, split, dsir, order, count, name == "dsir-topk")
             for budget in budgets:
-                picks.append(Selection(name, budget, "docs", split.pool[chosen[budget]]))
+                picks.append(Selection(name, budget, "docs", split.pool[chosen[name][budget]]))
+        for budget in budgets:  # the sampling noise is small against the spread of DSIR's log weights
+            shared = np.isin(chosen["dsir"][budget], chosen["dsir-topk"][budget]).mean()
+            checks[f"dsir's texts also in dsir-topk's at {budget:,}"] = float(shared)
     order = np.random.default_rng(SAMPLE_SEED + 2).permutation(len(split.pool))
     centroid = corpus.emb[split.target].mean(0)
     ranked = np.argsort(-(corpus.emb[split.pool] @ centroid), kind="stable")
@@ -442,7 +410,7 @@ def select_all(
     return [p for p in picks if p.selector in selectors] + proxies, checks
 
 
-def proxy_stats(corpus: Corpus, split: Split, units: dict[str, Units], sel: Selection, smol, cfg: dict) -> dict:
+def proxy_stats(corpus: Corpus, split: Split, units: dict[str, UnitSet], sel: Selection, smol, cfg: dict) -> dict:
     """What a selection holds: units and tokens, the target's share of both, its OT distance to the target."""
     u = units[sel.units]
     picked = sel.picked
@@ -465,7 +433,7 @@ def proxy_stats(corpus: Corpus, split: Split, units: dict[str, Units], sel: Sele
         "token_share": float(tokens[on].sum() / max(1, tokens.sum())),
         "ot": emd(emb, corpus.emb[split.target]),
         "domains": dict(by_domain.most_common()),
-        "digest": digest(sel.units, picked),
+        "digest": digest("\0".join(texts).encode()),  # the warm-up depends on the texts alone
     }
 
 
@@ -623,7 +591,7 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
         f"from scratch on this size's measured speeds (train {cfg['train_tps']:,} tokens/s)"
     )
     corpus = load_corpus(args.cache)
-    counter = token_counter(args.counter)
+    counter = gs.token_counter(args.counter)
     cfg["counter"] = counter.name
     docs = doc_units(corpus, counted(corpus.texts, counter, work / "tokens.npy"))
     units = {"docs": docs}
@@ -631,9 +599,10 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
         units[f"chunks-{size}"] = chunk_units(corpus, docs, size, counter, work)
     warm = Warmup(args.model)
 
-    # 1. the selections, once per target (reused by --resume when the code and settings are the same)
+    # 1. the selections, once per target (reused by --resume when gotd_stream and the settings are the same)
     plans = []
-    code = digest(Path(__file__).read_bytes(), (ROOT / "bench/baselines.py").read_bytes())
+    library = [p.read_bytes() for p in sorted((ROOT / "gotd_stream").rglob("*.py"))]
+    code = digest(SELECTION_VERSION, *library, (ROOT / "bench/baselines.py").read_bytes())
     for name in cfg["targets"]:
         spec = TARGETS[name]
         split = hold_out(corpus, name, spec["target"], spec["eval"])
@@ -659,6 +628,11 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                 }
                 for s in selections
             }
+            for row in stats.values():
+                gotd = stats.get(f"gotd|{row['budget']}")
+                if gotd is not None:
+                    mine, theirs = source_docs(units, row), source_docs(units, gotd)
+                    row["with_gotd"] = len(mine & theirs) / max(1, len(mine))
             saved = {"key": key, "checks": checks, "selections": stats}
             write_json(folder / "selections.json", saved)
             for row in stats.values():
@@ -670,7 +644,8 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
 
     # 2. the warm-ups, seed by seed, so that a run stopped early has every cell at the first seeds
     results = []
-    done = reused = 0
+    done = reused = twins = 0
+    memo: dict[str, dict] = {}  # run key -> result: two selections of the same texts are one warm-up
     started = time.time()
     for seed in cfg["seeds"]:
         for split, saved in plans:
@@ -694,6 +669,14 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                 result = read_json(path) if args.resume else None
                 if result and result.get("key") == run_key:
                     reused += 1
+                elif run_key in memo:
+                    twin = memo[run_key]
+                    result = dict(twin, budget=row["budget"], selector=row["selector"], same_as=twin["selector"])
+                    write_json(path, result)
+                    twins += 1
+                    log(
+                        f"seed {seed} {split.name} {row['budget']:,} {row['selector']}: the texts of {twin['selector']}"
+                    )
                 else:
                     if evaluation is None:
                         warm.load()
@@ -710,13 +693,14 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                     )
                     write_json(path, result)
                     done += 1
-                    left = runs - done - reused
+                    left = runs - done - reused - twins
                     rate = (time.time() - started) / done
                     log(
                         f"seed {seed} {split.name} {row['budget']:,} {row['selector']}: perplexity "
                         f"{result['before']:.2f} -> {result['after']:.2f} ({result['train_s']:.0f}s + "
                         f"{result['eval_s']:.0f}s); {left} left, about {left * rate / 60:.0f} min"
                     )
+                memo.setdefault(run_key, result)
                 results.append(result)
     if reused:
         log(f"{reused} warm-ups reused by --resume")
@@ -725,23 +709,60 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
     return results, plans
 
 
-def warm_texts(units: dict[str, Units], row: dict, seed: int) -> list[str]:
+def source_docs(units: dict[str, UnitSet], row: dict) -> set[int]:
+    """The corpus texts a selection holds (or holds pieces of)."""
+    return set(units[row["units_of"]].doc[np.array(row["picked"], dtype=np.int64)].tolist())
+
+
+def warm_texts(units: dict[str, UnitSet], row: dict, seed: int) -> list[str]:
     """A selection's texts in the seed's order: a selection is a set, so training reads a uniform part of it."""
     u = units[row["units_of"]]
     picked = np.array(row["picked"], dtype=np.int64)
     return [u.texts[i] for i in picked[np.random.default_rng([seed, 4]).permutation(len(picked))]]
 
 
-def verify(corpus: Corpus, units: dict[str, Units], plans: list, cfg: dict, args, results: list[dict]) -> None:
-    """The first seed-0 warm-up again through `gotd-stream finetune`: the in-process loop must give its perplexities."""
+def verify(corpus: Corpus, units: dict[str, UnitSet], plans: list, cfg: dict, args, results: list[dict]) -> None:
+    """Check the shortcuts against the tool itself, on the first target and budget: gs.score over the pool file
+    keeps what the bench keeps (gotd, gotd-chunk, gotd-sample), and `gotd-stream finetune` on the first seed-0
+    selection gives the in-process warm-up's perplexities."""
     import tempfile
 
     from bench.baselines import SEED as CLI_SEED
     from bench.baselines import finetune
 
+    split, saved = plans[0]
+    budget = cfg["budgets"][0]
+    pool_file = args.cache / "parity" / args.size / split.name / "pool.jsonl"
+    texts = [corpus.texts[i] for i in split.pool]
+    potentials, featurizer = gotd_fit(texts, [corpus.texts[i] for i in split.target], cached(units), settings_for())
+    counter = gs.token_counter(args.counter)
+    epsilon = settings_for().epsilon
+    cases = {
+        "gotd": (gs.Budget(tokens=budget), None),
+        "gotd-chunk": (gs.Budget(tokens=budget), cfg["chunk_tokens"]),
+        "gotd-sample": (gs.Budget(tokens=budget, rule=gs.Rule("sample", TEMPERATURE * epsilon, SAMPLE_SEED)), None),
+    }
+    for selector, (rule, chunk) in cases.items():
+        row = saved["selections"].get(f"{selector}|{budget}")
+        if row is None:
+            continue
+        records = gs.read_records([str(pool_file)], "text", gs.Skips())
+        kept = gs.score(
+            records, featurizer, potentials, rule, gs.Counts(), quiet=True, units=gs.Units(counter, chunk, "text")
+        )
+        u = units[row["units_of"]]
+        ours = [(int(u.doc[i]), int(u.start[i]), int(u.end[i])) for i in row["picked"]]
+        tool = []
+        for _, item in kept.best_first():
+            obj = orjson.loads(item.raw)
+            start, end = obj.get("gotd_span", (0, len(obj["text"])))
+            tool.append((obj["id"], start, end))
+        log(f"--verify {split.name} {budget:,} {selector}: gs.score keeps {len(tool):,} units, the bench {len(ours):,}")
+        if tool != ours:
+            raise SystemExit(f"--verify: {selector} differs from gs.score ({len(set(tool) ^ set(ours))} units)")
     first = next((r for r in results if r["seed"] == CLI_SEED), None)
     if first is None:
-        log(f"--verify: no warm-up with seed {CLI_SEED} to compare")
+        log(f"--verify: no warm-up with seed {CLI_SEED} to compare with gotd-stream finetune")
         return
     split, saved = next((sp, sv) for sp, sv in plans if sp.name == first["target"])
     row = saved["selections"][f"{first['selector']}|{first['budget']}"]
@@ -775,10 +796,15 @@ def beyond(diffs: list[float]) -> bool:
     return len(diffs) > 1 and float(np.mean(diffs)) + spread(diffs) < 0
 
 
+def behind(diffs: list[float]) -> bool:
+    """A loss beyond the seed spread: the mirror of beyond()."""
+    return len(diffs) > 1 and float(np.mean(diffs)) - spread(diffs) > 0
+
+
 def table(rows: list[dict], target: str) -> list[str]:
     head = (
         "| selector | units | tokens | SmolLM2 tokens | target share | of its tokens | OT distance | rest (tokens) "
-        "| perplexity after | sd | min-max | seeds |"
+        "| texts also in gotd | perplexity after | sd | min-max | seeds |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -794,6 +820,7 @@ def table(rows: list[dict], target: str) -> list[str]:
             f"{r['token_share']:.1%}",
             f"{r['ot']:.3f}",
             rest or "-",
+            f"{r['with_gotd']:.0%}" if "with_gotd" in r else "-",
         ]
         if afters:
             cells += [
@@ -858,7 +885,9 @@ def report(results: list[dict], plans: list, cfg: dict, args: argparse.Namespace
             f"held-out texts per seed; {split.near_duplicates:,} copies of held-out texts dropped; pool "
             f"{len(split.pool):,}.",
             "",
-            "Perplexity before warm-up: " + ", ".join(f"seed {s} **{v:.2f}**" for s, v in befores.items()) + ".",
+            "Perplexity before warm-up: "
+            + (", ".join(f"seed {s} **{v:.2f}**" for s, v in befores.items()) or "not measured")
+            + ".",
             "",
         ]
         checks = saved.get("checks", {})
@@ -880,11 +909,13 @@ def report(results: list[dict], plans: list, cfg: dict, args: argparse.Namespace
                 ]
                 rows.append({k: v for k, v in row.items() if k != "picked"} | {"afters": afters})
             body += [f"### {name}, {budget:,} tokens", "", *table(rows, name), ""]
+            by_row = {r["selector"]: r for r in rows}
             paired = [
                 "| variant | against | per-seed difference | mean | sd | beyond the seed spread |",
                 "|---|---|---|---|---|---|",
             ]
             for v in variants:
+                lost = False
                 for d in DSIR:
                     pairs = [
                         by_run[(name, budget, v, s)]["after"] - by_run[(name, budget, d, s)]["after"]
@@ -895,6 +926,7 @@ def report(results: list[dict], plans: list, cfg: dict, args: argparse.Namespace
                         continue
                     win = beyond(pairs)
                     wins[(v, d)] += win
+                    lost = lost or behind(pairs)
                     summary_rows.append(
                         {"target": name, "budget": budget, "variant": v, "against": d, "diffs": pairs, "beyond": win}
                     )
@@ -905,12 +937,26 @@ def report(results: list[dict], plans: list, cfg: dict, args: argparse.Namespace
                 both = [r for r in summary_rows if r["target"] == name and r["budget"] == budget and r["variant"] == v]
                 if len(both) == 2 and all(r["beyond"] for r in both):
                     wins[(v, "both")] += 1
+                wins[(v, "lost")] += lost
+                mine, theirs = by_row.get(v), [by_row[d] for d in DSIR if d in by_row]
+                if mine and theirs:
+                    wins[(v, "share")] += mine["token_share"] >= max(t["token_share"] for t in theirs)
+                    wins[(v, "ot")] += mine["ot"] <= min(t["ot"] for t in theirs)
             if len(paired) > 2:
                 body += paired + [""]
-    lines += ["## Summary", "", f"Cells where a variant beats DSIR beyond the seed spread, of {cells}:", ""]
-    lines += ["| variant | against dsir | against dsir-topk | against both |", "|---|---|---|---|"]
+    lines += [
+        "## Summary",
+        "",
+        f"Of {cells} target x budget cells: where a variant's warm-up perplexity beats DSIR beyond the seed spread "
+        "(each mode, and both), where either mode beats it beyond the spread, and where it keeps the lead on the "
+        "proxies (target share of the tokens at least, and OT distance at most, both modes').",
+        "",
+        "| variant | beats dsir | beats dsir-topk | beats both | a DSIR mode beats it | share lead | OT lead |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v in variants:
-        lines.append(f"| {v} | {wins[(v, 'dsir')]} | {wins[(v, 'dsir-topk')]} | {wins[(v, 'both')]} |")
+        counts = [wins[(v, key)] for key in ("dsir", "dsir-topk", "both", "lost", "share", "ot")]
+        lines.append(f"| {v} | " + " | ".join(map(str, counts)) + " |")
     lines += ["", *body]
     lines += proxy_table(plans, cfg)
     out = args.out
@@ -940,8 +986,8 @@ def proxy_table(plans: list, cfg: dict) -> list[str]:
         "",
         "gotd-sample@T: temperature T x epsilon; gotd-chunk@N: pieces of at most N tokens.",
         "",
-        "| target | budget | selection | units | target share | of its tokens | OT distance |",
-        "|---|---|---|---|---|---|---|",
+        "| target | budget | selection | units | target share | of its tokens | OT distance | texts also in gotd |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for split, saved in plans:
         for budget in cfg["budgets"]:
@@ -950,7 +996,7 @@ def proxy_table(plans: list, cfg: dict) -> list[str]:
                     continue
                 out.append(
                     f"| {split.name} | {budget:,} | {row['selector']} | {row['units']:,} | {row['share']:.1%} | "
-                    f"{row['token_share']:.1%} | {row['ot']:.3f} |"
+                    f"{row['token_share']:.1%} | {row['ot']:.3f} | {row.get('with_gotd', 0):.0%} |"
                 )
     return out + [""]
 
@@ -962,7 +1008,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: bench/results/parity-SIZE.md (and .json)")
     parser.add_argument("--targets", help=f"comma-separated, of {', '.join(TARGETS)}")
     parser.add_argument("--selectors", help=f"comma-separated, of {', '.join(SELECTORS)}")
-    parser.add_argument("--seeds", help="comma-separated warm-up seeds")
+    parser.add_argument("--seeds", help="comma-separated warm-up seeds ('' for none: selections and proxies only)")
     parser.add_argument("--one-seed", help="comma-separated selectors warmed up on the first seed only ('' for none)")
     parser.add_argument("--budgets", help="comma-separated token budgets")
     parser.add_argument("--steps", type=int, help="warm-up steps, instead of the size's")
@@ -996,7 +1042,7 @@ def main() -> None:
         cfg["selectors"] = listed(args.selectors, SELECTORS, "selectors")
     if args.one_seed is not None:
         cfg["one_seed"] = listed(args.one_seed, SELECTORS, "one-seed")
-    if args.seeds:
+    if args.seeds is not None:  # '': no warm-up, the selections and proxies only
         cfg["seeds"] = tuple(int(x) for x in listed(args.seeds, None, "seeds"))
     if args.budgets:
         cfg["budgets"] = tuple(int(float(x)) for x in listed(args.budgets, None, "budgets"))
