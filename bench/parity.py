@@ -110,7 +110,8 @@ SIZES = {
         "train_tps": 158,  # measured: tokens per second trained, and evaluated, for the time estimate
         "eval_tps": 500,
     },
-    # a GPU: 409,600 tokens read per warm-up, every selector on five seeds, half the held-out set per seed
+    # a GPU: 409,600 tokens read per warm-up, every selector on five seeds, half the held-out set per seed (320
+    # warm-ups; the speeds below are guesses for an H200 in bf16, not measured)
     "gpu": {
         "targets": ("speeches", "reviews", "dialogues", "debates"),
         "budgets": (200_000, 800_000),
@@ -122,7 +123,7 @@ SIZES = {
         "lr": 1e-4,
         "eval_batch": 16,
         "eval_share": 0.5,
-        "ot_sample": 5_000,
+        "ot_sample": 2_000,
         "train_tps": 20_000,
         "eval_tps": 60_000,
     },
