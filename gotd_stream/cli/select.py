@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import click
 
 import gotd_stream as gs
@@ -18,10 +21,15 @@ from gotd_stream.cli.options import (
     log,
     model_settings,
     model_unused,
+    on_ray,
     partial_success,
+    ray_options,
+    ray_settings,
     refuse_fit_options,
     resolve_inputs,
+    shard_options,
     speaking,
+    task_share,
 )
 
 
@@ -41,11 +49,15 @@ from gotd_stream.cli.options import (
     help="Where to write the potentials (- for stdout).",
 )
 @fit_options
+@ray_options
 @common_options
 def fit(
     inputs,
     target,
     output,
+    ray_address,
+    ray_actors,
+    ray_gpus,
     sample_size,
     target_size,
     epsilon,
@@ -67,9 +79,10 @@ def fit(
 ) -> None:
     """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
 
-    Draws an unbiased (reservoir) sample of --sample-size records from all INPUTS (stdin is read to its end),
-    embeds it and the target, and solves entropic OT between them. The saved artifact lets `score` run on
-    any number of shards and nodes without re-fitting.
+    Draws a uniform sample of --sample-size records from all INPUTS (the smallest keyed hashes of (seed, shard,
+    line): the same sample on one process or on Ray; stdin is read to its end), embeds it and the target, and
+    solves entropic OT between them. The saved artifact lets `score` run on any number of shards and nodes
+    without re-fitting. With --ray the sample pass runs as one Ray task per shard.
 
     \b
       gotd-stream fit --target task.jsonl --sample-size 100000 shards/*.jsonl.zst -o task.gotd
@@ -77,6 +90,7 @@ def fit(
     paths = resolve_inputs(inputs)
     if target == "-" and "-" in paths:
         raise click.UsageError("--target and the inputs cannot both be stdin")
+    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
     skips = gs.Skips(strict=strict, budget=max_skipped)
     models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
     with speaking(quiet):
@@ -85,7 +99,9 @@ def fit(
             features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
         )
         embedder, device = semantic_model(settings, models)
-        fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet)
+        with on_ray(ray) as cluster:
+            sampler = cluster.sample if cluster else None
+            fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet, sampler=sampler)
         fitted.potentials.save(output)
     log(
         f"fit: read {fitted.seen + skips.total:,} records, sampled {fitted.potentials.fit['sample_size']:,}, "
@@ -140,6 +156,8 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     help="Folder that records finished shards: a re-run (after a crash, or from cron) scores only new shards.",
 )
 @click.option("--wait", is_flag=True, help="With --state: wait for another run holding it, instead of exit 75.")
+@shard_options
+@ray_options
 @fit_options
 @common_options
 def score(
@@ -152,6 +170,11 @@ def score(
     no_score,
     state,
     wait,
+    shard_index,
+    num_shards,
+    ray_address,
+    ray_actors,
+    ray_gpus,
     sample_size,
     target_size,
     epsilon,
@@ -175,35 +198,49 @@ def score(
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
     "gotd_fit" (the artifact id) appended. With --target instead of --potentials it fits first: on files
-    by a reservoir sample (a first read), on stdin on the first --sample-size records (kept in memory and
+    by a bottom-k sample (a first read), on stdin on the first --sample-size records (kept in memory and
     scored too: nothing is read twice).
+
+    On a cluster: --ray scores the shards on a Ray actor pool; --shard-index I --num-shards N scores task I's
+    share of INPUTS (a Slurm array), and `merge` joins the tasks' outputs or --state folders.
 
     \b
       zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
+      gotd-stream score -p task.gotd -k 50000 --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
     """
     if (potentials is None) == (target is None):
         raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
     if save_potentials and not target:
         raise click.UsageError("--save-potentials needs --target")
-    paths = resolve_inputs(inputs)
+    paths = task_share(resolve_inputs(inputs), shard_index, num_shards)
     if state and not (potentials and gs.rereadable(paths)):
         raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
+    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
     counts = gs.Counts(skips=gs.Skips(strict=strict, budget=max_skipped))
     models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
-    with speaking(quiet):
+    cluster = None
+    with speaking(quiet), contextlib.ExitStack() as stack:
         outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
         check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
         if potentials:
             refuse_fit_options(potentials)
             pot, featurizer = load_checked(potentials, models, features)
             device = gs.pick_device(models.device)
+            cluster = stack.enter_context(on_ray(ray))
             if state:
                 with gs.State(state, {"fit_id": pot.fit_id, "k": k, "text_field": text_field}, wait=wait) as st:
                     log(st.message, quiet)
-                    top = gs.score_resumable(paths, text_field, st, featurizer, pot, k, counts, device, quiet)
+                    if cluster:
+                        top = cluster.score(paths, text_field, st, featurizer, pot, models, k, counts, device, quiet)
+                    else:
+                        top = gs.score_resumable(paths, text_field, st, featurizer, pot, k, counts, device, quiet)
                     gs.require_usable(counts.scored, counts.skips, paths)
                     gs.write_selection(output, top, pot.fit_id, no_score)
+            elif cluster:
+                top = cluster.score(paths, text_field, None, featurizer, pot, models, k, counts, device, quiet)
+                gs.require_usable(counts.scored, counts.skips, paths)
+                gs.write_selection(output, top, pot.fit_id, no_score)
             else:
                 records = gs.read_records(paths, text_field, counts.skips)
                 top = gs.score(records, featurizer, pot, k, counts, device, quiet)
@@ -214,9 +251,13 @@ def score(
                 features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
             )
             embedder, device = semantic_model(settings, models)
+            cluster = stack.enter_context(on_ray(ray))
             if gs.rereadable(paths):
                 silent = gs.Skips(strict=strict, report=False)  # the scoring pass reports the bad records
-                fitted = gs.fit(paths, target, embedder, settings, skips=silent, device=device, quiet=quiet)
+                sampler = cluster.sample if cluster else None
+                fitted = gs.fit(
+                    paths, target, embedder, settings, skips=silent, device=device, quiet=quiet, sampler=sampler
+                )
                 records = gs.read_records(paths, text_field, counts.skips)
             else:  # a stream: fit on its first records, keep them, score them with the rest
                 stream = gs.read_records(paths, text_field, counts.skips)
@@ -226,14 +267,18 @@ def score(
             pot = fitted.potentials
             if save_potentials:
                 pot.save(save_potentials)
-            top = gs.score(records, fitted.featurizer, pot, k, counts, device, quiet)
+            if cluster:
+                top = cluster.score(paths, text_field, None, fitted.featurizer, pot, models, k, counts, device, quiet)
+            else:
+                top = gs.score(records, fitted.featurizer, pot, k, counts, device, quiet)
             gs.require_usable(counts.scored, counts.skips, paths)
             gs.write_selection(output, top, pot.fit_id, no_score)
     read = counts.scored + counts.skips.total
     reused = f", {counts.reused} shards from {state}" if state else ""
+    on = f", {gs.running_on(cluster)}" if cluster else ""
     log(
         f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
-        f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused})",
+        f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused}{on})",
         quiet,
     )
     partial_success(max_skipped, counts.skips.total)
@@ -260,7 +305,7 @@ def load_artifact(path: str):
 
 
 @click.command(context_settings=CONTEXT)
-@inputs_argument
+@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))
 @click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
 @click.option(
     "-o",
@@ -271,21 +316,29 @@ def load_artifact(path: str):
 @click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def merge(inputs, k, output, no_score, quiet) -> None:
-    """Global top-k of several `score` outputs made with the same artifact.
+    """Global top-k of several `score` outputs, or `score --state` folders, made with the same artifact.
 
-    Exact: give the outputs in the order of their shards and the result is byte-identical to one `score`
-    over all the shards (ties go to the earlier input, as in `score`).
+    Exact: give the outputs in the order of their shards (Slurm tasks: in task order) and the result is
+    byte-identical to one `score` over all the shards (ties go to the earlier input, as in `score`). State
+    folders may come in any order: their shards are merged in the order of their paths.
 
     \b
       gotd-stream merge -k 50000 node0.jsonl.zst node1.jsonl.zst node2.jsonl.zst -o selected.jsonl.zst
+      gotd-stream merge -k 50000 state-*/ -o selected.jsonl.zst
     """
     paths = resolve_inputs(inputs)
+    folders = [path for path in paths if os.path.isdir(path)]
+    if folders and len(folders) < len(paths):
+        raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
     with speaking(quiet):
+        if folders:
+            paths = gs.merge_inputs(folders, k)
         check_outputs({"-o": "-" if output is None else output}, paths)
         merged = gs.merge(paths, k)
         gs.write_selection(output, merged.top, merged.fit_id, no_score)
+    source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
     log(
-        f"merge: read {merged.read:,} records from {len(paths)} inputs, selected {len(merged.top):,} "
+        f"merge: read {merged.read:,} records from {source}, selected {len(merged.top):,} "
         f"(fit {merged.fit_id or 'none'})",
         quiet,
     )

@@ -111,6 +111,25 @@ def score(
     return top
 
 
+def score_shard(
+    path: str,
+    text_field: str,
+    featurizer,
+    potentials: Potentials,
+    k: int,
+    counts: Counts,
+    device: str = "cpu",
+    quiet: bool = False,
+    scorer: CalibratedGradient | None = None,
+) -> TopK:
+    """What one shard does, wherever it runs (here, or a Ray actor: distributed.ray): its own top-k, scored alone.
+
+    Merged in input order, the shards' top-k lists are the top-k of one pass over all of them.
+    """
+    records = read_records([path], text_field, counts.skips)
+    return score(records, featurizer, potentials, k, counts, device, quiet, scorer)
+
+
 def score_resumable(
     paths: list[str],
     text_field: str,
@@ -129,13 +148,13 @@ def score_resumable(
     """
     scorer = potentials.scorer(device)
     top = TopK(k)
+    state.note_inputs(paths)
     for path in paths:
         shard = state.finished(path)
         if shard is None:
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
-            records = read_records([path], text_field, counts.skips)
-            shard_top = score(records, featurizer, potentials, k, counts, device, quiet, scorer)
+            shard_top = score_shard(path, text_field, featurizer, potentials, k, counts, device, quiet, scorer)
             skipped = counts.skips.counts - skipped_before
             state.save(path, stat, shard_top, potentials.fit_id, counts.scored - scored_before, skipped)
             kept = shard_top.best_first()

@@ -62,6 +62,11 @@ def fingerprint(path: str, size: int) -> str:
     return digest.hexdigest()[:32]
 
 
+def shard_key(path: str) -> str:
+    """The name of a shard's files in a state folder: a hash of its absolute path."""
+    return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+
+
 def _atomic_json(path: Path, data: dict) -> None:
     with atomic_output(str(path)) as fh:
         fh.write(json.dumps(data, sort_keys=True, indent=1).encode() + b"\n")
@@ -126,7 +131,7 @@ class State:
         _atomic_json(path, self.identity)
 
     def _key(self, path: str) -> str:
-        return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+        return shard_key(path)
 
     def finished(self, path: str) -> Shard | None:
         """The record of `path` if it was scored as it is now (same size, mtime and fingerprint), else None."""
@@ -145,6 +150,11 @@ class State:
             return None
         return shard
 
+    def note_inputs(self, paths: list[str]) -> None:
+        """Record the shards this run is for (`inputs.json`), so that `merge` of the folder can tell a finished
+        run from one that stopped part-way."""
+        _atomic_json(self.dir / "inputs.json", {"inputs": [os.path.abspath(p) for p in paths]})
+
     def kept(self, path: str) -> Iterator[tuple[float, bytes]]:
         """(score, original line) of a finished shard's top-k, best first."""
         for _, line in read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst")):
@@ -161,3 +171,37 @@ class State:
         prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
+
+
+@dataclass
+class Folder:
+    """What a state folder holds for `merge`: its settings, and the kept lines of the shards of its last run."""
+
+    dir: Path
+    identity: dict
+    kept: dict[str, Path]  # absolute shard path -> its kept lines, for the finished shards of the last run
+    unfinished: list[str]  # shards of the last run without a completion record
+
+
+def read_folder(directory: str) -> Folder:
+    """A state folder as `merge` reads it, without taking its lock; StateError when it is not one, or unreadable."""
+    folder = Path(directory)
+    try:
+        identity = json.loads((folder / "state.json").read_text())
+        inputs = json.loads((folder / "inputs.json").read_text())["inputs"]
+    except FileNotFoundError as exc:
+        what = "a state folder" if exc.filename.endswith("state.json") else "the record of its last run (inputs.json)"
+        raise StateError(
+            f"{folder} is a folder without {what}: merge takes the state folders of `score --state`"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{folder}: unreadable state ({exc}); score it again") from None
+    kept, unfinished = {}, []
+    for path in inputs:
+        key = shard_key(path)
+        meta, lines = folder / "shards" / f"{key}.json", folder / "shards" / f"{key}.jsonl.zst"
+        if meta.exists() and lines.exists():
+            kept[path] = lines
+        else:
+            unfinished.append(path)
+    return Folder(folder, identity, kept, unfinished)
