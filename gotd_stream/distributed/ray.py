@@ -97,13 +97,13 @@ def check_reachable(address: str) -> None:
 def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
     """Connect to (or start) the cluster for the duration; a process already connected (ray.init) stays so."""
     ray = import_ray()
+    address = settings.address
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+    if address not in (None, "auto", "local"):
+        check_reachable(address)
     started = not ray.is_initialized()
     if started:
-        address = settings.address
-        if address == "auto" and os.environ.get("RAY_ADDRESS"):
-            address = os.environ["RAY_ADDRESS"]
-        if address not in (None, "auto", "local"):
-            check_reachable(address)
         options = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address in (None, "local"):
             options["include_dashboard"] = False
@@ -142,7 +142,7 @@ def _errors_to_stderr(ray):
 @dataclass
 class SampleResult:
     index: int
-    keyed: list  # (key, text), smallest key first
+    keyed: list  # (key, (input index, line, text)), smallest key first
     seen: int
     skipped: dict
     examples: list
@@ -172,7 +172,7 @@ def sample_shard(index: int, path: str, text_field: str, size: int, seed: int, c
 
     skips = Skips(strict=strict, report=False, examples=[])
     try:
-        keyed, seen = bottom_k_keyed([path], text_field, size, seed, cut, skips)
+        keyed, seen = bottom_k_keyed([path], text_field, size, seed, cut, skips, first=index)
     except (SettingsMessage, OSError) as exc:
         return Failure(index, exc)
     return SampleResult(index, keyed, seen, dict(skips.counts), skips.examples)
@@ -256,7 +256,7 @@ class Cluster:
     def sample(self, paths, text_field, size, seed, cut, skips: Skips, bar=None):
         """A `sampler` for select.fit.fit: the same (texts, usable records read) as select.sample.bottom_k, drawn
         by one Ray task per shard and merged here (a bottom-k of bottom-k samples is exact)."""
-        from gotd_stream.select.sample import BottomK
+        from gotd_stream.select.sample import BottomK, in_input_order
 
         task = self.ray.remote(sample_shard).options(num_cpus=1, max_retries=RETRIES)
         limit = max(2, 2 * int(self.resources().get("CPU", 1)))  # results in flight: each up to `size` texts
@@ -280,7 +280,7 @@ class Cluster:
             seen += result.seen
             if bar is not None:
                 bar.update(result.seen)
-        return kept.items(), seen
+        return in_input_order(kept), seen
 
     def score(
         self,

@@ -3,7 +3,8 @@
 The fit's candidate sample is a bottom-k sample: every usable record gets a keyed hash of (seed, its shard, its
 line) and the `size` records with the smallest keys are kept. A record's key does not depend on the other
 records, on the order of the inputs or on which process reads them, so the bottom-k of per-shard bottom-k lists
-is exactly the bottom-k of one pass: one process, Ray tasks and Slurm tasks draw the same sample.
+is exactly the bottom-k of one pass: one process, Ray tasks and Slurm tasks draw the same sample. The sample is
+then put in input order, so a sample as large as the input is the input, as a stream's prefix would be.
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ class BottomK:
 
 
 def bottom_k_keyed(
-    paths: list[str], text_field: str, size: int, seed: int, cut: int, skips: Skips, bar=None
-) -> tuple[list[tuple[int, str]], int]:
-    """The bottom-k sample of the usable records of `paths` as (key, text cut to `cut` characters), smallest key
-    first, and how many usable records were read. Mergeable: see `BottomK.extend`."""
+    paths: list[str], text_field: str, size: int, seed: int, cut: int, skips: Skips, bar=None, first: int = 0
+) -> tuple[list[tuple[int, tuple[int, int, str]]], int]:
+    """The bottom-k sample of the usable records of `paths`, as (key, (input index, line, text cut to `cut`
+    characters)), and how many usable records were read. `first` is the index of paths[0] among all the inputs
+    (a task given one shard). Mergeable: see `BottomK.extend` and `in_input_order`."""
     from gotd_stream.io.records import read_records
 
     bases = [hashlib.blake2b(f"{seed}\0{shard_identity(p)}\0".encode(), digest_size=KEY_BYTES) for p in paths]
@@ -106,13 +108,20 @@ def bottom_k_keyed(
             bar.update(1)
         digest = bases[record.source].copy()
         digest.update(record.lineno.to_bytes(8, "little"))
-        kept.offer(int.from_bytes(digest.digest(), "big"), record.text[:cut])
+        kept.offer(int.from_bytes(digest.digest(), "big"), (first + record.source, record.lineno, record.text[:cut]))
     return kept.keyed(), seen
+
+
+def in_input_order(kept: BottomK) -> list[str]:
+    """The sampled texts in input order (input, then line), as a sample of the whole input is the input itself."""
+    return [text for _, _, text in sorted(kept.items())]
 
 
 def bottom_k(
     paths: list[str], text_field: str, size: int, seed: int, cut: int, skips: Skips, bar=None
 ) -> tuple[list[str], int]:
-    """The fit's candidate sample in one process: `size` texts, smallest key first, and the usable records read."""
+    """The fit's candidate sample in one process: `size` texts in input order, and the usable records read."""
+    kept = BottomK(size)
     keyed, seen = bottom_k_keyed(paths, text_field, size, seed, cut, skips, bar)
-    return [text for _, text in keyed], seen
+    kept.extend(keyed)
+    return in_input_order(kept), seen

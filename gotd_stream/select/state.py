@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gotd_stream.errors import RuntimeProblem, SettingsMessage, setting
+from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.io.records import split_scored, with_score
 from gotd_stream.io.streams import atomic_output, read_lines
 from gotd_stream.select.topk import TopK
@@ -34,6 +34,10 @@ class StateLocked(SettingsMessage):
 
 class StateError(RuntimeProblem):
     """The state folder is unusable (not ours, unreadable); the message says what to do."""
+
+
+class NotAState(UsageProblem):
+    """A folder given as a state folder (to merge) that no `score --state` run made."""
 
 
 @dataclass
@@ -191,7 +195,7 @@ def read_folder(directory: str) -> Folder:
         inputs = json.loads((folder / "inputs.json").read_text())["inputs"]
     except FileNotFoundError as exc:
         what = "a state folder" if exc.filename.endswith("state.json") else "the record of its last run (inputs.json)"
-        raise StateError(
+        raise NotAState(
             f"{folder} is a folder without {what}: merge takes the state folders of `score --state`"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
