@@ -346,7 +346,6 @@ class Cluster:
         """One shard per actor at a time; a result is saved to the state as it comes; after the first failure no
         new shard starts, the shards in flight are saved, and the failure of the earliest shard is raised."""
         from gotd_stream.progress import progress
-        from gotd_stream.select.topk import TopK
         from gotd_stream.version import __version__
 
         idle = self._pool(len(todo), potentials, models, text_field, k, counts.skips.strict)
@@ -388,9 +387,8 @@ class Cluster:
                             "was scored again from its start"
                         )
                     _report(counts.skips, result.examples)
-                    top = TopK(k)
-                    top.offer(_scores(result.kept), [raw for _, raw in result.kept])
-                    state.save(paths[index], stats[index], top, potentials.fit_id, result.scored, result.skipped)
+                    kept = Kept(result.kept)
+                    state.save(paths[index], stats[index], kept, potentials.fit_id, result.scored, result.skipped)
                     bar.update(1)
         finally:
             for _, actor in running.values():
@@ -418,10 +416,14 @@ class Cluster:
             )
 
 
-def _scores(kept: list):
-    import numpy as np
+@dataclass
+class Kept:
+    """A shard's selection as an actor made it, in the shape State.save takes (the driver applies no rule)."""
 
-    return np.array([value for value, _ in kept], dtype=np.float64)
+    kept: list
+
+    def best_first(self) -> list:
+        return self.kept
 
 
 def _report(skips: Skips, examples: list) -> None:
