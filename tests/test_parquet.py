@@ -111,3 +111,22 @@ def test_parquet_on_stdin_is_refused(tmp_path):
     run(["fit", "--features", "lexical", "--target", target, parquet, "-o", artifact, "-q"])
     refused = run(["score", "-p", artifact, "-k", 3], input=parquet.read_bytes(), code=2)
     assert "<stdin> is a Parquet file: Parquet is read from a file path" in refused.stderr
+
+
+def test_a_pipe_is_read_whole_not_peeked_at_for_parquet(tmp_path):
+    """Telling Parquet from JSONL opens regular files only: a pipe (`<(zstdcat ...)`) cannot be read twice."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    shard = write_jsonl(tmp_path / "shard.jsonl", make_docs(40, seed=3))
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
+    artifact = tmp_path / "t.gotd"
+    run(["fit", "--features", "lexical", "--target", target, shard, "-o", artifact, "-q"])
+    direct = run(["score", "-p", artifact, "-k", 5, shard]).stdout_bytes
+    command = f"{sys.executable} -m gotd_stream score -p {artifact} -k 5 <(cat {shard})"
+    env = dict(os.environ, PYTHONPATH=str(root))
+    piped = subprocess.run(["bash", "-c", command], env=env, capture_output=True, timeout=120)
+    assert piped.returncode == 0 and piped.stdout == direct, piped.stderr.decode()[-2000:]

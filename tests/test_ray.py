@@ -70,6 +70,8 @@ def test_score_on_ray_equals_a_local_run_and_resumes_from_its_state(cluster, sha
     assert "4 shards from" in again.stderr and "0 shards on" in again.stderr
     one_actor = score(fitted, tiny_model, shards["shards"], "--ray", "--ray-actors", 1)
     assert one_actor.stdout_bytes == local.stdout_bytes and "1 scoring actor (0 GPU each)" in one_actor.stderr
+    no_gpu = score(fitted, tiny_model, shards["shards"], "--ray", "--ray-gpus", 1, code=2)
+    assert "--ray-gpus 1: the Ray cluster has 0 GPUs" in no_gpu.stderr  # not actors that never start
 
 
 def test_an_actor_killed_mid_shard_is_restarted_and_the_output_still_matches(

@@ -115,6 +115,8 @@ def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
                 f"no Ray cluster to join ({where}): start one (ray start --head), or give {setting('ray')} "
                 "without an address for a local one"
             ) from None
+        except Exception as exc:  # a version mismatch, a refused token: Ray's own words say why
+            raise RayUnreachable(f"could not join the Ray cluster at {address or 'a new local one'}: {exc}") from None
     restore = _errors_to_stderr(ray)
     try:
         yield Cluster(ray, settings)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import os
+import stat
 from collections.abc import Iterator
 
 from gotd_stream.errors import UsageProblem, setting
@@ -26,10 +28,13 @@ class MissingColumn(UsageProblem):
 
 
 def is_parquet(path: str) -> bool:
-    """A regular file that starts with Parquet's magic bytes (its name does not matter)."""
+    """A regular file that starts with Parquet's magic bytes (its name does not matter). A pipe (`<(zstdcat ..)`)
+    or a device is never peeked at: what is read from it could not be read again."""
     if path == STDIN:
         return False
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as fh:
             return fh.read(4) == PARQUET_MAGIC
     except OSError:
