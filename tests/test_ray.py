@@ -120,6 +120,13 @@ def test_fit_on_ray_writes_the_artifact_of_a_local_fit(cluster, shards):
     args = ["score", "--target", shards["target"], "--features", "lexical", "--sample-size", 60]
     fit_and_score = run([*args, "--ray", "-k", 10, *paths])  # a fit on Ray, then the scoring on Ray
     assert fit_and_score.stdout_bytes == run([*args, "-k", 10, *paths]).stdout_bytes
+    corrupt = shards["dir"] / "part-9.jsonl.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 30)  # a gzip header and no member
+    failed = run(["fit", "--features", "lexical", "--target", shards["target"], "--ray", "-o", shards["dir"] / "x.gotd",
+                  *paths, corrupt], code=1)  # fmt: skip
+    local = run(["fit", "--features", "lexical", "--target", shards["target"], "-o", shards["dir"] / "x.gotd", *paths,
+                 corrupt], code=1)  # fmt: skip
+    assert str(corrupt) in failed.stderr and failed.stderr.splitlines()[-1] == local.stderr.splitlines()[-1]
 
 
 def tool(*args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -265,23 +265,25 @@ class Cluster:
         pending = deque(enumerate(paths))
         running: dict = {}
         kept, seen = BottomK(size), 0
-        while pending or running:
-            while pending and len(running) < limit:
-                index, path = pending.popleft()
-                running[task.remote(index, path, text_field, size, seed, cut, skips.strict)] = index
-            [ref], _ = self.ray.wait(list(running), num_returns=1)
-            index = running.pop(ref)
-            result = self._get(ref, paths[index], "sampling")
-            if isinstance(result, Failure):
-                for other in running:
-                    self.ray.cancel(other)
-                raise result.error
-            _report(skips, result.examples)
-            skips.extend(result.skipped)
-            kept.extend(result.keyed)
-            seen += result.seen
-            if bar is not None:
-                bar.update(result.seen)
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    index, path = pending.popleft()
+                    running[task.remote(index, path, text_field, size, seed, cut, skips.strict)] = index
+                [ref], _ = self.ray.wait(list(running), num_returns=1)
+                index = running.pop(ref)
+                result = self._get(ref, paths[index], "sampling")
+                if isinstance(result, Failure):
+                    raise result.error  # the sample is read-only: nothing to save, so no reason to wait
+                _report(skips, result.examples)
+                skips.extend(result.skipped)  # past max_skipped: BadRecord, as in a local fit
+                kept.extend(result.keyed)
+                seen += result.seen
+                if bar is not None:
+                    bar.update(result.seen)
+        finally:
+            for other in running:  # after a failure (or Ctrl-C): the other shards' tasks are not needed
+                self.ray.cancel(other)
         return in_input_order(kept), seen
 
     def score(
