@@ -10,6 +10,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gotd_stream.io.records import Skips, read_records
 from tests.conftest import make_docs, run, write_jsonl
@@ -130,3 +132,48 @@ def test_a_pipe_is_read_whole_not_peeked_at_for_parquet(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(root))
     piped = subprocess.run(["bash", "-c", command], env=env, capture_output=True, timeout=120)
     assert piped.returncode == 0 and piped.stdout == direct, piped.stderr.decode()[-2000:]
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_parquet_never_raises_anything_but_a_named_corrupt_input(tmp_path, data):
+    """Cut short anywhere, or bytes flipped anywhere: good rows or CorruptInput naming the file, nothing else."""
+    from gotd_stream.io.parquet import is_parquet
+    from gotd_stream.io.streams import CorruptInput
+
+    good = tmp_path / "good.parquet"
+    if not good.exists():
+        fineweb(good, make_docs(40), row_group_size=8)
+    raw = bytearray(good.read_bytes())
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="length")]
+    else:
+        for at in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4), label="flips"):
+            raw[at] ^= data.draw(st.integers(1, 255), label="mask")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(bytes(raw))
+    skips = Skips()
+    try:
+        records = list(read_records([str(bad)], "text", skips))
+    except CorruptInput as exc:
+        assert str(bad) in str(exc)
+    else:
+        assert all(isinstance(r.text, str) and orjson.loads(r.raw) for r in records)
+        if is_parquet(str(bad)):  # a flip the format cannot see (in a text, say): every row is a record or a skip
+            assert len(records) + skips.total == 40
+        # else the magic bytes were hit: the file is read as JSONL lines, every bad one skipped
+
+
+def test_a_string_that_is_not_utf8_skips_its_row_only(tmp_path):
+    """Parquet does not check UTF-8: a damaged text is one row skipped as invalid UTF-8, as in JSONL."""
+    parquet = tmp_path / "plain.parquet"
+    texts = ["cooking the eggs", "the striker scored", "a comet passed close"]
+    pq.write_table(pa.table({"text": texts}), parquet, compression="NONE", use_dictionary=False, write_statistics=False)
+    raw = bytearray(parquet.read_bytes())
+    at = raw.index(b"the striker")
+    raw[at] = 0xF3  # a lead byte with no continuation
+    parquet.write_bytes(bytes(raw))
+    skips = Skips()
+    records = list(read_records([str(parquet)], "text", skips))
+    assert [(r.lineno, r.text) for r in records] == [(1, texts[0]), (3, texts[2])]
+    assert dict(skips.counts) == {"invalid UTF-8": 1}

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 RETRIES = 3  # restarts of a dead actor, and retries of the shard or sample task that a dead worker held
 REACH_TIMEOUT = 5.0  # seconds to open a TCP connection to a cluster's address before calling it unreachable
 INSTALL = "pip install 'gotd-stream[ray]'"
+NOT_INSTALLED = "every node of the cluster needs gotd-stream, the same version as here, importable by Ray's workers"
 CRASH_HOOK = "GOTD_TEST_CRASH_DIR"  # tests only: an actor dies once in the middle of a shard named in this folder
 
 
@@ -408,8 +409,12 @@ class Cluster:
         try:
             return self.ray.get(ref)
         except exceptions.RayTaskError as exc:  # a bug, not the input: its own exception, with its traceback
+            if isinstance(getattr(exc, "cause", None), ImportError):
+                raise RuntimeProblem(f"{path}: a Ray worker {what} it failed: {exc.cause}; {NOT_INSTALLED}") from None
             raise exc.as_instanceof_cause() from None
         except (exceptions.RayActorError, exceptions.WorkerCrashedError, exceptions.ObjectLostError) as exc:
+            if "No module named" in str(exc):  # the actor could not even be created
+                raise RuntimeProblem(f"{path}: no Ray actor could start ({NOT_INSTALLED})") from None
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return Failure(
                 -1,

@@ -76,15 +76,37 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
             )
         row = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-            for values in batch.to_pylist():
+            for values in _rows(batch):
                 row += 1
+                if isinstance(values, UnicodeDecodeError):
+                    yield row, None, "invalid UTF-8", f"in a string column, at byte {values.start}"
+                    continue
                 text = values[text_field]
                 if not isinstance(text, str):
                     got = "null" if text is None else type(text).__name__
                     yield row, None, f"text field {text_field!r} not a string", f"got {got}"
                     continue
-                yield row, row_json(values), text, ""
+                try:
+                    raw = row_json(values)
+                except TypeError as exc:  # a value JSON cannot hold (an integer past 64 bits, say)
+                    yield row, None, "a column JSON cannot hold", str(exc)
+                    continue
+                yield row, raw, text, ""
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
+
+
+def _rows(batch) -> Iterator[dict | UnicodeDecodeError]:
+    """The batch's rows as dicts; a row with a string that is not UTF-8 (Parquet does not check) as the error."""
+    try:
+        yield from batch.to_pylist()
+        return
+    except UnicodeDecodeError:
+        pass
+    for i in range(batch.num_rows):  # only for a batch that holds such a row: find it
+        try:
+            yield batch.slice(i, 1).to_pylist()[0]
+        except UnicodeDecodeError as exc:
+            yield exc
