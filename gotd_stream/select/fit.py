@@ -1,6 +1,6 @@
 """Pass 1: sample the candidates, fit the feature space on the sample, solve OT against the target, package it.
 
-    fit(paths, target)         a reservoir sample of re-readable files (one read), then the OT fit
+    fit(paths, target)         a bottom-k sample of the inputs (one read, or Ray tasks), then the OT fit
     fit_on_prefix(records, ..) a stream read once: fit on its first records, which the caller scores too
     fit_texts(sample, target)  in-memory texts (benches, tests): the same fit
 
@@ -189,21 +189,27 @@ def fit(
     skips: Skips | None = None,
     device: str = "cpu",
     quiet: bool = True,
+    sampler=None,
 ) -> Fitted:
-    """Pass 1 over re-readable inputs: a reservoir sample of `sample_size` candidates, then the OT fit."""
-    from gotd_stream.io.records import Skips, read_records
+    """Pass 1: a bottom-k sample of `sample_size` candidates (select.sample), then the OT fit.
+
+    `sampler` draws the same sample elsewhere (a Ray cluster: distributed.ray); it takes the arguments of
+    `select.sample.bottom_k` and returns the same texts in the same order.
+    """
+    from gotd_stream.io.records import Skips
     from gotd_stream.progress import progress
-    from gotd_stream.select.sample import reservoir
+    from gotd_stream.select.sample import bottom_k
 
     target_texts, target_seen = read_target(target, settings)
     skips = skips if skips is not None else Skips()
     cut = char_budget(embedder)
     with progress(quiet, "sample") as bar:
-        texts = (bar.update(1) or r.text[:cut] for r in read_records(paths, settings.text_field, skips))
-        sample, seen = reservoir(texts, settings.sample_size, settings.seed)
+        sample, seen = (sampler or bottom_k)(
+            paths, settings.text_field, settings.sample_size, settings.seed, cut, skips, bar
+        )
     if not sample:
         raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
-    info = {"sampling": "reservoir", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
+    info = {"sampling": "bottom-k", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
     settings = _with_info(settings, info)
     potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device)
     return Fitted(potentials, featurizer, seen)
