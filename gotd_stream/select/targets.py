@@ -67,7 +67,7 @@ def check_targets(targets: list[Target]) -> tuple[list[Target], bool]:
         if target.name in seen:
             raise UsageProblem(f"two targets are named {target.name!r} ({setting('target')}): give each its own name")
         seen.add(target.name)
-    total = math.fsum(t.weight for t in targets)
+    total = sum(t.weight for t in targets)
     if not math.isfinite(total):
         raise UsageProblem(f"the weights of {setting('target')} sum to {total}: give smaller numbers")
     normalised = abs(total - 1.0) > 1e-9
