@@ -101,6 +101,8 @@ _LAZY = {
         "NothingUsable",
     ),
     "gotd_stream.select.state": ("State", "StateLocked", "StateError"),
+    "gotd_stream.report.build": ("build_report", "ReportSettings", "EmptySelection", "MissingGroup", "QuotaCandidates"),
+    "gotd_stream.report.html": ("render_html", "write_report", "report_json", "NoPlots"),
     "gotd_stream.select.ot": ("CTransform", "CalibratedGradient", "fit_potentials", "NotConverged"),
     "gotd_stream.io.records": ("read_records", "Record", "Skips", "BadRecord"),
     "gotd_stream.io.streams": ("check_outputs", "atomic_output", "read_lines", "OutputError", "CorruptInput"),
