@@ -17,8 +17,11 @@ The command line (`gotd-stream`) is a thin layer over this API; so are the bench
 
     skips = gs.Skips()
     records = gs.read_records(["shard2.jsonl.zst"], "text", skips)
-    top = gs.score(records, fitted.featurizer, fitted.potentials, k=1000, counts=gs.Counts(skips=skips), device=device)
-    gs.write_selection("selected.jsonl.zst", top, fitted.potentials.fit_id)
+    budget = gs.Budget(tokens=5_000_000)                         # or gs.Budget(k=1000); rule=gs.Rule("sample")
+    units = gs.Units(counter=gs.token_counter())                 # tokens of the embedding model's tokenizer
+    kept = gs.score(records, fitted.featurizer, fitted.potentials, budget, gs.Counts(skips=skips), device=device,
+                    units=units)
+    gs.write_selection("selected.jsonl.zst", kept, fitted.potentials.fit_id, budget=budget)
 
     later = gs.load("task.gotd")                                 # on another node
     featurizer = gs.featurizer_for(later, gs.ModelSettings())    # the model checked against the fit's
@@ -62,7 +65,7 @@ from gotd_stream.select.fit import (
     fit_on_prefix,
     fit_texts,
 )
-from gotd_stream.select.merge import Merged, MixedFits, NotScored, QuotaLines, merge
+from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, merge
 from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
 from gotd_stream.version import __version__
 
@@ -99,7 +102,12 @@ _LAZY = {
         "rereadable",
         "Counts",
         "NothingUsable",
+        "Units",
+        "selected_tokens",
     ),
+    "gotd_stream.select.budget": ("Budget", "Rule", "RULES", "Kept", "TokenBudget", "sample_keys", "parse_count"),
+    "gotd_stream.select.units": ("chunk_spans", "chunked", "UNITS", "MIN_CHUNK_TOKENS"),
+    "gotd_stream.features.tokens": ("token_counter", "TokenizerError"),
     "gotd_stream.select.state": ("State", "StateLocked", "StateError"),
     "gotd_stream.report.build": ("build_report", "ReportSettings", "EmptySelection", "MissingGroup", "QuotaCandidates"),
     "gotd_stream.report.html": ("render_html", "write_report", "report_json", "NoPlots"),
@@ -124,6 +132,7 @@ __all__ = [
     "MAX_TARGETS",
     "MIXES",
     "MixedFits",
+    "MixedRules",
     "ModelSettings",
     "NotScored",
     "QuotaLines",

@@ -153,3 +153,20 @@ def test_omp_num_threads_changes_no_byte(shards, tiny_model):
     assert "Traceback" not in here.stderr
     assert (d / "one.gotd").read_bytes() == (d / "here.gotd").read_bytes(), "the fit depends on the thread count"
     assert (d / "one.jsonl").read_bytes() == (d / "here.jsonl").read_bytes(), "the selection depends on it"
+
+
+def test_sampled_token_budget_is_the_same_bytes_across_threads_workers_and_shard_splits(shards, tiny_model):
+    """--select sample under --tokens in the hybrid space: one pass, other thread and worker counts, and per-shard
+    outputs merged all give one output."""
+    d, paths, art = shards["dir"], shards["paths"], shards["dir"] / "hybrid.gotd"
+    args = ["-p", art, "--model", tiny_model, "--tokens", 400, "--select", "sample", "--temperature", 0.1, "-q"]
+    with threads(1):
+        one_pass = run(["score", *args, "--workers", 0, *paths]).stdout_bytes
+    with threads(4):
+        assert run(["score", *args, "--workers", 2, *paths]).stdout_bytes == one_pass
+    nodes = []
+    for i, path in enumerate(paths):
+        nodes.append(d / f"sampled-{i}.jsonl")
+        run(["score", *args, path, "-o", nodes[-1]])
+    assert run(["merge", "--tokens", 400, *nodes, "-q"]).stdout_bytes == one_pass
+    assert b'"gotd_select":"sample:t=0.1:seed=0"' in one_pass

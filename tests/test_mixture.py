@@ -44,6 +44,11 @@ def fit(data: dict, out: str, *targets: str, extra=()) -> Path:
     return path
 
 
+def refused(args: list, code: int = 2) -> str:
+    """The stderr of a run that must fail with `code`."""
+    return run(args, code=code).stderr
+
+
 def lines(result) -> list[dict]:
     return [orjson.loads(line) for line in result.stdout_bytes.splitlines()]
 
@@ -112,7 +117,7 @@ def test_a_damaged_mixture_is_refused(data: dict, mixture: Path, tmp_path: Path)
     raw = mixture.read_bytes()
     flipped = tmp_path / "flipped.gotd"
     flipped.write_bytes(raw[: len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 1]) + raw[len(raw) // 2 + 1 :])
-    assert "checksum mismatch" in run(["info", flipped], code=1).stderr
+    assert "checksum mismatch" in refused(["info", flipped], 1)
     for name, edit, detail in [
         ("dup", lambda h: h["targets"][1].update(name="cook"), "two targets are named 'cook'"),
         ("badname", lambda h: h["targets"][0].update(name="a b"), "is not a target name"),
@@ -330,9 +335,9 @@ def test_targets_that_cannot_go_together(data: dict, tmp_path: Path) -> None:
     stderr = run([*base, "--target", f"a={t['cooking']}", "--target", t["football"]], code=2).stderr
     assert "name each of several targets: --target NAME=FILE:WEIGHT" in stderr and str(t["football"]) in stderr
     many = [a for i in range(33) for a in ("--target", f"t{i}={t['cooking']}")]
-    assert "33 targets given; at most 32" in run([*base, *many], code=2).stderr
+    assert "33 targets given; at most 32" in refused([*base, *many], 2)
     big = ["--target", f"a={t['cooking']}:1e308", "--target", f"b={t['football']}:1e308"]
-    assert "sum to inf" in run([*base, *big], code=2).stderr
+    assert "sum to inf" in refused([*base, *big], 2)
 
 
 def test_an_empty_target_names_itself(data: dict, tmp_path: Path) -> None:
@@ -350,15 +355,16 @@ def test_mix_options_need_several_targets_and_fit_options_are_refused(data: dict
     stderr = run(["score", "--target", cooking, *LEXICAL, "--mix", "sum", "-k", 5, shard], code=2).stderr
     assert "--mix applies to several targets, and there is one" in stderr
     single = fit(data, "single.gotd", str(cooking))
-    assert (
-        "--candidates applies to several targets"
-        in run(["score", "-p", single, "--candidates", "-k", 5, shard], code=2).stderr
-    )
+    stderr = run(["score", "-p", single, "--candidates", "-k", 5, shard], code=2).stderr
+    assert "--candidates applies to several targets" in stderr
     stderr = run(["score", "-p", mixture, "--mix", "sum", "--candidates", "-k", 5, shard], code=2).stderr
     assert "--candidates is for --mix quota" in stderr
-    assert (
-        "--epsilon is a fit option" in run(["score", "-p", mixture, "--epsilon", "0.1", "-k", 5, shard], code=2).stderr
-    )
+    for extra in (["--tokens", "500"], ["-k", 5, "--unit", "chunk"], ["-k", 5, "--select", "sample"]):
+        stderr = run(["score", "-p", mixture, *extra, shard], code=2).stderr
+        assert "several targets keep -k whole records by their scores" in stderr, extra
+    assert "--tokens applies to one target" in refused(["merge", "-p", mixture, "--tokens", 500, shard], 2)
+    stderr = run(["score", "-p", mixture, "--epsilon", "0.1", "-k", 5, shard], code=2).stderr
+    assert "--epsilon is a fit option" in stderr
     stderr = run(["score", "-p", mixture, "--features", "semantic", "-k", 5, shard], code=2).stderr
     assert "--features semantic differs from the lexical space" in stderr
 
@@ -373,23 +379,19 @@ def test_merge_refuses_what_it_cannot_merge_exactly(data: dict, mixture: Path, t
     assert "score each shard with --candidates" in stderr
     stderr = run(["merge", "-k", 10, candidates], code=2).stderr
     assert f"{candidates}:1: quota candidates of several targets: merge them with --potentials" in stderr
-    assert (
-        "a quota selection cannot be merged exactly"
-        in run(["merge", "-p", mixture, "-k", 10, selection], code=2).stderr
-    )
+    assert "a quota selection cannot be merged exactly" in refused(["merge", "-p", mixture, "-k", 10, selection], 2)
     other = fit(data, "other.gotd", f"x={data['targets']['astronomy']}:1", f"y={data['targets']['football']}:1")
-    assert "was scored with fit" in run(["merge", "-p", other, "-k", 10, candidates], code=2).stderr
+    assert "was scored with fit" in refused(["merge", "-p", other, "-k", 10, candidates], 2)
     single = fit(data, "single2.gotd", str(data["targets"]["cooking"]))
     plain = tmp_path / "plain.jsonl"
     run(["score", "-p", single, "-k", 10, shard, "-o", plain, "-q"])
-    assert "no gotd_scores/gotd_fit" in run(["merge", "-p", mixture, "-k", 10, plain], code=1).stderr
+    assert "no gotd_scores/gotd_fit" in refused(["merge", "-p", mixture, "-k", 10, plain], 1)
     stderr = run(["merge", "-p", other, "-k", 10, plain], code=1).stderr
     assert "no gotd_scores/gotd_fit" in stderr
     wrong = run(["merge", "-p", single, "-k", 10, plain]).stdout_bytes
     assert wrong == plain.read_bytes()
     unrelated = fit(data, "single3.gotd", str(data["targets"]["football"]))
-    assert "the inputs were scored with fit" in run(["merge", "-p", unrelated, "-k", 10, plain], code=2).stderr
-    assert (
-        "--candidates needs -p with an artifact of several targets"
-        in run(["merge", "--candidates", "-k", 5, plain], code=2).stderr
+    assert "the inputs were scored with fit" in refused(["merge", "-p", unrelated, "-k", 10, plain], 2)
+    assert "--candidates needs -p with an artifact of several targets" in refused(
+        ["merge", "--candidates", "-k", 5, plain], 2
     )

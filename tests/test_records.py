@@ -56,7 +56,11 @@ def test_score_suffix_roundtrip_and_stripped_on_reread(tmp_path):
     raw = b'{"text": "x", "meta": {"a": [1, 2]}}'
     line = with_score(raw, -0.123456789012345, "abcdef012345")
     assert line.endswith(b',"gotd_score":-0.123456789012345,"gotd_fit":"abcdef012345"}')
-    assert split_scored(line) == (raw, -0.123456789012345, "abcdef012345")
+    assert split_scored(line) == (raw, -0.123456789012345, "abcdef012345", None, None)
+    both = with_score(raw, -1.5, "abcdef012345", tokens=42, select="sample:t=0.05:seed=3")
+    suffix = b',"gotd_score":-1.5,"gotd_tokens":42,"gotd_select":"sample:t=0.05:seed=3","gotd_fit":"abcdef012345"}'
+    assert both.endswith(suffix)
+    assert split_scored(both) == (raw, -1.5, "abcdef012345", 42, "sample:t=0.05:seed=3")
     assert split_scored(raw) is None
     path = tmp_path / "selected.jsonl"
     path.write_bytes(line + b"\n")

@@ -62,6 +62,11 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def refused(args: list, code: int = 2) -> str:
+    """The stderr of a run that must fail with `code`."""
+    return run(args, code=code).stderr
+
+
 def rows_of(artifact: Path, texts: list[str]) -> np.ndarray:
     import gotd_stream as gs
 
@@ -210,11 +215,10 @@ def test_bad_input_gets_a_clear_message(made: dict, tmp_path: Path) -> None:
     base = ["report", "-p", made["artifact"], "--json"]
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    assert f"{empty} holds no scored record (it is empty): nothing to report" in run([*base, empty], code=2).stderr
-    stderr = run([*base, made["selected"], "--group-field", "lang"], code=2).stderr
-    assert (
-        "--group-field 'lang' is in none of the 12 records" in stderr and "keys of the first: id, topic, text" in stderr
-    )
+    assert f"{empty} holds no scored record (it is empty): nothing to report" in refused([*base, empty], 2)
+    stderr = refused([*base, made["selected"], "--group-field", "lang"])
+    assert "--group-field 'lang' is in none of the 12 records" in stderr
+    assert "keys of the first: id, topic, text" in stderr
     stderr = run(["report", "-p", made["mixture"], "--json", made["selected"]], code=1).stderr
     assert "no gotd_scores/gotd_fit at the end of the line" in stderr
     other = tmp_path / "other.gotd"
@@ -227,13 +231,11 @@ def test_bad_input_gets_a_clear_message(made: dict, tmp_path: Path) -> None:
     assert "no gotd_score/gotd_fit at the end of the line: report takes a selection" in stderr
     candidates = tmp_path / "candidates.jsonl"
     run(["score", "-p", made["mixture"], "-k", 5, "--candidates", made["pool"], "-o", candidates, "-q"])
-    assert (
-        "quota candidates of one shard" in run(["report", "-p", made["mixture"], "--json", candidates], code=2).stderr
-    )
-    assert "--reference needs --pool" in run([*base, made["selected"], "--reference", made["pool"]], code=2).stderr
+    assert "quota candidates of one shard" in refused(["report", "-p", made["mixture"], "--json", candidates], 2)
+    assert "--reference needs --pool" in refused([*base, made["selected"], "--reference", made["pool"]], 2)
     no_out = ["report", "-p", made["artifact"], made["selected"]]
     assert "give -o FOLDER for index.html and report.json, or --json" in run(no_out, code=2).stderr
-    assert "not a folder" in run([*no_out, "-o", made["selected"]], code=2).stderr
-    assert "does not exist; create it first" in run([*no_out, "-o", tmp_path / "no" / "such"], code=2).stderr
+    assert "not a folder" in refused([*no_out, "-o", made["selected"]], 2)
+    assert "does not exist; create it first" in refused([*no_out, "-o", tmp_path / "no" / "such"], 2)
     stderr = run([*base, made["selected"], "-o", made["selected"]], code=2).stderr
     assert "is the same file as input" in stderr and made["selected"].read_bytes().count(b"\n") == 12

@@ -366,3 +366,83 @@ def fit_options(func: Callable) -> Callable:
         ),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+class Count(click.ParamType):
+    """A whole number with an optional k/M/B suffix: 50M, 2B, 200k."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return gs.parse_count(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def budget_options(func: Callable) -> Callable:
+    """-k or --tokens: what a selection keeps (score and merge)."""
+    options = [
+        click.option("-k", "--top-k", "k", type=click.IntRange(min=1), help="Keep this many records."),
+        click.option(
+            "--tokens",
+            type=Count(),
+            help="Keep the best records until their tokens reach N (50M, 2B, 200k); see --tokenizer.",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def selection_options(func: Callable) -> Callable:
+    """What score keeps beyond the budget: the unit, the rule, the token counter."""
+    options = [
+        click.option(
+            "--tokenizer",
+            help="What --tokens and --chunk-tokens count: a folder with a tokenizer.json, or 'estimate' "
+            "(characters / 4 per word) [default: the embedding model's tokenizer].",
+        ),
+        click.option(
+            "--unit",
+            type=click.Choice(["doc", "chunk"]),
+            default="doc",
+            show_default=True,
+            help="Score whole records, or pieces of --chunk-tokens tokens written with gotd_source/gotd_span.",
+        ),
+        click.option(
+            "--chunk-tokens",
+            type=click.IntRange(min=8),
+            default=256,
+            show_default=True,
+            help="With --unit chunk: the most tokens of a piece.",
+        ),
+        click.option(
+            "--select",
+            "select",
+            type=click.Choice(["top", "sample"]),
+            default="top",
+            show_default=True,
+            help="Keep the best scores, or sample led by them (probability ~ exp(-score / --temperature)).",
+        ),
+        click.option(
+            "--temperature",
+            type=Finite(min=0, min_open=True),
+            default=0.05,
+            show_default=True,
+            help="With --select sample: lower is closer to the best scores.",
+        ),
+        click.option(
+            "--select-seed", type=int, default=0, show_default=True, help="With --select sample: the sample's seed."
+        ),
+    ]
+    return _stack(options, func)
+
+
+def budget_from(k: int | None, tokens: int | None, select: str = "top", temperature: float = 0.05, seed: int = 0):
+    """The budget the flags name: exactly one of -k and --tokens (exit 2 otherwise)."""
+    if k is not None and tokens is not None:
+        raise click.UsageError("give -k/--top-k or --tokens, not both")
+    if k is None and tokens is None:
+        raise click.UsageError("give a budget: -k/--top-k N records, or --tokens N tokens")
+    return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))

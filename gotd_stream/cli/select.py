@@ -10,10 +10,13 @@ from gotd_stream.cli.options import (
     FIT,
     InputPath,
     TargetParam,
+    budget_from,
+    budget_options,
     check_outputs,
     common_options,
     display_output,
     fit_options,
+    flag,
     given,
     inputs_argument,
     log,
@@ -22,6 +25,7 @@ from gotd_stream.cli.options import (
     partial_success,
     refuse_fit_options,
     resolve_inputs,
+    selection_options,
     speaking,
 )
 from gotd_stream.cli.several import checked_targets, described_selection, described_targets, target_reads
@@ -122,7 +126,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 
 @click.command(context_settings=CONTEXT)
 @inputs_argument
-@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@budget_options
 @click.option(
     "-p",
     "--potentials",
@@ -163,11 +167,13 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     is_flag=True,
     help="Quota: write every target's own top-k (for an exact `merge -p`) instead of the selection.",
 )
+@selection_options
 @fit_options
 @common_options
 def score(
     inputs,
     k,
+    tokens,
     potentials,
     target,
     save_potentials,
@@ -177,6 +183,12 @@ def score(
     wait,
     mix,
     candidates,
+    tokenizer,
+    unit,
+    chunk_tokens,
+    select,
+    temperature,
+    select_seed,
     sample_size,
     target_size,
     epsilon,
@@ -196,15 +208,15 @@ def score(
     max_skipped,
     quiet,
 ) -> None:
-    """Pass 2: score every record of INPUTS and write the k best, best first.
+    """Pass 2: score every record of INPUTS and write the best, best first: -k records, or --tokens tokens.
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
-    "gotd_fit" (the artifact id) appended. With --target instead of --potentials it fits first: on files
-    by a reservoir sample (a first read), on stdin on the first --sample-size records (kept in memory and
-    scored too: nothing is read twice).
+    "gotd_fit" (the artifact id) appended ("gotd_tokens" too under --tokens, "gotd_select" under --select
+    sample). With --target instead of --potentials it fits first: on files by a sample (a first read), on
+    stdin on the first --sample-size records (kept in memory and scored too: nothing is read twice).
 
     \b
-      zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl -k 50000 -o selected.jsonl.zst
+      zstdcat corpus.jsonl.zst | gotd-stream score --target task.jsonl --tokens 50M -o selected.jsonl.zst
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
       gotd-stream score -p mix.gotd --mix quota -k 50000 shards/*.jsonl.zst -o selected.jsonl.zst
     """
@@ -212,6 +224,12 @@ def score(
         raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
     if save_potentials and not target:
         raise click.UsageError("--save-potentials needs --target")
+    budget = budget_from(k, tokens, select, temperature, select_seed)
+    for name, needs, value in (("chunk_tokens", "--unit chunk", unit), ("temperature", "--select sample", select)):
+        if given(name) and value != needs.split()[-1]:
+            raise click.UsageError(f"{flag(name)} needs {needs}")
+    if given("select_seed") and select != "sample":
+        raise click.UsageError("--select-seed needs --select sample")
     paths = resolve_inputs(inputs)
     if state and not (potentials and gs.rereadable(paths)):
         raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
@@ -225,21 +243,32 @@ def score(
     with speaking(quiet):
         outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
         check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
+        counter = token_counter(tokenizer, model, budget.tokens is not None or unit == "chunk")
+        units = gs.Units(counter, chunk_tokens if unit == "chunk" else None, text_field)
         if potentials:
             refuse_fit_options(potentials)
             pot, featurizer = load_checked(potentials, models, features)
             device = gs.pick_device(models.device)
             if state:
-                with gs.State(state, {"fit_id": pot.fit_id, "k": k, "text_field": text_field}, wait=wait) as st:
+                identity = {
+                    "fit_id": pot.fit_id,
+                    **budget.identity(),
+                    "unit": unit if unit == "doc" else f"chunk:{chunk_tokens}",
+                    "tokenizer": counter.name if budget.tokens or unit == "chunk" else None,
+                    "text_field": text_field,
+                }
+                with gs.State(state, identity, wait=wait) as st:
                     log(st.message, quiet)
-                    top = gs.score_resumable(paths, text_field, st, featurizer, pot, k, counts, device, quiet)
+                    kept = gs.score_resumable(
+                        paths, text_field, st, featurizer, pot, budget, counts, device, quiet, units
+                    )
                     gs.require_usable(counts.scored, counts.skips, paths)
-                    gs.write_selection(output, top, pot.fit_id, no_score)
+                    gs.write_selection(output, kept, pot.fit_id, no_score, budget)
             else:
                 records = gs.read_records(paths, text_field, counts.skips)
-                top = gs.score(records, featurizer, pot, k, counts, device, quiet)
+                kept = gs.score(records, featurizer, pot, budget, counts, device, quiet, units=units)
                 gs.require_usable(counts.scored, counts.skips, paths)
-                gs.write_selection(output, top, pot.fit_id, no_score)
+                gs.write_selection(output, kept, pot.fit_id, no_score, budget)
         else:
             settings = fit_settings(
                 features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
@@ -257,17 +286,34 @@ def score(
             pot = fitted.potentials
             if save_potentials:
                 pot.save(save_potentials)
-            top = gs.score(records, fitted.featurizer, pot, k, counts, device, quiet)
+            kept = gs.score(records, fitted.featurizer, pot, budget, counts, device, quiet, units=units)
             gs.require_usable(counts.scored, counts.skips, paths)
-            gs.write_selection(output, top, pot.fit_id, no_score)
+            gs.write_selection(output, kept, pot.fit_id, no_score, budget)
+        held = gs.selected_tokens(kept, text_field, counter)
     read = counts.scored + counts.skips.total
     reused = f", {counts.reused} shards from {state}" if state else ""
+    what = "pieces" if unit == "chunk" else "records"
     log(
-        f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(top):,}"
+        f"score: read {read:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(kept):,} "
+        f"{what} holding {held:,} tokens (counted with {counter.name})"
         f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused})",
         quiet,
     )
+    if budget.tokens is not None and held < budget.tokens:
+        log(f"score: the input held fewer than {budget.tokens:,} tokens: every usable {what[:-1]} was kept", quiet)
+    elif budget.k is not None and len(kept) < budget.k:
+        log(f"score: the input held fewer than {budget.k:,} usable {what}: every one was kept", quiet)
     partial_success(max_skipped, counts.skips.total)
+
+
+def token_counter(tokenizer: str | None, model: str | None, needed: bool):
+    """The counter of --tokens and --chunk-tokens; when only the summary needs one, the estimate if it fails."""
+    if needed or tokenizer:
+        return gs.token_counter(tokenizer, model)
+    try:
+        return gs.token_counter(None, model)
+    except gs.UsageProblem:
+        return gs.token_counter("estimate")
 
 
 def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None):
@@ -292,7 +338,7 @@ def load_artifact(path: str):
 
 @click.command(context_settings=CONTEXT)
 @inputs_argument
-@click.option("-k", "--top-k", "k", required=True, type=click.IntRange(min=1), help="How many records to keep.")
+@budget_options
 @click.option(
     "-o",
     "--output",
@@ -312,31 +358,36 @@ def load_artifact(path: str):
     help="Quota: write the merged candidates (for a further merge) instead of the selection.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def merge(inputs, k, output, no_score, potentials, candidates, quiet) -> None:
-    """Global top-k of several `score` outputs made with the same artifact.
+def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) -> None:
+    """The global selection of several `score` outputs made with the same artifact: -k records or --tokens tokens.
 
     Exact: give the outputs in the order of their shards and the result is byte-identical to one `score`
-    over all the shards (ties go to the earlier input, as in `score`). Quota selections of several targets
-    merge from each shard's candidates (`score --candidates`), with -p.
+    over all the shards with the same budget (ties go to the earlier input, as in `score`). --tokens needs
+    outputs of `score --tokens` (their gotd_tokens); a sample (--select sample) is merged as it was drawn.
+    Quota selections of several targets merge from each shard's candidates (`score --candidates`), with -p.
 
     \b
       gotd-stream merge -k 50000 node0.jsonl.zst node1.jsonl.zst node2.jsonl.zst -o selected.jsonl.zst
       gotd-stream merge -p mix.gotd -k 50000 node0.jsonl.zst node1.jsonl.zst -o selected.jsonl.zst
     """
+    budget_from(k, tokens)
     paths = resolve_inputs(inputs)
     if potentials and gs.holds_targets(potentials):
+        if tokens is not None:
+            raise click.UsageError("several targets merge -k records: --tokens applies to one target")
         return merge_several(paths, k, potentials, output, no_score, candidates, quiet)
     if candidates:
         raise click.UsageError("--candidates needs -p with an artifact of several targets")
     with speaking(quiet):
         check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
-        merged = gs.merge(paths, k)
+        merged = gs.merge(paths, k, tokens)
         if potentials:
             expect_fit(merged.fit_id, load_artifact(potentials).fit_id, potentials)
-        gs.write_selection(output, merged.top, merged.fit_id, no_score)
+        gs.write_selection(output, merged.keeper, merged.fit_id, no_score, merged.budget)
     log(
-        f"merge: read {merged.read:,} records from {len(paths)} inputs, selected {len(merged.top):,} "
-        f"(fit {merged.fit_id or 'none'})",
+        f"merge: read {merged.read:,} records from {len(paths)} inputs, selected {len(merged.keeper):,}"
+        + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
+        + f" (fit {merged.fit_id or 'none'})",
         quiet,
     )
 
@@ -518,6 +569,11 @@ def score_several(paths: list[str], p: dict) -> None:
     keep k by --mix, and write the selection (or, with --candidates, what an exact merge needs)."""
     mix, output, quiet, state = p["mix"] or "quota", p["output"], p["quiet"], p["state"]
     k, text_field = p["k"], p["text_field"]
+    if k is None or p["unit"] != "doc" or p["select"] != "top" or p["tokenizer"]:
+        raise click.UsageError(
+            "several targets keep -k whole records by their scores: --tokens, --tokenizer, --unit chunk and "
+            "--select sample apply to one target"
+        )
     if p["candidates"] and mix != "quota":
         raise click.UsageError("--candidates is for --mix quota; a sum selection merges as it is")
     if p["candidates"] and p["no_score"]:

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -23,8 +24,13 @@ log = logging.getLogger(__name__)
 NO_WORDS = "no words"  # the skip reason of a text without a word: see wordless()
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
-_SUFFIX = re.compile(rb',"gotd_score":(-?[0-9][0-9.eE+-]*),"gotd_fit":"([0-9a-f]+)"\}$')
-_SUFFIX_MAX = 96  # longer than any suffix we write: only the tail of a line is searched
+# `score` writes gotd_score, then gotd_tokens when tokens were counted and gotd_select when the rule was not the
+# plain top scores, then gotd_fit, always in this order and always last.
+_SUFFIX = re.compile(
+    rb',"gotd_score":(-?[0-9][0-9.eE+-]*)(?:,"gotd_tokens":([0-9]+))?(?:,"gotd_select":"([a-z0-9.:=eE+-]+)")?'
+    rb',"gotd_fit":"([0-9a-f]+)"\}$'
+)
+_SUFFIX_MAX = 192  # longer than any suffix we write: only the tail of a line is searched
 
 
 def _find_suffix(line: bytes) -> re.Match | None:
@@ -192,18 +198,38 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: boo
             yield Record(source, name, lineno, parsed[0], parsed[1])
 
 
-def with_score(raw: bytes, score: float, fit_id: str) -> bytes:
-    """The original line with the score and the artifact id appended as the last two fields."""
-    return raw[:-1] + b',"gotd_score":' + repr(score).encode() + b',"gotd_fit":"' + fit_id.encode() + b'"}'
+def with_score(raw: bytes, score: float, fit_id: str, tokens: int | None = None, select: str | None = None) -> bytes:
+    """The original line with the score (its tokens, the selection rule) and the artifact id appended last."""
+    extra = b"" if tokens is None else b',"gotd_tokens":' + str(tokens).encode()
+    if select is not None:
+        extra += b',"gotd_select":"' + select.encode() + b'"'
+    return raw[:-1] + b',"gotd_score":' + repr(score).encode() + extra + b',"gotd_fit":"' + fit_id.encode() + b'"}'
 
 
-def split_scored(line: bytes) -> tuple[bytes, float, str] | None:
-    """Undo `with_score`: (original line, score, artifact id), or None for a line without our suffix."""
+class Scored(NamedTuple):
+    """A line of a selection, split: the original line and what `score` appended to it."""
+
+    raw: bytes
+    score: float
+    fit_id: str
+    tokens: int | None = None
+    select: str | None = None
+
+
+def split_scored(line: bytes) -> Scored | None:
+    """Undo `with_score`, or None for a line without our suffix."""
     line = line.rstrip(b"\r")
     match = _find_suffix(line)
     if match is None:
         return None
-    return line[: match.start()] + b"}", float(match.group(1)), match.group(2).decode()
+    tokens, select = match.group(2), match.group(3)
+    return Scored(
+        line[: match.start()] + b"}",
+        float(match.group(1)),
+        match.group(4).decode(),
+        None if tokens is None else int(tokens),
+        None if select is None else select.decode(),
+    )
 
 
 @dataclass(slots=True)

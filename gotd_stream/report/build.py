@@ -122,7 +122,7 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
             scored = split_scored(line)
             if scored is None:
                 raise NotScored(f"{name}:{lineno}: {_unscored(artifact)}")
-            _, value, fit_id = scored
+            value, fit_id = scored.score, scored.fit_id
             scores, target = [value], None
         if fit_id != artifact.fit_id:
             raise MixedFits(

@@ -20,8 +20,8 @@ from gotd_stream.io.records import Record, Skips, read_records, with_score
 from gotd_stream.io.streams import STDIN, atomic_output
 from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Potentials
+from gotd_stream.select.budget import Budget, Kept
 from gotd_stream.select.ot import CalibratedGradient
-from gotd_stream.select.topk import TopK
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
@@ -91,24 +91,73 @@ def embedded(
         yield window, emb
 
 
+@dataclass
+class Units:
+    """What is scored and how tokens are counted: whole records (chunk_tokens None) or pieces of chunk_tokens."""
+
+    counter: object | None = None  # features.tokens: needed for a token budget or chunks
+    chunk_tokens: int | None = None
+    text_field: str = "text"
+
+    def of(self, records: Iterable[Record]) -> Iterable[Record]:
+        if self.chunk_tokens is None:
+            return records
+        from gotd_stream.select.units import chunked
+
+        return chunked(records, self.text_field, self.chunk_tokens, self.counter)
+
+
+class _Kepts:
+    """A window's records as Kept items, made only for the few a keeper looks at (those under its threshold)."""
+
+    def __init__(self, raws: list[bytes], scores: np.ndarray, tokens: np.ndarray):
+        self.raws, self.scores, self.tokens = raws, scores, tokens
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    def __getitem__(self, i: int) -> Kept:
+        return Kept(self.raws[i], float(self.scores[i]), int(self.tokens[i]))
+
+
+def _as_budget(budget: Budget | int) -> Budget:
+    return Budget(k=budget) if isinstance(budget, int) else budget
+
+
 def score(
     records: Iterable[Record],
     featurizer,
     potentials: Potentials,
-    k: int,
+    budget: Budget | int,
     counts: Counts,
     device: str = "cpu",
     quiet: bool = False,
     scorer: CalibratedGradient | None = None,
-) -> TopK:
-    """Score every record by its calibrated gradient (Potentials.scorer) and keep the k lowest, ties to the earlier."""
+    units: Units | None = None,
+):
+    """Score every record (or piece) by its calibrated gradient (Potentials.scorer) and keep what the budget
+    holds (select.budget): the k lowest, or the lowest until their tokens reach the budget, ties to the earlier.
+
+    Tokens are counted only for records that could still enter the budget.
+    """
+    budget = _as_budget(budget)
+    units = units or Units()
     scorer = scorer or potentials.scorer(device)
-    top = TopK(k)
+    keeper = budget.keeper()
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(records, featurizer, counts.skips, bar):
-            top.offer(scorer(emb), [r.raw for r in window])
+        for window, emb in embedded(units.of(records), featurizer, counts.skips, bar):
+            scores = scorer(emb)
+            raws = [r.raw for r in window]
+            ranks = budget.rule.ranks(scores, raws)
+            tokens = np.zeros(len(window), dtype=np.int64)
+            if budget.tokens is not None:
+                candidates = np.flatnonzero(ranks < keeper.threshold())
+                tokens[candidates] = units.counter.count([window[i].text for i in candidates])
+                keeper.offer(ranks, _Kepts(raws, scores, tokens), tokens)
+            else:
+                keeper.offer(ranks, _Kepts(raws, scores, tokens))
             counts.scored += len(window)
-    return top
+    return keeper
 
 
 def score_resumable(
@@ -117,42 +166,66 @@ def score_resumable(
     state,
     featurizer,
     potentials: Potentials,
-    k: int,
+    budget: Budget | int,
     counts: Counts,
     device: str = "cpu",
     quiet: bool = False,
-) -> TopK:
+    units: Units | None = None,
+):
     """Shard by shard: take finished shards from the state, score and record the others, merge in input order.
 
     Batches never span two inputs, so each shard scores exactly as in one pass over all of them, and the merge
-    of per-shard top-k lists in input order is that pass's top-k: the output does not depend on restarts.
+    of per-shard results in input order is that pass's result: the output does not depend on restarts.
     """
+    budget = _as_budget(budget)
     scorer = potentials.scorer(device)
-    top = TopK(k)
+    keeper = budget.keeper()
     for path in paths:
         shard = state.finished(path)
         if shard is None:
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
             records = read_records([path], text_field, counts.skips)
-            shard_top = score(records, featurizer, potentials, k, counts, device, quiet, scorer)
+            shard_keeper = score(records, featurizer, potentials, budget, counts, device, quiet, scorer, units)
             skipped = counts.skips.counts - skipped_before
-            state.save(path, stat, shard_top, potentials.fit_id, counts.scored - scored_before, skipped)
-            kept = shard_top.best_first()
+            state.save(path, stat, shard_keeper, potentials.fit_id, counts.scored - scored_before, skipped, budget)
+            kept = [item for _, item in shard_keeper.best_first()]
         else:
             counts.scored += shard.scored
             counts.skips.extend(shard.skipped)
             counts.reused += 1
             kept = list(state.kept(path))
-        top.offer(np.array([value for value, _ in kept], dtype=np.float64), [raw for _, raw in kept])
-    return top
+        reoffer(budget, keeper, kept)
+    return keeper
 
 
-def write_selection(output: str | None, top: TopK, fit_id: str, no_score: bool = False) -> None:
+def reoffer(budget: Budget, keeper, kept: list[Kept]) -> None:
+    """Offer already scored records (a shard's result, best first) to a keeper, ranked as `score` ranked them."""
+    budget.offer(keeper, np.array([item.score for item in kept], dtype=np.float64), kept)
+
+
+def scored_line(item: Kept, fit_id: str, budget: Budget) -> bytes:
+    """A kept record as `score` writes it: the original line with gotd_score (gotd_tokens, gotd_select), gotd_fit."""
+    return with_score(item.raw, item.score, fit_id, item.tokens if budget.tokens is not None else None, budget.rule.tag)
+
+
+def write_selection(output: str | None, keeper, fit_id: str, no_score: bool = False, budget: Budget | None = None):
     """The kept lines, best first, with or without the score suffix, atomically to `output` (None: stdout)."""
+    budget = budget or Budget(k=max(len(keeper), 1))
     with atomic_output(output) as sink:
-        for value, raw in top.best_first():
-            sink.write((raw if no_score else with_score(raw, value, fit_id)) + b"\n")
+        for _, item in keeper.best_first():
+            sink.write((item.raw if no_score else scored_line(item, fit_id, budget)) + b"\n")
+
+
+def selected_tokens(keeper, text_field: str, counter) -> int:
+    """The tokens of everything kept: counted while scoring under a token budget, else counted now."""
+    items = [item for _, item in keeper.best_first()]
+    if any(item.tokens for item in items):
+        return sum(item.tokens for item in items)
+    from gotd_stream.io.records import parse_line
+
+    texts = [text for raw, text in (parse_line(item.raw, text_field) for item in items) if raw is not None]
+    return int(counter.count(texts).sum()) if texts else 0
 
 
 class NothingUsable(RuntimeProblem):

@@ -4,8 +4,8 @@
 of what the shard was (size, mtime, a hash of its first and last MiB) and what reading it cost (records, skips). A
 re-run, after a crash or from cron over a growing shard folder, scores only shards it has no valid record of and
 merges the rest from disk; since a shard's top-k merged in shard order is exactly the top-k of one pass, the output
-is byte-identical to an uninterrupted run. The state belongs to one artifact, k and text field: anything else starts
-it over.
+is byte-identical to an uninterrupted run. The state belongs to one artifact, budget, rule, unit and text field:
+anything else starts it over.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, setting
-from gotd_stream.io.records import split_scored, with_score
+from gotd_stream.io.records import split_scored
 from gotd_stream.io.streams import atomic_output, read_lines
-from gotd_stream.select.topk import TopK
+from gotd_stream.select.budget import Budget, Kept
 
 STATE_VERSION = 1
 
@@ -145,15 +145,19 @@ class State:
             return None
         return shard
 
-    def kept(self, path: str) -> Iterator[tuple[float, bytes]]:
-        """(score, original line) of a finished shard's top-k, best first."""
+    def kept(self, path: str) -> Iterator[Kept]:
+        """A finished shard's kept records, best first."""
         for _, line in read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst")):
-            raw, value, _ = split_scored(line)
-            yield value, raw
+            scored = split_scored(line)
+            yield Kept(scored.raw, scored.score, scored.tokens or 0)
 
-    def save(self, path: str, stat: os.stat_result, top: TopK, fit_id: str, scored: int, skipped: dict) -> None:
+    def save(
+        self, path: str, stat: os.stat_result, keeper, fit_id: str, scored: int, skipped: dict, budget: Budget
+    ) -> None:
         """The kept lines first, then the record that marks the shard finished: both atomic."""
-        lines = (with_score(raw, value, fit_id) for value, raw in top.best_first())
+        from gotd_stream.select.score import scored_line
+
+        lines = (scored_line(item, fit_id, budget) for _, item in keeper.best_first())
         self.save_lines(path, stat, lines, scored, skipped)
 
     def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
