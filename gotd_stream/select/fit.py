@@ -267,7 +267,11 @@ def fit_mixture_texts(
     """
     from gotd_stream import features
     from gotd_stream.select.artifact import Mixture
+    from gotd_stream.select.targets import check_targets
 
+    checked, _ = check_targets([target for target, _ in targets])  # named once each, weights summing to 1
+    if len(checked) < 2:
+        raise UsageProblem(f"a mixture needs at least two targets ({setting('target')}); fit one with fit_texts")
     featurizer = features.build(
         settings.space,
         sample,
@@ -297,8 +301,7 @@ def fit_mixture_texts(
                 x=x,
             )
         )
-    mixture = Mixture([t.name for t, _ in targets], [t.weight for t, _ in targets], parts)
-    return mixture, featurizer
+    return Mixture([t.name for t in checked], [t.weight for t in checked], parts), featurizer
 
 
 def fit_mixture(
