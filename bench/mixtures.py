@@ -132,7 +132,8 @@ def measure(corpus: Corpus, splits: dict, weights: dict, chosen: np.ndarray) -> 
 
 def write(results: list[dict], budgets: tuple[int, ...], wall: float, path: Path, command: str) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    status = ["git", "status", "--porcelain", "--untracked-files=no"]
+    dirty = subprocess.run(status, capture_output=True, text=True, cwd=ROOT).stdout.strip()
     lines = [
         "# Several targets: quota, sum and single-target runs concatenated (`bench/mixtures.py`)",
         "",
