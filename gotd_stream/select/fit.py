@@ -156,17 +156,7 @@ def fit_texts(
     device: str = "cpu",
 ) -> tuple[Potentials, object]:
     """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
-    from gotd_stream import features
-
-    featurizer = features.build(
-        settings.space,
-        sample,
-        embedder,
-        seed=settings.seed,
-        weight=settings.hybrid_weight,
-        buckets=settings.buckets or LEXICAL_BUCKETS,
-        dim=settings.dim or LEXICAL_DIM,
-    )
+    featurizer = build_space(sample, embedder, settings)
     info = dict(settings.info, seed=settings.seed)
     potentials = solve(
         sample,
@@ -180,6 +170,21 @@ def fit_texts(
         device,
     )
     return potentials, featurizer
+
+
+def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings):
+    """The featurizer of `settings.space`, its lexical part fitted on `sample`."""
+    from gotd_stream import features
+
+    return features.build(
+        settings.space,
+        sample,
+        embedder,
+        seed=settings.seed,
+        weight=settings.hybrid_weight,
+        buckets=settings.buckets or LEXICAL_BUCKETS,
+        dim=settings.dim or LEXICAL_DIM,
+    )
 
 
 def char_budget(embedder: Embedder | None) -> int:
@@ -265,22 +270,13 @@ def fit_mixture_texts(
     single-target fit would. `targets` pairs each Target (name, weight: see check_targets) with its texts;
     `infos` adds to each part's fit record (its file, the records seen).
     """
-    from gotd_stream import features
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.targets import check_targets
 
     checked, _ = check_targets([target for target, _ in targets])  # named once each, weights summing to 1
     if len(checked) < 2:
         raise UsageProblem(f"a mixture needs at least two targets ({setting('target')}); fit one with fit_texts")
-    featurizer = features.build(
-        settings.space,
-        sample,
-        embedder,
-        seed=settings.seed,
-        weight=settings.hybrid_weight,
-        buckets=settings.buckets or LEXICAL_BUCKETS,
-        dim=settings.dim or LEXICAL_DIM,
-    )
+    featurizer = build_space(sample, embedder, settings)
     log.info(f"fit: embedding {len(sample):,} sampled candidates ({settings.space})")
     x = embed_texts(sample, featurizer, "sampled candidate")
     parts = []
