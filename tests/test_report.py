@@ -160,6 +160,11 @@ def test_a_mixture_report_counts_each_target(made: dict) -> None:
     by_name = {entry["name"]: entry for entry in got["ot"]["targets"]}
     assert by_name["mixture"]["to_selection"] == pytest.approx(emd(sel_rows, both, b / b.sum()))
     assert by_name["foot"]["to_selection"] == pytest.approx(emd(sel_rows, mixture.parts[1].target.astype(np.float64)))
+    one = made["dir"] / "one.jsonl"  # k = 1: foot's quota is 0, and its panel and examples are empty
+    run(["score", "-p", made["mixture"], "-k", 1, made["pool"], "-o", one, "-q"])
+    result = run(["report", "-p", made["mixture"], one, "-o", made["dir"] / "one", "-q"])
+    counted = json.loads((made["dir"] / "one" / "report.json").read_text())["counted"]
+    assert result.stderr == "" and counted == {"cook": 1, "foot": 0}
     summed = made["dir"] / "sum.jsonl"
     run(["score", "-p", made["mixture"], "--mix", "sum", "-k", 12, made["pool"], "-o", summed, "-q"])
     got = report_json(made, "-p", made["mixture"], summed)

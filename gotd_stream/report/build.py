@@ -247,6 +247,8 @@ def stats(values: np.ndarray) -> dict:
 def histogram(series: dict[str, np.ndarray], bins: int, log_scale: bool = False) -> dict:
     """Counts of each series over shared bin edges (log-spaced for lengths), with each series' stats."""
     present = [np.asarray(v, np.float64) for v in series.values() if len(v)]
+    if not present:  # a quota target that got no record, and no pool
+        return {"edges": [], "log": log_scale, **{name: {"counts": [], "n": 0} for name in series}}
     low = min(float(v.min()) for v in present)
     high = max(float(v.max()) for v in present)
     if log_scale:
@@ -372,6 +374,8 @@ def build_report(
         log.info(f"report: {len(pooled):,} pool records scored")
     targets = targets_of(artifact)
     sel_rows = features_of([selection.texts[i] for i in _indices(len(selection), points, seed)], featurizer)
+    if not len(sel_rows):
+        raise EmptySelection(f"no selected record of {display_name(selected)} has a usable row in the artifact's space")
     pool_rows = sample_rows(pooled.rows, points, seed + 1) if pooled is not None else None
     random_rows = sample_rows(pooled.rows, min(len(selection), points), seed + 2) if pooled is not None else None
     distances = []

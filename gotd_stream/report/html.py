@@ -51,13 +51,19 @@ def _png(figure) -> str:
 
 def _hist(axes, hist: dict, key: str, color: str, label: str) -> None:
     """A histogram as a density (counts over n and bin width), so that a pool and a selection of other sizes compare."""
-    if key not in hist or not hist[key].get("n"):
+    if key not in hist or not hist[key].get("n") or not hist["edges"]:
         return
     edges, counts, n = hist["edges"], hist[key]["counts"], hist[key]["n"]
     widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
     density = [c / n / w if w > 0 else 0 for c, w in zip(counts, widths, strict=True)]
     filled = key == "selection"
     axes.stairs(density, edges, color=color, label=f"{label} (n={n:,})", fill=filled, alpha=0.55 if filled else 1.0)
+
+
+def _legend(axes) -> None:
+    """A legend when the panel drew something (an empty panel: a quota target that got no record)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small")
 
 
 def plot_distances(report: dict) -> str:
@@ -92,7 +98,7 @@ def plot_scores(report: dict) -> str:
         _hist(axes, view, "selection", SELECTION, "selection")
         axes.set_title(f"score: {view['name']}" if view["name"] != "score" else "score (lower is better)")
         axes.set_xlabel("calibrated OT gradient")
-        axes.legend(fontsize="small")
+        _legend(axes)
     return _png(figure)
 
 
@@ -110,7 +116,7 @@ def plot_lengths(report: dict) -> str:
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("characters")
     axes.set_ylabel("density")
-    axes.legend(fontsize="small")
+    _legend(axes)
     return _png(figure)
 
 
