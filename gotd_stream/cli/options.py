@@ -135,6 +135,37 @@ class InputPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class TargetParam(click.ParamType):
+    """--target FILE (one target, as ever) or --target NAME=FILE[:WEIGHT] (one of several; weight 1 by default).
+
+    A value that names an existing file, or holds no '=', is a plain file, so file names with '=' or ':' keep
+    working. The file is checked as an InputPath; the name and weight by the library's rules (exit 2).
+    """
+
+    name = "target"
+
+    def __init__(self, allow_dash: bool = False):
+        self.path = InputPath(exists=True, dir_okay=False, allow_dash=allow_dash)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, gs.Target):
+            return value
+        if value == "-" or os.path.lexists(value) or "=" not in value:
+            return gs.Target(None, self.path.convert(value, param, ctx))
+        name, rest = value.split("=", 1)
+        weight: float = 1.0
+        if not os.path.lexists(rest) and ":" in rest:
+            rest, text = rest.rsplit(":", 1)
+            try:
+                weight = float(text)
+            except ValueError:
+                self.fail(f"{value!r}: weight {text!r} is not a number (NAME=FILE:WEIGHT)", param, ctx)
+        problem = gs.check_name(name) or gs.check_weight(weight)
+        if problem:
+            self.fail(f"{value!r}: {problem}", param, ctx)
+        return gs.Target(name, self.path.convert(rest, param, ctx), weight)
+
+
 def inputs_argument(func: Callable) -> Callable:
     return click.argument("inputs", nargs=-1, type=InputPath(exists=True, dir_okay=False, allow_dash=True))(func)
 

@@ -41,6 +41,25 @@ def _find_suffix(line: bytes) -> re.Match | None:
     return _SUFFIX.search(line, max(0, len(line) - _SUFFIX_MAX))
 
 
+# What `score` appends with several targets: every target's score, then, in a quota selection, the target the
+# line counts for and its score there; in a sum selection the weighted sum; in quota candidates neither.
+_NAME = rb"[A-Za-z0-9_.-]{1,64}"  # select/targets.py's NAME_PATTERN
+_NUMBER = rb"-?[0-9][0-9.eE+-]*"
+_MIXED = re.compile(
+    rb',"gotd_scores":\{("' + _NAME + rb'":' + _NUMBER + rb'(?:,"' + _NAME + rb'":' + _NUMBER + rb")*)\}"
+    rb'(?:,"gotd_target":"(' + _NAME + rb')")?(?:,"gotd_score":(' + _NUMBER + rb'))?,"gotd_fit":"([0-9a-f]+)"\}$'
+)
+_MIXED_MAX = 32 * (64 + 4 + 25) + 200  # MAX_TARGETS names and numbers, and the rest of the suffix
+_PAIR = re.compile(rb'"(' + _NAME + rb')":(' + _NUMBER + rb")")
+
+
+def _find_mixed(line: bytes) -> re.Match | None:
+    """The suffix of several targets at the end of `line`; a quick look at the last bytes first."""
+    if not line.endswith(b'"}') or line.rfind(b',"gotd_fit":"', max(0, len(line) - 64)) < 0:
+        return None
+    return _MIXED.search(line, max(0, len(line) - _MIXED_MAX))
+
+
 @dataclass(slots=True)
 class Record:
     source: int  # index of the input it came from
@@ -133,7 +152,7 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
         return None, f"missing text field {text_field!r}", f"keys seen: {keys or 'none'}"
     if not isinstance(text, str):
         return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
-    match = _find_suffix(line)
+    match = _find_mixed(line) or _find_suffix(line)
     raw = line[: match.start()] + b"}" if match else line.rstrip()
     return raw, text
 
@@ -231,4 +250,48 @@ def split_scored(line: bytes) -> Scored | None:
         match.group(4).decode(),
         None if tokens is None else int(tokens),
         None if select is None else select.decode(),
+    )
+
+
+@dataclass(slots=True)
+class Mixed:
+    """A line scored against several targets, taken apart: `split_mixed` of `with_scores`."""
+
+    raw: bytes  # the original line
+    names: list[str]
+    scores: list[float]  # each target's calibrated gradient, in the order of the names
+    target: str | None  # quota selections: the target the line counts for
+    value: float | None  # quota: its score for that target; sum: the weighted sum; quota candidates: None
+    fit_id: str
+
+
+def with_scores(
+    raw: bytes, names: list[str], scores, fit_id: str, value: float | None = None, target: str | None = None
+) -> bytes:
+    """The original line with every target's score appended (`gotd_scores`), then `gotd_target` and `gotd_score`
+    when given, and the artifact id last."""
+    pairs = ",".join(f'"{name}":{float(score)!r}' for name, score in zip(names, scores, strict=True))
+    out = raw[:-1] + b',"gotd_scores":{' + pairs.encode() + b"}"
+    if target is not None:
+        out += b',"gotd_target":"' + target.encode() + b'"'
+    if value is not None:
+        out += b',"gotd_score":' + repr(float(value)).encode()
+    return out + b',"gotd_fit":"' + fit_id.encode() + b'"}'
+
+
+def split_mixed(line: bytes) -> Mixed | None:
+    """Undo `with_scores`, or None for a line without that suffix (a single-target line among them)."""
+    line = line.rstrip(b"\r")
+    match = _find_mixed(line)
+    if match is None:
+        return None
+    pairs = _PAIR.findall(match.group(1))
+    target, value = match.group(2), match.group(3)
+    return Mixed(
+        line[: match.start()] + b"}",
+        [name.decode() for name, _ in pairs],
+        [float(number) for _, number in pairs],
+        target.decode() if target is not None else None,
+        float(value) if value is not None else None,
+        match.group(4).decode(),
     )

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +171,24 @@ class State:
         """The kept lines first, then the record that marks the shard finished: both atomic."""
         from gotd_stream.select.score import scored_line
 
+        lines = (scored_line(item, fit_id, budget) for _, item in keeper.best_first())
+        self.save_lines(path, stat, lines, scored, skipped)
+
+    def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of what a finished shard kept, as `save_lines` wrote it."""
+        return read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst"))
+
+    def name(self, path: str) -> str:
+        """The file that holds what `path` kept, for messages."""
+        return str(self.shards / f"{self._key(path)}.jsonl.zst")
+
+    def save_lines(self, path: str, stat: os.stat_result, lines: Iterable[bytes], scored: int, skipped: dict) -> None:
+        """What a shard kept (any lines: several targets keep candidates) first, then the record that marks the
+        shard finished: both atomic."""
         key = self._key(path)
         with atomic_output(str(self.shards / f"{key}.jsonl.zst")) as fh:
-            for _, item in keeper.best_first():
-                fh.write(scored_line(item, fit_id, budget) + b"\n")
+            for line in lines:
+                fh.write(line + b"\n")
         # the fingerprint taken before the shard was read, as its stat was
         prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
