@@ -1,0 +1,115 @@
+"""Static embeddings (issue 13): `--model static[:DIR]` distilled once into a cache, and StaticEmbedding folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import gotd_stream as gs
+from gotd_stream.features.base import unit_rows
+from tests.conftest import make_docs, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def static_dir(tiny_static: str) -> str:
+    """The cached folder of a static model: an ordinary sentence-transformers folder."""
+    from gotd_stream.features.semantic import resolve_model
+
+    return resolve_model(tiny_static)[0]
+
+
+def test_a_static_model_fits_scores_and_is_checked_like_any_model(corpus, tiny_model, tiny_static):
+    d = corpus["dir"]
+    pot = d / "static.gotd"
+    run(["fit", "--target", corpus["target"], corpus["pool"], "--model", tiny_static, "-o", pot, "-q"])
+    info = run(["info", pot]).stdout
+    assert "model:           static tiny-st (fingerprint" in info
+    assert "features:        hybrid" in info
+    top = run(["score", "-p", pot, "-k", 10, corpus["pool"], "--model", tiny_static, "-q"]).stdout.splitlines()
+    assert len(top) == 10
+    # mostly the target's topic, with a model of random weights: the lexical half carries it
+    assert sum('"topic":"cooking"' in line for line in top) >= 7
+    refused = run(["score", "-p", pot, "-k", 10, corpus["pool"], "--model", tiny_model], code=2)
+    assert "was fitted with model static tiny-st" in refused.stderr
+    assert "pass --model static, or static:DIR with the folder it was distilled from" in refused.stderr
+
+
+def test_the_public_api_gives_a_static_embedder_for_any_space(tiny_static):
+    docs = [d["text"] for d in make_docs(60, seed=3)]
+    target = [d["text"] for d in make_docs(12, seed=4, topics=("football",))]
+    for space in ("semantic", "hybrid"):
+        embedder, device = gs.semantic_model(space, gs.ModelSettings(model=tiny_static))
+        rows = embedder.encode(docs)
+        assert rows.dtype == np.float32 and rows.shape == (60, embedder.dim)
+        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-6)
+        potentials, featurizer = gs.fit_texts(docs, target, embedder, gs.FitSettings(space=space), device)
+        assert potentials.model["name"] == "static tiny-st"
+        assert np.isfinite(gs.score_texts(docs[:5], featurizer, potentials)).all()
+
+
+def test_a_static_embedding_folder_works_with_model_dir_and_equals_plain_encode(corpus, tiny_static):
+    """The traceback of issue 13 ('StaticEmbedding' object has no attribute 'auto_model') is gone, and the rows are
+    those of SentenceTransformer.encode, bit for bit."""
+    folder = static_dir(tiny_static)
+    texts = [d["text"] for d in corpus["docs"]] + ["", "ünïcode wörds " * 400]
+    embedder = gs.ModelSettings(model=folder).load()
+    ours = embedder.encode(texts)
+    plain = embedder.model.encode([t[: embedder.char_budget] for t in texts], convert_to_numpy=True)
+    expected = unit_rows(plain.astype(np.float32))
+    assert ours.tobytes() == expected.tobytes()
+    # the same model under both names: the artifact's fingerprint check accepts either
+    pot = corpus["dir"] / "static-dir.gotd"
+    by_dir = run(["score", "--target", corpus["target"], corpus["pool"], "--model", folder, "-k", 5, "-q",
+                  "--save-potentials", pot])  # fmt: skip
+    by_name = run(["score", "-p", pot, corpus["pool"], "--model", tiny_static, "-k", 5, "-q"])
+    assert by_dir.stdout_bytes == by_name.stdout_bytes
+
+
+def test_the_distilled_model_is_cached_once_under_gotd_stream_cache(tiny_static, model_cache):
+    folder = Path(static_dir(tiny_static))
+    assert folder.parent == model_cache / "static"
+    assert (folder / "modules.json").is_file() and (folder / "model.safetensors").is_file()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert Path(static_dir(tiny_static)) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # not distilled again
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".") and p.is_dir()]  # no temporary left
+
+
+def test_two_processes_distilling_at_once_make_one_whole_model(tmp_path, tiny_model):
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import gotd_stream as gs; "
+        "e = gs.ModelSettings(model='static:' + sys.argv[2]).load(); print(e.fingerprint)"
+    )
+    env = dict(os.environ, GOTD_STREAM_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(ROOT), tiny_model], env=env, stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    prints = {p.communicate(timeout=300)[0] for p in procs}
+    assert [p.returncode for p in procs] == [0, 0]
+    assert len(prints) == 1
+    made = [p for p in (tmp_path / "cache" / "static").iterdir() if not p.name.endswith(".lock")]
+    assert len(made) == 1 and (made[0] / "modules.json").is_file()
+
+
+def test_an_unwritable_cache_is_a_usage_error_that_names_the_variable(corpus, tiny_model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run(
+        ["fit", "--target", corpus["target"], corpus["pool"], "--model", f"static:{tiny_model}", "-o", tmp_path / "p"],
+        code=2,
+        env={"GOTD_STREAM_CACHE": str(blocker)},
+    )
+    assert "cannot write the static model cache" in result.stderr
+    assert "set GOTD_STREAM_CACHE to a writable folder" in result.stderr
+
+
+def test_static_of_a_missing_folder_is_a_usage_error(corpus, tmp_path):
+    missing = f"static:{tmp_path / 'nope'}"
+    result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", missing], code=2)
+    assert "does not exist" in result.stderr
