@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gotd_stream as gs
 from gotd_stream.features.base import unit_rows
@@ -113,3 +115,60 @@ def test_static_of_a_missing_folder_is_a_usage_error(corpus, tmp_path):
     missing = f"static:{tmp_path / 'nope'}"
     result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", missing], code=2)
     assert "does not exist" in result.stderr
+
+
+TRICKY = [
+    "",
+    "   \t\n\r  ",
+    "Hello, World! It's 3:45pm -- (really) [sic] {ok} <tag> a_b a-b a.b $5 100% #1 @me ~x `y` |z| ^w \\ / = + * & ;",
+    "tabs\tand\nnewlines\r\nand  double  spaces",
+    "curly ‘quotes’ and “more” — dashes – and… ellipses • bullets",
+    "no\u00a0break\u2009thin\u3000ideographic spaces",
+    "accents: café naïve résumé Ünïcödé",
+    "other scripts: 東京 北京 Москва 😀",
+    "control \x00 \x01 \x07 \x0b \x0c \x1f \x7f chars",
+    "replacement \ufffd char",
+    "written-out tokens [UNK] [PAD] [unk] [CLS] [SEP] [MASK]",
+    "a" * 150 + " supercalifragilisticexpialidocious " + "ab" * 60,
+    "pounds £5, euros €6, yen ¥7, © ® ™ ° ± × ÷",
+    " ".join(f"word{i} and-more, text." for i in range(400)),
+]
+
+
+@pytest.mark.parametrize("max_tokens", [8, 128])
+def test_the_fast_tokenizer_gives_the_tokenizer_ids_on_every_kind_of_text(tiny_static, max_tokens):
+    from tokenizers import Tokenizer
+
+    from gotd_stream.features.engine import Tokenize, TokenizerSpec
+    from gotd_stream.features.wordpiece import WordPieceWords
+
+    tokenizer = Tokenizer.from_file(str(Path(static_dir(tiny_static)) / "tokenizer.json"))
+    tokenizer.enable_truncation(max_tokens)
+    tokenizer.no_padding()
+    fast = WordPieceWords.for_tokenizer(tokenizer)
+    assert fast is not None
+    rng = random.Random(0)
+    texts = TRICKY + [" ".join(rng.choices(TRICKY, k=3))[: rng.randint(0, 3000)] for _ in range(200)]
+    expected = [e.ids for e in tokenizer.encode_batch([t[:2048] for t in texts], add_special_tokens=False)]
+    spec = TokenizerSpec(tokenizer.to_str(), max_tokens, "right", max_tokens * 6, 2048, False, special_tokens=False)
+    assert Tokenize(spec).ids(texts) == expected
+    covered = [fast.ids(t[:2048], max_tokens) for t in TRICKY]
+    assert covered[2] is not None and covered[4] is not None and covered[5] is not None  # ASCII, quotes, spaces
+    assert covered[6] is None and covered[8] is None and covered[10] is None  # accents, controls, added tokens
+
+
+def test_the_static_engine_scores_the_same_bytes_as_plain_encode(corpus, tiny_static, monkeypatch):
+    """Items 2 and 3 of issue 13: the engine's bag path against SentenceTransformer.encode, end to end."""
+    from gotd_stream.features import engine
+
+    folder = static_dir(tiny_static)
+    embedder = gs.ModelSettings(model=folder).load()
+    assert isinstance(embedder.engine, engine.BagEngine)
+    pot = corpus["dir"] / "bag.gotd"
+    args = ["score", "--target", corpus["target"], corpus["pool"], "--model", folder, "-k", 50, "-q"]
+    fast = run([*args, "--save-potentials", pot]).stdout_bytes
+    for workers in (0, 2):
+        assert run(["score", "-p", pot, corpus["pool"], "--model", folder, "-k", 50, "-q", "--workers", workers]
+                   ).stdout_bytes == fast  # fmt: skip
+    monkeypatch.setattr(engine.Engine, "for_model", classmethod(lambda cls, *a, **k: None))  # plain encode only
+    assert run(["score", "-p", pot, corpus["pool"], "--model", folder, "-k", 50, "-q"]).stdout_bytes == fast

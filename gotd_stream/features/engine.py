@@ -78,6 +78,7 @@ class TokenizerSpec:
     tight_chars: int  # first cut, at a whitespace; 0: no tight cut
     full_chars: int  # the usual cut (CHARS_PER_TOKEN per token)
     types: bool  # whether token type ids are needed and not all zero for one text
+    special_tokens: bool = True  # [CLS]/[SEP] and the like; a StaticEmbedding tokenises without them
 
 
 @dataclass
@@ -102,6 +103,11 @@ class Tokenize:
         self.tokenizer.no_padding()
         # encode_batch_fast skips the character offsets we do not use; older tokenizers lack it
         self.encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        self.words = None  # the exact fast path for the usual texts of a BERT-like tokenizer (static models)
+        if not spec.special_tokens:
+            from gotd_stream.features.wordpiece import WordPieceWords
+
+            self.words = WordPieceWords.for_tokenizer(self.tokenizer)
 
     def tokens(self, texts: list[str]) -> list:
         spec = self.spec
@@ -116,15 +122,35 @@ class Tokenize:
                     tight_cut.append(i)
                     continue
             cut.append(text[:full])
-        encodings = self.encode_batch(cut)
+        special = spec.special_tokens
+        encodings = self.encode_batch(cut, add_special_tokens=special)
         # a tight cut that does not fill the model's window may have left tokens out: tokenise the usual cut
         redo = [i for i in tight_cut if len(encodings[i]) < spec.max_tokens]
         if redo:
-            for i, encoding in zip(redo, self.encode_batch([texts[i][:full] for i in redo]), strict=True):
+            again = self.encode_batch([texts[i][:full] for i in redo], add_special_tokens=special)
+            for i, encoding in zip(redo, again, strict=True):
                 encodings[i] = encoding
         return encodings
 
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids: through the fast path where it applies, the tokenizer for the rest."""
+        if self.words is None:
+            return [e.ids for e in self.tokens(texts)]
+        full, limit = self.spec.full_chars, self.spec.max_tokens
+        ids = [self.words.ids(text[:full], limit) for text in texts]
+        rest = [i for i, row in enumerate(ids) if row is None]
+        if rest:
+            for i, encoding in zip(rest, self.tokens([texts[i] for i in rest]), strict=True):
+                ids[i] = encoding.ids
+        return ids
+
     def __call__(self, texts: list[str]) -> Chunk:
+        if self.words is not None:
+            rows = self.ids(texts)
+            lengths = np.fromiter(map(len, rows), np.int32, len(rows))
+            ids = np.fromiter(chain.from_iterable(rows), np.int32, int(lengths.sum()))
+            side = self.side.encode(texts) if self.side is not None else None
+            return Chunk(ids, lengths, None, side)
         encodings = self.tokens(texts)
         lengths = np.fromiter(map(len, encodings), np.int32, len(encodings))
         total = int(lengths.sum())
@@ -295,11 +321,15 @@ class Engine:
     ) -> Engine | None:
         """The engine for a loaded SentenceTransformer, or None when its input is not plain text through a fast
         tokenizer (another modality, a default prompt, flattened inputs): the caller then falls back to encode()."""
+        if getattr(model, "default_prompt_name", None):
+            return None
+        if is_bag(model[0]):
+            return BagEngine.for_bag(
+                model, device=device, max_tokens=max_tokens, full_chars=full_chars, workers=workers, dim=dim
+            )
         tokenizer = getattr(model, "tokenizer", None)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None or not getattr(tokenizer, "is_fast", False):
-            return None
-        if getattr(model, "default_prompt_name", None):
             return None
         template = _preprocess(model, ["a probe"])  # which features the model's own preprocessing makes
         known = {"input_ids", "attention_mask", "token_type_ids"}
@@ -506,6 +536,98 @@ class Engine:
         else:
             result = np.zeros((0, self.dim), np.float32)
         return item.key, result, item.side
+
+
+def is_bag(module) -> bool:
+    """Whether a model's first module is a StaticEmbedding: a text is the mean of its tokens' rows (an
+    EmbeddingBag over the ids of its tokenizer, a tokenizers.Tokenizer, without special tokens)."""
+    from tokenizers import Tokenizer
+    from torch import nn
+
+    return isinstance(getattr(module, "embedding", None), nn.EmbeddingBag) and isinstance(
+        getattr(module, "tokenizer", None), Tokenizer
+    )
+
+
+BAG_WINDOW = 4096  # texts per window of a static model: no batches to sort, one bag call per window
+
+
+class BagEngine(Engine):
+    """The engine for a StaticEmbedding model: the same reader, tokenizers (inline or in workers) and side
+    features, but no padding, no sorting and no batches: the window's token ids, flat, and their offsets go
+    through the model's own module chain in one call, exactly what SentenceTransformer.encode gives them (a
+    row's mean is computed over its own tokens, whatever bags come with it: the same bits in any window)."""
+
+    @classmethod
+    def for_bag(
+        cls, model, *, device: str, max_tokens: int, full_chars: int, workers: int | None, dim: int
+    ) -> BagEngine | None:
+        tokenizer = model[0].tokenizer
+        serialised = tokenizer.to_str()
+        truncation = tokenizer.truncation or {}
+        direction = truncation.get("direction", "right")
+        tight = direction == "right" and splits_at_whitespace(serialised)
+        spec = TokenizerSpec(
+            json=serialised,
+            max_tokens=max_tokens,
+            direction=direction,
+            tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
+            full_chars=full_chars,
+            types=False,
+            special_tokens=False,
+        )
+        engine = cls(
+            model,
+            spec,
+            extra={},
+            wants_types=False,
+            dim=dim,
+            device=device,
+            batch_tokens=max_tokens,
+            max_rows=None,
+            workers=auto_workers(device) if workers is None else workers,
+            pad_id=0,
+            left_pad=False,
+        )
+        return engine if engine.agrees_with_model() else None
+
+    def agrees_with_model(self) -> bool:
+        probes = [
+            "Hello, world!",
+            "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
+            " ".join(f"word{i} and more text" for i in range(400)),
+            "x" * 5000,
+        ]
+        cut = [p[: self.spec.full_chars] for p in probes]
+        ours = self._tokenizer_inline().ids(cut)
+        theirs = _preprocess(self.model, cut)
+        flat = [i for row in ours for i in row]
+        starts = np.cumsum([0] + [len(row) for row in ours[:-1]]).tolist()
+        return flat == theirs["input_ids"].tolist() and starts == theirs["offsets"].tolist()
+
+    @property
+    def window(self) -> int:
+        return BAG_WINDOW
+
+    def _pack(self, key: Any, chunk: Chunk) -> tuple[Any, Chunk]:
+        return key, chunk
+
+    def _forward(self, item: tuple[Any, Chunk]) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        import torch
+
+        from gotd_stream.features.base import unit_rows
+
+        key, chunk = item
+        if not len(chunk.lengths):
+            return key, np.zeros((0, self.dim), np.float32), chunk.side
+        offsets = np.concatenate([[0], np.cumsum(chunk.lengths, dtype=np.int64)[:-1]])
+        features = {
+            "input_ids": torch.from_numpy(chunk.ids).to(self.device).long(),
+            "offsets": torch.from_numpy(offsets).to(self.device),
+        }
+        emb = self.model(features)["sentence_embedding"].float().cpu().numpy()
+        # normalised as the plain path does (numpy), so that both give the same bits
+        return key, unit_rows(emb), chunk.side
 
 
 def _preprocess(model, texts: list[str]) -> dict:
