@@ -61,9 +61,15 @@ def test_a_static_embedding_folder_works_with_model_dir_and_equals_plain_encode(
     texts = [d["text"] for d in corpus["docs"]] + ["", "ünïcode wörds " * 400]
     embedder = gs.ModelSettings(model=folder).load()
     ours = embedder.encode(texts)
-    plain = embedder.model.encode([t[: embedder.char_budget] for t in texts], convert_to_numpy=True)
-    expected = unit_rows(plain.astype(np.float32))
-    assert ours.tobytes() == expected.tobytes()
+    from sentence_transformers import SentenceTransformer
+
+    from gotd_stream.features.semantic import fingerprint
+
+    model = SentenceTransformer(folder, device="cpu")  # what sentence-transformers itself makes of the folder
+    model[0].tokenizer.enable_truncation(embedder.max_tokens)
+    plain = model.encode([t[: embedder.char_budget] for t in texts], convert_to_numpy=True)
+    assert ours.tobytes() == unit_rows(plain.astype(np.float32)).tobytes()
+    assert fingerprint(model.state_dict()) == embedder.fingerprint
     # the same model under both names: the artifact's fingerprint check accepts either
     pot = corpus["dir"] / "static-dir.gotd"
     by_dir = run(["score", "--target", corpus["target"], corpus["pool"], "--model", folder, "-k", 5, "-q",

@@ -79,16 +79,6 @@ def load_folder(path: str, device: str):
         raise ModelError(f"cannot load model {path}: {load_failure(exc)}") from None
 
 
-def static_module(model):
-    """The model's first module when it is a StaticEmbedding (a mean of token rows, no transformer), else None."""
-    try:
-        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.models import StaticEmbedding
-    first = model[0]
-    return first if isinstance(first, StaticEmbedding) else None
-
-
 class SemanticSpace:
     """What makes a sentence-embedding model a feature space (features.base.Featurizer); a subclass provides
     settings() (what the artifact records) and stream_with() (rows, and a side space's rows of the same texts)."""
@@ -136,8 +126,12 @@ class Embedder(SemanticSpace):
 
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
-        self.model = load_folder(path, self.device)
-        static = static_module(self.model)
+        from gotd_stream.features.engine import is_bag
+        from gotd_stream.features.static import load_static
+
+        # a static folder loads without sentence-transformers, whose import alone takes seconds
+        self.model = load_static(path, self.device) or load_folder(path, self.device)
+        static = self.model[0] if is_bag(self.model[0]) else None
         if self.device.startswith("cuda") and static is None:
             self.model.half()
         self.model.eval()

@@ -14,6 +14,7 @@ distil once; a crash leaves no half folder. The cached folder is an ordinary sen
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -167,3 +168,82 @@ def distil(teacher, source_name: str):
     weights = np.ascontiguousarray(np.asarray(static.embedding, np.float32))
     module = StaticEmbedding(static.tokenizer, embedding_weights=weights, base_model=source_name)
     return SentenceTransformer(modules=[module], device="cpu")
+
+
+def load_static(folder: str, device: str):
+    """A folder whose only module is a StaticEmbedding (what `distil` saves), loaded without sentence-transformers
+    (whose import alone takes seconds): a StaticBag, or None for any other folder (the caller loads it with
+    sentence-transformers). Weights from model.safetensors only."""
+    root = Path(folder)
+    try:
+        modules = json.loads((root / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (
+        isinstance(modules, list)
+        and len(modules) == 1
+        and isinstance(modules[0], dict)
+        and str(modules[0].get("type", "")).endswith("StaticEmbedding")
+        and modules[0].get("path") in ("", None)
+        and (root / "model.safetensors").is_file()
+        and (root / "tokenizer.json").is_file()
+    ):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
+        if set(fh.keys()) != {"embedding.weight"}:
+            return None  # a model2vec layout (mapping, weights): sentence-transformers folds it
+        weights = fh.get_tensor("embedding.weight")
+    from tokenizers import Tokenizer
+
+    return static_bag()(Tokenizer.from_file(str(root / "tokenizer.json")), weights).to(device)
+
+
+@functools.cache
+def static_bag():
+    """The StaticModel class (torch modules: built on first use, so that importing this module stays light)."""
+    import numpy as np
+    import torch
+
+    class StaticBag(torch.nn.Module):
+        """A StaticEmbedding as sentence-transformers runs it: the same tokenizer, without special tokens, and the
+        same EmbeddingBag (mean) under the same parameter name."""
+
+        def __init__(self, tokenizer, weights):
+            super().__init__()
+            self.embedding = torch.nn.EmbeddingBag.from_pretrained(weights, freeze=True, mode="mean")
+            self.tokenizer = tokenizer
+            self.tokenizer.no_padding()
+
+        def preprocess(self, texts: list[str]) -> dict:
+            ids = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+            offsets = torch.from_numpy(np.cumsum([0] + [len(row) for row in ids[:-1]]))
+            return {"input_ids": torch.tensor([i for row in ids for i in row], dtype=torch.long), "offsets": offsets}
+
+        def forward(self, features: dict) -> dict:
+            features["sentence_embedding"] = self.embedding(features["input_ids"], features["offsets"])
+            return features
+
+    class StaticModel(torch.nn.Sequential):
+        """What SentenceTransformer is for a folder whose one module is a StaticEmbedding, as far as the Embedder
+        and the engine use it: model[0], preprocess, the forward pass, encode, and the same state_dict keys (so
+        the same fingerprint)."""
+
+        def preprocess(self, texts: list[str]) -> dict:
+            return self[0].preprocess(texts)
+
+        def get_embedding_dimension(self) -> int:
+            return self[0].embedding.embedding_dim
+
+        def encode(self, texts: list[str], batch_size: int = 64, **_) -> np.ndarray:
+            """Rows in order, not normalised: SentenceTransformer.encode's answer for this model."""
+            device, parts = self[0].embedding.weight.device, []
+            with torch.inference_mode():
+                for i in range(0, len(texts), batch_size):
+                    features = self.preprocess(texts[i : i + batch_size])
+                    features = {key: value.to(device) for key, value in features.items()}
+                    parts.append(self(features)["sentence_embedding"].float().cpu().numpy())
+            return np.concatenate(parts) if parts else np.zeros((0, self.get_embedding_dimension()), np.float32)
+
+    return lambda tokenizer, weights: StaticModel(StaticBag(tokenizer, weights))
