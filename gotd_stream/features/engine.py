@@ -49,16 +49,26 @@ MAX_WORKERS = 12
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
 
 
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def auto_workers(device: str) -> int:
     """Tokenizer processes by default: none on the CPU (the forward pass is the bottleneck and needs the cores),
     on a GPU host all cores but three (the reader, the packer and the forward thread), at most MAX_WORKERS."""
     if not device.startswith("cuda"):
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, cpus - 3))
+    return max(1, min(MAX_WORKERS, cpu_count() - 3))
+
+
+def bag_workers() -> int:
+    """Tokenizer processes by default for a static model, on any device: the tokenizer (and the lexical half of
+    the hybrid space) is then the whole cost, so all cores but one (the reader and the scoring), at most
+    MAX_WORKERS; none on one core."""
+    return max(0, min(MAX_WORKERS, cpu_count() - 1))
 
 
 def default_batch_tokens(device: str) -> int:
@@ -585,7 +595,7 @@ class BagEngine(Engine):
             device=device,
             batch_tokens=max_tokens,
             max_rows=None,
-            workers=auto_workers(device) if workers is None else workers,
+            workers=bag_workers() if workers is None else workers,
             pad_id=0,
             left_pad=False,
         )
