@@ -67,8 +67,23 @@ def auto_workers(device: str) -> int:
 def bag_workers() -> int:
     """Tokenizer processes by default for a static model, on any device: the tokenizer (and the lexical half of
     the hybrid space) is then the whole cost, so all cores but one (the reader and the scoring), at most
-    MAX_WORKERS; none on one core."""
-    return max(0, min(MAX_WORKERS, cpu_count() - 1))
+    MAX_WORKERS; none on one core, and none under a script that would run again in each worker (spawn_is_safe)."""
+    return max(0, min(MAX_WORKERS, cpu_count() - 1)) if spawn_is_safe() else 0
+
+
+def spawn_is_safe() -> bool:
+    """Whether worker processes can start here without running the main script again: a spawned worker imports the
+    main script, so one without an `if __name__ == "__main__":` guard would run everything twice (and fail).
+    The command line, python -m, notebooks and guarded scripts are safe; `workers=N` is obeyed anyway."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:  # an interactive session or a notebook: nothing to import again
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "__main__" in fh.read()
+    except OSError:
+        return False
 
 
 def default_batch_tokens(device: str) -> int:
