@@ -95,11 +95,10 @@ def _sinkhorn(x: np.ndarray, y: np.ndarray, epsilon: float, max_iter: int, tol: 
     xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
     yt = torch.as_tensor(y, dtype=torch.float64, device=dev)
     cost = sq_distances(xt, yt)
-    fit = None
-    if float(cost.max() - cost.min()) / epsilon <= EXP_RANGE:
-        fit = _scaling_sinkhorn(cost, epsilon, max_iter, tol)
-    if fit is None:  # a range too wide for the kernel, or scalings that left float64: the log domain
-        fit = _log_sinkhorn(cost, epsilon, max_iter, tol)
+    span = float(cost.max() - cost.min())
+    fit = _scaling_sinkhorn(cost, epsilon, max_iter, tol) if span / epsilon <= EXP_RANGE else None
+    if fit is None:  # a range too wide for the kernel, or scalings that left float64: epsilon-scaling
+        fit = _epsilon_scaling(cost, epsilon, span, max_iter, tol)
     f, g, error, iterations, ot_cost = fit
     if not (np.isfinite(f).all() and np.isfinite(g).all() and math.isfinite(error)):
         raise NotConverged(f"Sinkhorn produced non-finite potentials at epsilon={epsilon}: raise {setting('epsilon')}")
@@ -112,24 +111,45 @@ def _sinkhorn(x: np.ndarray, y: np.ndarray, epsilon: float, max_iter: int, tol: 
     return Fit(f, g, iterations, error, ot_cost)
 
 
-def _scaling_sinkhorn(cost, epsilon: float, max_iter: int, tol: float):
+def _epsilon_scaling(cost, epsilon: float, span: float, max_iter: int, tol: float):
+    """Sinkhorn at epsilon * 2^k, k = K .. 0, each stage started from the potentials of the one before: a small
+    epsilon converges in far fewer iterations than from a cold start. Stages whose kernel fits a float64 run by
+    the scalings, the others in the log domain; the iterations of all stages count against max_iter."""
+    stages = max(0, math.ceil(math.log2(max(1.0, span / (EXP_RANGE * epsilon)))))
+    warm, total = None, 0
+    for k in range(stages, -1, -1):
+        eps = epsilon * 2.0**k
+        fit = _scaling_sinkhorn(cost, eps, max_iter - total, tol, warm) if span / eps <= EXP_RANGE else None
+        if fit is None:
+            fit = _log_sinkhorn(cost, eps, max_iter - total, tol, warm)
+        warm, total = (fit[0], fit[1]), total + fit[3]
+        if total >= max_iter:
+            break
+    return (*fit[:3], total, fit[4])
+
+
+def _scaling_sinkhorn(cost, epsilon: float, max_iter: int, tol: float, warm=None):
     """(f, g, marginal error, iterations, <P, C>) by Sinkhorn's scalings U = exp(f/eps), V = exp(g/eps):
 
         V = 1 / (K^T (a U)),   U = 1 / (K (b V)),   K = exp(-(C - min C) / eps)
 
-    (the shift by min C is taken back in f). None when a scaling leaves float64's range."""
+    (the shift by min C is taken back in f), from the potentials `warm` (f, g) if given. None when a scaling
+    leaves float64's range."""
     import torch
 
     n, m = cost.shape
     low = float(cost.min())
     kernel = torch.exp((cost - low) / -epsilon)
     a, b = 1.0 / n, 1.0 / m
-    u = torch.ones(n, dtype=cost.dtype, device=cost.device)
     iterations, stop = 0, tol / math.sqrt(m)
-    w = kernel.T @ u * a  # (K^T (a U)): b * V * w is the plan's target marginal
+    if warm is None:
+        w = kernel.T @ torch.full((n,), a, dtype=cost.dtype, device=cost.device)  # K^T (a U) for U = 1
+    else:
+        w = torch.exp(torch.as_tensor(warm[1], device=cost.device) / -epsilon)  # 1 / V
+    u = torch.ones(n, dtype=cost.dtype, device=cost.device)
     v, excess = 1.0 / w, w - b
     while iterations < max_iter:
-        v = 1.0 / w
+        v = 1.0 / w  # b * V * w is the plan's target marginal
         u = 1.0 / (kernel @ (v * b))
         iterations += 1
         w = kernel.T @ u * a
@@ -147,20 +167,33 @@ def _scaling_sinkhorn(cost, epsilon: float, max_iter: int, tol: float):
     return f.cpu().numpy(), g.cpu().numpy(), error, iterations, float((plan * cost).sum())
 
 
-def _log_sinkhorn(cost, epsilon: float, max_iter: int, tol: float):
-    """(f, g, marginal error, iterations, <P, C>) by POT's log-domain Sinkhorn (any epsilon)."""
+def _log_sinkhorn(cost, epsilon: float, max_iter: int, tol: float, warm=None):
+    """(f, g, marginal error, iterations, <P, C>) by POT's log-domain Sinkhorn (any epsilon), from the potentials
+    `warm` (f, g) if given."""
     import ot
     import torch
 
     n, m = cost.shape
     a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
     b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
+    start = None
+    if warm is not None:  # POT's log scalings: log u = f / eps + log a
+        f0, g0 = (torch.as_tensor(p, device=cost.device) / epsilon for p in warm)
+        start = (f0 + torch.log(a), g0 + torch.log(b))
     with warnings.catch_warnings():
         # Non-convergence is judged from the marginals, and reported as an error, not a warning.
         warnings.simplefilter("ignore")
         # POT stops on the L2 norm of the marginal violation; tol / sqrt(m) bounds its L1 norm by tol.
         plan, log = ot.sinkhorn(
-            a, b, cost, epsilon, method="sinkhorn_log", numItermax=max_iter, stopThr=tol / math.sqrt(m), log=True
+            a,
+            b,
+            cost,
+            epsilon,
+            method="sinkhorn_log",
+            numItermax=max_iter,
+            stopThr=tol / math.sqrt(m),
+            log=True,
+            warmstart=start,
         )
     f = epsilon * (log["log_u"] - torch.log(a))
     g = epsilon * (log["log_v"] - torch.log(b))
