@@ -96,7 +96,12 @@ def restore(header: dict, arrays: dict, embedder: Embedder | None):
     space = header.get("space", "semantic")
     if space == "semantic":
         return embedder
-    lexical = Lexical(arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET))
+    lexical = Lexical(
+        arrays["lexical_idf"],
+        arrays["lexical_projection"],
+        header.get("char_budget", CHAR_BUDGET),
+        arrays.get("lexical_rows"),  # format version 4 on; before, one projection row per bucket
+    )
     return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])
 
 
