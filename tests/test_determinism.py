@@ -153,3 +153,27 @@ def test_omp_num_threads_changes_no_byte(shards, tiny_model):
     assert "Traceback" not in here.stderr
     assert (d / "one.gotd").read_bytes() == (d / "here.gotd").read_bytes(), "the fit depends on the thread count"
     assert (d / "one.jsonl").read_bytes() == (d / "here.jsonl").read_bytes(), "the selection depends on it"
+
+
+@pytest.mark.parametrize("space", ["semantic", "hybrid"])
+def test_a_static_model_scores_the_same_bytes_on_any_thread_or_worker_count(shards, tiny_static, space):
+    """Issue 13: the static model's engine (the bag of token rows, the fast tokenizer, worker processes) changes
+    no byte with the thread count or the worker count, and --state and merge still give the one-pass bytes."""
+    d, paths = shards["dir"], shards["paths"]
+    art = d / f"static-{space}.gotd"
+    model = ["--model", tiny_static]
+    run(["fit", "--features", space, "--target", shards["target"], *paths, *model, "-o", art, "-q"])
+    outputs, embeddings = set(), set()
+    for n, workers in ((1, 0), (4, 0), (2, 2)):
+        with threads(n):
+            args = ["-p", art, *paths, *model, "-q", "--workers", workers]
+            outputs.add(run(["score", "-k", 1000, *args]).stdout_bytes)
+            run(["embed", *args, "-o", d / f"static-{space}-{n}.npy"])
+            embeddings.add((d / f"static-{space}-{n}.npy").read_bytes())
+    assert len(outputs) == 1 and len(embeddings) == 1
+    one_pass = run(["score", "-p", art, "-k", 100, *paths, *model, "-q"]).stdout_bytes
+    nodes = []
+    for i, path in enumerate(paths):
+        nodes.append(d / f"static-node-{space}-{i}.jsonl")
+        run(["score", "-p", art, "-k", 100, path, *model, "-o", nodes[-1], "-q"])
+    assert run(["merge", "-k", 100, *nodes, "-q"]).stdout_bytes == one_pass
