@@ -178,3 +178,15 @@ def test_the_static_engine_scores_the_same_bytes_as_plain_encode(corpus, tiny_st
                    ).stdout_bytes == fast  # fmt: skip
     monkeypatch.setattr(engine.Engine, "for_model", classmethod(lambda cls, *a, **k: None))  # plain encode only
     assert run(["score", "-p", pot, corpus["pool"], "--model", folder, "-k", 50, "-q"]).stdout_bytes == fast
+
+
+def test_the_packaged_model_has_a_name_the_command_line_takes(corpus, tmp_path, monkeypatch):
+    """If the default ever becomes `static` (DEFAULT_MODEL_SETTING), MiniLM stays one flag away."""
+    from gotd_stream.features import semantic
+
+    assert semantic.resolve_model("all-MiniLM-L6-v2") == semantic.packaged_model()
+    monkeypatch.setattr(semantic, "DEFAULT_MODEL_SETTING", "static:" + str(tmp_path / "missing"))
+    with pytest.raises(gs.ModelError, match="not a sentence-transformers folder"):
+        semantic.resolve_model(None)  # the default setting is what a missing --model means
+    result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", "all-MiniLM-L6-v2", "-h"])
+    assert "static[:DIR]" in result.stdout

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import DEFAULT_MAX_TOKENS, SPACES, Featurizer, unit_rows
+from gotd_stream.features.base import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, SPACES, Featurizer, unit_rows
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -133,6 +133,8 @@ def featurizer_for(potentials: Potentials, settings: ModelSettings, space: str |
         hint = f"pass {setting('model')} with the folder it was fitted with"
         if _static(fitted):
             hint = f"pass {setting('model')} static, or static:DIR with the folder it was distilled from"
+        elif str(fitted.get("name", "")).startswith(DEFAULT_MODEL):
+            hint = f"pass {setting('model')} {DEFAULT_MODEL}"
         raise Mismatch(
             f"{name} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
             f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): {hint}, or fit again"

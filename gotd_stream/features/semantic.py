@@ -14,13 +14,9 @@ from typing import Any
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import ZERO_ROW, unit_rows
+from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING, ZERO_ROW, unit_rows
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# What --model means when it is not given: None is the packaged all-MiniLM-L6-v2; "static" would be its distilled
-# static version (features.static). The one line to change to switch the default.
-DEFAULT_MODEL_SETTING: str | None = None
 # Texts are cut to this many characters per allowed token before tokenising: a token is never shorter
 # than one character, so the cut only spares the tokenizer from huge lines the model would truncate anyway.
 CHARS_PER_TOKEN = 16
@@ -32,10 +28,12 @@ class ModelError(UsageProblem):
 
 def resolve_model(model: str | None) -> tuple[str, str]:
     """(folder, display name) for --model: a folder, `static` or `static:DIR` (distilled and cached once, see
-    features.static), or None: DEFAULT_MODEL_SETTING."""
+    features.static), DEFAULT_MODEL (the packaged model, by name), or None: DEFAULT_MODEL_SETTING."""
     from gotd_stream.features import static
 
     model = model or DEFAULT_MODEL_SETTING
+    if model == DEFAULT_MODEL and not Path(model).exists():  # the packaged model by its name
+        return packaged_model()
     if static.is_static(model):
         source = static.static_source(model)
         folder, name = resolve_model(source) if source else packaged_model()
