@@ -29,6 +29,7 @@ tight cut.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import sys
@@ -302,6 +303,8 @@ _END = object()
 class Engine:
     """Embeds windows of texts with a SentenceTransformer, overlapping reading, tokenising and the forward pass."""
 
+    inline_windows = 0  # windows tokenised in the main process before the workers take over
+
     def __init__(
         self,
         model,
@@ -453,14 +456,17 @@ class Engine:
         tokenized: queue.Queue = queue.Queue(DEPTH)
         packed: queue.Queue = queue.Queue(DEPTH)
         done: queue.Queue = queue.Queue(DEPTH)
-        pool = self._executor(side) if self.workers > 0 else None
-        inline = None if pool is not None else Tokenize(self.spec, side)
+        # the first `inline_windows` windows are tokenised here, so that a short input never waits for worker
+        # processes to start (they start with the window after)
+        inline_windows = self.inline_windows if self.workers > 0 else math.inf
+        inline: list[Tokenize] = []
         limit = self.send_chars(side)
 
         def read() -> None:
-            for key, texts in items:
+            for number, (key, texts) in enumerate(items):
                 texts = [t[:limit] for t in texts]
-                if pool is not None:
+                if number >= inline_windows:
+                    pool = self._executor(side)
                     job = [pool.submit(_work, texts[i : i + CHUNK_DOCS]) for i in range(0, len(texts), CHUNK_DOCS)]
                 else:
                     job = texts
@@ -469,10 +475,11 @@ class Engine:
 
         def pack() -> None:
             for key, job in _items(tokenized, stop):
-                if pool is not None:
+                if job and not isinstance(job[0], str):  # futures of the workers
                     chunk = _concat([f.result() for f in job])
                 else:  # in chunks too: the tokenizer's transient memory stays small
-                    chunk = _concat([inline(job[i : i + CHUNK_DOCS]) for i in range(0, len(job), CHUNK_DOCS)])
+                    inline[:] = inline or [Tokenize(self.spec, side)]
+                    chunk = _concat([inline[0](job[i : i + CHUNK_DOCS]) for i in range(0, len(job), CHUNK_DOCS)])
                 if not _put(packed, self._pack(key, chunk), stop):
                     return
 
@@ -508,7 +515,7 @@ class Engine:
         finally:
             sys.setswitchinterval(switch)
             stop.set()
-            if not finished and pool is not None:
+            if not finished and self._pool is not None:
                 self.close()  # a failure or an early stop: drop the tokenising queued for windows never used
             for thread in threads:
                 thread.join(timeout=0.5 if thread.name == "gotd-read" else 10)
@@ -582,6 +589,8 @@ class BagEngine(Engine):
     features, but no padding, no sorting and no batches: the window's token ids, flat, and their offsets go
     through the model's own module chain in one call, exactly what SentenceTransformer.encode gives them (a
     row's mean is computed over its own tokens, whatever bags come with it: the same bits in any window)."""
+
+    inline_windows = 1  # a window takes well under a second here: a short input needs no worker processes
 
     @classmethod
     def for_bag(
