@@ -156,9 +156,12 @@ def test_omp_num_threads_changes_no_byte(shards, tiny_model):
 
 
 @pytest.mark.parametrize("space", ["semantic", "hybrid"])
-def test_a_static_model_scores_the_same_bytes_on_any_thread_or_worker_count(shards, tiny_static, space):
+def test_a_static_model_scores_the_same_bytes_on_any_thread_or_worker_count(shards, tiny_static, space, monkeypatch):
     """Issue 13: the static model's engine (the bag of token rows, the fast tokenizer, worker processes) changes
-    no byte with the thread count or the worker count, and --state and merge still give the one-pass bytes."""
+    no byte with the thread count or the worker count, and merge of shards gives the one-pass bytes."""
+    from gotd_stream.features import engine
+
+    monkeypatch.setattr(engine, "BAG_WINDOW", 24)  # several windows: the first inline, the others in the workers
     d, paths = shards["dir"], shards["paths"]
     art = d / f"static-{space}.gotd"
     model = ["--model", tiny_static]

@@ -190,3 +190,25 @@ def test_the_packaged_model_has_a_name_the_command_line_takes(corpus, tmp_path, 
         semantic.resolve_model(None)  # the default setting is what a missing --model means
     result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", "all-MiniLM-L6-v2", "-h"])
     assert "static[:DIR]" in result.stdout
+
+
+def test_the_workers_stop_with_the_engine_that_started_them(tiny_static, monkeypatch):
+    """Windows past the first go to worker processes. An embedder dropped without close() (as the command line
+    does at its end) stops them at once: a pool left to stop on its own raced concurrent.futures' exit hook and
+    printed an OSError traceback when the process exited."""
+    from gotd_stream.features import engine
+
+    monkeypatch.setattr(engine, "BAG_WINDOW", 64)
+    embedder = gs.ModelSettings(model=tiny_static, workers=1).load()
+    texts = [d["text"] for d in make_docs(300, seed=5)]
+    rows = embedder.encode(texts)
+    processes = list(embedder.engine._pool._processes.values())
+    assert processes and all(p.is_alive() for p in processes)
+    inline = gs.ModelSettings(model=tiny_static, workers=0).load()
+    assert inline.encode(texts).tobytes() == rows.tobytes()
+    from concurrent.futures import process
+
+    del embedder  # no cycle holds it: dropped at once, as at the end of a command
+    # stopped, not stopping: the pool's manager thread has ended (it is what raced the exit hook) with its workers
+    assert not [thread for thread in process._threads_wakeups if thread.is_alive()]
+    assert not any(p.is_alive() for p in processes)

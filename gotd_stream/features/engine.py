@@ -34,6 +34,7 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -439,6 +440,9 @@ class Engine:
             initargs=(self.spec, side),
         )
         self._pool_side = side
+        _close_at_exit(self)
+        # an engine dropped without close() (the command line's end): the workers stop with it, at once
+        weakref.finalize(self, self._pool.shutdown, wait=True, cancel_futures=True)
         return self._pool
 
     def close(self) -> None:
@@ -662,6 +666,29 @@ class BagEngine(Engine):
         emb = self.model(features)["sentence_embedding"].float().cpu().numpy()
         # normalised as the plain path does (numpy), so that both give the same bits
         return key, unit_rows(emb), chunk.side
+
+
+def _close_at_exit(engine: Engine) -> None:
+    """Shut the engine's worker pool down when the interpreter exits, before concurrent.futures' own exit hook:
+    a pool still open then races that hook, which can print an OSError traceback (a closed pipe) at exit.
+    threading's exit hooks run last-registered first, before non-daemon threads are joined."""
+    ref = weakref.ref(engine)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(close)
+            return
+    except RuntimeError:  # the interpreter is already shutting down
+        return
+    import atexit
+
+    atexit.register(close)
 
 
 def _preprocess(model, texts: list[str]) -> dict:
