@@ -212,3 +212,13 @@ def test_the_workers_stop_with_the_engine_that_started_them(tiny_static, monkeyp
     # stopped, not stopping: the pool's manager thread has ended (it is what raced the exit hook) with its workers
     assert not [thread for thread in process._threads_wakeups if thread.is_alive()]
     assert not any(p.is_alive() for p in processes)
+
+
+def test_a_damaged_static_folder_is_a_usage_error(corpus, tiny_static, tmp_path):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(static_dir(tiny_static), folder)
+    (folder / "model.safetensors").write_bytes(b"not safetensors at all")
+    result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", folder, "-o", tmp_path / "p"], code=2)
+    assert f"cannot load model {folder}" in result.stderr

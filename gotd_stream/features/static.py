@@ -190,14 +190,19 @@ def load_static(folder: str, device: str):
     ):
         return None
     from safetensors import safe_open
-
-    with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
-        if set(fh.keys()) != {"embedding.weight"}:
-            return None  # a model2vec layout (mapping, weights): sentence-transformers folds it
-        weights = fh.get_tensor("embedding.weight")
     from tokenizers import Tokenizer
 
-    return static_bag()(Tokenizer.from_file(str(root / "tokenizer.json")), weights).to(device)
+    try:
+        with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
+            if set(fh.keys()) != {"embedding.weight"}:
+                return None  # a model2vec layout (mapping, weights): sentence-transformers folds it
+            weights = fh.get_tensor("embedding.weight")
+        tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+    except Exception as exc:  # safetensors and tokenizers raise their own types for damaged files
+        raise StaticError(f"cannot load model {folder}: {exc}") from None
+    if weights.ndim != 2 or not weights.is_floating_point():
+        raise StaticError(f"cannot load model {folder}: embedding.weight is not a matrix of floats")
+    return static_bag()(tokenizer, weights.float()).to(device)
 
 
 @functools.cache
