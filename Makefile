@@ -28,15 +28,18 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool;
-# then scoring throughput: every stage alone, plain encode and `zstd -dc | gotd-stream score` end to end in one run
-# (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a
-# stand-in model whose forward pass is nearly free, to see hybrid against semantic where the model is not the limit;
+# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool; then
+# end to end side by side on that pool: static-hybrid, MiniLM-hybrid, lexical and DSIR, with fit, start-up, peak
+# RSS and artifact size (writes bench/results/endtoend-cpu.md); then scoring throughput: every stage alone, plain
+# encode and `zstd -dc | gotd-stream score` end to end in one run (writes bench/results/throughput-<cpu|gpu>.md;
+# THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a stand-in model whose forward pass is nearly free,
+# to see hybrid against semantic where the model is not the limit;
 # last, `score --ray` against a local `score` on the same shards (bench/results/cluster-<cpu|gpu>.md)
 THROUGHPUT_ARGS ?=
 bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/speed.py
+	$(PY) bench/endtoend.py
 	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
 	$(PY) bench/cluster.py

@@ -96,7 +96,7 @@ def test_one_artifact_holds_every_target_and_info_lists_them(data: dict, mixture
     import gotd_stream as gs
 
     loaded = gs.load(str(mixture))
-    assert isinstance(loaded, gs.Mixture) and loaded.format_version == 4
+    assert isinstance(loaded, gs.Mixture) and loaded.format_version == gs.MIX_FORMAT_VERSION
     assert loaded.names == ["cook", "foot"] and loaded.weights == [0.7, 0.3]
     # each part is exactly the single-target fit of its target on the same sample (the same fit id)
     single = gs.load(str(fit(data, "cook-only.gotd", str(data["targets"]["cooking"]))))

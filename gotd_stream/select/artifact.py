@@ -21,10 +21,11 @@ from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.streams import atomic_output
 
 FORMAT = "gotd-stream potentials"
+# 4 stores the lexical projection in float16, with rows for the buckets the fit sample used only (lexical_rows);
 # 3 added the checksum; 2 added feature spaces (lexical, hybrid); version 1 files are semantic
-FORMAT_VERSION = 3
-# several targets in one file (a Mixture); a file with one target is still written as version 3, byte for byte
-MIX_FORMAT_VERSION = 4
+FORMAT_VERSION = 4
+# several targets in one file (a Mixture); a file with one target is still written as FORMAT_VERSION
+MIX_FORMAT_VERSION = 5
 HEADER_FIELDS = {
     "format",
     "format_version",
@@ -35,7 +36,7 @@ HEADER_FIELDS = {
     "fit",
     "features",
     "checksum",
-    "targets",  # version 4: [{name, weight, mean_f, ot_cost, fit}], in place of mean_f and ot_cost
+    "targets",  # version 5: [{name, weight, mean_f, ot_cost, fit}], in place of mean_f and ot_cost
 }
 CHECKSUMMED = 3  # the first version with a checksum: older files load, but their integrity cannot be verified
 # The potentials stay within the cost range (squared distances of unit vectors: [0, 4]) plus the solver's
@@ -284,7 +285,7 @@ def validate(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
         if problem:
             return problem
         lexical_dim = features["dim"]
-        expected |= {"lexical_idf", "lexical_projection"}
+        expected |= {"lexical_idf", "lexical_projection"} | ({"lexical_rows"} & set(tensors))
     if space == "hybrid" and not (is_real(features.get("weight")) and 0 <= features["weight"] <= 1):
         return f"hybrid weight {brief(features.get('weight'))} is not a number in [0, 1]"
     if set(tensors) != expected:
@@ -326,14 +327,28 @@ def validate_lexical(features: dict, tensors: dict[str, np.ndarray]) -> str | No
         if features.get(key) != value:
             return f"lexical {key} {brief(features.get(key))} differs from this gotd-stream's {value!r}"
     buckets, dim = features["buckets"], features["dim"]
-    for name, shape in (("lexical_idf", (buckets,)), ("lexical_projection", (buckets, dim))):
-        array = tensors.get(name)
-        if array is None:
-            return f"arrays missing: {name}"
-        if array.dtype != np.float32 or array.shape != shape:
-            return f"{name} is {array.dtype}{list(array.shape)}, expected float32{list(shape)}"
-        if not np.isfinite(array).all():
-            return f"{name} holds non-finite values"
+    problem = float_array(tensors, "lexical_idf", (buckets,))
+    if problem:
+        return problem
+    rows = tensors.get("lexical_rows")
+    if rows is not None:  # format version 4: a projection row for each bucket the fit sample used, in order
+        if rows.dtype != np.int32 or rows.ndim != 1:
+            return f"lexical_rows is {rows.dtype}{list(rows.shape)}, expected int32[rows]"
+        if len(rows) and (rows[0] < 0 or rows[-1] >= buckets or (np.diff(rows) <= 0).any()):
+            return f"lexical_rows are not increasing buckets in [0, {buckets})"
+        return float_array(tensors, "lexical_projection", (len(rows), dim), np.float16)
+    return float_array(tensors, "lexical_projection", (buckets, dim))
+
+
+def float_array(tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype=np.float32) -> str | None:
+    """What is wrong with a float array of the lexical space: missing, another dtype or shape, non-finite."""
+    array = tensors.get(name)
+    if array is None:
+        return f"arrays missing: {name}"
+    if array.dtype != dtype or array.shape != shape:
+        return f"{name} is {array.dtype}{list(array.shape)}, expected {np.dtype(dtype).name}{list(shape)}"
+    if not np.isfinite(array).all():
+        return f"{name} holds non-finite values"
     return None
 
 
@@ -353,7 +368,7 @@ def validate_potentials(target: np.ndarray, g: np.ndarray, dim: int, bound: floa
     return None
 
 
-# --- several targets in one artifact (format version 4) ------------------------------------------------------------
+# --- several targets in one artifact (format version 5) ------------------------------------------------------------
 
 PER_TARGET_FIT = ("target_file", "target_seen", "target_size", "iterations", "marginal_error")
 TARGET_FIELDS = {"name", "weight", "mean_f", "ot_cost", "fit"}
@@ -481,7 +496,7 @@ def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], versi
 
 
 def validate_mixture(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
-    """What is wrong with a version-4 header and its arrays (None: nothing): each target is checked as a
+    """What is wrong with a version-5 header and its arrays (None: nothing): each target is checked as a
     single-target artifact made of the shared fields and its own."""
     from gotd_stream.select.targets import MAX_TARGETS, check_name
 
