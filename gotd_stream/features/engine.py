@@ -306,6 +306,7 @@ class Engine:
 
     inline_windows = 0  # windows tokenised in the main process before the workers take over
     chunk_docs = CHUNK_DOCS  # texts per job of a worker (and per call inline)
+    share_cores = False  # whether the torch threads leave the workers' cores to them while streaming (CPU)
 
     def __init__(
         self,
@@ -499,6 +500,12 @@ class Engine:
         threads = [_stage(read, tokenized, stop, "gotd-read"), _stage(pack, packed, stop, "gotd-pack")]
         finished = False
         switch = sys.getswitchinterval()
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        if self.share_cores and self.workers > 0 and not self.cuda:
+            # the workers hold cores of their own: torch threads for the rest only, or they wait on each other
+            torch.set_num_threads(max(1, min(torch_threads, cpu_count() - self.workers)))
         try:
             if self.threaded:
                 # the GPU works through a window while this thread scores the previous one. Every torch op
@@ -519,6 +526,7 @@ class Engine:
             finished = True
         finally:
             sys.setswitchinterval(switch)
+            torch.set_num_threads(torch_threads)
             stop.set()
             if not finished and self._pool is not None:
                 self.close()  # a failure or an early stop: drop the tokenising queued for windows never used
@@ -597,6 +605,7 @@ class BagEngine(Engine):
 
     inline_windows = 1  # a window takes well under a second here: a short input needs no worker processes
     chunk_docs = 1024  # the lexical half costs less per text in larger calls (the tokenizer's memory is small)
+    share_cores = True  # the bag and the scoring need few cores, the workers the rest
 
     @classmethod
     def for_bag(
