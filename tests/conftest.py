@@ -124,9 +124,27 @@ def build_tiny_model(folder: Path) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """The cache of distilled static models (GOTD_STREAM_CACHE) in a temporary folder: tests never write ~/.cache."""
+    folder = tmp_path_factory.mktemp("gotd-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GOTD_STREAM_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-st")
+
+
+@pytest.fixture(scope="session")
+def tiny_static(tiny_model, model_cache) -> str:
+    """The tiny model distilled into a static model (`--model static:DIR`), distilled once in the cache."""
+    from gotd_stream.features.semantic import resolve_model
+
+    resolve_model(f"static:{tiny_model}")
+    return f"static:{tiny_model}"
 
 
 @pytest.fixture()

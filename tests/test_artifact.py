@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gotd_stream.select.artifact import checksum
+from gotd_stream.select.artifact import FORMAT_VERSION, MIX_FORMAT_VERSION, checksum
 from tests.conftest import make_docs, run, write_jsonl
+
+VERSION, NEWER = (f'\\"format_version\\": {v}'.encode() for v in (FORMAT_VERSION, MIX_FORMAT_VERSION + 1))  # as stored
 
 DAMAGED = "damaged or incompatible artifact"
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,9 +149,9 @@ def test_one_byte_of_the_target_array(lexical: dict) -> None:
         (rb"\"epsilon\": 0.05", rb"\"epsilon\": 0.06", "checksum mismatch"),  # still a valid epsilon
         (rb"\"space\": \"lexical\"", rb"\"space\": \"lexicaL\"", "checksum mismatch"),
         (rb'"{\"checksum', rb'"[\"checksum', "the header is not JSON"),
-        (rb"\"format_version\": 3", rb"\"format_version\": 2", "checksum mismatch"),  # no way around it
-        (rb"\"format_version\": 3", rb"\"format_version\": 4", "newer than this gotd-stream reads"),
-        (rb"\"checksum\"", rb"\"checksuM\"", "no checksum, which format version 3 has"),
+        (VERSION, rb"\"format_version\": 2", "checksum mismatch"),  # no way around it
+        (VERSION, NEWER, "newer than this gotd-stream reads"),
+        (rb"\"checksum\"", rb"\"checksuM\"", f"no checksum, which format version {FORMAT_VERSION} has"),
     ],
     ids=["epsilon", "space", "not-json", "version-down", "version-up", "key"],
 )
@@ -226,6 +228,18 @@ def no_projection(header: dict, arrays: dict) -> None:
     del arrays["lexical_projection"]
 
 
+def rows_reversed(header: dict, arrays: dict) -> None:
+    arrays["lexical_rows"] = arrays["lexical_rows"][::-1].copy()
+
+
+def rows_int64(header: dict, arrays: dict) -> None:
+    arrays["lexical_rows"] = arrays["lexical_rows"].astype(np.int64)
+
+
+def rows_one_short(header: dict, arrays: dict) -> None:
+    arrays["lexical_rows"] = arrays["lexical_rows"][:-1].copy()
+
+
 LEXICAL_DAMAGE = {
     "negative epsilon": (setter("epsilon", value=-0.05), "epsilon -0.05 is not a finite positive number"),
     "epsilon a string": (setter("epsilon", value="0.05"), "epsilon '0.05' is not a finite positive number"),
@@ -249,6 +263,9 @@ LEXICAL_DAMAGE = {
     "IDF cut short": (idf_cut_short, "lexical_idf is float32[1023], expected float32[1024]"),
     "IDF NaN": (idf_nan, "lexical_idf holds non-finite values"),
     "projection missing": (no_projection, "arrays missing: lexical_projection"),
+    "rows not increasing": (rows_reversed, "lexical_rows are not increasing buckets in [0, 1024)"),
+    "rows int64": (rows_int64, "lexical_rows is int64"),
+    "rows one short of the projection": (rows_one_short, "lexical_projection is float16["),
     "extra array": (extra_array, "arrays unexpected: extra"),
     "fit not an object": (setter("fit", value=[1]), "fit is not an object"),
     "fit count a string": (setter("fit", "target_seen", value="20"), "fit.target_seen '20' is not a count"),
@@ -289,9 +306,28 @@ def test_version_2_file_loads_with_a_warning_and_scores_the_same(lexical: dict) 
     assert "warning" not in run(["info", lexical["artifact"]]).stderr
 
 
+def test_a_dense_projection_before_version_4_scores_the_same(lexical: dict) -> None:
+    """Version 4 keeps projection rows for the buckets the fit sample used; a file with one row per bucket (as
+    versions 1-3 wrote) gives the same bytes."""
+
+    def dense(header: dict, arrays: dict) -> None:
+        full = np.zeros((header["features"]["buckets"], header["features"]["dim"]), np.float32)
+        full[arrays.pop("lexical_rows")] = arrays["lexical_projection"]  # float16 -> float32: exact
+        arrays["lexical_projection"] = full
+        header["format_version"] = 3
+
+    old = rewrite(lexical["artifact"], lexical["dir"] / "v3.gotd", dense, "resealed")
+
+    def selection(stdout: bytes) -> list:  # the fit id names the arrays, so it differs: the rest must not
+        return [{k: v for k, v in json.loads(line).items() if k != "gotd_fit"} for line in stdout.splitlines()]
+
+    assert selection(score(old, lexical["pool"])) == selection(lexical["scores"])
+    assert old.stat().st_size > 3 * lexical["artifact"].stat().st_size  # 120 texts use few of the 1,024 buckets
+
+
 def test_fit_writes_a_checksum_of_header_and_arrays(lexical: dict) -> None:
     header, arrays = read(lexical["artifact"])
-    assert header["format_version"] == 3 and header["checksum"].startswith("sha256:")
+    assert header["format_version"] == FORMAT_VERSION and header["checksum"].startswith("sha256:")
     assert header["checksum"] == checksum(header, arrays)
 
 

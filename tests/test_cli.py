@@ -10,6 +10,7 @@ import orjson
 import pytest
 import zstandard
 
+import gotd_stream as gs
 from gotd_stream.io.records import split_scored
 from tests.conftest import make_docs, run, write_jsonl
 
@@ -45,9 +46,9 @@ def selected(stdout: bytes) -> list[dict]:
 
 def test_fit_info_and_score(corpus, tiny_model, fitted):
     info = run(["info", fitted]).stdout
-    assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by reservoir" in info
+    assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by bottom-k" in info
     header = json.loads(run(["info", "--json", fitted]).stdout)
-    assert header["format_version"] == 3 and header["target_shape"] == [20, 32]
+    assert header["format_version"] == gs.FORMAT_VERSION and header["target_shape"] == [20, 32]
     result = run(["score", "-p", fitted, "-k", 10, corpus["pool"], "--model", tiny_model])
     rows = selected(result.stdout_bytes)
     assert len(rows) == 10
@@ -145,7 +146,7 @@ def test_score_with_target_fits_first_on_files_and_stdin(corpus, tiny_model):
     # with the sample as large as the pool, the stream prefix is the whole pool: the same fit and selection
     from_stdin = run(args, input=corpus["pool"].read_bytes())
     assert from_files.stdout_bytes == from_stdin.stdout_bytes
-    assert json.loads(run(["info", "--json", saved]).stdout)["fit"]["sampling"] == "reservoir"
+    assert json.loads(run(["info", "--json", saved]).stdout)["fit"]["sampling"] == "bottom-k"
     assert "fit: Sinkhorn converged" in from_files.stderr
 
 

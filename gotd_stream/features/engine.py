@@ -29,10 +29,12 @@ tight cut.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -49,16 +51,41 @@ MAX_WORKERS = 12
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
 
 
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def auto_workers(device: str) -> int:
     """Tokenizer processes by default: none on the CPU (the forward pass is the bottleneck and needs the cores),
     on a GPU host all cores but three (the reader, the packer and the forward thread), at most MAX_WORKERS."""
     if not device.startswith("cuda"):
         return 0
+    return max(1, min(MAX_WORKERS, cpu_count() - 3))
+
+
+def bag_workers() -> int:
+    """Tokenizer processes by default for a static model, on any device: the tokenizer (and the lexical half of
+    the hybrid space) is then the whole cost, so all cores but one (the reader and the scoring), at most
+    MAX_WORKERS; none on one core, and none under a script that would run again in each worker (spawn_is_safe)."""
+    return max(0, min(MAX_WORKERS, cpu_count() - 1)) if spawn_is_safe() else 0
+
+
+def spawn_is_safe() -> bool:
+    """Whether worker processes can start here without running the main script again: a spawned worker imports the
+    main script, so one without an `if __name__ == "__main__":` guard would run everything twice (and fail).
+    The command line, python -m, notebooks and guarded scripts are safe; `workers=N` is obeyed anyway."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:  # an interactive session or a notebook: nothing to import again
+        return True
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, cpus - 3))
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "__main__" in fh.read()
+    except OSError:
+        return False
 
 
 def default_batch_tokens(device: str) -> int:
@@ -78,6 +105,7 @@ class TokenizerSpec:
     tight_chars: int  # first cut, at a whitespace; 0: no tight cut
     full_chars: int  # the usual cut (CHARS_PER_TOKEN per token)
     types: bool  # whether token type ids are needed and not all zero for one text
+    special_tokens: bool = True  # [CLS]/[SEP] and the like; a StaticEmbedding tokenises without them
 
 
 @dataclass
@@ -102,6 +130,11 @@ class Tokenize:
         self.tokenizer.no_padding()
         # encode_batch_fast skips the character offsets we do not use; older tokenizers lack it
         self.encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        self.words = None  # the exact fast path for the usual texts of a BERT-like tokenizer (static models)
+        if not spec.special_tokens:
+            from gotd_stream.features.wordpiece import WordPieceWords
+
+            self.words = WordPieceWords.for_tokenizer(self.tokenizer)
 
     def tokens(self, texts: list[str]) -> list:
         spec = self.spec
@@ -116,15 +149,35 @@ class Tokenize:
                     tight_cut.append(i)
                     continue
             cut.append(text[:full])
-        encodings = self.encode_batch(cut)
+        special = spec.special_tokens
+        encodings = self.encode_batch(cut, add_special_tokens=special)
         # a tight cut that does not fill the model's window may have left tokens out: tokenise the usual cut
         redo = [i for i in tight_cut if len(encodings[i]) < spec.max_tokens]
         if redo:
-            for i, encoding in zip(redo, self.encode_batch([texts[i][:full] for i in redo]), strict=True):
+            again = self.encode_batch([texts[i][:full] for i in redo], add_special_tokens=special)
+            for i, encoding in zip(redo, again, strict=True):
                 encodings[i] = encoding
         return encodings
 
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids: through the fast path where it applies, the tokenizer for the rest."""
+        if self.words is None:
+            return [e.ids for e in self.tokens(texts)]
+        full, limit = self.spec.full_chars, self.spec.max_tokens
+        ids = [self.words.ids(text[:full], limit) for text in texts]
+        rest = [i for i, row in enumerate(ids) if row is None]
+        if rest:
+            for i, encoding in zip(rest, self.tokens([texts[i] for i in rest]), strict=True):
+                ids[i] = encoding.ids
+        return ids
+
     def __call__(self, texts: list[str]) -> Chunk:
+        if self.words is not None:
+            rows = self.ids(texts)
+            lengths = np.fromiter(map(len, rows), np.int32, len(rows))
+            ids = np.fromiter(chain.from_iterable(rows), np.int32, int(lengths.sum()))
+            side = self.side.encode(texts) if self.side is not None else None
+            return Chunk(ids, lengths, None, side)
         encodings = self.tokens(texts)
         lengths = np.fromiter(map(len, encodings), np.int32, len(encodings))
         total = int(lengths.sum())
@@ -251,6 +304,10 @@ _END = object()
 class Engine:
     """Embeds windows of texts with a SentenceTransformer, overlapping reading, tokenising and the forward pass."""
 
+    inline_windows = 0  # windows tokenised in the main process before the workers take over
+    chunk_docs = CHUNK_DOCS  # texts per job of a worker (and per call inline)
+    share_cores = False  # whether the torch threads leave the workers' cores to them while streaming (CPU)
+
     def __init__(
         self,
         model,
@@ -295,11 +352,15 @@ class Engine:
     ) -> Engine | None:
         """The engine for a loaded SentenceTransformer, or None when its input is not plain text through a fast
         tokenizer (another modality, a default prompt, flattened inputs): the caller then falls back to encode()."""
+        if getattr(model, "default_prompt_name", None):
+            return None
+        if is_bag(model[0]):
+            return BagEngine.for_bag(
+                model, device=device, max_tokens=max_tokens, full_chars=full_chars, workers=workers, dim=dim
+            )
         tokenizer = getattr(model, "tokenizer", None)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None or not getattr(tokenizer, "is_fast", False):
-            return None
-        if getattr(model, "default_prompt_name", None):
             return None
         template = _preprocess(model, ["a probe"])  # which features the model's own preprocessing makes
         known = {"input_ids", "attention_mask", "token_type_ids"}
@@ -381,6 +442,9 @@ class Engine:
             initargs=(self.spec, side),
         )
         self._pool_side = side
+        _close_at_exit(self)
+        # an engine dropped without close() (the command line's end): the workers stop with it, at once
+        weakref.finalize(self, self._pool.shutdown, wait=True, cancel_futures=True)
         return self._pool
 
     def close(self) -> None:
@@ -398,15 +462,18 @@ class Engine:
         tokenized: queue.Queue = queue.Queue(DEPTH)
         packed: queue.Queue = queue.Queue(DEPTH)
         done: queue.Queue = queue.Queue(DEPTH)
-        pool = self._executor(side) if self.workers > 0 else None
-        inline = None if pool is not None else Tokenize(self.spec, side)
-        limit = self.send_chars(side)
+        # the first `inline_windows` windows are tokenised here, so that a short input never waits for worker
+        # processes to start (they start with the window after)
+        inline_windows = self.inline_windows if self.workers > 0 else math.inf
+        inline: list[Tokenize] = []
+        limit, size = self.send_chars(side), self.chunk_docs
 
         def read() -> None:
-            for key, texts in items:
+            for number, (key, texts) in enumerate(items):
                 texts = [t[:limit] for t in texts]
-                if pool is not None:
-                    job = [pool.submit(_work, texts[i : i + CHUNK_DOCS]) for i in range(0, len(texts), CHUNK_DOCS)]
+                if number >= inline_windows:
+                    pool = self._executor(side)
+                    job = [pool.submit(_work, texts[i : i + size]) for i in range(0, len(texts), size)]
                 else:
                     job = texts
                 if not _put(tokenized, (key, job), stop):
@@ -414,10 +481,11 @@ class Engine:
 
         def pack() -> None:
             for key, job in _items(tokenized, stop):
-                if pool is not None:
+                if job and not isinstance(job[0], str):  # futures of the workers
                     chunk = _concat([f.result() for f in job])
                 else:  # in chunks too: the tokenizer's transient memory stays small
-                    chunk = _concat([inline(job[i : i + CHUNK_DOCS]) for i in range(0, len(job), CHUNK_DOCS)])
+                    inline[:] = inline or [Tokenize(self.spec, side)]
+                    chunk = _concat([inline[0](job[i : i + size]) for i in range(0, len(job), size)])
                 if not _put(packed, self._pack(key, chunk), stop):
                     return
 
@@ -432,6 +500,12 @@ class Engine:
         threads = [_stage(read, tokenized, stop, "gotd-read"), _stage(pack, packed, stop, "gotd-pack")]
         finished = False
         switch = sys.getswitchinterval()
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        if self.share_cores and self.workers > 0 and not self.cuda:
+            # the workers hold cores of their own: torch threads for the rest only, or they wait on each other
+            torch.set_num_threads(max(1, min(torch_threads, cpu_count() - self.workers)))
         try:
             if self.threaded:
                 # the GPU works through a window while this thread scores the previous one. Every torch op
@@ -452,8 +526,9 @@ class Engine:
             finished = True
         finally:
             sys.setswitchinterval(switch)
+            torch.set_num_threads(torch_threads)
             stop.set()
-            if not finished and pool is not None:
+            if not finished and self._pool is not None:
                 self.close()  # a failure or an early stop: drop the tokenising queued for windows never used
             for thread in threads:
                 thread.join(timeout=0.5 if thread.name == "gotd-read" else 10)
@@ -506,6 +581,125 @@ class Engine:
         else:
             result = np.zeros((0, self.dim), np.float32)
         return item.key, result, item.side
+
+
+def is_bag(module) -> bool:
+    """Whether a model's first module is a StaticEmbedding: a text is the mean of its tokens' rows (an
+    EmbeddingBag over the ids of its tokenizer, a tokenizers.Tokenizer, without special tokens)."""
+    from tokenizers import Tokenizer
+    from torch import nn
+
+    return isinstance(getattr(module, "embedding", None), nn.EmbeddingBag) and isinstance(
+        getattr(module, "tokenizer", None), Tokenizer
+    )
+
+
+BAG_WINDOW = 4096  # texts per window of a static model: no batches to sort, one bag call per window
+
+
+class BagEngine(Engine):
+    """The engine for a StaticEmbedding model: the same reader, tokenizers (inline or in workers) and side
+    features, but no padding, no sorting and no batches: the window's token ids, flat, and their offsets go
+    through the model's own module chain in one call, exactly what SentenceTransformer.encode gives them (a
+    row's mean is computed over its own tokens, whatever bags come with it: the same bits in any window)."""
+
+    inline_windows = 1  # a window takes well under a second here: a short input needs no worker processes
+    chunk_docs = 1024  # the lexical half costs less per text in larger calls (the tokenizer's memory is small)
+    share_cores = True  # the bag and the scoring need few cores, the workers the rest
+
+    @classmethod
+    def for_bag(
+        cls, model, *, device: str, max_tokens: int, full_chars: int, workers: int | None, dim: int
+    ) -> BagEngine | None:
+        tokenizer = model[0].tokenizer
+        serialised = tokenizer.to_str()
+        truncation = tokenizer.truncation or {}
+        direction = truncation.get("direction", "right")
+        tight = direction == "right" and splits_at_whitespace(serialised)
+        spec = TokenizerSpec(
+            json=serialised,
+            max_tokens=max_tokens,
+            direction=direction,
+            tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
+            full_chars=full_chars,
+            types=False,
+            special_tokens=False,
+        )
+        engine = cls(
+            model,
+            spec,
+            extra={},
+            wants_types=False,
+            dim=dim,
+            device=device,
+            batch_tokens=max_tokens,
+            max_rows=None,
+            workers=bag_workers() if workers is None else workers,
+            pad_id=0,
+            left_pad=False,
+        )
+        return engine if engine.agrees_with_model() else None
+
+    def agrees_with_model(self) -> bool:
+        probes = [
+            "Hello, world!",
+            "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
+            " ".join(f"word{i} and more text" for i in range(400)),
+            "x" * 5000,
+        ]
+        cut = [p[: self.spec.full_chars] for p in probes]
+        ours = self._tokenizer_inline().ids(cut)
+        theirs = _preprocess(self.model, cut)
+        flat = [i for row in ours for i in row]
+        starts = np.cumsum([0] + [len(row) for row in ours[:-1]]).tolist()
+        return flat == theirs["input_ids"].tolist() and starts == theirs["offsets"].tolist()
+
+    @property
+    def window(self) -> int:
+        return BAG_WINDOW
+
+    def _pack(self, key: Any, chunk: Chunk) -> tuple[Any, Chunk]:
+        return key, chunk
+
+    def _forward(self, item: tuple[Any, Chunk]) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        import torch
+
+        from gotd_stream.features.base import unit_rows
+
+        key, chunk = item
+        if not len(chunk.lengths):
+            return key, np.zeros((0, self.dim), np.float32), chunk.side
+        offsets = np.concatenate([[0], np.cumsum(chunk.lengths, dtype=np.int64)[:-1]])
+        features = {
+            "input_ids": torch.from_numpy(chunk.ids).to(self.device).long(),
+            "offsets": torch.from_numpy(offsets).to(self.device),
+        }
+        emb = self.model(features)["sentence_embedding"].float().cpu().numpy()
+        # normalised as the plain path does (numpy), so that both give the same bits
+        return key, unit_rows(emb), chunk.side
+
+
+def _close_at_exit(engine: Engine) -> None:
+    """Shut the engine's worker pool down when the interpreter exits, before concurrent.futures' own exit hook:
+    a pool still open then races that hook, which can print an OSError traceback (a closed pipe) at exit.
+    threading's exit hooks run last-registered first, before non-daemon threads are joined."""
+    ref = weakref.ref(engine)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(close)
+            return
+    except RuntimeError:  # the interpreter is already shutting down
+        return
+    import atexit
+
+    atexit.register(close)
 
 
 def _preprocess(model, texts: list[str]) -> dict:

@@ -8,12 +8,14 @@ stored in the artifact. No model, no GPU.
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import numpy as np
 
 from gotd_stream.features.base import CHAR_BUDGET, LEXICAL_BUCKETS, LEXICAL_DIM, WORD, unit_rows
 
+log = logging.getLogger(__name__)
 # Why a text with words can still have a zero lexical row: its n-grams hash to columns no fit text used.
 NO_KNOWN_WORDS = ("no known words", "none of its words or word pairs occurs in the fit sample")
 _BIGRAM_MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit constant: bigram hash = h(a) * K xor h(b)
@@ -52,16 +54,29 @@ def _l2_rows(matrix):
 
 
 class Lexical:
-    """The fitted lexical space: IDF weights and a projection, both plain arrays."""
+    """The fitted lexical space: IDF weights and a projection, both plain arrays.
+
+    The projection has a row for each bucket the fit sample used (`rows`, sorted): a bucket it never saw has an
+    all-zero row, so the artifact grows with the sample's vocabulary, not with the bucket count; it is stored in
+    float16 and used in float32. (`rows` None: one float32 row per bucket, as files before format version 4
+    hold it.)
+    """
 
     window = 4096  # texts per encode() call when the pipeline scores in this space alone
     zero_row = NO_KNOWN_WORDS  # what a zero row means here; the scoring skips such a record
 
-    def __init__(self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET):
+    def __init__(
+        self, idf: np.ndarray, projection: np.ndarray, char_budget: int = CHAR_BUDGET, rows: np.ndarray | None = None
+    ):
         self.idf = np.asarray(idf, np.float32)
         self.projection = np.asarray(projection, np.float32)
-        self.buckets, self.dim = self.projection.shape
+        self.buckets, self.dim = len(self.idf), self.projection.shape[1]
         self.char_budget = char_budget
+        self.rows = None if rows is None else np.asarray(rows, np.int32)
+        self.lookup = None  # bucket -> row of the projection, -1 for a bucket without one
+        if self.rows is not None:
+            self.lookup = np.full(self.buckets, -1, np.int64)
+            self.lookup[self.rows] = np.arange(len(self.rows))
 
     @classmethod
     def fit(
@@ -76,21 +91,46 @@ class Lexical:
 
         The linear algebra runs on one thread: LAPACK's sums depend on the thread count, the projection must not.
         """
+        import time
+
         from gotd_stream.select.ot import one_thread
 
+        started = time.perf_counter()
         tf = hashed_tf(texts, buckets, char_budget)
         df = np.bincount(tf.indices, minlength=buckets)
         idf = (np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0).astype(np.float32)
-        tfidf = _l2_rows(tf @ _diag(idf))
+        rows = np.flatnonzero(df).astype(np.int32)  # the buckets the sample uses: the others project to zero
+        tfidf = _l2_rows(tf @ _diag(idf)).tocsc()[:, rows].tocsr()
+        k = min(dim, min(tfidf.shape))
+        log.info(
+            f"fit: lexical space: {len(texts):,} texts use {len(rows):,} of {buckets:,} hashed columns; "
+            f"projecting to {dim} dimensions (randomized SVD)"
+        )
         with one_thread():
-            projection = randomized_right_singular_vectors(tfidf, min(dim, min(tfidf.shape)), seed)
+            projection = randomized_right_singular_vectors(tfidf, k, seed) if k else np.zeros((len(rows), 0))
         if projection.shape[1] < dim:  # fewer texts than dimensions: pad, the extra columns stay zero
             projection = np.pad(projection, ((0, 0), (0, dim - projection.shape[1])))
-        return cls(idf, projection, char_budget)
+        # the artifact stores it in float16 (half the bytes); the fit featurizes with exactly what is stored
+        projection = projection.astype(np.float16).astype(np.float32)
+        log.info(f"fit: lexical space fitted in {time.perf_counter() - started:.1f} s")
+        return cls(idf, projection, char_budget, rows)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         tfidf = _l2_rows(hashed_tf(texts, self.buckets, self.char_budget) @ _diag(self.idf))
+        if self.lookup is not None:
+            tfidf = self._projected_columns(tfidf.tocsr())
         return unit_rows(np.asarray(tfidf @ self.projection, dtype=np.float32))
+
+    def _projected_columns(self, tfidf):
+        """The TF-IDF rows (already unit length over every bucket) on the buckets the projection has rows for, in
+        the same order: the projection sums the same terms in the same order as over all buckets."""
+        from scipy import sparse
+
+        columns = self.lookup[tfidf.indices]
+        keep = columns >= 0
+        row_of = np.repeat(np.arange(tfidf.shape[0]), np.diff(tfidf.indptr))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=tfidf.shape[0]))])
+        return sparse.csr_matrix((tfidf.data[keep], columns[keep], indptr), shape=(tfidf.shape[0], len(self.rows)))
 
     def stream(self, items):
         """(key, texts) windows -> (key, rows): the next window is read and featurized in a thread while the
@@ -100,7 +140,14 @@ class Lexical:
         return prefetch(((key, self.encode(texts)) for key, texts in items), "gotd-lexical")
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"lexical_idf": self.idf, "lexical_projection": self.projection}
+        """IDF (float32) and projection: float16 rows of the used buckets (format 4 on), else float32 for all."""
+        if self.rows is None:
+            return {"lexical_idf": self.idf, "lexical_projection": self.projection}
+        return {
+            "lexical_idf": self.idf,
+            "lexical_projection": self.projection.astype(np.float16),
+            "lexical_rows": self.rows,
+        }
 
     def describe(self) -> dict:
         """What the artifact records to rebuild the space exactly."""
@@ -123,13 +170,21 @@ def _diag(values: np.ndarray):
 
 
 def randomized_right_singular_vectors(matrix, k: int, seed: int, oversample: int = 10, power: int = 2) -> np.ndarray:
-    """(columns, k) top right singular vectors of a sparse matrix (Halko, Martinsson & Tropp 2011), seeded."""
+    """(columns, k) top right singular vectors of a sparse matrix (Halko, Martinsson & Tropp 2011), seeded.
+
+    The range is found on the side of the rows (the sample: Y = A G, power iterations Y = A A^T Y, QR of Y), and
+    the right vectors come from the small Gram matrix of B = A^T Q: A ~ Q Q^T A, B^T B = W S^2 W^T, V = B W / S.
+    So the costly steps grow with the sample and the columns it uses, each once.
+    """
     rng = np.random.default_rng(seed)
     width = min(k + oversample, min(matrix.shape))
-    q, _ = np.linalg.qr(matrix.T @ rng.standard_normal((matrix.shape[0], width)).astype(np.float32))
+    q, _ = np.linalg.qr(np.asarray(matrix @ rng.standard_normal((matrix.shape[1], width))))
     for _ in range(power):  # power iterations sharpen the spectrum so the top vectors come out right
-        q, _ = np.linalg.qr(matrix @ q)
-        q, _ = np.linalg.qr(matrix.T @ q)
-    # A ~ (A Q) Q^T, and with A Q = U S W^T the right singular vectors of A are Q W
-    _, _, wt = np.linalg.svd(np.asarray(matrix @ q), full_matrices=False)
-    return (q @ wt.T[:, :k]).astype(np.float32)
+        q, _ = np.linalg.qr(np.asarray(matrix @ np.asarray(matrix.T @ q)))
+    b = np.asarray(matrix.T @ q)  # (Q^T A)^T: its left singular vectors are A's top right singular vectors
+    s2, w = np.linalg.eigh(b.T @ b)
+    top = np.argsort(s2, kind="stable")[::-1][:k]
+    s2, w = s2[top], w[:, top]
+    # a direction the sample does not span (duplicate texts) has no singular vector: its column stays zero
+    scale = np.where(s2 > s2.max(initial=0.0) * 1e-12, 1.0 / np.sqrt(np.maximum(s2, 1e-300)), 0.0)
+    return ((b @ w) * scale).astype(np.float32)

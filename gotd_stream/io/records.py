@@ -17,6 +17,7 @@ import orjson
 
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import CHAR_BUDGET, WORD
+from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,25 @@ def _find_suffix(line: bytes) -> re.Match | None:
     if not line.endswith(b'"}'):
         return None
     return _SUFFIX.search(line, max(0, len(line) - _SUFFIX_MAX))
+
+
+# What `score` appends with several targets: every target's score, then, in a quota selection, the target the
+# line counts for and its score there; in a sum selection the weighted sum; in quota candidates neither.
+_NAME = rb"[A-Za-z0-9_.-]{1,64}"  # select/targets.py's NAME_PATTERN
+_NUMBER = rb"-?[0-9][0-9.eE+-]*"
+_MIXED = re.compile(
+    rb',"gotd_scores":\{("' + _NAME + rb'":' + _NUMBER + rb'(?:,"' + _NAME + rb'":' + _NUMBER + rb")*)\}"
+    rb'(?:,"gotd_target":"(' + _NAME + rb')")?(?:,"gotd_score":(' + _NUMBER + rb'))?,"gotd_fit":"([0-9a-f]+)"\}$'
+)
+_MIXED_MAX = 32 * (64 + 4 + 25) + 200  # MAX_TARGETS names and numbers, and the rest of the suffix
+_PAIR = re.compile(rb'"(' + _NAME + rb')":(' + _NUMBER + rb")")
+
+
+def _find_mixed(line: bytes) -> re.Match | None:
+    """The suffix of several targets at the end of `line`; a quick look at the last bytes first."""
+    if not line.endswith(b'"}') or line.rfind(b',"gotd_fit":"', max(0, len(line) - 64)) < 0:
+        return None
+    return _MIXED.search(line, max(0, len(line) - _MIXED_MAX))
 
 
 @dataclass(slots=True)
@@ -67,14 +87,21 @@ class Skips:
     show: int = 10
     counts: Counter = field(default_factory=Counter)
     shown: int = 0
+    examples: list | None = None  # a list: the first `show` skips are kept there as (name, lineno, reason, detail)
 
     def add(self, name: str, lineno: int, reason: str, detail: str = "") -> None:
         message = f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}"
         if self.strict:
             raise BadRecord(message + f" ({setting('strict')})")
         self.counts[reason] += 1
+        if self.examples is not None and len(self.examples) < self.show:
+            self.examples.append((name, lineno, reason, detail))
         if self.budget is not None and self.total > self.budget:
             raise BadRecord(f"more than {setting('max_skipped')} {self.budget} records skipped; the last: {message}")
+        self.report_one(message)
+
+    def report_one(self, message: str) -> None:
+        """Log a skipped record (`file:line: reason`), the first `show` only; a worker's skips come through here."""
         if self.report and self.shown < self.show:
             self.shown += 1
             log.warning("skipped %s", message)
@@ -125,7 +152,7 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
         return None, f"missing text field {text_field!r}", f"keys seen: {keys or 'none'}"
     if not isinstance(text, str):
         return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
-    match = _find_suffix(line)
+    match = _find_mixed(line) or _find_suffix(line)
     raw = line[: match.start()] + b"}" if match else line.rstrip()
     return raw, text
 
@@ -162,21 +189,34 @@ def wordless(text: str) -> str | None:
 def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: bool = True) -> Iterator[Record]:
     """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`.
 
+    An input that is a Parquet file (by its magic bytes) gives its rows, numbered from 1 (io.parquet).
+
     `words=False` keeps the records whose text has no word (see wordless()): fine-tuning reads through it.
     """
     for source, path in enumerate(paths):
         name = display_name(path)
-        for lineno, line in read_lines(path):
-            if not line or line.isspace():
+        rows = parquet_rows(path, text_field) if is_parquet(path) else jsonl_rows(path, text_field)
+        for lineno, raw, text, detail in rows:
+            if raw is None:
+                skips.add(name, lineno, text, detail)
                 continue
-            parsed = parse_line(line, text_field)
-            if parsed[0] is None:
-                skips.add(name, lineno, parsed[1], parsed[2])
-                continue
-            if words and (detail := wordless(parsed[1])) is not None:
+            if words and (detail := wordless(text)) is not None:
                 skips.add(name, lineno, NO_WORDS, detail)
                 continue
-            yield Record(source, name, lineno, parsed[0], parsed[1])
+            yield Record(source, name, lineno, raw, text)
+
+
+def jsonl_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:
+    """(line number, raw, text, "") per usable line, (line number, None, reason, detail) per bad one; blank
+    lines are left out. The same shape as io.parquet.parquet_rows, so read_records treats both alike."""
+    for lineno, line in read_lines(path):
+        if not line or line.isspace():
+            continue
+        parsed = parse_line(line, text_field)
+        if parsed[0] is None:
+            yield lineno, None, parsed[1], parsed[2]
+        else:
+            yield lineno, parsed[0], parsed[1], ""
 
 
 def with_score(raw: bytes, score: float, fit_id: str, tokens: int | None = None, select: str | None = None) -> bytes:
@@ -210,4 +250,48 @@ def split_scored(line: bytes) -> Scored | None:
         match.group(4).decode(),
         None if tokens is None else int(tokens),
         None if select is None else select.decode(),
+    )
+
+
+@dataclass(slots=True)
+class Mixed:
+    """A line scored against several targets, taken apart: `split_mixed` of `with_scores`."""
+
+    raw: bytes  # the original line
+    names: list[str]
+    scores: list[float]  # each target's calibrated gradient, in the order of the names
+    target: str | None  # quota selections: the target the line counts for
+    value: float | None  # quota: its score for that target; sum: the weighted sum; quota candidates: None
+    fit_id: str
+
+
+def with_scores(
+    raw: bytes, names: list[str], scores, fit_id: str, value: float | None = None, target: str | None = None
+) -> bytes:
+    """The original line with every target's score appended (`gotd_scores`), then `gotd_target` and `gotd_score`
+    when given, and the artifact id last."""
+    pairs = ",".join(f'"{name}":{float(score)!r}' for name, score in zip(names, scores, strict=True))
+    out = raw[:-1] + b',"gotd_scores":{' + pairs.encode() + b"}"
+    if target is not None:
+        out += b',"gotd_target":"' + target.encode() + b'"'
+    if value is not None:
+        out += b',"gotd_score":' + repr(float(value)).encode()
+    return out + b',"gotd_fit":"' + fit_id.encode() + b'"}'
+
+
+def split_mixed(line: bytes) -> Mixed | None:
+    """Undo `with_scores`, or None for a line without that suffix (a single-target line among them)."""
+    line = line.rstrip(b"\r")
+    match = _find_mixed(line)
+    if match is None:
+        return None
+    pairs = _PAIR.findall(match.group(1))
+    target, value = match.group(2), match.group(3)
+    return Mixed(
+        line[: match.start()] + b"}",
+        [name.decode() for name, _ in pairs],
+        [float(number) for _, number in pairs],
+        target.decode() if target is not None else None,
+        float(value) if value is not None else None,
+        match.group(4).decode(),
     )

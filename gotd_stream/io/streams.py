@@ -23,6 +23,7 @@ from gotd_stream.errors import RuntimeProblem, UsageProblem
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
 BOM = b"\xef\xbb\xbf"
 
 
@@ -36,6 +37,10 @@ STDIN = "-"
 
 class CorruptInput(RuntimeProblem):
     """A compressed stream that is truncated or damaged; the message names the file."""
+
+
+class ParquetStream(UsageProblem):
+    """A Parquet file where a stream of lines is read (stdin, merge): it has to be given as a file to a reader."""
 
 
 def display_name(path: str) -> str:
@@ -86,6 +91,11 @@ def read_chunks(path: str) -> Iterator[bytes]:
             yield from _frames(first, raw, dctx.decompressobj, (zstandard.ZstdError,), "zstd", name)
         elif first.startswith(GZIP_MAGIC):
             yield from _frames(first, raw, lambda: zlib.decompressobj(31), (zlib.error,), "gzip", name)
+        elif first.startswith(PARQUET_MAGIC):
+            raise ParquetStream(
+                f"{name} is a Parquet file: Parquet is read from a file path (it needs seeking), by the commands that "
+                "read records (fit, score, embed, finetune); not from stdin, and merge takes score's JSONL outputs"
+            )
         else:
             while first:
                 yield first

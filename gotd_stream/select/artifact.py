@@ -21,9 +21,23 @@ from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.streams import atomic_output
 
 FORMAT = "gotd-stream potentials"
+# 4 stores the lexical projection in float16, with rows for the buckets the fit sample used only (lexical_rows);
 # 3 added the checksum; 2 added feature spaces (lexical, hybrid); version 1 files are semantic
-FORMAT_VERSION = 3
-HEADER_FIELDS = {"format", "format_version", "epsilon", "mean_f", "ot_cost", "model", "fit", "features", "checksum"}
+FORMAT_VERSION = 4
+# several targets in one file (a Mixture); a file with one target is still written as FORMAT_VERSION
+MIX_FORMAT_VERSION = 5
+HEADER_FIELDS = {
+    "format",
+    "format_version",
+    "epsilon",
+    "mean_f",
+    "ot_cost",
+    "model",
+    "fit",
+    "features",
+    "checksum",
+    "targets",  # version 5: [{name, weight, mean_f, ot_cost, fit}], in place of mean_f and ot_cost
+}
 CHECKSUMMED = 3  # the first version with a checksum: older files load, but their integrity cannot be verified
 # The potentials stay within the cost range (squared distances of unit vectors: [0, 4]) plus the solver's
 # shift of epsilon * log(sample size); these bounds are far wider and only catch absurd values in unchecked files.
@@ -149,10 +163,11 @@ def _load(path: str) -> Potentials:
     version = header.get("format_version")
     if not is_int(version) or version < 1:
         raise damaged(path, f"format version {brief(version)} is not a positive integer")
-    if version > FORMAT_VERSION:
+    if version > MIX_FORMAT_VERSION:
         raise damaged(
             path,
-            f"format version {version} is newer than this gotd-stream reads ({FORMAT_VERSION}): upgrade gotd-stream",
+            f"format version {version} is newer than this gotd-stream reads ({MIX_FORMAT_VERSION}): "
+            "upgrade gotd-stream",
         )
     stored = header.get("checksum")
     if stored is None and version >= CHECKSUMMED:
@@ -163,6 +178,8 @@ def _load(path: str) -> Potentials:
     unknown = set(header) - HEADER_FIELDS
     if unknown:
         raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
+    if version >= MIX_FORMAT_VERSION or "targets" in header:
+        return _load_mixture(path, header, tensors, version)
     problem = validate(header, tensors)
     if problem:
         raise damaged(path, problem)
@@ -268,7 +285,7 @@ def validate(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
         if problem:
             return problem
         lexical_dim = features["dim"]
-        expected |= {"lexical_idf", "lexical_projection"}
+        expected |= {"lexical_idf", "lexical_projection"} | ({"lexical_rows"} & set(tensors))
     if space == "hybrid" and not (is_real(features.get("weight")) and 0 <= features["weight"] <= 1):
         return f"hybrid weight {brief(features.get('weight'))} is not a number in [0, 1]"
     if set(tensors) != expected:
@@ -310,14 +327,28 @@ def validate_lexical(features: dict, tensors: dict[str, np.ndarray]) -> str | No
         if features.get(key) != value:
             return f"lexical {key} {brief(features.get(key))} differs from this gotd-stream's {value!r}"
     buckets, dim = features["buckets"], features["dim"]
-    for name, shape in (("lexical_idf", (buckets,)), ("lexical_projection", (buckets, dim))):
-        array = tensors.get(name)
-        if array is None:
-            return f"arrays missing: {name}"
-        if array.dtype != np.float32 or array.shape != shape:
-            return f"{name} is {array.dtype}{list(array.shape)}, expected float32{list(shape)}"
-        if not np.isfinite(array).all():
-            return f"{name} holds non-finite values"
+    problem = float_array(tensors, "lexical_idf", (buckets,))
+    if problem:
+        return problem
+    rows = tensors.get("lexical_rows")
+    if rows is not None:  # format version 4: a projection row for each bucket the fit sample used, in order
+        if rows.dtype != np.int32 or rows.ndim != 1:
+            return f"lexical_rows is {rows.dtype}{list(rows.shape)}, expected int32[rows]"
+        if len(rows) and (rows[0] < 0 or rows[-1] >= buckets or (np.diff(rows) <= 0).any()):
+            return f"lexical_rows are not increasing buckets in [0, {buckets})"
+        return float_array(tensors, "lexical_projection", (len(rows), dim), np.float16)
+    return float_array(tensors, "lexical_projection", (buckets, dim))
+
+
+def float_array(tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype=np.float32) -> str | None:
+    """What is wrong with a float array of the lexical space: missing, another dtype or shape, non-finite."""
+    array = tensors.get(name)
+    if array is None:
+        return f"arrays missing: {name}"
+    if array.dtype != dtype or array.shape != shape:
+        return f"{name} is {array.dtype}{list(array.shape)}, expected {np.dtype(dtype).name}{list(shape)}"
+    if not np.isfinite(array).all():
+        return f"{name} holds non-finite values"
     return None
 
 
@@ -334,4 +365,183 @@ def validate_potentials(target: np.ndarray, g: np.ndarray, dim: int, bound: floa
         return "target rows are not unit vectors"
     if not np.isfinite(g).all() or np.abs(g).max() > bound:
         return f"g holds values that are non-finite or beyond ±{bound:g}"
+    return None
+
+
+# --- several targets in one artifact (format version 5) ------------------------------------------------------------
+
+PER_TARGET_FIT = ("target_file", "target_seen", "target_size", "iterations", "marginal_error")
+TARGET_FIELDS = {"name", "weight", "mean_f", "ot_cost", "fit"}
+
+
+@dataclass
+class Mixture:
+    """Several targets fitted on one candidate sample, in one feature space: one artifact, one Potentials each.
+
+    The parts share the sample, the space (its fitted arrays), the model and epsilon; each has its own target
+    embeddings, potential g, calibration mean and fit record, and scores exactly as a single-target fit of its
+    target on the same sample would (the same fit id). The weights are normalised (they sum to 1).
+    """
+
+    names: list[str]
+    weights: list[float]
+    parts: list[Potentials]
+    format_version: int = MIX_FORMAT_VERSION
+
+    @property
+    def epsilon(self) -> float:
+        return self.parts[0].epsilon
+
+    @property
+    def model(self) -> dict | None:
+        return self.parts[0].model
+
+    @property
+    def features(self) -> dict:
+        return self.parts[0].features
+
+    @property
+    def arrays(self) -> dict:
+        return self.parts[0].arrays
+
+    @property
+    def fit(self) -> dict:
+        """What the targets' fits share: the sample, its size and seed, the tolerance."""
+        return {key: value for key, value in self.parts[0].fit.items() if key not in PER_TARGET_FIT}
+
+    @property
+    def verified(self) -> bool:
+        """Version 4 always carries a checksum, checked on load."""
+        return True
+
+    @property
+    def fit_id(self) -> str:
+        """Identifies what the scores mean: every part's fit id, its name and its weight (written with each line)."""
+        triples = zip(self.names, self.weights, self.parts, strict=True)
+        parts = [[name, weight, part.fit_id] for name, weight, part in triples]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+
+    def scorers(self, device: str = "cpu") -> list:
+        """Each target's calibrated gradient (Potentials.scorer), in the order of the targets."""
+        return [part.scorer(device) for part in self.parts]
+
+    def header(self) -> dict:
+        """The JSON header `save` writes, less its checksum."""
+        targets = [
+            {
+                "name": name,
+                "weight": weight,
+                "mean_f": part.mean_f,
+                "ot_cost": part.ot_cost,
+                "fit": {key: part.fit[key] for key in PER_TARGET_FIT if key in part.fit},
+            }
+            for name, weight, part in zip(self.names, self.weights, self.parts, strict=True)
+        ]
+        return {
+            "format": FORMAT,
+            "format_version": MIX_FORMAT_VERSION,
+            "epsilon": self.epsilon,
+            "model": self.model,
+            "fit": self.fit,
+            "features": self.features,
+            "targets": targets,
+        }
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        tensors = {name: np.ascontiguousarray(array) for name, array in self.arrays.items()}
+        for i, part in enumerate(self.parts):
+            tensors[f"targets.{i}.target"] = np.ascontiguousarray(part.target, np.float32)
+            tensors[f"targets.{i}.g"] = np.ascontiguousarray(part.g, np.float64)
+        return tensors
+
+    save = Potentials.save  # the same writer: the header with its checksum, then the arrays
+
+
+def holds_targets(path: str) -> bool:
+    """Whether `path` looks like an artifact of several targets (its header alone; `load` checks the rest)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            header = json.loads((fh.metadata() or {}).get("gotd_stream", "{}"))
+    except Exception:  # not an artifact, or damaged: `load` says what is wrong
+        return False
+    return isinstance(header, dict) and "targets" in header
+
+
+def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int) -> Mixture:
+    if version < MIX_FORMAT_VERSION:
+        raise damaged(path, f"several targets in a format version {version} file, which holds one")
+    problem = validate_mixture(header, tensors)
+    if problem:
+        raise damaged(path, problem)
+    arrays = {key: value for key, value in tensors.items() if not key.startswith("targets.")}
+    parts = [
+        Potentials(
+            target=tensors[f"targets.{i}.target"],
+            g=tensors[f"targets.{i}.g"],
+            epsilon=float(header["epsilon"]),
+            mean_f=float(entry["mean_f"]),
+            ot_cost=float(entry["ot_cost"]),
+            model=header["model"],
+            fit={**header.get("fit", {}), **entry.get("fit", {})},
+            features=header["features"],
+            arrays=arrays,
+            format_version=version,
+        )
+        for i, entry in enumerate(header["targets"])
+    ]
+    names = [entry["name"] for entry in header["targets"]]
+    return Mixture(names, [float(entry["weight"]) for entry in header["targets"]], parts, version)
+
+
+def validate_mixture(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a version-5 header and its arrays (None: nothing): each target is checked as a
+    single-target artifact made of the shared fields and its own."""
+    from gotd_stream.select.targets import MAX_TARGETS, check_name
+
+    for key in ("mean_f", "ot_cost"):
+        if key in header:
+            return f"{key} at the top of a file of several targets (each target has its own)"
+    targets = header.get("targets")
+    if not isinstance(targets, list) or not 2 <= len(targets) <= MAX_TARGETS:
+        return f"targets {brief(targets)} is not a list of 2 to {MAX_TARGETS} targets"
+    shared = {key: value for key, value in tensors.items() if not key.startswith("targets.")}
+    expected = {f"targets.{i}.{array}" for i in range(len(targets)) for array in ("target", "g")}
+    found = set(tensors) - set(shared)
+    if found != expected:
+        missing, extra = sorted(expected - found), sorted(found - expected)
+        return f"arrays {'missing: ' + ', '.join(missing) if missing else 'unexpected: ' + ', '.join(extra)}"
+    fit = header.get("fit", {})
+    if not isinstance(fit, dict):
+        return "fit is not an object"
+    common = {key: value for key, value in header.items() if key != "targets"}
+    names: set[str] = set()
+    weights = []
+    for i, entry in enumerate(targets):
+        if not isinstance(entry, dict):
+            return f"targets[{i}] is not an object"
+        unknown = set(entry) - TARGET_FIELDS
+        if unknown:
+            return f"targets[{i}] has unknown fields: {', '.join(sorted(map(brief, unknown)))}"
+        name = entry.get("name")
+        if not isinstance(name, str) or check_name(name):
+            return f"targets[{i}] name {brief(name)} is not a target name"
+        if name in names:
+            return f"two targets are named {name!r}"
+        names.add(name)
+        weight = entry.get("weight")
+        if not is_real(weight) or weight <= 0:
+            return f"target {name}: weight {brief(weight)} is not a positive finite number"
+        weights.append(float(weight))
+        own = entry.get("fit", {})
+        if not isinstance(own, dict):
+            return f"target {name}: fit is not an object"
+        view = dict(common, mean_f=entry.get("mean_f"), ot_cost=entry.get("ot_cost"), fit={**fit, **own})
+        arrays = dict(shared, target=tensors[f"targets.{i}.target"], g=tensors[f"targets.{i}.g"])
+        problem = validate(view, arrays)
+        if problem:
+            return f"target {name}: {problem}"
+    if abs(math.fsum(weights) - 1.0) > 1e-6:
+        return f"the target weights sum to {math.fsum(weights):g}, not 1"
     return None

@@ -1,6 +1,6 @@
 """Pass 1: sample the candidates, fit the feature space on the sample, solve OT against the target, package it.
 
-    fit(paths, target)         a reservoir sample of re-readable files (one read), then the OT fit
+    fit(paths, target)         a bottom-k sample of the inputs (one read, or Ray tasks), then the OT fit
     fit_on_prefix(records, ..) a stream read once: fit on its first records, which the caller scores too
     fit_texts(sample, target)  in-memory texts (benches, tests): the same fit
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from gotd_stream.features.semantic import Embedder
     from gotd_stream.io.records import Record, Skips
-    from gotd_stream.select.artifact import Potentials
+    from gotd_stream.select.artifact import Mixture, Potentials
+    from gotd_stream.select.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class Fitted:
     seen: int  # candidate records read to draw the sample
 
 
-def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
-    """The target texts, sampled down to `target_size`; an empty target is an error."""
+def read_target(path: str, settings: FitSettings, name: str | None = None) -> tuple[list[str], int]:
+    """The target texts, sampled down to `target_size`; an empty target is an error (naming `name`, if given)."""
     from gotd_stream.io.records import Skips, read_records
     from gotd_stream.select.sample import reservoir
 
@@ -68,7 +69,8 @@ def read_target(path: str, settings: FitSettings) -> tuple[list[str], int]:
     texts, seen = reservoir((r.text for r in records), settings.target_size, settings.seed)
     if not texts:
         raise EmptyTarget(
-            f"target {path} holds no usable records (text field {settings.text_field!r}; {skips.summary()})"
+            f"target {name + ' (' + path + ')' if name else path} holds no usable records "
+            f"(text field {settings.text_field!r}; {skips.summary()})"
         )
     return texts, seen
 
@@ -102,14 +104,21 @@ def solve(
     tol: float,
     info: dict,
     device: str = "cpu",
+    x: np.ndarray | None = None,
 ) -> Potentials:
-    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs."""
+    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs.
+
+    `x`: the sample's rows when they are already embedded (several targets share one sample).
+    """
     from gotd_stream.select.artifact import Potentials
     from gotd_stream.select.ot import fit_potentials
     from gotd_stream.version import __version__
 
-    log.info(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})")
-    x = embed_texts(sample, featurizer, "sampled candidate")
+    if x is None:
+        log.info(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})")
+        x = embed_texts(sample, featurizer, "sampled candidate")
+    else:
+        log.info(f"fit: embedding {len(target):,} target texts ({space})")
     y = embed_texts(target, featurizer, "target")
     result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=device)
     log.info(
@@ -147,17 +156,7 @@ def fit_texts(
     device: str = "cpu",
 ) -> tuple[Potentials, object]:
     """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
-    from gotd_stream import features
-
-    featurizer = features.build(
-        settings.space,
-        sample,
-        embedder,
-        seed=settings.seed,
-        weight=settings.hybrid_weight,
-        buckets=settings.buckets or LEXICAL_BUCKETS,
-        dim=settings.dim or LEXICAL_DIM,
-    )
+    featurizer = build_space(sample, embedder, settings)
     info = dict(settings.info, seed=settings.seed)
     potentials = solve(
         sample,
@@ -171,6 +170,21 @@ def fit_texts(
         device,
     )
     return potentials, featurizer
+
+
+def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings):
+    """The featurizer of `settings.space`, its lexical part fitted on `sample`."""
+    from gotd_stream import features
+
+    return features.build(
+        settings.space,
+        sample,
+        embedder,
+        seed=settings.seed,
+        weight=settings.hybrid_weight,
+        buckets=settings.buckets or LEXICAL_BUCKETS,
+        dim=settings.dim or LEXICAL_DIM,
+    )
 
 
 def char_budget(embedder: Embedder | None) -> int:
@@ -189,24 +203,39 @@ def fit(
     skips: Skips | None = None,
     device: str = "cpu",
     quiet: bool = True,
+    sampler=None,
 ) -> Fitted:
-    """Pass 1 over re-readable inputs: a reservoir sample of `sample_size` candidates, then the OT fit."""
-    from gotd_stream.io.records import Skips, read_records
-    from gotd_stream.progress import progress
-    from gotd_stream.select.sample import reservoir
+    """Pass 1: a bottom-k sample of `sample_size` candidates (select.sample), then the OT fit.
+
+    `sampler` draws the same sample elsewhere (a Ray cluster: distributed.ray); it takes the arguments of
+    `select.sample.bottom_k` and returns the same texts in the same order.
+    """
+    from gotd_stream.io.records import Skips
 
     target_texts, target_seen = read_target(target, settings)
     skips = skips if skips is not None else Skips()
-    cut = char_budget(embedder)
-    with progress(quiet, "sample") as bar:
-        texts = (bar.update(1) or r.text[:cut] for r in read_records(paths, settings.text_field, skips))
-        sample, seen = reservoir(texts, settings.sample_size, settings.seed)
-    if not sample:
-        raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
-    info = {"sampling": "reservoir", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
+    sample, seen = sample_candidates(paths, embedder, settings, skips, quiet, sampler)
+    info = {"sampling": "bottom-k", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
     settings = _with_info(settings, info)
     potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device)
     return Fitted(potentials, featurizer, seen)
+
+
+def sample_candidates(
+    paths: list[str], embedder: Embedder | None, settings: FitSettings, skips: Skips, quiet: bool = True, sampler=None
+) -> tuple[list[str], int]:
+    """A bottom-k sample of `sample_size` candidate texts (cut to what the space sees), and the records seen."""
+    from gotd_stream.progress import progress
+    from gotd_stream.select.sample import bottom_k
+
+    cut = char_budget(embedder)
+    with progress(quiet, "sample") as bar:
+        sample, seen = (sampler or bottom_k)(
+            paths, settings.text_field, settings.sample_size, settings.seed, cut, skips, bar
+        )
+    if not sample:
+        raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
+    return sample, seen
 
 
 def fit_on_prefix(
@@ -230,6 +259,102 @@ def fit_on_prefix(
     settings = _with_info(settings, dict(info, target_file=target))
     potentials, featurizer = fit_texts([r.text for r in head], target_texts, embedder, settings, device)
     return Fitted(potentials, featurizer, len(head)), itertools.chain(head, records)
+
+
+def fit_mixture_texts(
+    sample: list[str],
+    targets: list[tuple[Target, list[str]]],
+    embedder: Embedder | None,
+    settings: FitSettings,
+    device: str = "cpu",
+    infos: list[dict] | None = None,
+) -> tuple[Mixture, object]:
+    """Several targets on one sample: the space is fitted once on `sample`, then OT against each target in it.
+
+    Each part is what `fit_texts(sample, its texts)` gives, to the bit (the same fit id), so a part scores as a
+    single-target fit would. `targets` pairs each Target (name, weight: see check_targets) with its texts;
+    `infos` adds to each part's fit record (its file, the records seen).
+    """
+    from gotd_stream.select.artifact import Mixture
+    from gotd_stream.select.targets import check_targets
+
+    checked, _ = check_targets([target for target, _ in targets])  # named once each, weights summing to 1
+    if len(checked) < 2:
+        raise UsageProblem(f"a mixture needs at least two targets ({setting('target')}); fit one with fit_texts")
+    featurizer = build_space(sample, embedder, settings)
+    log.info(f"fit: embedding {len(sample):,} sampled candidates ({settings.space})")
+    x = embed_texts(sample, featurizer, "sampled candidate")
+    parts = []
+    for i, (target, texts) in enumerate(targets):
+        info = dict(settings.info, **(infos[i] if infos else {}), seed=settings.seed)
+        log.info(f"fit: target {target.name}")
+        parts.append(
+            solve(
+                sample,
+                texts,
+                featurizer,
+                settings.space,
+                settings.epsilon,
+                settings.max_iter,
+                settings.tol,
+                info,
+                device,
+                x=x,
+            )
+        )
+    return Mixture([t.name for t in checked], [t.weight for t in checked], parts), featurizer
+
+
+def fit_mixture(
+    paths: list[str],
+    targets: list[Target],
+    embedder: Embedder | None,
+    settings: FitSettings,
+    *,
+    skips: Skips | None = None,
+    device: str = "cpu",
+    quiet: bool = True,
+    sampler=None,
+) -> Fitted:
+    """`fit` for several targets (checked by check_targets): one bottom-k sample, one space, one OT per target.
+
+    The Fitted holds a Mixture; every target is read (and an empty one refused, by its name) before the sample.
+    """
+    from gotd_stream.io.records import Skips
+
+    read = [(target, *read_target(target.path, settings, target.name)) for target in targets]
+    skips = skips if skips is not None else Skips()
+    sample, seen = sample_candidates(paths, embedder, settings, skips, quiet, sampler)
+    settings = _with_info(settings, {"sampling": "bottom-k", "candidates_seen": seen})
+    infos = [{"target_file": target.path, "target_seen": n} for target, _, n in read]
+    mixture, featurizer = fit_mixture_texts(
+        sample, [(target, texts) for target, texts, _ in read], embedder, settings, device, infos
+    )
+    return Fitted(mixture, featurizer, seen)
+
+
+def fit_mixture_on_prefix(
+    records: Iterator[Record],
+    targets: list[Target],
+    embedder: Embedder | None,
+    settings: FitSettings,
+    *,
+    device: str = "cpu",
+    quiet: bool = True,
+    skips: Skips | None = None,
+) -> tuple[Fitted, Iterator[Record]]:
+    """`fit_on_prefix` for several targets: fit on the stream's first `sample_size` records, return it whole."""
+    head = list(itertools.islice(records, settings.sample_size))
+    if not head:
+        summary = f" ({skips.summary()})" if skips is not None else ""
+        raise EmptyTarget(f"no usable candidate records on stdin{summary}")
+    read = [(target, *read_target(target.path, settings, target.name)) for target in targets]
+    settings = _with_info(settings, {"sampling": "stream prefix", "candidates_seen": len(head)})
+    infos = [{"target_file": target.path, "target_seen": n} for target, _, n in read]
+    mixture, featurizer = fit_mixture_texts(
+        [r.text for r in head], [(target, texts) for target, texts, _ in read], embedder, settings, device, infos
+    )
+    return Fitted(mixture, featurizer, len(head)), itertools.chain(head, records)
 
 
 def _with_info(settings: FitSettings, info: dict) -> FitSettings:

@@ -20,6 +20,10 @@ class MixedFits(UsageProblem):
     """The inputs were scored with different artifacts: their scores are not comparable."""
 
 
+class QuotaLines(UsageProblem):
+    """Lines of a quota mix of several targets where they cannot be merged (exactly, or without the weights)."""
+
+
 class MixedRules(UsageProblem):
     """The inputs were selected by different rules (top scores, or samples with other settings)."""
 
@@ -53,6 +57,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None) -> 
             if not line or line.isspace():
                 continue
             parsed = split_scored(line)
+            refuse_quota(line, name, lineno)
             if parsed is None:
                 raise NotScored(
                     f"{name}:{lineno}: no gotd_score/gotd_fit at the end of the line: merge takes the outputs "
@@ -88,3 +93,22 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None) -> 
         budget = Budget(k=k, tokens=tokens)
         keeper = budget.keeper()
     return Merged(keeper, next(iter(fits), ""), total, budget)
+
+
+def refuse_quota(line: bytes, name: str, lineno: int) -> None:
+    """A line of a quota mix of several targets cannot join a plain top-k: say what merges it instead."""
+    from gotd_stream.io.records import split_mixed
+
+    mixed = split_mixed(line)
+    if mixed is None or (mixed.target is None and mixed.value is not None):  # single-target or sum: a plain top-k
+        return
+    if mixed.target is not None:
+        raise QuotaLines(
+            f"{name}:{lineno}: a quota selection of several targets cannot be merged exactly (it lacks the shard's "
+            f"other candidates): score each shard with {setting('candidates')}, then merge those with "
+            f"{setting('potentials')} and the artifact"
+        )
+    raise QuotaLines(
+        f"{name}:{lineno}: quota candidates of several targets: merge them with {setting('potentials')} and the "
+        f"artifact they were scored with (it holds the targets' weights)"
+    )

@@ -72,38 +72,35 @@ def sq_distances(x, y):
 def fit_potentials(
     x: np.ndarray, y: np.ndarray, epsilon: float, max_iter: int = 10000, tol: float = 1e-5, device: str = "cpu"
 ) -> Fit:
-    """Log-domain Sinkhorn (POT, torch backend) between uniform measures on x and y, in float64.
+    """Sinkhorn between uniform measures on x and y, in float64, until the target marginal is within `tol` (L1).
 
-    On the CPU it runs on one thread (`one_thread`), so the potentials do not depend on the thread count.
+    The iterations are the usual ones (each potential the soft c-transform of the other), run as matrix-vector
+    products with the kernel exp(-c/eps) when its range fits a float64 (cost range / eps <= EXP_RANGE: eps
+    down to about 0.01 for unit rows), which costs a small fraction of the log-domain form's exponentials; else
+    in the log domain (POT's sinkhorn_log). Both stop at the same marginal error and end on an update of f, so
+    f is exactly the c-transform of g. On the CPU it runs on one thread (`one_thread`), so the potentials do
+    not depend on the thread count.
     """
     dev = _torch_device(device)
     with one_thread() if dev.type == "cpu" else contextlib.nullcontext():
         return _sinkhorn(x, y, epsilon, max_iter, tol, dev)
 
 
+EXP_RANGE = 400.0  # exp(-400) is far above float64's smallest normal, and scalings up to exp(400 + log n) fit too
+
+
 def _sinkhorn(x: np.ndarray, y: np.ndarray, epsilon: float, max_iter: int, tol: float, dev) -> Fit:
-    import ot
     import torch
 
     xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
     yt = torch.as_tensor(y, dtype=torch.float64, device=dev)
-    n, m = len(xt), len(yt)
-    a = torch.full((n,), 1.0 / n, dtype=torch.float64, device=dev)
-    b = torch.full((m,), 1.0 / m, dtype=torch.float64, device=dev)
     cost = sq_distances(xt, yt)
-    with warnings.catch_warnings():
-        # Non-convergence is judged below from the marginals, and reported as an error, not a warning.
-        warnings.simplefilter("ignore")
-        # POT stops on the L2 norm of the marginal violation; tol / sqrt(m) bounds its L1 norm by tol.
-        plan, log = ot.sinkhorn(
-            a, b, cost, epsilon, method="sinkhorn_log", numItermax=max_iter, stopThr=tol / math.sqrt(m), log=True
-        )
-    f = epsilon * (log["log_u"] - torch.log(a))
-    g = epsilon * (log["log_v"] - torch.log(b))
-    error = float((plan.sum(0) - b).abs().sum())
-    iterations = int(log["niter"]) + 1
-    ot_cost = float((plan * cost).sum())
-    if not (torch.isfinite(f).all() and torch.isfinite(g).all() and math.isfinite(error)):
+    span = float(cost.max() - cost.min())
+    fit = _scaling_sinkhorn(cost, epsilon, max_iter, tol) if span / epsilon <= EXP_RANGE else None
+    if fit is None:  # a range too wide for the kernel, or scalings that left float64: epsilon-scaling
+        fit = _epsilon_scaling(cost, epsilon, span, max_iter, tol)
+    f, g, error, iterations, ot_cost = fit
+    if not (np.isfinite(f).all() and np.isfinite(g).all() and math.isfinite(error)):
         raise NotConverged(f"Sinkhorn produced non-finite potentials at epsilon={epsilon}: raise {setting('epsilon')}")
     if error > tol:
         raise NotConverged(
@@ -111,7 +108,97 @@ def _sinkhorn(x: np.ndarray, y: np.ndarray, epsilon: float, max_iter: int, tol: 
             f"(tolerance {tol:g}); raise {setting('max_iter')} (now {max_iter}) or {setting('epsilon')} "
             f"(now {epsilon:g})"
         )
-    return Fit(f.cpu().numpy(), g.cpu().numpy(), iterations, error, ot_cost)
+    return Fit(f, g, iterations, error, ot_cost)
+
+
+def _epsilon_scaling(cost, epsilon: float, span: float, max_iter: int, tol: float):
+    """Sinkhorn at epsilon * 2^k, k = K .. 0, each stage started from the potentials of the one before: a small
+    epsilon converges in far fewer iterations than from a cold start. Stages whose kernel fits a float64 run by
+    the scalings, the others in the log domain; the iterations of all stages count against max_iter."""
+    stages = max(0, math.ceil(math.log2(max(1.0, span / (EXP_RANGE * epsilon)))))
+    warm, total = None, 0
+    for k in range(stages, -1, -1):
+        eps = epsilon * 2.0**k
+        fit = _scaling_sinkhorn(cost, eps, max_iter - total, tol, warm) if span / eps <= EXP_RANGE else None
+        if fit is None:
+            fit = _log_sinkhorn(cost, eps, max_iter - total, tol, warm)
+        warm, total = (fit[0], fit[1]), total + fit[3]
+        if total >= max_iter:
+            break
+    return (*fit[:3], total, fit[4])
+
+
+def _scaling_sinkhorn(cost, epsilon: float, max_iter: int, tol: float, warm=None):
+    """(f, g, marginal error, iterations, <P, C>) by Sinkhorn's scalings U = exp(f/eps), V = exp(g/eps):
+
+        V = 1 / (K^T (a U)),   U = 1 / (K (b V)),   K = exp(-(C - min C) / eps)
+
+    (the shift by min C is taken back in f), from the potentials `warm` (f, g) if given. None when a scaling
+    leaves float64's range."""
+    import torch
+
+    n, m = cost.shape
+    low = float(cost.min())
+    kernel = torch.exp((cost - low) / -epsilon)
+    a, b = 1.0 / n, 1.0 / m
+    iterations, stop = 0, tol / math.sqrt(m)
+    if warm is None:
+        w = kernel.T @ torch.full((n,), a, dtype=cost.dtype, device=cost.device)  # K^T (a U) for U = 1
+    else:
+        w = torch.exp(torch.as_tensor(warm[1], device=cost.device) / -epsilon)  # 1 / V
+    u = torch.ones(n, dtype=cost.dtype, device=cost.device)
+    v, excess = 1.0 / w, w - b
+    while iterations < max_iter:
+        v = 1.0 / w  # b * V * w is the plan's target marginal
+        u = 1.0 / (kernel @ (v * b))
+        iterations += 1
+        w = kernel.T @ u * a
+        excess = w * v * b - b  # the plan's target marginal minus b
+        # the L2 norm within tol / sqrt(m) bounds the L1 error by tol (POT's criterion, as before)
+        norm = float(excess.norm())
+        if not math.isfinite(norm) or norm <= stop:
+            break
+    error = float(excess.abs().sum())
+    if not (torch.isfinite(u).all() and torch.isfinite(v).all() and math.isfinite(error)):
+        return None
+    f = epsilon * torch.log(u) + low
+    g = epsilon * torch.log(v)
+    plan = kernel * (u * a)[:, None] * (v * b)[None, :]
+    return f.cpu().numpy(), g.cpu().numpy(), error, iterations, float((plan * cost).sum())
+
+
+def _log_sinkhorn(cost, epsilon: float, max_iter: int, tol: float, warm=None):
+    """(f, g, marginal error, iterations, <P, C>) by POT's log-domain Sinkhorn (any epsilon), from the potentials
+    `warm` (f, g) if given."""
+    import ot
+    import torch
+
+    n, m = cost.shape
+    a = torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
+    b = torch.full((m,), 1.0 / m, dtype=cost.dtype, device=cost.device)
+    start = None
+    if warm is not None:  # POT's log scalings: log u = f / eps + log a
+        f0, g0 = (torch.as_tensor(p, device=cost.device) / epsilon for p in warm)
+        start = (f0 + torch.log(a), g0 + torch.log(b))
+    with warnings.catch_warnings():
+        # Non-convergence is judged from the marginals, and reported as an error, not a warning.
+        warnings.simplefilter("ignore")
+        # POT stops on the L2 norm of the marginal violation; tol / sqrt(m) bounds its L1 norm by tol.
+        plan, log = ot.sinkhorn(
+            a,
+            b,
+            cost,
+            epsilon,
+            method="sinkhorn_log",
+            numItermax=max_iter,
+            stopThr=tol / math.sqrt(m),
+            log=True,
+            warmstart=start,
+        )
+    f = epsilon * (log["log_u"] - torch.log(a))
+    g = epsilon * (log["log_v"] - torch.log(b))
+    error = float((plan.sum(0) - b).abs().sum())
+    return f.cpu().numpy(), g.cpu().numpy(), error, int(log["niter"]) + 1, float((plan * cost).sum())
 
 
 SLICE_CELLS = 1 << 22  # scores computed at a time (rows x targets): bounds the memory, never changes a bit

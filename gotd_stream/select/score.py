@@ -160,6 +160,24 @@ def score(
     return keeper
 
 
+def score_shard(
+    path: str,
+    text_field: str,
+    featurizer,
+    potentials: Potentials,
+    budget: Budget | int,
+    counts: Counts,
+    device: str = "cpu",
+    quiet: bool = False,
+    scorer: CalibratedGradient | None = None,
+    units: Units | None = None,
+):
+    """What one shard does, wherever it runs (here, or a Ray actor: distributed.ray): its own selection, scored
+    alone. Merged in input order, the shards' selections are the selection of one pass over all of them."""
+    records = read_records([path], text_field, counts.skips)
+    return score(records, featurizer, potentials, budget, counts, device, quiet, scorer, units)
+
+
 def score_resumable(
     paths: list[str],
     text_field: str,
@@ -180,13 +198,15 @@ def score_resumable(
     budget = _as_budget(budget)
     scorer = potentials.scorer(device)
     keeper = budget.keeper()
+    state.note_inputs(paths)
     for path in paths:
         shard = state.finished(path)
         if shard is None:
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
-            records = read_records([path], text_field, counts.skips)
-            shard_keeper = score(records, featurizer, potentials, budget, counts, device, quiet, scorer, units)
+            shard_keeper = score_shard(
+                path, text_field, featurizer, potentials, budget, counts, device, quiet, scorer, units
+            )
             skipped = counts.skips.counts - skipped_before
             state.save(path, stat, shard_keeper, potentials.fit_id, counts.scored - scored_before, skipped, budget)
             kept = [item for _, item in shard_keeper.best_first()]

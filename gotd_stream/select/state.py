@@ -16,11 +16,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gotd_stream.errors import RuntimeProblem, SettingsMessage, setting
+from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.io.records import split_scored
 from gotd_stream.io.streams import atomic_output, read_lines
 from gotd_stream.select.budget import Budget, Kept
@@ -34,6 +34,10 @@ class StateLocked(SettingsMessage):
 
 class StateError(RuntimeProblem):
     """The state folder is unusable (not ours, unreadable); the message says what to do."""
+
+
+class NotAState(UsageProblem):
+    """A folder given as a state folder (to merge) that no `score --state` run made."""
 
 
 @dataclass
@@ -60,6 +64,11 @@ def fingerprint(path: str, size: int) -> str:
             fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
             digest.update(fh.read(FINGERPRINT_BYTES))
     return digest.hexdigest()[:32]
+
+
+def shard_key(path: str) -> str:
+    """The name of a shard's files in a state folder: a hash of its absolute path."""
+    return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -126,7 +135,7 @@ class State:
         _atomic_json(path, self.identity)
 
     def _key(self, path: str) -> str:
-        return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+        return shard_key(path)
 
     def finished(self, path: str) -> Shard | None:
         """The record of `path` if it was scored as it is now (same size, mtime and fingerprint), else None."""
@@ -145,6 +154,11 @@ class State:
             return None
         return shard
 
+    def note_inputs(self, paths: list[str]) -> None:
+        """Record the shards this run is for (`inputs.json`), so that `merge` of the folder can tell a finished
+        run from one that stopped part-way."""
+        _atomic_json(self.dir / "inputs.json", {"inputs": [os.path.abspath(p) for p in paths]})
+
     def kept(self, path: str) -> Iterator[Kept]:
         """A finished shard's kept records, best first."""
         for _, line in read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst")):
@@ -157,11 +171,59 @@ class State:
         """The kept lines first, then the record that marks the shard finished: both atomic."""
         from gotd_stream.select.score import scored_line
 
+        lines = (scored_line(item, fit_id, budget) for _, item in keeper.best_first())
+        self.save_lines(path, stat, lines, scored, skipped)
+
+    def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of what a finished shard kept, as `save_lines` wrote it."""
+        return read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst"))
+
+    def name(self, path: str) -> str:
+        """The file that holds what `path` kept, for messages."""
+        return str(self.shards / f"{self._key(path)}.jsonl.zst")
+
+    def save_lines(self, path: str, stat: os.stat_result, lines: Iterable[bytes], scored: int, skipped: dict) -> None:
+        """What a shard kept (any lines: several targets keep candidates) first, then the record that marks the
+        shard finished: both atomic."""
         key = self._key(path)
         with atomic_output(str(self.shards / f"{key}.jsonl.zst")) as fh:
-            for _, item in keeper.best_first():
-                fh.write(scored_line(item, fit_id, budget) + b"\n")
+            for line in lines:
+                fh.write(line + b"\n")
         # the fingerprint taken before the shard was read, as its stat was
         prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
+
+
+@dataclass
+class Folder:
+    """What a state folder holds for `merge`: its settings, and the kept lines of the shards of its last run."""
+
+    dir: Path
+    identity: dict
+    kept: dict[str, Path]  # absolute shard path -> its kept lines, for the finished shards of the last run
+    unfinished: list[str]  # shards of the last run without a completion record
+
+
+def read_folder(directory: str) -> Folder:
+    """A state folder as `merge` reads it, without taking its lock; StateError when it is not one, or unreadable."""
+    folder = Path(directory)
+    try:
+        identity = json.loads((folder / "state.json").read_text())
+        inputs = json.loads((folder / "inputs.json").read_text())["inputs"]
+    except FileNotFoundError as exc:
+        what = "a state folder" if exc.filename.endswith("state.json") else "the record of its last run (inputs.json)"
+        raise NotAState(
+            f"{folder} is a folder without {what}: merge takes the state folders of `score --state`"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{folder}: unreadable state ({exc}); score it again") from None
+    kept, unfinished = {}, []
+    for path in inputs:
+        key = shard_key(path)
+        meta, lines = folder / "shards" / f"{key}.json", folder / "shards" / f"{key}.jsonl.zst"
+        if meta.exists() and lines.exists():
+            kept[path] = lines
+        else:
+            unfinished.append(path)
+    return Folder(folder, identity, kept, unfinished)

@@ -1,0 +1,185 @@
+"""`make bench`: gotd-stream end to end against DSIR, side by side in one run, on the real pool (issue 13).
+
+For each selector, on the same documents (the real pool of bench/defaults.py, 224 characters on average,
+shuffled, with 1,000 held-out reviews as the target), as real processes:
+
+- gotd-stream with the static model in the hybrid space (`--model static`; again with a 300-text target, as the
+  c-transform's cost grows with the target), with MiniLM in the hybrid space (the default model), and in the
+  lexical space: `fit` (a 10k reservoir sample read from the corpus file), the
+  start-up of `score` (on 100 documents), and `zstd -dc corpus | gotd-stream score -p A -k K` end to end;
+- DSIR from its PyPI package (`HashedNgramDSIR`, num_proc = the cores, min_example_length 0): fitting the
+  importance estimator, computing the weights and resampling the top k, on the decompressed file.
+
+Each row gives wall time, documents/s, CPU seconds (every process), peak RSS and the artifact's size; the
+distillation of the static model (once per machine) and peak RSS at a tenth of the documents (flat memory) have
+rows of their own. MiniLM scores a subset (its forward pass runs at ~55 documents/s on 2 cores); the row says
+how many. A shared machine makes wall times noisy: the CPU seconds are the steadier figure.
+
+    python bench/endtoend.py [--docs N] [--minilm-docs 2000] [--target-size 1000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench.throughput import PYTHON_UNZSTD, commit, device_name, run_pipeline  # noqa: E402
+
+K = 1000
+DSIR_SCRIPT = """
+import sys, time
+from data_selection import HashedNgramDSIR
+raw, target, work, k, procs = sys.argv[1:6]
+t = time.perf_counter()
+dsir = HashedNgramDSIR([raw], [target], cache_dir=work + "/weights", num_proc=int(procs), min_example_length=0)
+dsir.fit_importance_estimator(num_tokens_to_fit="all")
+fitted = time.perf_counter()
+dsir.compute_importance_weights()
+dsir.resample(out_dir=work + "/selected", num_to_sample=int(k), cache_dir=work + "/tmp", top_k=True)
+print(f"{fitted - t} {time.perf_counter() - fitted}", file=sys.stderr)
+"""
+
+
+def log(message: str) -> None:
+    print(f"[endtoend] {message}", file=sys.stderr, flush=True)
+
+
+def write(path: Path, texts: list[str], zst: bool) -> Path:
+    import orjson
+    import zstandard
+
+    data = b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(texts))
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(data) if zst else data)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", default=ROOT / ".cache", type=Path)
+    parser.add_argument("--docs", type=int, help="documents scored [the whole pool less the target: ~87,700]")
+    parser.add_argument("--minilm-docs", type=int, default=2_000, help="documents MiniLM scores [2,000]")
+    parser.add_argument("--target-size", type=int, default=1_000, help="held-out reviews as the target [1,000]")
+    parser.add_argument("--skip-minilm", action="store_true", help="leave MiniLM out (it takes minutes)")
+    parser.add_argument("--small-target", type=int, default=300, help="static-hybrid again with this target [300]")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "endtoend-cpu.md")
+    args = parser.parse_args()
+
+    from bench.defaults import load_pool
+
+    texts, labels = load_pool(args.cache)
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    target_rows = [i for i in order if labels[i] == "reviews"][: args.target_size]
+    held = set(target_rows)
+    pool = [texts[i] for i in order if i not in held][: args.docs]
+    work = args.cache / "endtoend"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    corpus = write(work / "corpus.jsonl.zst", pool, zst=True)
+    plain = write(work / "corpus.jsonl", pool, zst=False)
+    small = write(work / "corpus-100.jsonl.zst", pool[:100], zst=True)
+    tenth = write(work / "corpus-tenth.jsonl.zst", pool[: len(pool) // 10], zst=True)
+    minilm = write(work / f"corpus-{args.minilm_docs}.jsonl.zst", pool[: args.minilm_docs], zst=True)
+    target = write(work / "target.jsonl", [texts[i] for i in target_rows], zst=False)
+    chars = sum(map(len, pool)) / len(pool)
+    log(f"{len(pool):,} documents of {chars:.0f} characters on average; target {len(target_rows):,} reviews")
+
+    os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    tool = f"{sys.executable} -m gotd_stream"
+    unzstd = "zstd -dc" if shutil.which("zstd") else f'{sys.executable} -c "{PYTHON_UNZSTD}"'
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    rows: list[dict] = []
+
+    def add(selector: str, what: str, docs: int | None, result: dict | None, note: str = "", size: int = 0):
+        rows.append({"selector": selector, "what": what, "docs": docs, "run": result, "note": note, "size": size})
+        seconds = f"{result['seconds']:.1f}s" if result else ""
+        log(f"{selector}: {what} {seconds} {note}")
+
+    # the static model, distilled into a fresh cache: the once-per-machine cost
+    cache = work / "model-cache"
+    os.environ["GOTD_STREAM_CACHE"] = str(cache)
+    distil = f"{sys.executable} -c \"import gotd_stream as gs; gs.ModelSettings(model='static').load()\""
+    add("gotd static-hybrid", "distil all-MiniLM-L6-v2 (once per machine)", None, run_pipeline(distil, work / "d.log"))
+
+    selectors = [("gotd static-hybrid", "hybrid", "--model static", corpus, len(pool), target)]
+    if args.small_target:  # the c-transform's cost grows with the target: the same with a smaller one
+        few = write(work / "target-small.jsonl", [texts[i] for i in target_rows[: args.small_target]], zst=False)
+        selectors.append((f"gotd static-hybrid, {args.small_target}-text target", "hybrid", "--model static", corpus,
+                          len(pool), few))  # fmt: skip
+    if not args.skip_minilm:
+        selectors.append(("gotd MiniLM-hybrid", "hybrid", "", minilm, args.minilm_docs, target))
+    selectors.append(("gotd lexical", "lexical", "", corpus, len(pool), target))
+    for number, (name, space, model, scored, n, aim) in enumerate(selectors):
+        artifact = work / f"{number}.gotd"
+        fit = f"{tool} fit --target {aim} {corpus} --features {space} {model} -q -o {artifact}"
+        add(name, "fit: 10k reservoir sample of the corpus file", len(pool), run_pipeline(fit, work / "fit.log"),
+            size=artifact.stat().st_size)  # fmt: skip
+
+        def score(path: Path, artifact=artifact, model=model) -> dict:
+            command = f"{unzstd} {path} | {tool} score -p {artifact} -k {K} {model} -q -o {work / 'selected.jsonl'}"
+            return run_pipeline(command, work / "score.log")
+
+        add(name, "score: start-up (100 documents)", 100, score(small))
+        add(name, f"score: `{unzstd.split()[0]} | gotd-stream score -k {K}` end to end", n, score(scored))
+        if name == "gotd static-hybrid":
+            add(name, "score: a tenth of the documents (flat memory)", len(pool) // 10, score(tenth))
+
+    dsir = f"{sys.executable} -c '{DSIR_SCRIPT}' {plain} {target} {work / 'dsir'} {K} {cores}"
+    started = time.perf_counter()
+    result = run_pipeline(dsir, work / "dsir.log")
+    fitted, resampled = map(float, (work / "dsir.log").read_text().split()[-2:])
+    add("DSIR (data-selection 1.0.3)", "fit importance estimator + weights + top-k resample", len(pool), result,
+        f"fit {fitted:.1f}s, weights and resample {resampled:.1f}s; num_proc {cores}")  # fmt: skip
+    log(f"DSIR in {time.perf_counter() - started:.1f}s")
+
+    import torch
+
+    lines = [
+        "# End to end, side by side: `make bench` (bench/endtoend.py)",
+        "",
+        f"- device: {device_name('cpu')}; torch threads {torch.get_num_threads()}",
+        f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; commit {commit()}; "
+        f"Python {platform.python_version()}",
+        f"- corpus: {len(pool):,} real documents of {chars:.0f} characters on average (bench/defaults.py's pool, "
+        f"shuffled); target: {len(target_rows):,} held-out reviews; k = {K:,}; defaults otherwise "
+        f"(ε 0.05, 10k sample, hybrid weight 0.5)",
+        "- wall: elapsed time of the whole pipeline (decompression included); CPU: user + system seconds of "
+        "every process; RSS: the largest process's peak",
+        "",
+        "| selector | what | documents | wall | documents/s | CPU s | peak RSS | artifact | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r, docs = row["run"], row["docs"]
+        rate = (
+            f"{docs / r['seconds']:,.0f}"
+            if docs and ("end to end" in row["what"] or "DSIR" in row["selector"])
+            else "-"
+        )
+        size = f"{row['size'] / 2**20:.1f} MiB" if row["size"] else "-"
+        lines.append(
+            f"| {row['selector']} | {row['what']} | {f'{docs:,}' if docs else '-'} | {r['seconds']:.1f} s | {rate} | "
+            f"{r['cpu_s']:.1f} | {r['rss_mib']:,.0f} MiB | {size} | {row['note']} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table)
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

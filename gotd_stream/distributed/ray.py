@@ -1,0 +1,471 @@
+"""Ray: the fit's sample pass as Ray tasks, the scoring in a pool of actors that load the model once.
+
+    with ray_cluster(RaySettings(address)) as cluster:
+        fitted = fit(paths, target, embedder, settings, sampler=cluster.sample)   # the same sample as one process
+        kept = cluster.score(paths, text_field, state, featurizer, potentials, models, budget, counts, units=units)
+
+Each input shard is one unit of work, done by the code a local run uses (select.sample.bottom_k_keyed,
+select.score.score_shard); the driver only merges. A shard's top-k comes back to the driver, which writes it to
+the `--state` folder (a temporary one without it) as soon as it arrives, then merges the folder in input order
+with select.score.score_resumable: the output is byte-identical to a local run over the same shards, and a
+driver killed mid-run resumes with a plain re-run.
+
+Ray does the scheduling and the retries: an actor that dies (its process killed, its node lost) is restarted up
+to RETRIES times with the model loaded again, and the shard it held is scored again from its start (up to
+RETRIES times); a sample task that dies is retried as often. An error of the input (a corrupt shard, a bad record
+under strict) is not retried: it fails the run with the shard's name once the shards in flight are saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
+
+if TYPE_CHECKING:
+    from gotd_stream.features import ModelSettings
+    from gotd_stream.io.records import Skips
+    from gotd_stream.select.artifact import Potentials
+    from gotd_stream.select.score import Counts
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3  # restarts of a dead actor, and retries of the shard or sample task that a dead worker held
+REACH_TIMEOUT = 5.0  # seconds to open a TCP connection to a cluster's address before calling it unreachable
+INSTALL = "pip install 'gotd-stream[ray]'"
+NOT_INSTALLED = "every node of the cluster needs gotd-stream, the same version as here, importable by Ray's workers"
+CRASH_HOOK = "GOTD_TEST_CRASH_DIR"  # tests only: an actor dies once in the middle of a shard named in this folder
+
+
+class RayMissing(UsageProblem):
+    """A Ray setting was given, and Ray (an optional extra) is not installed."""
+
+
+class RayUnreachable(RuntimeProblem):
+    """No Ray cluster answers at the address given (or none runs, for "auto")."""
+
+
+class WorkerLost(RuntimeProblem):
+    """A Ray worker died more often than Ray retries it; the message names the shard."""
+
+
+@dataclass
+class RaySettings:
+    """Where and how wide to run. address None starts a local cluster (all this machine's cores and GPUs);
+    "auto" joins the cluster that RAY_ADDRESS names or the one running on this machine; else HOST:PORT or
+    ray://HOST:PORT. actors: scoring actors [default: one per GPU when the cluster has GPUs, else one per CPU];
+    gpus: GPUs per actor [default: 1 when the cluster has GPUs, else 0]."""
+
+    address: str | None = None
+    actors: int | None = None
+    gpus: float | None = None
+
+
+def import_ray():
+    """The ray module, or RayMissing naming the install command."""
+    try:
+        import ray
+    except ImportError:
+        raise RayMissing(f"{setting('ray')} needs Ray, an optional extra: {INSTALL}") from None
+    return ray
+
+
+def check_reachable(address: str) -> None:
+    """Fail within seconds, naming the address, when nothing listens there (ray.init would retry for minutes)."""
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageProblem(f"{setting('ray')} {address}: give HOST:PORT, ray://HOST:PORT, auto, or no address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT).close()
+    except OSError as exc:
+        raise RayUnreachable(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there (ray start --head), "
+            f"or give {setting('ray')} without an address for a local one"
+        ) from None
+
+
+@contextlib.contextmanager
+def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
+    """Connect to (or start) the cluster for the duration; a process already connected (ray.init) stays so."""
+    ray = import_ray()
+    address = settings.address
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+    if address not in (None, "auto", "local"):
+        check_reachable(address)
+    started = not ray.is_initialized()
+    if started:
+        options = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address in (None, "local"):
+            options["include_dashboard"] = False
+        try:
+            ray.init(address=address or "local", **options)
+        except ConnectionError as exc:
+            where = "RAY_ADDRESS is unset and no cluster runs on this machine" if address == "auto" else str(exc)
+            raise RayUnreachable(
+                f"no Ray cluster to join ({where}): start one (ray start --head), or give {setting('ray')} "
+                "without an address for a local one"
+            ) from None
+        except Exception as exc:  # a version mismatch, a refused token: Ray's own words say why
+            raise RayUnreachable(f"could not join the Ray cluster at {address or 'a new local one'}: {exc}") from None
+    restore = _errors_to_stderr(ray)
+    try:
+        yield Cluster(ray, settings)
+    finally:
+        restore()
+        if started:
+            ray.shutdown()
+
+
+def _errors_to_stderr(ray):
+    """Ray's driver prints its workers' error notices ("A worker died ...") on stdout, which is for data here:
+    send them to stderr. Returns what undoes it."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        return lambda: None
+
+    def to_stderr(data, *args, **kwargs):
+        return original(dict(data, is_err=True), *args, **kwargs)
+
+    worker.print_to_stdstream = to_stderr
+    return lambda: setattr(worker, "print_to_stdstream", original)
+
+
+@dataclass
+class SampleResult:
+    index: int
+    keyed: list  # (key, (input index, line, text)), smallest key first
+    seen: int
+    skipped: dict
+    examples: list
+
+
+@dataclass
+class ShardResult:
+    index: int
+    kept: list  # (score, original line), best first
+    scored: int
+    skipped: dict
+    examples: list
+    restarted: bool  # the actor had died and been restarted before this shard
+    version: str
+
+
+@dataclass
+class Failure:
+    index: int
+    error: BaseException
+
+
+def sample_shard(index: int, path: str, text_field: str, size: int, seed: int, cut: int, strict: bool):
+    """A Ray task: one shard's bottom-k sample (select.sample), or the error that stopped it."""
+    from gotd_stream.io.records import Skips
+    from gotd_stream.select.sample import bottom_k_keyed
+
+    skips = Skips(strict=strict, report=False, examples=[])
+    try:
+        keyed, seen = bottom_k_keyed([path], text_field, size, seed, cut, skips, first=index)
+    except (SettingsMessage, OSError) as exc:
+        return Failure(index, exc)
+    return SampleResult(index, keyed, seen, dict(skips.counts), skips.examples)
+
+
+class ShardScorer:
+    """A Ray actor: loads the model (checked against the artifact) once, then scores whole shards."""
+
+    def __init__(self, models: ModelSettings, text_field: str, budget, strict: bool, crash, units=None):
+        import ray
+
+        self.models, self.text_field, self.budget, self.strict, self.crash = models, text_field, budget, strict, crash
+        self.units = units
+        self.featurizer = None
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+
+    def score(self, index: int, path: str, shared: list):
+        """One shard's result (ShardResult), or the error of its input (Failure). `shared` is [a reference to the
+        artifact], fetched at the first shard only (Ray warns that constructor arguments in its object store may
+        not survive an actor's restart)."""
+        from gotd_stream.features import featurizer_for
+        from gotd_stream.hf import pick_device
+        from gotd_stream.io.records import Skips
+        from gotd_stream.select.score import Counts, score_shard
+        from gotd_stream.version import __version__
+
+        restarted, self.restarted = self.restarted, False
+        skips = Skips(strict=self.strict, report=False, examples=[])
+        counts = Counts(skips=skips)
+        try:
+            if self.featurizer is None:
+                import ray
+
+                self.potentials = ray.get(shared[0])
+                self.featurizer = featurizer_for(self.potentials, self.models)
+                self.device = pick_device(self.models.device)
+                self.scorer = self.potentials.scorer(self.device)
+            scorer = _dying(self.scorer) if _crash_requested(self.crash, path) else self.scorer
+            top = score_shard(
+                path,
+                self.text_field,
+                self.featurizer,
+                self.potentials,
+                self.budget,
+                counts,
+                self.device,
+                True,
+                scorer,
+                self.units,
+            )
+        except (SettingsMessage, OSError) as exc:
+            return Failure(index, exc)
+        return ShardResult(
+            index, top.best_first(), counts.scored, dict(skips.counts), skips.examples, restarted, __version__
+        )
+
+
+def _crash_requested(folder: str | None, path: str) -> bool:
+    """The crash test's hook: a file named like the shard in `folder` is taken (once) as an order to die."""
+    if not folder:
+        return False
+    try:
+        os.unlink(os.path.join(folder, os.path.basename(path)))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _dying(scorer):
+    """A scorer that kills its process at its first window: a crash in the middle of a shard."""
+
+    def die(rows):
+        os._exit(1)
+
+    return die
+
+
+@dataclass
+class Cluster:
+    """A connected Ray cluster, and the two things gotd-stream runs on it."""
+
+    ray: object
+    settings: RaySettings
+    shards_scored: int = 0
+    actors_used: int = 0
+    restarts: list = field(default_factory=list)
+
+    def resources(self) -> dict:
+        return self.ray.cluster_resources()
+
+    def sample(self, paths, text_field, size, seed, cut, skips: Skips, bar=None):
+        """A `sampler` for select.fit.fit: the same (texts, usable records read) as select.sample.bottom_k, drawn
+        by one Ray task per shard and merged here (a bottom-k of bottom-k samples is exact)."""
+        from gotd_stream.select.sample import BottomK, in_input_order
+
+        task = self.ray.remote(sample_shard).options(num_cpus=1, max_retries=RETRIES)
+        limit = max(2, 2 * int(self.resources().get("CPU", 1)))  # results in flight: each up to `size` texts
+        pending = deque(enumerate(paths))
+        running: dict = {}
+        kept, seen = BottomK(size), 0
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    index, path = pending.popleft()
+                    running[task.remote(index, path, text_field, size, seed, cut, skips.strict)] = index
+                [ref], _ = self.ray.wait(list(running), num_returns=1)
+                index = running.pop(ref)
+                result = self._get(ref, paths[index], "sampling")
+                if isinstance(result, Failure):
+                    raise result.error  # the sample is read-only: nothing to save, so no reason to wait
+                _report(skips, result.examples)
+                skips.extend(result.skipped)  # past max_skipped: BadRecord, as in a local fit
+                kept.extend(result.keyed)
+                seen += result.seen
+                if bar is not None:
+                    bar.update(result.seen)
+        finally:
+            for other in running:  # after a failure (or Ctrl-C): the other shards' tasks are not needed
+                self.ray.cancel(other)
+        return in_input_order(kept), seen
+
+    def score(
+        self,
+        paths: list[str],
+        text_field: str,
+        state,
+        featurizer,
+        potentials: Potentials,
+        models: ModelSettings,
+        budget,
+        counts: Counts,
+        device: str = "cpu",
+        quiet: bool = False,
+        units=None,
+    ):
+        """Score the shards that `state` (a select.state.State; None: a temporary one) has not finished on the
+        actor pool, save each result there as it comes, then merge the folder as a local run does."""
+        from gotd_stream.select.score import score_resumable
+        from gotd_stream.select.state import State
+
+        if state is None:
+            with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:
+                identity = {"fit_id": potentials.fit_id, **budget.identity(), "text_field": text_field}
+                with State(folder, identity) as temporary:
+                    return self.score(
+                        paths,
+                        text_field,
+                        temporary,
+                        featurizer,
+                        potentials,
+                        models,
+                        budget,
+                        counts,
+                        device,
+                        quiet,
+                        units,
+                    )
+        todo = [(i, path, os.stat(path)) for i, path in enumerate(paths) if state.finished(path) is None]
+        if todo:
+            self._score_on_actors(todo, paths, text_field, state, potentials, models, budget, counts, quiet, units)
+        top = score_resumable(paths, text_field, state, featurizer, potentials, budget, counts, device, quiet, units)
+        counts.reused -= len(todo)  # scored now, on Ray: not taken from an earlier run
+        self.shards_scored += len(todo)
+        return top
+
+    def _pool(self, wanted: int, potentials: Potentials, models, text_field: str, budget, strict: bool, units) -> list:
+        resources = self.resources()
+        has_gpus = resources.get("GPU", 0) > 0
+        gpus = self.settings.gpus if self.settings.gpus is not None else (1.0 if has_gpus else 0.0)
+        if self.settings.actors is not None:
+            actors = self.settings.actors
+        elif gpus > 0:
+            actors = max(1, int(resources.get("GPU", 0) // gpus))
+        else:
+            actors = max(1, int(resources.get("CPU", 1)))
+        actors = min(actors, wanted)
+        if gpus > resources.get("GPU", 0):
+            raise UsageProblem(
+                f"{setting('ray_gpus')} {gpus:g}: the Ray cluster has {resources.get('GPU', 0):g} GPUs, so no "
+                "actor could start; leave it out"
+            )
+        options = {"num_cpus": 1, "num_gpus": gpus, "max_restarts": RETRIES, "max_task_retries": RETRIES}
+        remote = self.ray.remote(ShardScorer).options(**options)
+        self._shared = [self.ray.put(potentials)]  # held here for as long as the actors need it
+        crash = os.environ.get(CRASH_HOOK)
+        log.info(
+            f"ray: {actors} scoring actor{'s' if actors > 1 else ''} ({gpus:g} GPU each) for {wanted} shard"
+            f"{'s' if wanted > 1 else ''}"
+        )
+        self.actors_used = actors
+        return [remote.remote(models, text_field, budget, strict, crash, units) for _ in range(actors)]
+
+    def _score_on_actors(
+        self, todo, paths, text_field, state, potentials, models, budget, counts, quiet, units
+    ) -> None:
+        """One shard per actor at a time; a result is saved to the state as it comes; after the first failure no
+        new shard starts, the shards in flight are saved, and the failure of the earliest shard is raised."""
+        from gotd_stream.progress import progress
+        from gotd_stream.version import __version__
+
+        idle = self._pool(len(todo), potentials, models, text_field, budget, counts.skips.strict, units)
+        stats = {i: stat for i, _, stat in todo}
+        pending = deque(i for i, _, _ in todo)
+        running: dict = {}
+        failures: dict[int, BaseException] = {}
+        try:
+            with progress(quiet, "shards", total=len(todo), unit=" shards") as bar:
+                while running or (pending and not failures):
+                    while idle and pending and not failures:
+                        actor, index = idle.pop(), pending.popleft()
+                        running[actor.score.remote(index, paths[index], self._shared)] = (index, actor)
+                    if not running:
+                        failures[pending[0]] = WorkerLost(
+                            f"{paths[pending[0]]}: every Ray actor died (each restarted {RETRIES} times); "
+                            "the shards finished so far are saved: run again to go on"
+                        )
+                        break
+                    [ref], _ = self.ray.wait(list(running), num_returns=1)
+                    index, actor = running.pop(ref)
+                    result = self._get(ref, paths[index], "scoring")
+                    if isinstance(result, Failure):
+                        failures[index] = result.error
+                        if not isinstance(result.error, WorkerLost):
+                            idle.append(actor)
+                        continue
+                    idle.append(actor)
+                    if result.version != __version__:
+                        failures[index] = RuntimeProblem(
+                            f"the Ray workers run gotd-stream {result.version}, this driver {__version__}: install "
+                            "the same version on every node"
+                        )
+                        continue
+                    if result.restarted:
+                        self.restarts.append(paths[index])
+                        log.warning(
+                            f"{paths[index]}: the Ray actor scoring it had died; Ray restarted it and the shard "
+                            "was scored again from its start"
+                        )
+                    _report(counts.skips, result.examples)
+                    kept = ActorKept(result.kept)
+                    state.save(
+                        paths[index], stats[index], kept, potentials.fit_id, result.scored, result.skipped, budget
+                    )
+                    bar.update(1)
+        finally:
+            for _, actor in running.values():
+                self.ray.kill(actor)
+            for actor in idle:
+                self.ray.kill(actor)
+        if failures:
+            raise failures[min(failures)]
+
+    def _get(self, ref, path: str, what: str):
+        """A task's result; a worker that died past its retries is a Failure naming the shard."""
+        exceptions = self.ray.exceptions
+        try:
+            return self.ray.get(ref)
+        except exceptions.RayTaskError as exc:  # a bug, not the input: its own exception, with its traceback
+            if isinstance(getattr(exc, "cause", None), ImportError):
+                raise RuntimeProblem(f"{path}: a Ray worker {what} it failed: {exc.cause}; {NOT_INSTALLED}") from None
+            raise exc.as_instanceof_cause() from None
+        except (exceptions.RayActorError, exceptions.WorkerCrashedError, exceptions.ObjectLostError) as exc:
+            if "No module named" in str(exc):  # the actor could not even be created
+                raise RuntimeProblem(f"{path}: no Ray actor could start ({NOT_INSTALLED})") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return Failure(
+                -1,
+                WorkerLost(
+                    f"{path}: the Ray worker {what} it died, and Ray had already retried it {RETRIES} times "
+                    f"({reason}); the shards finished so far are saved: run again to go on"
+                ),
+            )
+
+
+@dataclass
+class ActorKept:
+    """A shard's selection as an actor made it, in the shape State.save takes (the driver applies no rule)."""
+
+    kept: list
+
+    def best_first(self) -> list:
+        return self.kept
+
+
+def _report(skips: Skips, examples: list) -> None:
+    """A worker's first skipped records, logged here as a local run logs its own (the first few in all)."""
+    for name, lineno, reason, detail in examples:
+        skips.report_one(f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}")
+
+
+def running_on(cluster: Cluster) -> str:
+    """For a summary line: what ran on Ray."""
+    retried = f", {len(cluster.restarts)} retried after a worker died" if cluster.restarts else ""
+    return f"{cluster.shards_scored} shards on {cluster.actors_used} Ray actors{retried}"

@@ -1,0 +1,79 @@
+"""Slurm job arrays and other static splits: each task's share of the inputs, and the merge of their state folders.
+
+A task with `index` I of `count` N takes a fixed, contiguous block of the inputs sorted by absolute path, so
+`sbatch --array=0-(N-1)` runs one command line unchanged in every task, and the tasks' outputs, merged in task
+order, or their state folders, merged in any order, equal one run over the sorted inputs byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gotd_stream.errors import UsageProblem, setting
+
+
+class FoldersDisagree(UsageProblem):
+    """State folders that do not merge: other artifacts or text fields, too small a k, a shard in two of them."""
+
+
+def sorted_inputs(paths: list[str]) -> list[str]:
+    """The inputs in the order that shares and folder merges use: by absolute path, as strings (code points)."""
+    return sorted(paths, key=os.path.abspath)
+
+
+def share(paths: list[str], index: int, count: int) -> list[str]:
+    """Task `index` of `count`'s inputs: the block [index*n/count, (index+1)*n/count) of the sorted paths.
+
+    Blocks are contiguous, so task outputs merged in task order are in the order of one sorted run, and their
+    sizes differ by one at most; with more tasks than inputs, some tasks get none.
+    """
+    if not 0 <= index < count:
+        raise UsageProblem(f"{setting('shard_index')} {index} is outside 0..{count - 1} (for {count} tasks)")
+    ordered = sorted_inputs(paths)
+    return ordered[index * len(ordered) // count : (index + 1) * len(ordered) // count]
+
+
+def merge_inputs(folders: list[str], k: int | None = None, tokens: int | None = None) -> list[str]:
+    """The kept-lines files of every shard in the state `folders`, ordered by shard path, for `select.merge`.
+
+    Every folder must hold a finished run (all the shards of its last `score --state` run), with the same
+    artifact and text field as the others and a budget of at least `k` records (or `tokens` tokens); a shard may
+    be in one folder only.
+    """
+    from gotd_stream.errors import RuntimeProblem
+    from gotd_stream.select.state import read_folder
+
+    kept: dict[str, tuple[str, object]] = {}
+    first = None
+    for directory in folders:
+        folder = read_folder(directory)
+        if folder.unfinished:
+            raise RuntimeProblem(
+                f"{directory}: its last run did not finish: {len(folder.unfinished)} of "
+                f"{len(folder.unfinished) + len(folder.kept)} shards are unscored (the first: "
+                f"{folder.unfinished[0]}); run that task again, then merge"
+            )
+        unit, wanted, flag = ("tokens", tokens, "tokens") if tokens is not None else ("records", k, "k")
+        held = folder.identity.get(flag)
+        if not isinstance(held, int) or held < wanted:
+            kept_what = f"the best {held:,} {unit}" if isinstance(held, int) else f"no budget in {unit}"
+            raise FoldersDisagree(
+                f"{directory} kept {kept_what} of each shard, fewer than {setting(flag)} {wanted:,}: merge with "
+                f"{held if isinstance(held, int) else 'the budget it was scored with'} at most, or score again with "
+                "the larger budget"
+            )
+        if first is None:
+            first = (directory, folder.identity)
+        for name in ("fit_id", "text_field"):
+            if folder.identity.get(name) != first[1].get(name):
+                raise FoldersDisagree(
+                    f"{first[0]} and {directory} were scored with different {name.replace('_', ' ')}s "
+                    f"({first[1].get(name)!r}, {folder.identity.get(name)!r}): their results do not merge"
+                )
+        for path, lines in folder.kept.items():
+            if path in kept:
+                raise FoldersDisagree(
+                    f"shard {path} is in both {kept[path][0]} and {directory}: give each shard's folder once"
+                )
+            kept[path] = (directory, lines)
+    return [str(kept[path][1]) for path in sorted(kept)]
