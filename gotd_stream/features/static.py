@@ -146,7 +146,7 @@ def distil(teacher, source_name: str):
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     except ImportError as exc:
-        raise StaticError(f"static models need model2vec: pip install 'model2vec[distill]' ({exc})") from None
+        raise StaticError(f"static models need model2vec: pip install model2vec skeletoken ({exc})") from None
     first = teacher[0]
     auto_model, tokenizer = getattr(first, "auto_model", None), getattr(first, "tokenizer", None)
     if auto_model is None or not getattr(tokenizer, "is_fast", False):
