@@ -74,7 +74,11 @@ def test_one_target_in_any_form_gives_todays_artifact_and_bytes(data: dict) -> N
     named = fit(data, "named.gotd", f"cook={cooking}:0.25")
     assert plain.read_bytes() == named.read_bytes()
     artifact = gs.load(str(plain))
-    assert isinstance(artifact, gs.Potentials) and artifact.format_version == 3 and "targets" not in artifact.header()
+    assert (
+        isinstance(artifact, gs.Potentials)
+        and artifact.format_version == gs.FORMAT_VERSION
+        and "targets" not in artifact.header()
+    )
     out = run(["score", "-p", plain, "-k", 20, *data["shards"], "-q"]).stdout_bytes
     assert out == run(["score", "--target", f"cook={cooking}:0.25", *LEXICAL, "-k", 20, *data["shards"]]).stdout_bytes
     assert all(b'"gotd_scores"' not in line and line.endswith(b'"}') for line in out.splitlines())
@@ -102,7 +106,7 @@ def test_one_artifact_holds_every_target_and_info_lists_them(data: dict, mixture
     single = gs.load(str(fit(data, "cook-only.gotd", str(data["targets"]["cooking"]))))
     assert loaded.parts[0].fit_id == single.fit_id != loaded.parts[1].fit_id
     text = run(["info", mixture]).stdout
-    assert "format version:  4 (several targets)" in text and "targets:         2" in text
+    assert f"format version:  {gs.MIX_FORMAT_VERSION} (several targets)" in text and "targets:         2" in text
     assert f"  cook: weight 0.7, 20 texts (of 20 in {data['targets']['cooking']})" in text
     assert "  foot: weight 0.3" in text and f"fit {single.fit_id}" in text
     header = json.loads(run(["info", "--json", mixture]).stdout)

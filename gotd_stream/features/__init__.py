@@ -13,10 +13,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, SPACES, Featurizer, unit_rows
+from gotd_stream.features.base import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_SETTING,
+    SPACES,
+    Featurizer,
+    unit_rows,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_SETTING",
     "SPACES",
     "Featurizer",
     "Mismatch",

@@ -55,6 +55,12 @@ class Tokenizer:
         self._tok.no_truncation()
         self._tok.no_padding()
         self.name = name
+        self._path = path
+
+    def __reduce__(self):
+        """Pickled as its path (a few bytes, not the vocabulary): a Ray actor's arguments must stay small, or Ray
+        keeps them in its object store, where a restarted actor may no longer find them."""
+        return (Tokenizer, (self._path, self.name))
 
     def count(self, texts: list[str]) -> np.ndarray:
         if not texts:

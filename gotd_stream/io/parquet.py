@@ -81,6 +81,9 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
                 if isinstance(values, UnicodeDecodeError):
                     yield row, None, "invalid UTF-8", f"in a string column, at byte {values.start}"
                     continue
+                if isinstance(values, Exception):  # a date or time Python cannot hold (a damaged value)
+                    yield row, None, "a value out of range", str(values)[:200]
+                    continue
                 text = values[text_field]
                 if not isinstance(text, str):
                     got = "null" if text is None else type(text).__name__
@@ -98,15 +101,18 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
         raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
 
 
-def _rows(batch) -> Iterator[dict | UnicodeDecodeError]:
-    """The batch's rows as dicts; a row with a string that is not UTF-8 (Parquet does not check) as the error."""
+def _rows(batch) -> Iterator[dict | Exception]:
+    """The batch's rows as dicts; a row that Python cannot hold as the error: a string that is not UTF-8 (Parquet
+    does not check), a date or timestamp out of Python's range (OverflowError, ValueError)."""
     try:
-        yield from batch.to_pylist()
+        rows = batch.to_pylist()
+    except (UnicodeDecodeError, OverflowError, ValueError):
+        rows = None
+    if rows is not None:
+        yield from rows
         return
-    except UnicodeDecodeError:
-        pass
     for i in range(batch.num_rows):  # only for a batch that holds such a row: find it
         try:
             yield batch.slice(i, 1).to_pylist()[0]
-        except UnicodeDecodeError as exc:
+        except (UnicodeDecodeError, OverflowError, ValueError) as exc:
             yield exc
