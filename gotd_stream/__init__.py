@@ -42,6 +42,8 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.features import (
     DEFAULT_MAX_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_SETTING,
     SPACES,
     Featurizer,
     Mismatch,
@@ -81,6 +83,8 @@ _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_SETTING",
     "SPACES",
     "EmptyTarget",
     "FitSettings",

