@@ -50,8 +50,9 @@ class Mismatch(UsageProblem):
 class ModelSettings:
     """How to load and run the sentence-embedding model; speed settings never change a result's meaning."""
 
-    # a local sentence-transformers folder; "static" (the default model distilled into static token embeddings,
-    # cached: features.static) or "static:DIR"; None: the packaged all-MiniLM-L6-v2
+    # a local sentence-transformers folder; "static" (the packaged model distilled into static token embeddings,
+    # cached: features.static) or "static:DIR"; "all-MiniLM-L6-v2" (the packaged model); None:
+    # DEFAULT_MODEL_SETTING (features.base), today the packaged all-MiniLM-L6-v2
     model: str | None = None
     device: str = "auto"
     max_tokens: int | None = None  # None: DEFAULT_MAX_TOKENS, or the artifact's
