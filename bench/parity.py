@@ -133,7 +133,7 @@ SIZES = {
 # news, speech and debate chunk splits in two. The proxy table shows 128, 256 and 512 side by side.
 CHUNK_TOKENS = 128
 # Bumped when the selection code changes: --resume then makes the selections again (so does a changed gotd_stream)
-SELECTION_VERSION = 1
+SELECTION_VERSION = 2  # 2: fitted with gs.fit (the bottom-k sample of the pool file)
 TEMPERATURE = 1.0  # gotd-sample's temperature, in units of the fit's epsilon
 PROXY_TEMPERATURES = (0.5, 1.0, 2.0)
 PROXY_CHUNKS = (128, 256, 512)
