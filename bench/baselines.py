@@ -221,8 +221,9 @@ def write_jsonl(path: Path, corpus: Corpus, rows: np.ndarray) -> None:
 def gotd_fit(texts: list[str], target: list[str], embedder, settings: gs.FitSettings, label: str = ""):
     """(potentials, featurizer) of `gotd-stream score --target` on the pool file `texts` (in its order).
 
-    As the CLI does: a reservoir sample of the pool file and of the target, then the library's fit
-    (`gotd_stream.fit_texts`). `embedder` serves the semantic part (a CachedEmbedder; unused in the lexical space).
+    A reservoir sample of the pool and of the target, then the library's fit (`gotd_stream.fit_texts`); the CLI
+    now draws a bottom-k sample of the pool file instead (gs.fit, which bench/parity.py calls). `embedder` serves
+    the semantic part (a CachedEmbedder; unused in the lexical space).
     """
     from gotd_stream.select.sample import reservoir
 

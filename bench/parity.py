@@ -9,7 +9,7 @@ distractor in the pool.
 
 Selectors, each cut to the budget:
 - gotd: `gotd-stream score --tokens N` with the defaults (hybrid space, whole records, the lowest scores first),
-  the library's fit on the cached MiniLM embeddings (baselines.gotd_fit), kept by gotd_stream's Budget;
+  the library's own fit (gs.fit on the pool file) on the cached MiniLM embeddings, kept by its Budget;
 - gotd-chunk: `--unit chunk --chunk-tokens 128` (CHUNK_TOKENS: why not the tool's 256 here): the same fit, on
   whole records, scores pieces of at most 128 tokens (a longer pool text split at whitespace by gotd_stream's
   chunk_spans, each piece embedded like the corpus and cached);
@@ -70,7 +70,6 @@ from bench.baselines import (  # noqa: E402
     device_name,
     emd,
     fit_dsir,
-    gotd_fit,
     gotd_scores,
     hold_out,
     load_corpus,
@@ -91,10 +90,11 @@ TARGETS = {
     "debates": {"target": 45, "eval": 40, "eval_docs": 12},
 }
 SIZES = {
-    # 2 CPU cores: SmolLM2-135M trains at about 158 tokens/s (batch 2 x block 128) and evaluates at about 500.
-    # 8 steps read 2,048 tokens of each selection: 4 targets x 2 budgets x (6 selectors x 3 seeds + 2 x 1) = 160
-    # warm-ups of about 19 s, 51 min, plus about 10 min of selections. Random and the centroid on the first seed
-    # only: their gap to the others is large.
+    # 2 CPU cores: SmolLM2-135M trains at 130-160 tokens/s (batch 2 x block 128) and evaluates at 630-740
+    # (measured, a quiet machine). 8 steps read 2,048 tokens of each selection: 4 targets x 2 budgets x (6
+    # selectors x 3 seeds + 2 x 1) = 160 warm-ups of about 19 s (14 s training, 3.6 s evaluating ~2,500 tokens),
+    # 50 min, plus about 8 min of selections. Random and the centroid on the first seed only: their gap to the
+    # others is large.
     "cpu": {
         "targets": ("speeches", "reviews", "dialogues", "debates"),
         "budgets": (20_000, 80_000),
@@ -107,8 +107,8 @@ SIZES = {
         "eval_batch": 8,
         "eval_share": None,  # None: the target's eval_docs per seed
         "ot_sample": 1_000,
-        "train_tps": 158,  # measured: tokens per second trained, and evaluated, for the time estimate
-        "eval_tps": 500,
+        "train_tps": 145,  # measured: tokens per second trained, and evaluated, for the time estimate
+        "eval_tps": 700,
     },
     # a GPU: 409,600 tokens read per warm-up, every selector on five seeds, half the held-out set per seed (320
     # warm-ups; the speeds below are guesses for an H200 in bf16, not measured)
@@ -133,7 +133,7 @@ SIZES = {
 # news, speech and debate chunk splits in two. The proxy table shows 128, 256 and 512 side by side.
 CHUNK_TOKENS = 128
 # Bumped when the selection code changes: --resume then makes the selections again (so does a changed gotd_stream)
-SELECTION_VERSION = 1
+SELECTION_VERSION = 2  # 2: fitted with gs.fit (the bottom-k sample of the pool file)
 TEMPERATURE = 1.0  # gotd-sample's temperature, in units of the fit's epsilon
 PROXY_TEMPERATURES = (0.5, 1.0, 2.0)
 PROXY_CHUNKS = (128, 256, 512)
@@ -328,6 +328,16 @@ def static_embedder():
     return embedder
 
 
+def tool_fit(work: Path, embedder, label: str):
+    """(potentials, featurizer) exactly as `score --target target.jsonl pool.jsonl` fits them: gs.fit, its
+    bottom-k sample of the pool file and its sample of the target, with the default settings (hybrid space)."""
+    started = time.time()
+    fitted = gs.fit([str(work / "pool.jsonl")], str(work / "target.jsonl"), embedder, settings_for())
+    iterations = fitted.potentials.fit["iterations"]
+    log(f"{label}: gotd fit ({fitted.seen:,} records seen, {iterations} iterations) in {time.time() - started:.0f}s")
+    return fitted.potentials, fitted.featurizer
+
+
 def cached(units: dict[str, UnitSet]) -> CachedEmbedder:
     """One CachedEmbedder for the corpus texts and every piece of a longer text."""
     pieces = [(u, np.flatnonzero(u.split)) for name, u in units.items() if name != "docs"]
@@ -351,7 +361,7 @@ def select_all(
     proxies: list[Selection] = []
     checks: dict = {}
     texts = [corpus.texts[i] for i in split.pool]
-    fitted = gotd_fit(texts, [corpus.texts[i] for i in split.target], cached(units), settings_for(), split.name)
+    fitted = tool_fit(work, cached(units), split.name)
     scores = gotd_scores(texts, *fitted)
     raws = raw_records(corpus, split.pool)
     epsilon = settings_for().epsilon
@@ -384,8 +394,7 @@ def select_all(
     if "gotd-static" in selectors:
         static = static_embedder()
         if static is not None:
-            target = [corpus.texts[i] for i in split.target]
-            static_scores = gotd_scores(texts, *gotd_fit(texts, target, static, settings_for(), f"{split.name} static"))
+            static_scores = gotd_scores(texts, *tool_fit(work, static, f"{split.name} static"))
             for budget in budgets:
                 chosen = split.pool[keep(gs.Budget(tokens=budget), static_scores, raws, pool_sizes)]
                 picks.append(Selection("gotd-static", budget, "docs", chosen))
@@ -584,7 +593,7 @@ def write_json(path: Path, data: dict) -> None:
 def estimate(cfg: dict, targets: tuple[str, ...], selectors: tuple[str, ...]) -> tuple[int, float]:
     """(warm-ups, seconds) this run takes from scratch, from the size's measured speeds."""
     runs = len(targets) * len(cfg["budgets"]) * sum(len(seeds_of(s, cfg)) for s in selectors)
-    eval_tokens = 3_000 if cfg["eval_share"] is None else 30_000  # SmolLM2 tokens per evaluation
+    eval_tokens = 2_500 if cfg["eval_share"] is None else 30_000  # SmolLM2 tokens per evaluation
     per_run = cfg["steps"] * cfg["batch"] * cfg["block"] / cfg["train_tps"] + eval_tokens / cfg["eval_tps"] + 1
     befores = len(targets) * len(cfg["seeds"]) * eval_tokens / cfg["eval_tps"]
     # per target (measured on 2 busy cores, embeddings cached): fit, scoring passes, DSIR, OT of each selection
@@ -746,8 +755,7 @@ def verify(corpus: Corpus, units: dict[str, UnitSet], plans: list, cfg: dict, ar
     split, saved = plans[0]
     budget = cfg["budgets"][0]
     pool_file = args.cache / "parity" / args.size / split.name / "pool.jsonl"
-    texts = [corpus.texts[i] for i in split.pool]
-    potentials, featurizer = gotd_fit(texts, [corpus.texts[i] for i in split.target], cached(units), settings_for())
+    potentials, featurizer = tool_fit(pool_file.parent, cached(units), f"{split.name} (--verify)")
     counter = gs.token_counter(args.counter)
     epsilon = settings_for().epsilon
     cases = {
