@@ -154,10 +154,6 @@ class Budget:
         else:
             keeper.offer(ranks, kept, [item.tokens for item in kept])
 
-    def describe(self) -> str:
-        size = f"{self.k:,} records" if self.tokens is None else f"{self.tokens:,} tokens"
-        return size if self.rule.name == "top" else f"{size}, sampled at temperature {self.rule.temperature:g}"
-
     def identity(self) -> dict:
         """What a --state folder must share with the run that made it."""
         return {"k": self.k, "tokens": self.tokens, "select": self.rule.tag}
