@@ -8,11 +8,12 @@ bench/baselines.py's; a fourth target, the 2016 presidential debates, has the co
 distractor in the pool.
 
 Selectors, each cut to the budget:
-- gotd: `gotd-stream score --tokens N` with the defaults (hybrid space, whole records, the lowest scores first),
-  the library's own fit (gs.fit on the pool file) on the cached MiniLM embeddings, kept by its Budget;
-- gotd-chunk: `--unit chunk --chunk-tokens 128` (CHUNK_TOKENS: why not the tool's 256 here): the same fit, on
-  whole records, scores pieces of at most 128 tokens (a longer pool text split at whitespace by gotd_stream's
-  chunk_spans, each piece embedded like the corpus and cached);
+- gotd: `gotd-stream score --tokens N --unit doc` (hybrid space, whole records, the lowest scores first: the
+  default before this comparison), the library's own fit (gs.fit on the pool file) on the cached MiniLM
+  embeddings, kept by its Budget;
+- gotd-chunk: `--unit chunk --chunk-tokens 128`, what `score --tokens N` does by default since it won here: the
+  same fit, on whole records, scores pieces of at most 128 tokens (a longer pool text split at whitespace by
+  gotd_stream's chunk_spans, each piece embedded like the corpus and cached);
 - gotd-sample: `--select sample` (gotd_stream's Rule: Gumbel keys, temperature = epsilon, seed 0): a sample
   without replacement with probability proportional to exp(-score / temperature);
 - gotd-static: `--model static`, hybrid with the static (model2vec) embeddings in place of MiniLM, where this
@@ -128,9 +129,10 @@ SIZES = {
         "eval_tps": 60_000,
     },
 }
-# gotd-chunk's piece size. The tool's default is 256, but this pool is already cut into ~1,000-character chunks
-# (about 220 tokens): at 256 only 131 of its 90,920 texts split and the selections equal gotd's; at 128 every
-# news, speech and debate chunk splits in two. The proxy table shows 128, 256 and 512 side by side.
+# gotd-chunk's piece size, the tool's default (gs.DEFAULT_CHUNK_TOKENS, what the embedding model reads). This
+# pool is already cut into ~1,000-character chunks (about 220 tokens): at 256 only 131 of its 90,920 texts split
+# and the selections equal gotd's; at 128 every news, speech and debate chunk splits in two. The proxy table
+# shows 128, 256 and 512 side by side.
 CHUNK_TOKENS = 128
 # Bumped when the selection code changes: --resume then makes the selections again (so does a changed gotd_stream)
 SELECTION_VERSION = 2  # 2: fitted with gs.fit (the bottom-k sample of the pool file)

@@ -47,7 +47,7 @@ def test_token_budget_is_the_shortest_best_first_prefix_reaching_it(lex):
     texts = {orjson.loads(s.raw)["id"]: orjson.loads(s.raw)["text"] for s in everything}
     sizes = [estimate(texts[orjson.loads(s.raw)["id"]]) for s in everything]
     for budget in (1, 37, 500, 2000):
-        result = run([*common, "--tokens", budget])
+        result = run([*common, "--tokens", budget, "--unit", "doc"])
         got = lines(result.stdout_bytes)
         assert [s.tokens for s in got] == sizes[: len(got)]  # gotd_tokens is the documented count
         assert [s.raw for s in got] == [s.raw for s in everything[: len(got)]]
@@ -56,10 +56,31 @@ def test_token_budget_is_the_shortest_best_first_prefix_reaching_it(lex):
         assert "estimate" in result.stderr
 
 
+def test_default_unit_is_pieces_under_tokens_and_records_under_k(lex):
+    """--tokens scores pieces of 128 tokens (what the embedding model reads), -k whole records (it counts them)."""
+    long_text = " ".join(f"word{i} and some more text to read" for i in range(120))
+    src = lex["dir"] / "long.jsonl"
+    src.write_bytes(orjson.dumps({"id": "long", "text": long_text}) + b"\n")
+    pieces = [
+        orjson.loads(s.raw) for s in lines(run(["score", "-p", lex["art"], "--tokens", "10M", src, "-q"]).stdout_bytes)
+    ]
+    assert len(pieces) > 1 and all(p["gotd_source"] == f"{src}:1" for p in pieces)
+    assert [long_text[p["gotd_span"][0] : p["gotd_span"][1]] for p in pieces] == [p["text"] for p in pieces]
+    assert (
+        max(s.tokens for s in lines(run(["score", "-p", lex["art"], "--tokens", "10M", src, "-q"]).stdout_bytes)) <= 128
+    )
+    records = lines(run(["score", "-p", lex["art"], "-k", 5, src, "-q"]).stdout_bytes)
+    assert [orjson.loads(s.raw) for s in records] == [{"id": "long", "text": long_text}]
+
+
 def test_budget_larger_than_the_corpus_keeps_everything_and_says_so(lex):
-    result = run(["score", "-p", lex["art"], "--tokenizer", "estimate", "--tokens", "10M", *lex["shards"]])
+    common = ["score", "-p", lex["art"], "--tokenizer", "estimate", "--tokens", "10M", *lex["shards"]]
+    result = run([*common, "--unit", "doc"])
     assert len(result.stdout_bytes.splitlines()) == 150
     assert "fewer than 10,000,000 tokens: every usable record was kept" in result.stderr
+    result = run(common)  # in pieces: more lines than records, and every token of them
+    assert len(result.stdout_bytes.splitlines()) > 150
+    assert "fewer than 10,000,000 tokens: every usable piece was kept" in result.stderr
     result = run(["score", "-p", lex["art"], "-k", 1000, *lex["shards"]])
     assert "fewer than 1,000 usable records" in result.stderr
 
@@ -76,7 +97,9 @@ def test_default_counter_is_the_embedding_models_tokenizer(lex):
         assert s.tokens == len(tok.encode(orjson.loads(s.raw)["text"], add_special_tokens=False).ids)
 
 
-@pytest.mark.parametrize("rule", [[], ["--select", "sample", "--temperature", 0.02, "--select-seed", 7]])
+@pytest.mark.parametrize(
+    "rule", [[], ["--unit", "doc"], ["--select", "sample", "--temperature", 0.02, "--select-seed", 7]]
+)
 def test_merge_and_state_of_token_budgets_equal_one_run(lex, rule):
     common = ["-p", lex["art"], "--tokenizer", "estimate", "--tokens", 400, *rule, "-q"]
     whole = run(["score", *common, *lex["shards"]]).stdout_bytes
@@ -168,6 +191,7 @@ def test_chunk_tokens_under_a_token_budget_count_pieces(lex, tmp_path):
         ([], "give a budget"),
         (["-k", 5, "--unit", "chunk", "--chunk-tokens", 4], "--chunk-tokens"),
         (["-k", 5, "--chunk-tokens", 64], "--chunk-tokens needs --unit chunk"),
+        (["--tokens", 100, "--unit", "doc", "--chunk-tokens", 64], "--chunk-tokens needs --unit chunk"),
         (["-k", 5, "--temperature", 0.1], "--temperature needs --select sample"),
         (["-k", 5, "--select", "sample", "--temperature", 0], "--temperature"),
         (["-k", 5, "--select", "sample", "--temperature", "nan"], "--temperature"),

@@ -141,7 +141,7 @@ def _env() -> dict:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_remove_temporary_files(setup, signum):
     s = setup
-    big = [write_jsonl(s["dir"] / f"big-{i}.jsonl", make_docs(3000, seed=20 + i)) for i in range(3)]
+    big = [write_jsonl(s["dir"] / f"big-{i}.jsonl", make_docs(20000, seed=20 + i)) for i in range(3)]  # far past 0.5 s
     out, state = s["dir"] / "sel.jsonl.zst", s["dir"] / "state"
     out.write_bytes(b"previous")
     proc = subprocess.Popen(

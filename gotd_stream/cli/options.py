@@ -318,7 +318,7 @@ def common_options(func: Callable) -> Callable:
             type=click.IntRange(min=0),
             envvar="GOTD_WORKERS",
             help="Tokenizer processes; 0 tokenises in a thread [default: 0 on the CPU, on a GPU all cores but 3, "
-            "at most 12; for a static model all cores but 1]. Never changes the results.",
+            "at most 12; for a static model all cores but 1, at least 2]. Never changes the results.",
         ),
         click.option(
             "--max-tokens",
@@ -422,16 +422,15 @@ def selection_options(func: Callable) -> Callable:
         click.option(
             "--unit",
             type=click.Choice(["doc", "chunk"]),
-            default="doc",
-            show_default=True,
-            help="Score whole records, or pieces of --chunk-tokens tokens written with gotd_source/gotd_span.",
+            help="Score whole records, or pieces of --chunk-tokens tokens written with gotd_source/gotd_span "
+            "[default: chunk with --tokens, doc with -k].",
         ),
         click.option(
             "--chunk-tokens",
             type=click.IntRange(min=8),
-            default=256,
+            default=gs.DEFAULT_CHUNK_TOKENS,
             show_default=True,
-            help="With --unit chunk: the most tokens of a piece.",
+            help="With --unit chunk: the most tokens of a piece (the default: what the embedding model reads).",
         ),
         click.option(
             "--select",
@@ -462,6 +461,12 @@ def budget_from(k: int | None, tokens: int | None, select: str = "top", temperat
     if k is None and tokens is None:
         raise click.UsageError("give a budget: -k/--top-k N records, or --tokens N tokens")
     return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))
+
+
+def unit_for(unit: str | None, budget: gs.Budget) -> str:
+    """--unit, or its default: pieces under a token budget (they won the warm-up at token parity: README, *What a
+    selection keeps*), whole records under -k, which counts records."""
+    return unit or ("chunk" if budget.tokens is not None else "doc")
 
 
 def ray_options(func: Callable) -> Callable:

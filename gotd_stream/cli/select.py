@@ -35,6 +35,7 @@ from gotd_stream.cli.options import (
     shard_options,
     speaking,
     task_share,
+    unit_for,
 )
 from gotd_stream.cli.several import checked_targets, described_selection, described_targets, target_reads
 
@@ -256,6 +257,7 @@ def score(
     if save_potentials and not target:
         raise click.UsageError("--save-potentials needs --target")
     budget = budget_from(k, tokens, select, temperature, select_seed)
+    unit = unit_for(unit, budget)
     for name, needs, value in (("chunk_tokens", "--unit chunk", unit), ("temperature", "--select sample", select)):
         if given(name) and value != needs.split()[-1]:
             raise click.UsageError(f"{flag(name)} needs {needs}")
@@ -636,7 +638,7 @@ def score_several(paths: list[str], p: dict) -> None:
     keep k by --mix, and write the selection (or, with --candidates, what an exact merge needs)."""
     mix, output, quiet, state = p["mix"] or "quota", p["output"], p["quiet"], p["state"]
     k, text_field = p["k"], p["text_field"]
-    if k is None or p["unit"] != "doc" or p["select"] != "top" or p["tokenizer"]:
+    if k is None or p["unit"] not in (None, "doc") or p["select"] != "top" or p["tokenizer"]:
         raise click.UsageError(
             "several targets keep -k whole records by their scores: --tokens, --tokenizer, --unit chunk and "
             "--select sample apply to one target"

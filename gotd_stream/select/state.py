@@ -25,7 +25,7 @@ from gotd_stream.io.records import split_scored
 from gotd_stream.io.streams import atomic_output, read_lines
 from gotd_stream.select.budget import Budget, Kept
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid)
 
 
 class StateLocked(SettingsMessage):

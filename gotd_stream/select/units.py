@@ -20,11 +20,14 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from gotd_stream.features.base import WORD
+from gotd_stream.features.base import DEFAULT_MAX_TOKENS, WORD
 from gotd_stream.io.records import Record
 
 UNITS = ("doc", "chunk")
 MIN_CHUNK_TOKENS = 8  # below this a piece is a word or two: no longer a text to warm a model up on
+# A piece the embedding model reads whole: a record longer than that is scored on its first tokens alone, while a
+# token budget pays for all of them (at token parity, 128-token pieces won the warm-up: BENCHMARKS.md)
+DEFAULT_CHUNK_TOKENS = DEFAULT_MAX_TOKENS
 _WORD = re.compile(r"\S+")
 
 
