@@ -155,7 +155,7 @@ def test_signals_remove_temporary_files(setup, signum):
     time.sleep(0.5)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and b"Aborted!" in stderr and b"Traceback" not in stderr
+    assert proc.returncode == 1 and b"Aborted!" in stderr and b"Traceback" not in stderr, stderr.decode()[-3000:]
     assert out.read_bytes() == b"previous"
     assert not [p for p in s["dir"].rglob("*") if p.name.endswith(".tmp")]
 

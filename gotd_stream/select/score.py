@@ -91,25 +91,6 @@ def embedded(
         yield window, emb
 
 
-def scored_ahead(pairs: Iterable[tuple[list[Record], np.ndarray]], scorer) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """(window, embeddings) -> (window, scores), each window scored in a thread while the next one is embedded.
-
-    The c-transform's matmul and exponentials release the GIL, so on the CPU they run beside the embedding of the
-    next window (and the reader) instead of after it. A row's score does not depend on the thread: the same bits.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="gotd-score") as pool:
-        pending = None
-        for window, emb in pairs:
-            future = pool.submit(scorer, emb)
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (window, future)
-        if pending is not None:
-            yield pending[0], pending[1].result()
-
-
 @dataclass
 class Units:
     """What is scored and how tokens are counted: whole records (chunk_tokens None) or pieces of chunk_tokens."""
@@ -164,7 +145,8 @@ def score(
     scorer = scorer or potentials.scorer(device)
     keeper = budget.keeper()
     with progress(quiet, "score") as bar:
-        for window, scores in scored_ahead(embedded(units.of(records), featurizer, counts.skips, bar), scorer):
+        for window, emb in embedded(units.of(records), featurizer, counts.skips, bar):
+            scores = scorer(emb)
             raws = [r.raw for r in window]
             ranks = budget.rule.ranks(scores, raws)
             tokens = np.zeros(len(window), dtype=np.int64)
