@@ -139,10 +139,9 @@ def _env() -> dict:
 
 
 def _foreground() -> None:
-    """The child starts with Ctrl-C and SIGTERM at their defaults, as a shell starts a foreground job. A child
-    inherits an ignored signal, and Python then leaves SIGINT ignored; in full runs of the suite the tool ran to
-    its end after the SIGINT (exit 0, no KeyboardInterrupt), while Python's handler in the test process was the
-    default one: something loaded into the test process by an earlier test ignores it below Python."""
+    """The child starts with Ctrl-C and SIGTERM at their defaults, as a shell starts a foreground job. A
+    background job of a non-interactive shell (`make test &`, `nohup ... &`) has SIGINT ignored, its children
+    inherit that, and Python then leaves SIGINT ignored: the tool rightly ran to its end (exit 0)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
