@@ -69,9 +69,8 @@ def auto_workers(device: str) -> int:
 def bag_workers() -> int:
     """Tokenizer processes by default for a static model, on any device: the tokenizer (and the lexical half of
     the hybrid space) is then the whole cost, so all cores but one (the reader and the scoring), and two on two
-    cores (measured there: 9.3-10.3 s for 87,660 texts against 11.5-13.0 s with one, the main process's share
-    being the smaller), at most MAX_WORKERS; none on one core, and none under a script that would run again in
-    each worker (spawn_is_safe)."""
+    cores (faster there than one: README, *Throughput*), at most MAX_WORKERS; none on one core, and none under a
+    script that would run again in each worker (spawn_is_safe)."""
     cores = cpu_count()
     if cores < 2 or not spawn_is_safe():
         return 0

@@ -205,7 +205,7 @@ SLICE_CELLS = 1 << 22  # scores computed at a time (rows x targets): bounds the 
 DOT_BITS = 26  # a row on its grid: integers of norm below 2^26, so every dot product of two rows is exact
 
 
-def on_grid(a: np.ndarray) -> np.ndarray:
+def on_grid(a: np.ndarray, squares: np.ndarray | None = None) -> np.ndarray:
     """Rows of `a` rounded to the grid 2^(e - DOT_BITS), where 2^e bounds the row's L2 norm: float64 rows whose
     entries are integers q times the row's power-of-two grid, with |q| below 2^26 + sqrt(d)/2.
 
@@ -214,9 +214,10 @@ def on_grid(a: np.ndarray) -> np.ndarray:
     exactly: a matmul of rows on grids is exact whatever order BLAS adds in. Each row has its own grid, so it is
     rounded the same way whatever rows come with it. The rounding moves an entry by at most half the grid: for a
     unit row, 2^-27 (7.5e-9), the same order as float32's own rounding of the entries of a 512-dimension row.
+    `squares`: the rows' squared norms, when the caller has them already.
     """
     a = np.asarray(a, np.float64)
-    _, e = np.frexp(np.sqrt((a * a).sum(1)))  # the row's norm is below 2^e
+    _, e = np.frexp(np.sqrt((a * a).sum(1) if squares is None else squares))  # the row's norm is below 2^e
     up = np.ldexp(1.0, DOT_BITS - e)[:, None]  # scaling by powers of two is exact
     return np.round(a * up) / up
 
@@ -254,13 +255,14 @@ class CTransform:
         import torch
 
         x64 = np.asarray(x, np.float64)
-        z = (torch.as_tensor(on_grid(x64)).to(self.device) @ self.y_grid).cpu().numpy()  # x . (2 y_j / eps), exact
+        squares = (x64 * x64).sum(1)
+        z = (torch.as_tensor(on_grid(x64, squares)).to(self.device) @ self.y_grid).cpu().numpy()  # x . 2 y_j / eps
         z += self.w
         top = z.max(1)
         z -= top[:, None]
         np.exp(z, out=z)
         lse = top + np.log(z.sum(1))
-        return (x64 * x64).sum(1) - self.epsilon * lse
+        return squares - self.epsilon * lse
 
 
 class CalibratedGradient:
