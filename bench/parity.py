@@ -198,7 +198,7 @@ def chunk_units(corpus: Corpus, docs: UnitSet, size: int, counter, work: Path) -
     """The pieces `score --unit chunk --chunk-tokens SIZE` scores: every corpus text over `size` tokens split by
     gotd_stream's chunk_spans; the pieces embedded like the corpus and cached; a text that fits is one piece,
     itself; a piece without a word character is dropped, as the tool drops it."""
-    from gotd_stream.features.base import WORD
+    from gotd_stream.text import WORD
 
     path = work / f"chunks-{size}.npz"
     key = digest(counter.name, size, "\0".join(corpus.texts).encode())

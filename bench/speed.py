@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.defaults import load_pool  # noqa: E402
 from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM  # noqa: E402
-from gotd_stream.features.lexical import CHAR_BUDGET, Lexical, hashed_tf  # noqa: E402
+from gotd_stream.features.lexical import Lexical, hashed_tf  # noqa: E402
+from gotd_stream.text import CHAR_BUDGET  # noqa: E402
 
 
 def rate(fn, texts: list[str], repeat: int = 2) -> float:

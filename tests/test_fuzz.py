@@ -35,8 +35,9 @@ from click.testing import CliRunner
 
 from gotd_stream.cli import cli
 from gotd_stream.io import streams
-from gotd_stream.io.records import NO_WORDS, Record, Skips, read_records, wordless
+from gotd_stream.io.records import NO_WORDS, Record, Skips, read_records
 from gotd_stream.io.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
+from gotd_stream.text import wordless
 from tests.conftest import make_docs, write_jsonl
 
 try:

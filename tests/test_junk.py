@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gotd_stream.cli import cli
-from gotd_stream.io.records import wordless
+from gotd_stream.text import wordless
 from tests.conftest import make_docs, write_jsonl
 
 JUNK = ["", "   ", "!!! ??? ...", "\U0001f600\U0001f389\u2728", "- - - - -"]

@@ -101,7 +101,8 @@ def build(
 def restore(header: dict, arrays: dict, embedder: Embedder | None):
     """The featurizer an artifact was fitted in (embedder: the loaded model, or None for lexical)."""
     from gotd_stream.features.hybrid import Hybrid
-    from gotd_stream.features.lexical import CHAR_BUDGET, Lexical
+    from gotd_stream.features.lexical import Lexical
+    from gotd_stream.text import CHAR_BUDGET
 
     space = header.get("space", "semantic")
     if space == "semantic":

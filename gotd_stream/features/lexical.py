@@ -13,7 +13,8 @@ import zlib
 
 import numpy as np
 
-from gotd_stream.features.base import CHAR_BUDGET, LEXICAL_BUCKETS, LEXICAL_DIM, WORD, unit_rows
+from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, unit_rows
+from gotd_stream.text import CHAR_BUDGET, WORD
 
 log = logging.getLogger(__name__)
 # Why a text with words can still have a zero lexical row: its n-grams hash to columns no fit text used.

@@ -16,13 +16,13 @@ from typing import NamedTuple
 import orjson
 
 from gotd_stream.errors import RuntimeProblem, setting
-from gotd_stream.features.base import CHAR_BUDGET, WORD
 from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
+from gotd_stream.text import wordless
 
 log = logging.getLogger(__name__)
 
-NO_WORDS = "no words"  # the skip reason of a text without a word: see wordless()
+NO_WORDS = "no words"  # the skip reason of a text without a word: see text.wordless()
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 # `score` writes gotd_score, then gotd_tokens when tokens were counted and gotd_select when the rule was not the
@@ -171,27 +171,12 @@ def _nested(obj: dict, text_field: str):
     return obj
 
 
-def wordless(text: str) -> str | None:
-    """Why `text` gives no features, or None when it has a word (a letter, digit or underscore: regex \\w).
-
-    Only the first CHAR_BUDGET characters count, the part the lexical space reads. Without a word there, the
-    lexical space has no n-gram and gives a zero vector, which scores near the top; the semantic model would
-    embed the bare punctuation. So such a text is not a document in any space: it is skipped, as "no words".
-    """
-    if WORD.search(text, 0, CHAR_BUDGET):
-        return None
-    if not text.strip():
-        return "the text is empty" if not text else "the text is only whitespace"
-    where = f" in its first {CHAR_BUDGET:,} characters" if len(text) > CHAR_BUDGET else ""
-    return "only punctuation or symbols" + where
-
-
 def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: bool = True) -> Iterator[Record]:
     """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`.
 
     An input that is a Parquet file (by its magic bytes) gives its rows, numbered from 1 (io.parquet).
 
-    `words=False` keeps the records whose text has no word (see wordless()): fine-tuning reads through it.
+    `words=False` keeps the records whose text has no word (see text.wordless()): fine-tuning reads through it.
     """
     for source, path in enumerate(paths):
         name = display_name(path)

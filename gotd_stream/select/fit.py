@@ -189,7 +189,7 @@ def build_space(sample: list[str], embedder: Embedder | None, settings: FitSetti
 
 def char_budget(embedder: Embedder | None) -> int:
     """Characters of a text the space can see: a sample of huge lines must not fill the memory."""
-    from gotd_stream.features.lexical import CHAR_BUDGET
+    from gotd_stream.text import CHAR_BUDGET
 
     return embedder.char_budget if embedder is not None else CHAR_BUDGET
 

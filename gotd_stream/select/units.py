@@ -20,8 +20,9 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from gotd_stream.features.base import DEFAULT_MAX_TOKENS, WORD
+from gotd_stream.features.base import DEFAULT_MAX_TOKENS
 from gotd_stream.io.records import Record
+from gotd_stream.text import WORD
 
 UNITS = ("doc", "chunk")
 MIN_CHUNK_TOKENS = 8  # below this a piece is a word or two: no longer a text to warm a model up on
