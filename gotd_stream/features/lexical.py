@@ -15,6 +15,7 @@ import numpy as np
 
 from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, unit_rows
 from gotd_stream.text import CHAR_BUDGET, WORD
+from gotd_stream.threads import one_thread
 
 log = logging.getLogger(__name__)
 # Why a text with words can still have a zero lexical row: its n-grams hash to columns no fit text used.
@@ -93,8 +94,6 @@ class Lexical:
         The linear algebra runs on one thread: LAPACK's sums depend on the thread count, the projection must not.
         """
         import time
-
-        from gotd_stream.select.ot import one_thread
 
         started = time.perf_counter()
         tf = hashed_tf(texts, buckets, char_budget)

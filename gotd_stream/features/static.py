@@ -139,7 +139,7 @@ def distil(teacher, source_name: str):
     Runs on the CPU, on one thread: the table is then the same bits on every run of this machine (so is its
     fingerprint). model2vec's own progress bar stays quiet; the log says what happens.
     """
-    from gotd_stream.select.ot import one_thread
+    from gotd_stream.threads import one_thread
 
     try:
         from model2vec.distill import distill_from_model

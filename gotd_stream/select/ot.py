@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.threads import one_thread
 
 
 class NotConverged(RuntimeProblem):
@@ -43,25 +43,6 @@ def _torch_device(device: str):
     import torch
 
     return torch.device(device)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch, BLAS and LAPACK on one CPU thread inside the block, then restore the thread counts.
-
-    Their sums are split by thread count (a matmul's, a reduction's), so a fit made on one thread is the same
-    bits whatever the machine's settings (`OMP_NUM_THREADS`, `torch.set_num_threads`).
-    """
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def sq_distances(x, y):
