@@ -69,6 +69,74 @@ def test_the_import_graph_has_no_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # and the search finds one
 
 
+# The rooms from the bottom up (ARCHITECTURE.md): a module imports its own room's modules and those of the rooms
+# below, never one above. The helpers at the bottom are single modules; `gotd_stream` is the public API.
+LAYERS = (
+    {"errors", "hf", "progress", "text", "threads", "version"},
+    {"io"},
+    {"features"},
+    {"select"},
+    {"distributed", "finetune", "report"},
+    {"gotd_stream"},
+    {"cli", "__main__"},
+)
+
+
+def room(module: str) -> str:
+    """The room of a module: its subpackage or top-level module below gotd_stream, or gotd_stream itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def rooms(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph between rooms: room A imports room B when one of A's modules imports one of B's."""
+    found: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        found.setdefault(room(name), set()).update(room(target) for target in targets)
+    for name, targets in found.items():
+        targets.discard(name)
+    return found
+
+
+def against_the_flow(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module from a room above its own (LAYERS), as "module -> module"."""
+    level = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    return sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if level[room(target)] > level[room(name)]
+    )
+
+
+def test_every_room_has_a_layer():
+    """A new subpackage or top-level module finds its place in LAYERS (and in ARCHITECTURE.md's rooms)."""
+    assert {room(name) for name in modules()} - set().union(*LAYERS) == set()
+
+
+def test_no_room_imports_one_that_imports_it_back():
+    """No cycle between rooms either: features and select, say, each lazily importing the other."""
+    graph = rooms(import_graph())
+    assert "features" in graph["select"] and "io" in graph["select"]  # the walk sees the rooms' imports
+    assert cycles(graph) == []
+    assert cycles(rooms({"p.a.x": {"p.b.y"}, "p.b.y": {"p.a.z"}, "p.a.z": set()})) == [["a", "b", "a"]]
+
+
+def test_imports_run_down_the_layers():
+    """io reads bytes and records and knows no feature space; a feature space knows nothing of the method
+    (select) that uses it; the library knows nothing of the CLI. Lazy and type-only imports count too."""
+    graph = import_graph()
+    assert against_the_flow(graph) == []
+    assert against_the_flow({"p.io.records": {"p.features.base"}, "p.features.base": set()}) == [
+        "p.io.records -> p.features.base"
+    ]
+    for name, targets in graph.items():  # the two rules the layers exist for, said plainly
+        if room(name) == "io":
+            assert {room(target) for target in targets} & {"features", "select"} == set(), name
+        if room(name) == "features":
+            assert "select" not in {room(target) for target in targets}, name
+
+
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """Imported first, a module of a cycle finds its partner half-initialised; and the package a command imports
     must leave torch and transformers to the functions that need them."""

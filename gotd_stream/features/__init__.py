@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from gotd_stream.features.base import FittedSpace
     from gotd_stream.features.semantic import Embedder
-    from gotd_stream.select.artifact import Potentials
 
 
 class Mismatch(UsageProblem):
@@ -120,7 +120,7 @@ def _static(model: dict) -> bool:
     return str(model.get("name", "")).startswith("static ")
 
 
-def featurizer_for(potentials: Potentials, settings: ModelSettings, space: str | None = None, name: str = ""):
+def featurizer_for(potentials: FittedSpace, settings: ModelSettings, space: str | None = None, name: str = ""):
     """A featurizer that embeds exactly as the fit of `potentials` did; anything else raises Mismatch.
 
     `space` (optional) is the space the caller expects; `name` names the artifact in messages.

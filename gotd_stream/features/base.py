@@ -47,6 +47,22 @@ class Featurizer(Protocol):
         """The sentence-embedding model's settings (name, fingerprint, ...), or None for a space without one."""
 
 
+class FittedSpace(Protocol):
+    """What a space is restored from, as a fit left it (select.artifact's Potentials and Mixture are such)."""
+
+    @property
+    def features(self) -> dict:
+        """The space's header: Featurizer.describe() at the fit."""
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the space fitted: Featurizer.arrays() at the fit."""
+
+    @property
+    def model(self) -> dict | None:
+        """The sentence-embedding model's settings at the fit: Featurizer.model_settings()."""
+
+
 def usable_rows(x: np.ndarray) -> np.ndarray:
     """Which rows can be scored: finite (no fp16 overflow) and not zero (a zero row has no direction, so it would
     score by the target potential alone, near the top)."""
