@@ -35,10 +35,11 @@ __all__ = [
     "restore",
     "semantic_model",
     "unit_rows",
+    "validate_fields",
 ]
 
 if TYPE_CHECKING:
-    from gotd_stream.features.base import FittedSpace
+    from gotd_stream.features.base import Fields, FittedSpace
     from gotd_stream.features.semantic import Embedder
 
 
@@ -114,6 +115,14 @@ def restore(header: dict, arrays: dict, embedder: Embedder | None):
         arrays.get("lexical_rows"),  # format version 4 on; before, one projection row per bucket
     )
     return lexical if space == "lexical" else Hybrid(embedder, lexical, header["weight"])
+
+
+def validate_fields(space: str, features: dict, model, tensors: dict) -> Fields | str:
+    """What is wrong with a space's fields in an artifact (its `features` header, the model's settings, its
+    arrays among `tensors`) as a string, or their row width and array names: each space checks its own."""
+    from gotd_stream.features import hybrid, lexical, semantic
+
+    return {"semantic": semantic, "lexical": lexical, "hybrid": hybrid}[space].validate_fields(features, model, tensors)
 
 
 def _static(model: dict) -> bool:

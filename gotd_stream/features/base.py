@@ -6,7 +6,7 @@ Light on purpose (numpy only inside functions): the command line reads SPACES fo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,6 +45,13 @@ class Featurizer(Protocol):
 
     def model_settings(self) -> dict | None:
         """The sentence-embedding model's settings (name, fingerprint, ...), or None for a space without one."""
+
+
+class Fields(NamedTuple):
+    """A space's fields in an artifact once checked (features.validate_fields): what the rest must fit."""
+
+    dim: int  # the width of the space's rows: the target embeddings' columns
+    arrays: frozenset[str] = frozenset()  # the names of the arrays the space stores beside the potentials
 
 
 class FittedSpace(Protocol):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gotd_stream.features.base import ZERO_ROW, unit_rows
-from gotd_stream.features.lexical import Lexical
+from gotd_stream.checks import brief, is_real
+from gotd_stream.features.base import ZERO_ROW, Fields, unit_rows
+from gotd_stream.features.lexical import Lexical, lexical_arrays, validate_lexical
+from gotd_stream.features.semantic import validate_model
 
 
 def combine(semantic: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
@@ -56,3 +58,14 @@ class Hybrid:
 
     def model_settings(self) -> dict:
         return self.semantic.model_settings()
+
+
+def validate_fields(features: dict, model, tensors: dict[str, np.ndarray]) -> Fields | str:
+    """The hybrid space's fields in an artifact: the semantic model's, the lexical part's and the weight; a string
+    says what is wrong."""
+    problem = validate_model(model) or validate_lexical(features, tensors)
+    if problem:
+        return problem
+    if not (is_real(features.get("weight")) and 0 <= features["weight"] <= 1):
+        return f"hybrid weight {brief(features.get('weight'))} is not a number in [0, 1]"
+    return Fields(model["dim"] + features["dim"], lexical_arrays(tensors))

@@ -13,7 +13,8 @@ import zlib
 
 import numpy as np
 
-from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, unit_rows
+from gotd_stream.checks import brief, is_int
+from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM, Fields, unit_rows
 from gotd_stream.text import CHAR_BUDGET, WORD
 from gotd_stream.threads import one_thread
 
@@ -188,3 +189,50 @@ def randomized_right_singular_vectors(matrix, k: int, seed: int, oversample: int
     # a direction the sample does not span (duplicate texts) has no singular vector: its column stays zero
     scale = np.where(s2 > s2.max(initial=0.0) * 1e-12, 1.0 / np.sqrt(np.maximum(s2, 1e-300)), 0.0)
     return ((b @ w) * scale).astype(np.float32)
+
+
+def validate_fields(features: dict, model, tensors: dict[str, np.ndarray]) -> Fields | str:
+    """The lexical space's fields in an artifact: no model, this code's recipe, arrays that fit it; a string says
+    what is wrong."""
+    if model is not None:
+        return "the lexical space needs no model, but the header names one"
+    return validate_lexical(features, tensors) or Fields(features["dim"], lexical_arrays(tensors))
+
+
+def lexical_arrays(tensors: dict[str, np.ndarray]) -> frozenset[str]:
+    """The names of the lexical space's arrays: its IDF and projection, and from format version 4 its rows."""
+    return frozenset({"lexical_idf", "lexical_projection"} | ({"lexical_rows"} & set(tensors)))
+
+
+def validate_lexical(features: dict, tensors: dict[str, np.ndarray]) -> str | None:
+    """The lexical recipe must be this code's, and its arrays must fit it."""
+    for key in ("buckets", "dim", "char_budget"):
+        if not (is_int(features.get(key)) and features[key] >= 1):
+            return f"lexical {key} {brief(features.get(key))} is not a positive integer"
+    for key, value in LEXICAL_RECIPE.items():
+        if features.get(key) != value:
+            return f"lexical {key} {brief(features.get(key))} differs from this gotd-stream's {value!r}"
+    buckets, dim = features["buckets"], features["dim"]
+    problem = float_array(tensors, "lexical_idf", (buckets,))
+    if problem:
+        return problem
+    rows = tensors.get("lexical_rows")
+    if rows is not None:  # format version 4: a projection row for each bucket the fit sample used, in order
+        if rows.dtype != np.int32 or rows.ndim != 1:
+            return f"lexical_rows is {rows.dtype}{list(rows.shape)}, expected int32[rows]"
+        if len(rows) and (rows[0] < 0 or rows[-1] >= buckets or (np.diff(rows) <= 0).any()):
+            return f"lexical_rows are not increasing buckets in [0, {buckets})"
+        return float_array(tensors, "lexical_projection", (len(rows), dim), np.float16)
+    return float_array(tensors, "lexical_projection", (buckets, dim))
+
+
+def float_array(tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype=np.float32) -> str | None:
+    """What is wrong with a float array of the lexical space: missing, another dtype or shape, non-finite."""
+    array = tensors.get(name)
+    if array is None:
+        return f"arrays missing: {name}"
+    if array.dtype != dtype or array.shape != shape:
+        return f"{name} is {array.dtype}{list(array.shape)}, expected {np.dtype(dtype).name}{list(shape)}"
+    if not np.isfinite(array).all():
+        return f"{name} holds non-finite values"
+    return None

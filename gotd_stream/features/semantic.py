@@ -13,13 +13,40 @@ from typing import Any
 
 import numpy as np
 
+from gotd_stream.checks import brief, is_int
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING, ZERO_ROW, unit_rows
+from gotd_stream.features.base import DEFAULT_MODEL, DEFAULT_MODEL_SETTING, ZERO_ROW, Fields, unit_rows
 from gotd_stream.hf import load_failure, pick_device, setup_offline
 
 # Texts are cut to this many characters per allowed token before tokenising: a token is never shorter
 # than one character, so the cut only spares the tokenizer from huge lines the model would truncate anyway.
 CHARS_PER_TOKEN = 16
+
+
+def validate_model(model) -> str | None:
+    """What is wrong with the embedder settings (Embedder.settings()) an artifact holds, or None."""
+    if not isinstance(model, dict):
+        return f"model settings {brief(model)} are not an object"
+    for key in ("name", "fingerprint"):
+        if not isinstance(model.get(key), str):
+            return f"model {key} {brief(model.get(key))} is not a string"
+    for key in ("dim", "max_tokens"):
+        if not (is_int(model.get(key)) and model[key] >= 1):
+            return f"model {key} {brief(model.get(key))} is not a positive integer"
+    if model.get("normalize", True) is not True:
+        return "the model's embeddings were not L2-normalised"
+    if model.get("chars_per_token", CHARS_PER_TOKEN) != CHARS_PER_TOKEN:
+        return (
+            f"texts were cut at {brief(model.get('chars_per_token'))} characters per token, "
+            f"this gotd-stream cuts at {CHARS_PER_TOKEN}"
+        )
+    return None
+
+
+def validate_fields(features: dict, model, tensors: dict[str, np.ndarray]) -> Fields | str:
+    """The semantic space's fields in an artifact: its model's settings (it stores no arrays); a string says
+    what is wrong."""
+    return validate_model(model) or Fields(model["dim"])
 
 
 class ModelError(UsageProblem):

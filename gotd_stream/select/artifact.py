@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gotd_stream.checks import brief, is_count, is_int, is_real
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.streams import atomic_output
 
@@ -201,30 +202,6 @@ def damaged(path: str, detail: str) -> ArtifactError:
     return ArtifactError(f"{path}: damaged or incompatible artifact ({detail})")
 
 
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value) -> bool:
-    """A finite JSON number (not a boolean; an integer too large for a float is not finite)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
-def brief(value, limit: int = 60) -> str:
-    """repr, cut short: a damaged header can hold anything."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def is_count(value) -> bool:
-    return is_int(value) and value >= 0
-
-
 FIT_FIELDS = {  # what `fit` records about itself: shown by `info`, never used to score
     "sampling": ("a string", lambda value: isinstance(value, str)),
     "target_file": ("a string", lambda value: isinstance(value, str)),
@@ -243,6 +220,7 @@ FIT_FIELDS = {  # what `fit` records about itself: shown by `info`, never used t
 
 def validate(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
     """What is wrong with a parsed header and its arrays (None: nothing), so that nothing downstream trips on it."""
+    from gotd_stream.features import validate_fields
     from gotd_stream.features.base import SPACES
 
     epsilon, mean_f, ot_cost = header.get("epsilon"), header.get("mean_f"), header.get("ot_cost")
@@ -268,88 +246,14 @@ def validate(header: dict, tensors: dict[str, np.ndarray]) -> str | None:
     space = features.get("space")
     if not isinstance(space, str) or space not in SPACES:
         return f"unknown feature space {brief(space)}: upgrade gotd-stream, or the file is damaged"
-    model = header.get("model")
-    if space == "lexical":
-        model_dim = 0
-        if model is not None:
-            return "the lexical space needs no model, but the header names one"
-    else:
-        problem = validate_model(model)
-        if problem:
-            return problem
-        model_dim = model["dim"]
-    lexical_dim = 0
-    expected = {"target", "g"}
-    if space != "semantic":
-        problem = validate_lexical(features, tensors)
-        if problem:
-            return problem
-        lexical_dim = features["dim"]
-        expected |= {"lexical_idf", "lexical_projection"} | ({"lexical_rows"} & set(tensors))
-    if space == "hybrid" and not (is_real(features.get("weight")) and 0 <= features["weight"] <= 1):
-        return f"hybrid weight {brief(features.get('weight'))} is not a number in [0, 1]"
+    fields = validate_fields(space, features, header.get("model"), tensors)  # the space checks its own
+    if isinstance(fields, str):
+        return fields
+    expected = {"target", "g"} | fields.arrays
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         return f"arrays {'missing: ' + ', '.join(missing) if missing else 'unexpected: ' + ', '.join(extra)}"
-    return validate_potentials(tensors["target"], tensors["g"], model_dim + lexical_dim, bound)
-
-
-def validate_model(model) -> str | None:
-    """The embedder settings (Embedder.settings()) of the semantic and hybrid spaces."""
-    from gotd_stream.features.semantic import CHARS_PER_TOKEN
-
-    if not isinstance(model, dict):
-        return f"model settings {brief(model)} are not an object"
-    for key in ("name", "fingerprint"):
-        if not isinstance(model.get(key), str):
-            return f"model {key} {brief(model.get(key))} is not a string"
-    for key in ("dim", "max_tokens"):
-        if not (is_int(model.get(key)) and model[key] >= 1):
-            return f"model {key} {brief(model.get(key))} is not a positive integer"
-    if model.get("normalize", True) is not True:
-        return "the model's embeddings were not L2-normalised"
-    if model.get("chars_per_token", CHARS_PER_TOKEN) != CHARS_PER_TOKEN:
-        return (
-            f"texts were cut at {brief(model.get('chars_per_token'))} characters per token, "
-            f"this gotd-stream cuts at {CHARS_PER_TOKEN}"
-        )
-    return None
-
-
-def validate_lexical(features: dict, tensors: dict[str, np.ndarray]) -> str | None:
-    """The lexical recipe must be this code's, and its arrays must fit it."""
-    from gotd_stream.features.lexical import LEXICAL_RECIPE
-
-    for key in ("buckets", "dim", "char_budget"):
-        if not (is_int(features.get(key)) and features[key] >= 1):
-            return f"lexical {key} {brief(features.get(key))} is not a positive integer"
-    for key, value in LEXICAL_RECIPE.items():
-        if features.get(key) != value:
-            return f"lexical {key} {brief(features.get(key))} differs from this gotd-stream's {value!r}"
-    buckets, dim = features["buckets"], features["dim"]
-    problem = float_array(tensors, "lexical_idf", (buckets,))
-    if problem:
-        return problem
-    rows = tensors.get("lexical_rows")
-    if rows is not None:  # format version 4: a projection row for each bucket the fit sample used, in order
-        if rows.dtype != np.int32 or rows.ndim != 1:
-            return f"lexical_rows is {rows.dtype}{list(rows.shape)}, expected int32[rows]"
-        if len(rows) and (rows[0] < 0 or rows[-1] >= buckets or (np.diff(rows) <= 0).any()):
-            return f"lexical_rows are not increasing buckets in [0, {buckets})"
-        return float_array(tensors, "lexical_projection", (len(rows), dim), np.float16)
-    return float_array(tensors, "lexical_projection", (buckets, dim))
-
-
-def float_array(tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype=np.float32) -> str | None:
-    """What is wrong with a float array of the lexical space: missing, another dtype or shape, non-finite."""
-    array = tensors.get(name)
-    if array is None:
-        return f"arrays missing: {name}"
-    if array.dtype != dtype or array.shape != shape:
-        return f"{name} is {array.dtype}{list(array.shape)}, expected {np.dtype(dtype).name}{list(shape)}"
-    if not np.isfinite(array).all():
-        return f"{name} holds non-finite values"
-    return None
+    return validate_potentials(tensors["target"], tensors["g"], fields.dim, bound)
 
 
 def validate_potentials(target: np.ndarray, g: np.ndarray, dim: int, bound: float) -> str | None:
