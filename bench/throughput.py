@@ -269,7 +269,7 @@ def stage_hf_tokenizer(embedder, texts: list[str]) -> float:
 
 def stage_our_tokenizer(embedder, texts: list[str], workers: int) -> float:
     """Our tokenizer: inline, or in `workers` processes (started and warmed before the clock starts)."""
-    from gotd_stream.features.engine import CHUNK_DOCS, Tokenize, _work
+    from gotd_stream.features.engine.workers import CHUNK_DOCS, Tokenize, _work
 
     if workers == 0:
         tokenize = Tokenize(embedder.engine.spec)
@@ -290,7 +290,7 @@ def stage_forward(embedder, texts: list[str], rows: int, repeats: int) -> float:
     """The model alone on full-length pre-tokenised batches already on the device: the ceiling for docs/s."""
     import torch
 
-    from gotd_stream.features.engine import Tokenize
+    from gotd_stream.features.engine.workers import Tokenize
 
     chunk = Tokenize(embedder.engine.spec)(texts[:rows])
     ids = torch.full((rows, MAX_TOKENS), embedder.engine.pad_id, dtype=torch.long)
@@ -318,7 +318,7 @@ def stage_lexical(potentials: Path, embedder, texts: list[str]) -> float:
     """The lexical half of a hybrid artifact alone, in one process, in the calls the tokenizer stage makes."""
     import gotd_stream as gs
     from gotd_stream.features import restore
-    from gotd_stream.features.engine import CHUNK_DOCS
+    from gotd_stream.features.engine.workers import CHUNK_DOCS
 
     fitted = gs.load(str(potentials))
     lexical = restore(fitted.features, fitted.arrays, embedder).lexical  # the model is not run
@@ -425,7 +425,7 @@ def main() -> None:
         write_seed(pool_texts(args.cache), args.write_seed, args.seed_mb)
         return
 
-    from gotd_stream.features.engine import auto_workers
+    from gotd_stream.features.engine.workers import auto_workers
     from gotd_stream.features.semantic import Embedder, pick_device
 
     device = pick_device(args.device)
@@ -463,7 +463,7 @@ def main() -> None:
     if embedder.engine is None:
         raise SystemExit("this model does not take the fast path (not plain text through a fast tokenizer)")
     spec = embedder.engine.spec
-    from gotd_stream.features.engine import Tokenize
+    from gotd_stream.features.engine.workers import Tokenize
 
     lengths = Tokenize(spec)(docs[:2000]).lengths
     tokens_per_doc = float(lengths.mean())

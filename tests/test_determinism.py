@@ -176,9 +176,9 @@ def test_sampled_token_budget_is_the_same_bytes_across_threads_workers_and_shard
 def test_a_static_model_scores_the_same_bytes_on_any_thread_or_worker_count(shards, tiny_static, space, monkeypatch):
     """Issue 13: the static model's engine (the bag of token rows, the fast tokenizer, worker processes) changes
     no byte with the thread count or the worker count, and merge of shards gives the one-pass bytes."""
-    from gotd_stream.features import engine
+    from gotd_stream.features.engine import runners
 
-    monkeypatch.setattr(engine, "BAG_WINDOW", 24)  # several windows: the first inline, the others in the workers
+    monkeypatch.setattr(runners, "BAG_WINDOW", 24)  # several windows: the first inline, the others in the workers
     d, paths = shards["dir"], shards["paths"]
     art = d / f"static-{space}.gotd"
     model = ["--model", tiny_static]

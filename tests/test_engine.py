@@ -11,7 +11,8 @@ import orjson
 import pytest
 import zstandard
 
-from gotd_stream.features.engine import Tokenize, plan_batches
+from gotd_stream.features.engine.batches import plan_batches
+from gotd_stream.features.engine.workers import Tokenize
 from gotd_stream.io.records import Skips, read_records
 from tests.conftest import make_docs, write_jsonl
 from tests.conftest import run as cli_run

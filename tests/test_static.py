@@ -145,7 +145,7 @@ TRICKY = [
 def test_the_fast_tokenizer_gives_the_tokenizer_ids_on_every_kind_of_text(tiny_static, max_tokens):
     from tokenizers import Tokenizer
 
-    from gotd_stream.features.engine import Tokenize, TokenizerSpec
+    from gotd_stream.features.engine.workers import Tokenize, TokenizerSpec
     from gotd_stream.features.wordpiece import WordPieceWords
 
     tokenizer = Tokenizer.from_file(str(Path(static_dir(tiny_static)) / "tokenizer.json"))
@@ -165,18 +165,18 @@ def test_the_fast_tokenizer_gives_the_tokenizer_ids_on_every_kind_of_text(tiny_s
 
 def test_the_static_engine_scores_the_same_bytes_as_plain_encode(corpus, tiny_static, monkeypatch):
     """Items 2 and 3 of issue 13: the engine's bag path against SentenceTransformer.encode, end to end."""
-    from gotd_stream.features import engine
+    from gotd_stream.features.engine import runners
 
     folder = static_dir(tiny_static)
     embedder = gs.ModelSettings(model=folder).load()
-    assert isinstance(embedder.engine, engine.BagEngine)
+    assert isinstance(embedder.engine, runners.BagEngine)
     pot = corpus["dir"] / "bag.gotd"
     args = ["score", "--target", corpus["target"], corpus["pool"], "--model", folder, "-k", 50, "-q"]
     fast = run([*args, "--save-potentials", pot]).stdout_bytes
     for workers in (0, 2):
         assert run(["score", "-p", pot, corpus["pool"], "--model", folder, "-k", 50, "-q", "--workers", workers]
                    ).stdout_bytes == fast  # fmt: skip
-    monkeypatch.setattr(engine.Engine, "for_model", classmethod(lambda cls, *a, **k: None))  # plain encode only
+    monkeypatch.setattr(runners.Engine, "for_model", classmethod(lambda cls, *a, **k: None))  # plain encode only
     assert run(["score", "-p", pot, corpus["pool"], "--model", folder, "-k", 50, "-q"]).stdout_bytes == fast
 
 
@@ -196,9 +196,9 @@ def test_the_workers_stop_with_the_engine_that_started_them(tiny_static, monkeyp
     """Windows past the first go to worker processes. An embedder dropped without close() (as the command line
     does at its end) stops them at once: a pool left to stop on its own raced concurrent.futures' exit hook and
     printed an OSError traceback when the process exited."""
-    from gotd_stream.features import engine
+    from gotd_stream.features.engine import runners
 
-    monkeypatch.setattr(engine, "BAG_WINDOW", 64)
+    monkeypatch.setattr(runners, "BAG_WINDOW", 64)
     embedder = gs.ModelSettings(model=tiny_static, workers=1).load()
     texts = [d["text"] for d in make_docs(300, seed=5)]
     rows = embedder.encode(texts)

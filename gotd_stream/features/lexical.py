@@ -136,7 +136,7 @@ class Lexical:
     def stream(self, items):
         """(key, texts) windows -> (key, rows): the next window is read and featurized in a thread while the
         caller scores this one (the c-transform's matmuls and numpy's loops let go of the GIL)."""
-        from gotd_stream.features.engine import prefetch
+        from gotd_stream.features.engine.pipeline import prefetch
 
         return prefetch(((key, self.encode(texts)) for key, texts in items), "gotd-lexical")
 

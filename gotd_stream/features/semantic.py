@@ -147,11 +147,12 @@ class Embedder(SemanticSpace):
     ):
         import torch
 
-        from gotd_stream.features.engine import WINDOW_BATCHES, Engine
+        from gotd_stream.features.engine.batches import WINDOW_BATCHES
+        from gotd_stream.features.engine.runners import Engine
 
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
-        from gotd_stream.features.engine import is_bag
+        from gotd_stream.features.engine.runners import is_bag
         from gotd_stream.features.static import load_static
 
         # a static folder loads without sentence-transformers, whose import alone takes seconds

@@ -1,312 +1,45 @@
-"""The fast embedding path: tokenise in worker processes, bucket by length, batch by tokens, overlap every stage.
-
-`SentenceTransformer.encode` leaves a GPU mostly idle: it tokenises, pads and loops in Python between forward
-passes, and sorts by length only inside one call. Here, for one window of documents at a time (a window never
-spans two inputs: see select.score.windows):
-
-1. a reader thread pulls windows from the caller and hands their texts, in chunks, to tokenizer workers (or
-   tokenises inline with `workers=0`); the workers also compute a side feature (the lexical part of the hybrid
-   space) on the same texts, so it costs the main process nothing;
-2. a packer thread sorts the window by token length (longest first, ties by position), cuts it into batches of
-   at most `batch_tokens` padded tokens, and pads each batch into (pinned, on CUDA) host tensors;
-3. the forward stage (a thread of its own on a GPU, the caller's thread on the CPU) copies batches to the device
-   (non-blocking), runs the model's own module chain (so any Pooling/Dense/Normalize of the folder applies),
-   restores input order and L2-normalises in float32;
-4. the caller consumes (window, embeddings, side features) while the next windows are being read and tokenised.
-
-Bounded queues keep at most a few windows in flight, so memory does not grow with the corpus. The batches of a
-window depend only on that window's texts (never on timing, chunking or worker count), so results are the same
-bits whatever `workers` is, and a shard scores the same alone or among others.
-
-Texts are first cut at a whitespace before `TIGHT_CHARS_PER_TOKEN` characters per token: a tokenizer that splits
-words at whitespace first gives the cut text exactly the first tokens of the whole text, so when the cut text
-still fills the model's window its tokens are the ones the model would see anyway. The rare text that does not
-(long words, no spaces) is tokenised again from the usual 16-characters-per-token cut. This spares the tokenizer
-the part of a long document the model truncates away. Tokenizers that do not split at whitespace first skip the
-tight cut.
-"""
+"""The model runners of the fast path: Engine for a transformer (sorted, padded batches, the forward pass in a
+thread of its own on a GPU) and BagEngine for a static model (one EmbeddingBag call per window)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import queue
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from itertools import chain
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-TIGHT_CHARS_PER_TOKEN = 6  # MiniLM's tokens span 3.7 characters (median) to 5.4 (99th pct.) of the real pool
-WINDOW_BATCHES = 16  # documents sorted together: this many full-length batches
-CHUNK_DOCS = 256  # texts per job sent to a tokenizer worker
-DEPTH = 1  # windows waiting between two stages (a GPU window is 32k documents)
-BATCH_TOKENS = {"cuda": 2048 * 128, "cpu": 64 * 128}  # padded tokens per forward pass
-MAX_WORKERS = 12
+from gotd_stream.features.engine.batches import (
+    WINDOW_BATCHES,
+    Batch,
+    Packed,
+    default_batch_tokens,
+    pad_rows,
+    plan_batches,
+)
+from gotd_stream.features.engine.pipeline import DEPTH, _items, _put, _stage
+from gotd_stream.features.engine.workers import (
+    CHUNK_DOCS,
+    TIGHT_CHARS_PER_TOKEN,
+    Chunk,
+    Tokenize,
+    TokenizerSpec,
+    _concat,
+    _init_worker,
+    _ready,
+    _work,
+    auto_workers,
+    bag_workers,
+    cpu_count,
+    splits_at_whitespace,
+)
+
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def auto_workers(device: str) -> int:
-    """Tokenizer processes by default: none on the CPU (the forward pass is the bottleneck and needs the cores),
-    on a GPU host all cores but three (the reader, the packer and the forward thread), at most MAX_WORKERS."""
-    if not device.startswith("cuda"):
-        return 0
-    return max(1, min(MAX_WORKERS, cpu_count() - 3))
-
-
-def bag_workers() -> int:
-    """Tokenizer processes by default for a static model, on any device: the tokenizer (and the lexical half of
-    the hybrid space) is then the whole cost, so all cores but one (the reader and the scoring), and two on two
-    cores (faster there than one: README, *Throughput*), at most MAX_WORKERS; none on one core, and none under a
-    script that would run again in each worker (spawn_is_safe)."""
-    cores = cpu_count()
-    if cores < 2 or not spawn_is_safe():
-        return 0
-    return min(MAX_WORKERS, max(2, cores - 1))
-
-
-def spawn_is_safe() -> bool:
-    """Whether worker processes can start here without running the main script again: a spawned worker imports the
-    main script, so one without an `if __name__ == "__main__":` guard would run everything twice (and fail).
-    The command line, python -m, notebooks and guarded scripts are safe; `workers=N` is obeyed anyway."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if path is None:  # an interactive session or a notebook: nothing to import again
-        return True
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "__main__" in fh.read()
-    except OSError:
-        return False
-
-
-def default_batch_tokens(device: str) -> int:
-    return BATCH_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
-
-
-# --- tokenising: the same code inline and in the worker processes --------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """All a worker needs to tokenise exactly as the model's own fast tokenizer does (picklable, small)."""
-
-    json: str  # the tokenizers.Tokenizer, serialised
-    max_tokens: int
-    direction: str  # truncation side
-    tight_chars: int  # first cut, at a whitespace; 0: no tight cut
-    full_chars: int  # the usual cut (CHARS_PER_TOKEN per token)
-    types: bool  # whether token type ids are needed and not all zero for one text
-    special_tokens: bool = True  # [CLS]/[SEP] and the like; a StaticEmbedding tokenises without them
-
-
-@dataclass
-class Chunk:
-    """Token ids of some texts, flat, with their lengths; and the side features of the same texts."""
-
-    ids: np.ndarray  # int32, all texts' ids one after the other
-    lengths: np.ndarray  # int32, tokens per text
-    types: np.ndarray | None  # int8 like ids, when the model needs non-zero token type ids
-    side: np.ndarray | None  # (texts, d) float32 rows of the side featurizer
-
-
-class Tokenize:
-    """Texts -> Chunk, exactly as the model's tokenizer with truncation to max_tokens and no padding."""
-
-    def __init__(self, spec: TokenizerSpec, side: Any = None):
-        from tokenizers import Tokenizer
-
-        self.spec, self.side = spec, side
-        self.tokenizer = Tokenizer.from_str(spec.json)
-        self.tokenizer.enable_truncation(spec.max_tokens, direction=spec.direction)
-        self.tokenizer.no_padding()
-        # encode_batch_fast skips the character offsets we do not use; older tokenizers lack it
-        self.encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        self.words = None  # the exact fast path for the usual texts of a BERT-like tokenizer (static models)
-        if not spec.special_tokens:
-            from gotd_stream.features.wordpiece import WordPieceWords
-
-            self.words = WordPieceWords.for_tokenizer(self.tokenizer)
-
-    def tokens(self, texts: list[str]) -> list:
-        spec = self.spec
-        tight, full = spec.tight_chars, spec.full_chars
-        cut: list[str] = []
-        tight_cut: list[int] = []
-        for i, text in enumerate(texts):
-            if tight and len(text) > tight:
-                at = max(text.rfind(" ", 0, tight + 1), text.rfind("\n", 0, tight + 1))
-                if at > 0:
-                    cut.append(text[:at])
-                    tight_cut.append(i)
-                    continue
-            cut.append(text[:full])
-        special = spec.special_tokens
-        encodings = self.encode_batch(cut, add_special_tokens=special)
-        # a tight cut that does not fill the model's window may have left tokens out: tokenise the usual cut
-        redo = [i for i in tight_cut if len(encodings[i]) < spec.max_tokens]
-        if redo:
-            again = self.encode_batch([texts[i][:full] for i in redo], add_special_tokens=special)
-            for i, encoding in zip(redo, again, strict=True):
-                encodings[i] = encoding
-        return encodings
-
-    def ids(self, texts: list[str]) -> list[list[int]]:
-        """Each text's token ids: through the fast path where it applies, the tokenizer for the rest."""
-        if self.words is None:
-            return [e.ids for e in self.tokens(texts)]
-        full, limit = self.spec.full_chars, self.spec.max_tokens
-        ids = [self.words.ids(text[:full], limit) for text in texts]
-        rest = [i for i, row in enumerate(ids) if row is None]
-        if rest:
-            for i, encoding in zip(rest, self.tokens([texts[i] for i in rest]), strict=True):
-                ids[i] = encoding.ids
-        return ids
-
-    def __call__(self, texts: list[str]) -> Chunk:
-        if self.words is not None:
-            rows = self.ids(texts)
-            lengths = np.fromiter(map(len, rows), np.int32, len(rows))
-            ids = np.fromiter(chain.from_iterable(rows), np.int32, int(lengths.sum()))
-            side = self.side.encode(texts) if self.side is not None else None
-            return Chunk(ids, lengths, None, side)
-        encodings = self.tokens(texts)
-        lengths = np.fromiter(map(len, encodings), np.int32, len(encodings))
-        total = int(lengths.sum())
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, total)
-        types = None
-        if self.spec.types:
-            types = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), np.int8, total)
-        side = self.side.encode(texts) if self.side is not None else None
-        return Chunk(ids, lengths, types, side)
-
-
-_WORKER: Tokenize | None = None
-
-
-def splits_at_whitespace(tokenizer_json: str) -> bool:
-    """Whether the tokenizer's pre-tokenizer cuts words at whitespace before anything else looks at them, so that
-    the tokens of a text cut at a whitespace are the first tokens of the whole text."""
-    import json
-
-    def splits(pre: dict | None) -> bool:
-        if not pre:
-            return False
-        kind = pre.get("type")
-        if kind in ("BertPreTokenizer", "Whitespace", "WhitespaceSplit"):
-            return True
-        if kind == "ByteLevel":
-            return bool(pre.get("use_regex", True))
-        if kind == "Metaspace":
-            return pre.get("split", True) is not False
-        if kind == "Sequence":
-            return any(splits(p) for p in pre.get("pretokenizers", []))
-        return False
-
-    return splits(json.loads(tokenizer_json).get("pre_tokenizer"))
-
-
-def _init_worker(spec: TokenizerSpec, side: Any) -> None:
-    global _WORKER
-    _WORKER = Tokenize(spec, side)
-
-
-def _ready() -> None:
-    """A job that only makes the pool start a worker (its initializer runs first)."""
-
-
-def _work(texts: list[str]) -> Chunk:
-    assert _WORKER is not None
-    return _WORKER(texts)
-
-
-def _concat(chunks: list[Chunk]) -> Chunk:
-    if len(chunks) == 1:
-        return chunks[0]
-    types = [c.types for c in chunks]
-    side = [c.side for c in chunks]
-    return Chunk(
-        np.concatenate([c.ids for c in chunks]),
-        np.concatenate([c.lengths for c in chunks]),
-        np.concatenate(types) if types[0] is not None else None,
-        np.concatenate(side) if side[0] is not None else None,
-    )
-
-
-# --- batching ------------------------------------------------------------------------------------------------
-
-
-def plan_batches(lengths: np.ndarray, batch_tokens: int, max_rows: int | None) -> tuple[np.ndarray, list[int]]:
-    """(order, batch boundaries): longest first (ties by position), each batch within `batch_tokens` padded tokens.
-
-    Depends on the lengths alone, so a window is cut into the same batches on every run and any worker count.
-    """
-    order = np.argsort(-lengths.astype(np.int64), kind="stable")
-    bounds = [0]
-    n = len(order)
-    while bounds[-1] < n:
-        longest = max(1, int(lengths[order[bounds[-1]]]))
-        rows = max(1, batch_tokens // longest)
-        if max_rows:
-            rows = min(rows, max_rows)
-        bounds.append(min(n, bounds[-1] + rows))
-    return order, bounds
-
-
-def pad_rows(chunk: Chunk, offsets: np.ndarray, rows: np.ndarray, pad_id: int, left: bool, out_ids, out_types) -> None:
-    """Write the token ids of `rows` (indices into the chunk) into the (len(rows), L) arrays, padded."""
-    lengths = chunk.lengths[rows].astype(np.int64)
-    width = out_ids.shape[1]
-    out_ids.fill(pad_id)
-    if out_types is not None:
-        out_types.fill(0)
-    total = int(lengths.sum())
-    if not total:
-        return
-    row = np.repeat(np.arange(len(rows)), lengths)
-    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    source = np.repeat(offsets[rows], lengths) + within
-    column = within + np.repeat(width - lengths, lengths) if left else within
-    out_ids[row, column] = chunk.ids[source]
-    if out_types is not None:
-        out_types[row, column] = chunk.types[source]
-
-
-@dataclass
-class Batch:
-    ids: Any  # torch int32 (rows, L), pinned on CUDA
-    lengths: Any  # torch int32 (rows,)
-    types: Any  # torch int8 (rows, L) or None
-
-
-@dataclass
-class Packed:
-    key: Any
-    order: np.ndarray  # position in the window of each sorted row
-    batches: list[Batch]
-    side: np.ndarray | None
-
-
-class _Failed:
-    """An exception travelling down the stages to the consumer, which raises it."""
-
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-_END = object()
 
 
 class Engine:
@@ -723,67 +456,3 @@ def _close_at_exit(engine: Engine) -> None:
 def _preprocess(model, texts: list[str]) -> dict:
     """The model's own features for `texts` (preprocess() since sentence-transformers 6, tokenize() before)."""
     return (getattr(model, "preprocess", None) or model.tokenize)(texts)
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put unless the consumer has gone away; False when it has."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _items(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
-    """Items of a stage's input queue until the end marker; a failure upstream is raised here."""
-    while True:
-        try:
-            item = q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return
-            continue
-        if item is _END:
-            return
-        if isinstance(item, _Failed):
-            raise item.exc
-        yield item
-
-
-def _stage(body: Callable[[], None], sink: queue.Queue, stop: threading.Event, name: str) -> threading.Thread:
-    """Run one stage in a daemon thread; pass the end marker, or the exception that ended it, downstream."""
-
-    def run() -> None:
-        try:
-            body()
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach the consumer, which re-raises it
-            _put(sink, _Failed(exc), stop)
-        else:
-            _put(sink, _END, stop)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
-
-
-def prefetch(results: Iterable[Any], name: str) -> Iterator[Any]:
-    """The items of `results`, each computed in a thread while the caller works on the one before.
-
-    A failure in the thread is raised in the caller; an early stop leaves the thread to end on its own.
-    """
-    stop = threading.Event()
-    ready: queue.Queue = queue.Queue(DEPTH)
-
-    def produce() -> None:
-        for item in results:
-            if not _put(ready, item, stop):
-                return
-
-    thread = _stage(produce, ready, stop, name)
-    try:
-        yield from _items(ready, stop)
-    finally:
-        stop.set()
-        thread.join(timeout=0.5)
