@@ -108,7 +108,7 @@ def test_full_disk_fails_cleanly_and_keeps_previous_output(setup, monkeypatch):
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("gotd_stream.io.streams.os.fsync", no_space)
+    monkeypatch.setattr("gotd_stream.io.outputs.os.fsync", no_space)
     failed = score(s, s["shards"], "-o", out, "--state", s["dir"] / "st", code=1)
     assert "No space left on device" in failed.stderr
     assert out.read_bytes() == before

@@ -8,7 +8,8 @@ import io
 import pytest
 import zstandard
 
-from gotd_stream.io.streams import CHUNK, CorruptInput, atomic_output, read_lines
+from gotd_stream.io.outputs import atomic_output
+from gotd_stream.io.streams import CHUNK, CorruptInput, read_lines
 
 LINES = [b'{"text": "a"}', b'{"text": "b"}', b'{"text": "c"}']
 
@@ -90,7 +91,7 @@ def test_atomic_output_failure_leaves_previous_file(tmp_path):
 def test_npy_writer_streams_rows(tmp_path):
     import numpy as np
 
-    from gotd_stream.io.streams import NpyWriter
+    from gotd_stream.io.outputs import NpyWriter
 
     rows = np.arange(15, dtype=np.float32).reshape(5, 3)
     buf = io.BytesIO()

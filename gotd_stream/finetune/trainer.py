@@ -25,7 +25,7 @@ import numpy as np
 
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.finetune.settings import setting
-from gotd_stream.io.streams import fsync_dir, umask
+from gotd_stream.io.outputs import fsync_dir, umask
 
 STATE_DIR = "training_state"  # inside a checkpoint: what --resume needs beyond the model itself
 RESULTS = "finetune.json"

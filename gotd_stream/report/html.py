@@ -13,7 +13,7 @@ import json
 import os
 
 from gotd_stream.errors import RuntimeProblem
-from gotd_stream.io.streams import atomic_output
+from gotd_stream.io.outputs import atomic_output
 
 POOL, SELECTION, RANDOM = "#8c8c8c", "#1f6fb4", "#e3a21a"
 STYLE = """

@@ -19,7 +19,7 @@ import numpy as np
 
 from gotd_stream.checks import brief, is_count, is_int, is_real
 from gotd_stream.errors import RuntimeProblem
-from gotd_stream.io.streams import atomic_output
+from gotd_stream.io.outputs import atomic_output
 
 FORMAT = "gotd-stream potentials"
 # 4 stores the lexical projection in float16, with rows for the buckets the fit sample used only (lexical_rows);

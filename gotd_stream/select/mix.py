@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.io.outputs import atomic_output
 from gotd_stream.io.records import Record, read_records, split_mixed, with_scores
-from gotd_stream.io.streams import atomic_output
 from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Mixture
 from gotd_stream.select.merge import MixedFits, NotScored, QuotaLines

@@ -16,8 +16,9 @@ import numpy as np
 
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import usable_rows
+from gotd_stream.io.outputs import atomic_output
 from gotd_stream.io.records import Record, Skips, read_records, with_score
-from gotd_stream.io.streams import STDIN, atomic_output
+from gotd_stream.io.streams import STDIN
 from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Potentials
 from gotd_stream.select.budget import Budget, Kept
@@ -277,7 +278,7 @@ def embed_to_npy(
     records: Iterable[Record], featurizer, skips: Skips, output: str, quiet: bool = False, paths: list[str] = ()
 ) -> int:
     """Featurize `records` into a float32 .npy file (one row per usable record, in order); returns the rows."""
-    from gotd_stream.io.streams import NpyWriter
+    from gotd_stream.io.outputs import NpyWriter
 
     with atomic_output(output, seekable=True) as fh, progress(quiet, "embed") as bar:
         writer = NpyWriter(fh, featurizer.dim)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
+from gotd_stream.io.outputs import atomic_output
 from gotd_stream.io.records import split_scored
-from gotd_stream.io.streams import atomic_output, read_lines
+from gotd_stream.io.streams import read_lines
 from gotd_stream.select.budget import Budget, Kept
 
 STATE_VERSION = 2  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid)
