@@ -269,7 +269,7 @@ def stage_hf_tokenizer(embedder, texts: list[str]) -> float:
 
 def stage_our_tokenizer(embedder, texts: list[str], workers: int) -> float:
     """Our tokenizer: inline, or in `workers` processes (started and warmed before the clock starts)."""
-    from gotd_stream.features.engine.workers import CHUNK_DOCS, Tokenize, _work
+    from gotd_stream.features.engine.workers import CHUNK_DOCS, Tokenize, tokenize_job
 
     if workers == 0:
         tokenize = Tokenize(embedder.engine.spec)
@@ -278,9 +278,9 @@ def stage_our_tokenizer(embedder, texts: list[str], workers: int) -> float:
     default, engine.workers = engine.workers, workers
     try:
         pool = engine._executor(None)
-        list(pool.map(_work, [["warm up"]] * workers * 2))
+        list(pool.map(tokenize_job, [["warm up"]] * workers * 2))
         chunks = [texts[i : i + CHUNK_DOCS] for i in range(0, len(texts), CHUNK_DOCS)]
-        return len(texts) / timed(lambda: list(pool.map(_work, chunks)))
+        return len(texts) / timed(lambda: list(pool.map(tokenize_job, chunks)))
     finally:
         engine.close()
         engine.workers = default

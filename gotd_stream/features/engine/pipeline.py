@@ -21,7 +21,7 @@ class _Failed:
 _END = object()
 
 
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+def send(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
     """Put unless the consumer has gone away; False when it has."""
     while not stop.is_set():
         try:
@@ -32,7 +32,7 @@ def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
-def _items(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
+def receive(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
     """Items of a stage's input queue until the end marker; a failure upstream is raised here."""
     while True:
         try:
@@ -48,16 +48,16 @@ def _items(q: queue.Queue, stop: threading.Event) -> Iterator[Any]:
         yield item
 
 
-def _stage(body: Callable[[], None], sink: queue.Queue, stop: threading.Event, name: str) -> threading.Thread:
+def start_stage(body: Callable[[], None], sink: queue.Queue, stop: threading.Event, name: str) -> threading.Thread:
     """Run one stage in a daemon thread; pass the end marker, or the exception that ended it, downstream."""
 
     def run() -> None:
         try:
             body()
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the consumer, which re-raises it
-            _put(sink, _Failed(exc), stop)
+            send(sink, _Failed(exc), stop)
         else:
-            _put(sink, _END, stop)
+            send(sink, _END, stop)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
@@ -74,12 +74,12 @@ def prefetch(results: Iterable[Any], name: str) -> Iterator[Any]:
 
     def produce() -> None:
         for item in results:
-            if not _put(ready, item, stop):
+            if not send(ready, item, stop):
                 return
 
-    thread = _stage(produce, ready, stop, name)
+    thread = start_stage(produce, ready, stop, name)
     try:
-        yield from _items(ready, stop)
+        yield from receive(ready, stop)
     finally:
         stop.set()
         thread.join(timeout=0.5)

@@ -22,21 +22,21 @@ from gotd_stream.features.engine.batches import (
     pad_rows,
     plan_batches,
 )
-from gotd_stream.features.engine.pipeline import DEPTH, _items, _put, _stage
+from gotd_stream.features.engine.pipeline import DEPTH, receive, send, start_stage
 from gotd_stream.features.engine.workers import (
     CHUNK_DOCS,
     TIGHT_CHARS_PER_TOKEN,
     Chunk,
     Tokenize,
     TokenizerSpec,
-    _concat,
-    _init_worker,
-    _ready,
-    _work,
     auto_workers,
     bag_workers,
+    concat_chunks,
     cpu_count,
+    init_worker,
     splits_at_whitespace,
+    tokenize_job,
+    warm_up,
 )
 
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
@@ -179,7 +179,7 @@ class Engine:
         self._pool = ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
+            initializer=init_worker,
             initargs=(self.spec, side),
         )
         self._pool_side = side
@@ -192,7 +192,7 @@ class Engine:
         """Start every worker process now (a pool starts them at its first jobs): one empty job each."""
         pool = self._executor(side)
         for _ in range(self.workers):
-            pool.submit(_ready)
+            pool.submit(warm_up)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -224,31 +224,31 @@ class Engine:
                     self._start(side)
                 if number >= inline_windows:
                     pool = self._executor(side)
-                    job = [pool.submit(_work, texts[i : i + size]) for i in range(0, len(texts), size)]
+                    job = [pool.submit(tokenize_job, texts[i : i + size]) for i in range(0, len(texts), size)]
                 else:
                     job = texts
-                if not _put(tokenized, (key, job), stop):
+                if not send(tokenized, (key, job), stop):
                     return
 
         def pack() -> None:
-            for key, job in _items(tokenized, stop):
+            for key, job in receive(tokenized, stop):
                 if job and not isinstance(job[0], str):  # futures of the workers
-                    chunk = _concat([f.result() for f in job])
+                    chunk = concat_chunks([f.result() for f in job])
                 else:  # in chunks too: the tokenizer's transient memory stays small
                     inline[:] = inline or [Tokenize(self.spec, side)]
-                    chunk = _concat([inline[0](job[i : i + size]) for i in range(0, len(job), size)])
-                if not _put(packed, self._pack(key, chunk), stop):
+                    chunk = concat_chunks([inline[0](job[i : i + size]) for i in range(0, len(job), size)])
+                if not send(packed, self._pack(key, chunk), stop):
                     return
 
         def forward() -> None:
             import torch
 
             with torch.inference_mode():
-                for item in _items(packed, stop):
-                    if not _put(done, self._forward(item), stop):
+                for item in receive(packed, stop):
+                    if not send(done, self._forward(item), stop):
                         return
 
-        threads = [_stage(read, tokenized, stop, "gotd-read"), _stage(pack, packed, stop, "gotd-pack")]
+        threads = [start_stage(read, tokenized, stop, "gotd-read"), start_stage(pack, packed, stop, "gotd-pack")]
         finished = False
         switch = sys.getswitchinterval()
         import torch
@@ -263,14 +263,14 @@ class Engine:
                 # releases and retakes the GIL: a shorter switch interval keeps the reader's bursts of Python
                 # from stalling the kernel launches (measured: 30 -> 6 us per op beside a busy thread)
                 sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
-                threads.append(_stage(forward, done, stop, "gotd-forward"))
-                yield from _items(done, stop)
+                threads.append(start_stage(forward, done, stop, "gotd-forward"))
+                yield from receive(done, stop)
             else:
                 # on the CPU the forward pass needs the cores anyway; in this thread its large buffers stay in
                 # one malloc arena (a second thread holding them would raise the peak RSS)
                 import torch
 
-                for item in _items(packed, stop):
+                for item in receive(packed, stop):
                     with torch.inference_mode():
                         result = self._forward(item)
                     yield result

@@ -183,21 +183,24 @@ def splits_at_whitespace(tokenizer_json: str) -> bool:
     return splits(json.loads(tokenizer_json).get("pre_tokenizer"))
 
 
-def _init_worker(spec: TokenizerSpec, side: Any) -> None:
+def init_worker(spec: TokenizerSpec, side: Any) -> None:
+    """A worker process's start: its tokenizer and side featurizer, made once."""
     global _WORKER
     _WORKER = Tokenize(spec, side)
 
 
-def _ready() -> None:
+def warm_up() -> None:
     """A job that only makes the pool start a worker (its initializer runs first)."""
 
 
-def _work(texts: list[str]) -> Chunk:
+def tokenize_job(texts: list[str]) -> Chunk:
+    """One job of a worker process: its texts tokenised (and their side features)."""
     assert _WORKER is not None
     return _WORKER(texts)
 
 
-def _concat(chunks: list[Chunk]) -> Chunk:
+def concat_chunks(chunks: list[Chunk]) -> Chunk:
+    """The chunks of one window as one, in order."""
     if len(chunks) == 1:
         return chunks[0]
     types = [c.types for c in chunks]
