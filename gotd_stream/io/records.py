@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import orjson
 
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import CHAR_BUDGET, WORD
+from gotd_stream.io.jsonbytes import loads
 from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
 
@@ -132,8 +132,8 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
     if line.endswith(b"\r"):
         line = line[:-1]
     try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        obj = loads(line)
+    except ValueError as exc:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as err:
