@@ -96,7 +96,9 @@ def chunk_spans(text: str, max_tokens: int, counter) -> list[tuple[int, int]]:
 def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list[tuple[int, int]]:
     """A word over max_tokens as consecutive parts that each fit: the longest prefix that fits, again and again.
 
-    A part is at least one character (a character no tokenizer counts at 8 tokens or more, MIN_CHUNK_TOKENS).
+    Each prefix is looked for in a window doubled until it is over (never the whole rest: a CJK text without
+    spaces can be a megabyte long), then by bisection. A part is at least one character (which no tokenizer
+    counts at 8 tokens or more, MIN_CHUNK_TOKENS).
     """
 
     def fits(a: int, b: int) -> bool:
@@ -105,20 +107,13 @@ def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list
     parts = []
     pos = start
     while pos < end:
-        if fits(pos, end):
-            parts.append((pos, end))
-            break
-        total = int(counter.count([text[pos:end]])[0])
-        guess = max(1, min(end - pos - 1, (end - pos) * max_tokens // max(total, 1)))
-        lo, hi = 1, end - pos - 1  # lo fits (assumed for one character), end - pos does not
-        if fits(pos, pos + guess):  # bracket the longest fitting length around the guess
-            lo = guess
-            step = max(1, guess // 8)
-            while lo + step <= hi and fits(pos, pos + lo + step):
-                lo += step
-            hi = min(hi, lo + step - 1)
-        else:
-            hi = guess - 1
+        size = min(end - pos, 2 * max_tokens)
+        while fits(pos, pos + size):
+            if pos + size == end:
+                parts.append((pos, end))
+                return parts
+            size = min(end - pos, 2 * size)
+        lo, hi = 1, size - 1  # the longest fitting length: one character is taken to fit, `size` does not
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if fits(pos, pos + mid):
