@@ -67,6 +67,7 @@ class Record:
     lineno: int
     raw: bytes  # the original line, without its line ending (and without a previous score suffix)
     text: str
+    tokens: int = -1  # its count when known already (a piece, counted when it was cut), else -1
 
 
 class BadRecord(RuntimeProblem):

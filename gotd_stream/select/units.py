@@ -44,56 +44,82 @@ _SOURCE_KEY = b'"gotd_source"'
 
 
 def chunk_spans(text: str, max_tokens: int, counter) -> list[tuple[int, int]]:
-    """Character spans of the pieces of `text`, each counting at most max_tokens tokens alone.
+    """Character spans of the pieces of `text`, each counting at most max_tokens tokens alone (see chunks)."""
+    return [(start, end) for start, end, _ in chunks(text, max_tokens, counter)]
 
-    Whole words are packed while the counts of the words with the whitespace before them add up to at most
-    max_tokens (exact for WordPiece and the estimate, close for byte-level BPE), then every piece is counted
-    whole; one over is re-packed by bisection. A single word over max_tokens is cut inside (_cut_word). A text
-    that fits whole is one span over all of it.
+
+def chunks(text: str, max_tokens: int, counter) -> list[tuple[int, int, int]]:
+    """(start, end, tokens) of the pieces of `text`: each piece's own count, at most max_tokens.
+
+    Whole words are packed while the tokens of the words with the whitespace before them add up to at most
+    max_tokens (exact for WordPiece and the estimate, close for byte-level BPE, which counts runs of spaces and
+    tabs), then every piece is counted whole and one over is re-packed by bisection. A single word over
+    max_tokens is cut inside (_cut_word). A text that fits whole is one piece over all of it. A tokenizer that
+    gives its tokens' offsets (features.tokens.Tokenizer.starts) sizes the words from one encoding of the text;
+    one whose counts add up over words exactly (`additive`) needs no second count.
     """
-    if int(counter.count([text])[0]) <= max_tokens:
-        return [(0, len(text))]
+    starts_of = getattr(counter, "starts", None)
+    starts = starts_of(text) if starts_of is not None else None
+    total = len(starts) if starts is not None else int(counter.count([text])[0])
+    if total <= max_tokens:
+        return [(0, len(text), total)]
     words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
     if not words:
         return []
-    # each word with the whitespace before it: byte-level BPE counts runs of spaces and tabs, the others do not
-    starts = [0] + [e for _, e in words[:-1]]
-    sizes = counter.count([text[b:e] for b, (_, e) in zip(starts, words, strict=True)])
+    if starts is not None:  # each token to the word it starts in, or the whitespace before that word
+        import numpy as np
+
+        ends = np.fromiter((e for _, e in words), dtype=np.int64, count=len(words))
+        where = np.searchsorted(ends, np.asarray(starts, dtype=np.int64), side="right")
+        sizes = np.bincount(where, minlength=len(words) + 1)[: len(words)].tolist()
+    else:
+        before = [0] + [e for _, e in words[:-1]]
+        sizes = counter.count([text[b:e] for b, (_, e) in zip(before, words, strict=True)]).tolist()
     ranges: list[tuple[int, int]] = []
+    sums: list[int] = []
     first, held = 0, 0
     for i, n in enumerate(sizes):
         if i > first and held + n > max_tokens:
             ranges.append((first, i))
+            sums.append(held)
             first, held = i, 0
-        held += int(n)
+        held += n
     ranges.append((first, len(words)))
+    sums.append(held)
 
     def span(i: int, j: int) -> tuple[int, int]:
         return words[i][0], words[j - 1][1]
 
-    counts = counter.count([text[slice(*span(i, j))] for i, j in ranges])
-    spans: list[tuple[int, int]] = []
+    def tokens(i: int, j: int) -> int:
+        return int(counter.count([text[slice(*span(i, j))]])[0])
+
+    # counted whole, unless the counter's counts add up over words exactly (WordPiece, the estimate)
+    counts = sums if getattr(counter, "additive", False) else counter.count([text[slice(*span(i, j))] for i, j in ranges])
+    out: list[tuple[int, int, int]] = []
     for (i, j), n in zip(ranges, counts, strict=True):
         if n <= max_tokens:
-            spans.append(span(i, j))
+            out.append((*span(i, j), int(n)))
             continue
         while i < j:  # the longest run of words from i that fits, by bisection (i..j is over)
-            lo, hi = i + 1, j
+            lo, hi, held = i + 1, j, None
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if int(counter.count([text[slice(*span(i, mid))]])[0]) <= max_tokens:
-                    lo = mid
+                n = tokens(i, mid)
+                if n <= max_tokens:
+                    lo, held = mid, n
                 else:
                     hi = mid - 1
-            if lo == i + 1 and int(counter.count([text[slice(*span(i, lo))]])[0]) > max_tokens:
-                spans.extend(_cut_word(text, *words[i], max_tokens, counter))
+            if held is None:
+                held = tokens(i, lo)
+            if held > max_tokens:  # one word alone is over
+                out.extend(_cut_word(text, *words[i], max_tokens, counter))
             else:
-                spans.append(span(i, lo))
+                out.append((*span(i, lo), held))
             i = lo
-    return spans
+    return out
 
 
-def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list[tuple[int, int]]:
+def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list[tuple[int, int, int]]:
     """A word over max_tokens as consecutive parts that each fit: the longest prefix that fits, again and again.
 
     Each prefix is looked for in a window doubled until it is over (never the whole rest: a CJK text without
@@ -101,26 +127,26 @@ def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list
     counts at 8 tokens or more, MIN_CHUNK_TOKENS).
     """
 
-    def fits(a: int, b: int) -> bool:
-        return int(counter.count([text[a:b]])[0]) <= max_tokens
+    def count(a: int, b: int) -> int:
+        return int(counter.count([text[a:b]])[0])
 
     parts = []
     pos = start
     while pos < end:
         size = min(end - pos, 2 * max_tokens)
-        while fits(pos, pos + size):
+        while (n := count(pos, pos + size)) <= max_tokens:
             if pos + size == end:
-                parts.append((pos, end))
+                parts.append((pos, end, n))
                 return parts
             size = min(end - pos, 2 * size)
-        lo, hi = 1, size - 1  # the longest fitting length: one character is taken to fit, `size` does not
+        lo, hi, held = 1, size - 1, None  # the longest fitting length: `size` is over
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if fits(pos, pos + mid):
-                lo = mid
+            if (n := count(pos, pos + mid)) <= max_tokens:
+                lo, held = mid, n
             else:
                 hi = mid - 1
-        parts.append((pos, pos + lo))
+        parts.append((pos, pos + lo, held if held is not None else count(pos, pos + lo)))
         pos += lo
     return parts
 
@@ -196,16 +222,27 @@ class _Pieces:
 
 
 def chunked(records: Iterable[Record], text_field: str, max_tokens: int, counter) -> Iterator[Record]:
-    """Each record's pieces, in order, as records of their own (raw: the piece's JSON line with its provenance)."""
+    """Each record's pieces, in order, as records of their own (raw: the piece's JSON line with its provenance;
+    tokens: the piece's count, known from cutting it)."""
     for record in records:
-        spans = chunk_spans(record.text, max_tokens, counter)
         pieces = None
-        for start, end in spans:
+        for start, end, n in chunks(record.text, max_tokens, counter):
             piece = record.text[start:end]
             if not WORD.search(piece):
                 continue
             pieces = pieces or _Pieces(record, text_field)
-            yield Record(record.source, record.name, record.lineno, pieces.line(piece, start, end), piece)
+            yield Record(record.source, record.name, record.lineno, pieces.line(piece, start, end), piece, n)
+
+
+def counted(records: list[Record], counter):
+    """The tokens of each record: known for a piece, counted (in one batch) for the others."""
+    import numpy as np
+
+    out = np.fromiter((r.tokens for r in records), dtype=np.int64, count=len(records))
+    todo = np.flatnonzero(out < 0)
+    if len(todo):
+        out[todo] = counter.count([records[i].text for i in todo])
+    return out
 
 
 def draw_identity(raw: bytes) -> bytes:
