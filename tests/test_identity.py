@@ -55,7 +55,18 @@ MODES = {
     "k sample": ["-k", 25, "--select", "sample", "--temperature", 0.5],
     "tokens pieces": ["--tokens", 700, "--tokenizer", "estimate", "--chunk-tokens", 16],
     "tokens pieces sample": ["--tokens", 700, "--tokenizer", "estimate", "--chunk-tokens", 16, "--select", "sample"],
-    "k pieces sample": ["-k", 40, "--unit", "chunk", "--chunk-tokens", 12, "--tokenizer", "estimate", "--select", "sample"],
+    "k pieces sample": [
+        "-k",
+        40,
+        "--unit",
+        "chunk",
+        "--chunk-tokens",
+        12,
+        "--tokenizer",
+        "estimate",
+        "--select",
+        "sample",
+    ],
 }
 
 
@@ -130,16 +141,44 @@ def test_a_file_name_that_is_not_utf8_works_in_every_mode(world, tmp_path):
     name = b"caf\xe9.jsonl"
     (tmp_path / os.fsdecode(name)).write_bytes((world["dir"] / "s0.jsonl").read_bytes())
     art = world["art"]
-    pieces = tool("score", "-p", art, "--tokens", 300, "--tokenizer", "estimate", "--chunk-tokens", 16, name, cwd=tmp_path)
+    pieces = tool(
+        "score", "-p", art, "--tokens", 300, "--tokenizer", "estimate", "--chunk-tokens", 16, name, cwd=tmp_path
+    )
     assert pieces.returncode == 0 and b"Traceback" not in pieces.stderr, pieces.stderr.decode(errors="replace")
     sources = {json.loads(line)["gotd_source"].rsplit(":", 1)[0] for line in pieces.stdout.splitlines()}
     assert sources == {"caf\\xe9.jsonl"}  # the byte that is not UTF-8, written as \xNN
     for extra in (["--state", "st"], ["--state", "st"]):  # the second run takes the shard from the state
-        state = tool("score", "-p", art, "--tokens", 300, "--tokenizer", "estimate", "--chunk-tokens", 16, *extra, name, cwd=tmp_path)
+        state = tool(
+            "score",
+            "-p",
+            art,
+            "--tokens",
+            300,
+            "--tokenizer",
+            "estimate",
+            "--chunk-tokens",
+            16,
+            *extra,
+            name,
+            cwd=tmp_path,
+        )
         assert state.returncode == 0 and b"Traceback" not in state.stderr, state.stderr.decode(errors="replace")
         assert state.stdout == pieces.stdout
     assert b"1 shards from st" in state.stderr
     whole = tool("score", "-p", art, "-k", 5, "--select", "sample", name, cwd=tmp_path)
     assert whole.returncode == 0 and len(whole.stdout.splitlines()) == 5
-    fit = tool("fit", "--features", "lexical", "--target", world["target"], "--sample-size", 50, name, "-o", "x.gotd", "-q", cwd=tmp_path)
+    fit = tool(
+        "fit",
+        "--features",
+        "lexical",
+        "--target",
+        world["target"],
+        "--sample-size",
+        50,
+        name,
+        "-o",
+        "x.gotd",
+        "-q",
+        cwd=tmp_path,
+    )
     assert fit.returncode == 0 and b"Traceback" not in fit.stderr, fit.stderr.decode(errors="replace")

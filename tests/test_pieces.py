@@ -40,7 +40,7 @@ SUFFIX = b',"meta":{"a":[1,{"b":"x, y}"}],"c":-1.50E-7},"esc":"\\u00e9\\"\\\\","
 
 
 def test_a_piece_is_its_records_bytes_with_the_text_and_provenance_spliced_in(lex, tmp_path):
-    text = "caf\\u00e9 " + LONG + " na\\u00efve \\\"quoted\\\" end"  # as written in the file: escapes
+    text = "caf\\u00e9 " + LONG + ' na\\u00efve \\"quoted\\" end'  # as written in the file: escapes
     line = PREFIX + b'"' + text.encode() + b'"' + SUFFIX
     src = tmp_path / "odd.jsonl"
     src.write_bytes(line + b"\n")

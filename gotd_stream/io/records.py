@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import CHAR_BUDGET, WORD
 from gotd_stream.io.jsonbytes import loads

@@ -94,7 +94,9 @@ def chunks(text: str, max_tokens: int, counter) -> list[tuple[int, int, int]]:
         return int(counter.count([text[slice(*span(i, j))]])[0])
 
     # counted whole, unless the counter's counts add up over words exactly (WordPiece, the estimate)
-    counts = sums if getattr(counter, "additive", False) else counter.count([text[slice(*span(i, j))] for i, j in ranges])
+    counts = (
+        sums if getattr(counter, "additive", False) else counter.count([text[slice(*span(i, j))] for i, j in ranges])
+    )
     out: list[tuple[int, int, int]] = []
     for (i, j), n in zip(ranges, counts, strict=True):
         if n <= max_tokens:
