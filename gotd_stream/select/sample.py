@@ -2,9 +2,10 @@
 
 The fit's candidate sample is a bottom-k sample: every usable record gets a keyed hash of (seed, its shard's
 content fingerprint, its line: see shard_identity) and the `size` records with the smallest keys are kept. A
-record's key does not depend on its path's spelling, on the other records, on the order of the inputs or on which process reads them, so the bottom-k of per-shard bottom-k lists
-is exactly the bottom-k of one pass: one process, Ray tasks and Slurm tasks draw the same sample. The sample is
-then put in input order, so a sample as large as the input is the input, as a stream's prefix would be.
+record's key does not depend on its path's spelling, on the other records, on the order of the inputs or on
+which process reads them, so the bottom-k of per-shard bottom-k lists is exactly the bottom-k of one pass: one
+process, Ray tasks and Slurm tasks draw the same sample. The sample is then put in input order, so a sample as
+large as the input is the input, as a stream's prefix would be.
 """
 
 from __future__ import annotations
