@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -845,3 +846,143 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- pieces: odd file names, spellings of one shard, byte-level BPE (issue 25) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def lexical_pool(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A shard of plain records and a lexical artifact fitted on it (no model: fast examples)."""
+    folder = tmp_path_factory.mktemp("pieces-fuzz")
+    docs = make_docs(60, seed=5)
+    for i, doc in enumerate(docs):
+        doc["text"] = " ".join([doc["text"]] * (1 + i % 6))  # some records longer than a piece
+    shard = write_jsonl(folder / "s0.jsonl", docs)
+    art = folder / "lex.gotd"
+    result = CliRunner().invoke(
+        cli, ["fit", "--features", "lexical", "--target", str(shard), str(shard), "-o", str(art), "-q"]
+    )
+    assert result.exit_code == 0, result.stderr
+    return {"dir": folder, "shard": shard, "art": art}
+
+
+PIECES = ["--tokens", "400", "--tokenizer", "estimate", "--chunk-tokens", "12", "--select", "sample", "-q"]
+SOURCE_VALUE = re.compile(rb'"gotd_source":"(?:[^"\\]|\\.)*"')
+
+
+@fuzz(15)
+@given(
+    name=st.binary(min_size=1, max_size=12).filter(
+        lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+    )
+)
+def test_any_file_name_bytes_score_into_pieces_and_a_state(lexical_pool: dict, name: bytes) -> None:
+    folder = Path(tempfile.mkdtemp(dir=lexical_pool["dir"]))
+    path = folder / os.fsdecode(name)
+    shutil.copy(lexical_pool["shard"], path)
+    args = ["score", "-p", str(lexical_pool["art"]), *PIECES, str(path)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "Traceback" not in first.stderr, first.stderr
+    state = CliRunner().invoke(cli, [*args, "--state", str(folder / "st")])
+    assert state.exit_code == 0 and state.stdout_bytes == first.stdout_bytes, state.stderr
+    expected = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    sources = {json.loads(line)["gotd_source"].rsplit(":", 1)[0] for line in first.stdout_bytes.splitlines()}
+    assert sources == {expected}
+    shutil.rmtree(folder)
+
+
+@fuzz(12)
+@given(spelling=st.sampled_from(["plain", "dot", "abs", "symlink", "copy", "dotdot"]), sub=st.integers(0, 3))
+def test_every_spelling_of_one_shard_draws_the_same_pieces(lexical_pool: dict, spelling: str, sub: int) -> None:
+    base = lexical_pool["dir"]
+    where = base / f"mount-{sub}"
+    where.mkdir(exist_ok=True)
+    if not (where / "s0.jsonl").exists():
+        shutil.copy(lexical_pool["shard"], where / "s0.jsonl")
+    link = base / f"link-{sub}.jsonl"
+    if not link.is_symlink():
+        link.symlink_to(lexical_pool["shard"])
+    path = {
+        "plain": "s0.jsonl",
+        "dot": "./s0.jsonl",
+        "abs": str(lexical_pool["shard"]),
+        "symlink": link.name,
+        "copy": f"mount-{sub}/s0.jsonl",
+        "dotdot": f"mount-{sub}/../s0.jsonl",
+    }[spelling]
+
+    def selection(p: str) -> list[bytes]:
+        with inside(base):
+            result = CliRunner().invoke(cli, ["score", "-p", str(lexical_pool["art"]), *PIECES, p])
+        assert result.exit_code == 0, result.stderr
+        return [SOURCE_VALUE.sub(b'"gotd_source":""', line) for line in result.stdout_bytes.splitlines()]
+
+    assert selection(path) == selection("s0.jsonl")
+
+
+@pytest.fixture(scope="module")
+def byte_bpe(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny byte-level BPE (a tokenizer.json) trained on code, tabs, CJK and URLs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    lines = [
+        "\tdef f(x):\n\t\treturn x  # note",
+        "    if a:\n        b = [i for i in c]",
+        "東京は日本の首都です。",
+        "https://example.com/a/b?q=1&r=2",
+        "the striker scored in the final minute",
+    ] * 5
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(lines, trainer)
+    path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
+    tok.save(str(path))
+    return str(path)
+
+
+PIECE_TEXT = st.lists(
+    st.sampled_from(
+        [
+            "\t",
+            "\t\t\t",
+            "    ",
+            "\n",
+            " ",
+            "x",
+            "return",
+            "東京は日本の首都です",
+            "https://example.com/" + "ab" * 30,
+            "=",
+            "(a, b)",
+            "#",
+            "😀",
+            "é",
+        ]
+    ),
+    min_size=1,
+    max_size=80,
+).map("".join)
+
+
+@fuzz(60)
+@given(text=PIECE_TEXT, size=st.integers(8, 40))
+def test_bpe_pieces_never_hold_more_than_their_size(byte_bpe: str, text: str, size: int) -> None:
+    import gotd_stream as gs
+
+    counter = gs.token_counter(byte_bpe)
+    pieces = gs.chunk_spans(text, size, counter)
+    if not text.strip():
+        assert pieces in ([], [(0, len(text))])
+        return
+    counts = counter.count([text[a:b] for a, b in pieces])
+    assert int(counts.max()) <= size, (pieces, counts)
+    assert all(a[1] <= b[0] for a, b in pairwise(pieces))
+    covered = set()
+    for a, b in pieces:
+        covered.update(range(a, b))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())

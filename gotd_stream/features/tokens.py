@@ -7,8 +7,9 @@ fast, model-free stand-in: each whitespace-separated word counts one token per 4
 short word is one token, as under real tokenizers). Any folder (or file) with a Hugging Face `tokenizer.json`
 names another tokenizer, e.g. the one of the model that will be warmed up.
 
-Both counts add up over whitespace-separated words (WordPiece splits at whitespace first), which is what lets
-`--unit chunk` cut pieces of an exact size; a byte-level BPE tokenizer can count a piece a token or two over.
+A piece of `--unit chunk` never counts more than its size in these tokens: select.units packs words by their
+counts (which add up over whitespace-separated words for WordPiece and the estimate, nearly for byte-level BPE,
+where runs of spaces and tabs are tokens too), then counts each piece whole and cuts again where it is over.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Estimate:
     """Per whitespace-separated word, ceil(characters / 4): about right for English, and free."""
 
     name = f"{ESTIMATE} (characters / {CHARS_PER_TOKEN} per word)"
+    additive = True  # a text's count is the sum of its words' counts
 
     def count(self, texts: list[str]) -> np.ndarray:
         step = CHARS_PER_TOKEN - 1
@@ -54,6 +56,7 @@ class Tokenizer:
             ) from None
         self._tok.no_truncation()
         self._tok.no_padding()
+        self.additive = _additive(self._tok)
         self.name = name
         self._path = path
 
@@ -62,11 +65,42 @@ class Tokenizer:
         keeps them in its object store, where a restarted actor may no longer find them."""
         return (Tokenizer, (self._path, self.name))
 
+    def starts(self, text: str) -> list[int]:
+        """The character offset at which each token of `text` starts: its count and where its words' tokens lie,
+        from one encoding (select.units cuts pieces with it)."""
+        return [start for start, _ in self._tok.encode(text, add_special_tokens=False).offsets]
+
     def count(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.int64)
         encoded = self._tok.encode_batch(list(texts), add_special_tokens=False)
         return np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
+
+
+# Pipelines whose count of a text is exactly the sum of the counts of its whitespace-separated words: a normaliser
+# that works character by character, a pre-tokenizer that splits at whitespace first, and WordPiece, which
+# tokenizes each pre-token alone (byte-level BPE is not: a word counts differently with the space before it)
+_PER_WORD = {
+    "model": {"WordPiece"},
+    "normalizer": {None, "BertNormalizer", "Lowercase", "NFD", "NFC", "NFKD", "NFKC", "StripAccents"},
+    "pre_tokenizer": {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"},
+}
+
+
+def _additive(tok) -> bool:
+    """Whether `tok` counts words independently (see _PER_WORD), from its own description."""
+    import json
+
+    try:
+        spec = json.loads(tok.to_str())
+    except Exception:  # a tokenizer that cannot describe itself: count pieces whole
+        return False
+    for part, kinds in _PER_WORD.items():
+        described = spec.get(part)
+        kind = described.get("type") if isinstance(described, dict) else None
+        if kind not in kinds:
+            return False
+    return True
 
 
 def token_counter(spec: str | None = None, model: str | None = None):

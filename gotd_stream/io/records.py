@@ -13,9 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import orjson
-
 from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.io.jsonbytes import loads
 from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
 from gotd_stream.text import wordless
@@ -67,6 +66,7 @@ class Record:
     lineno: int
     raw: bytes  # the original line, without its line ending (and without a previous score suffix)
     text: str
+    tokens: int = -1  # its count when known already (a piece, counted when it was cut), else -1
 
 
 class BadRecord(RuntimeProblem):
@@ -132,8 +132,8 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
     if line.endswith(b"\r"):
         line = line[:-1]
     try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        obj = loads(line)
+    except ValueError as exc:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as err:

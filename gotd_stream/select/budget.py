@@ -115,13 +115,16 @@ def sample_keys(scores: np.ndarray, raws: Sequence[bytes], seed: int, temperatur
     """Gumbel keys, lower kept: score / temperature - G, with G a standard Gumbel draw keyed by (seed, bytes).
 
     Keeping the k lowest keys samples k records without replacement with probability proportional to
-    exp(-score / temperature). The draw comes from blake2b of the record's bytes and libm's log in a fixed
-    order, so it is the same on every node and thread count.
+    exp(-score / temperature). The draw comes from blake2b of the record's identity (its bytes; for a piece,
+    its bytes without the path in gotd_source: select.units.draw_identity) and libm's log in a fixed order, so
+    it is the same on every node, mount, spelling of the path and thread count.
     """
+    from gotd_stream.select.units import draw_identity
+
     salt = seed.to_bytes(8, "little", signed=True)
     keys = np.empty(len(raws), dtype=np.float64)
     for i, raw in enumerate(raws):
-        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=salt).digest(), "little")
+        h = int.from_bytes(hashlib.blake2b(draw_identity(raw), digest_size=8, key=salt).digest(), "little")
         u = (h + 0.5) / 18446744073709551616.0  # in (0, 1)
         keys[i] = float(scores[i]) / temperature + math.log(-math.log(u))  # - Gumbel = + log(-log u)
     return keys

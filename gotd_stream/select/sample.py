@@ -1,10 +1,11 @@
 """Uniform samples: reservoir sampling of a stream, and the bottom-k sample that can be drawn in parallel.
 
-The fit's candidate sample is a bottom-k sample: every usable record gets a keyed hash of (seed, its shard, its
-line) and the `size` records with the smallest keys are kept. A record's key does not depend on the other
-records, on the order of the inputs or on which process reads them, so the bottom-k of per-shard bottom-k lists
-is exactly the bottom-k of one pass: one process, Ray tasks and Slurm tasks draw the same sample. The sample is
-then put in input order, so a sample as large as the input is the input, as a stream's prefix would be.
+The fit's candidate sample is a bottom-k sample: every usable record gets a keyed hash of (seed, its shard's
+content fingerprint, its line: see shard_identity) and the `size` records with the smallest keys are kept. A
+record's key does not depend on its path's spelling, on the other records, on the order of the inputs or on
+which process reads them, so the bottom-k of per-shard bottom-k lists is exactly the bottom-k of one pass: one
+process, Ray tasks and Slurm tasks draw the same sample. The sample is then put in input order, so a sample as
+large as the input is the input, as a stream's prefix would be.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def bottom_k_keyed(
     (a task given one shard). Mergeable: see `BottomK.extend` and `in_input_order`."""
     from gotd_stream.io.records import read_records
 
-    bases = [hashlib.blake2b(f"{seed}\0{shard_identity(p)}\0".encode(), digest_size=KEY_BYTES) for p in paths]
+    bases = [
+        hashlib.blake2b(f"{seed}\0".encode() + os.fsencode(shard_identity(p)) + b"\0", digest_size=KEY_BYTES)
+        for p in paths
+    ]
     kept = BottomK(size)
     seen = 0
     for record in read_records(paths, text_field, skips):

@@ -23,6 +23,7 @@ from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Potentials
 from gotd_stream.select.budget import Budget, Kept
 from gotd_stream.select.ot import CalibratedGradient
+from gotd_stream.select.units import counted
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
@@ -153,7 +154,7 @@ def score(
             tokens = np.zeros(len(window), dtype=np.int64)
             if budget.tokens is not None:
                 candidates = np.flatnonzero(ranks < keeper.threshold())
-                tokens[candidates] = units.counter.count([window[i].text for i in candidates])
+                tokens[candidates] = counted([window[i] for i in candidates], units.counter)
                 keeper.offer(ranks, _Kepts(raws, scores, tokens), tokens)
             else:
                 keeper.offer(ranks, _Kepts(raws, scores, tokens))

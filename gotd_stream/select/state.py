@@ -6,6 +6,11 @@ re-run, after a crash or from cron over a growing shard folder, scores only shar
 merges the rest from disk; since a shard's top-k merged in shard order is exactly the top-k of one pass, the output
 is byte-identical to an uninterrupted run. The state belongs to one artifact, budget, rule, unit and text field:
 anything else starts it over.
+
+A shard is known by its content (size and a hash of its first and last MiB), never by its path: `x`, `./x`, its
+absolute path, a symlink to it and a copy of it under another mount are the same shard, so a re-run from another
+node's mount takes what an earlier one scored. A shard whose content changed is scored again (its earlier
+results stay in the folder, under the earlier content's key).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from gotd_stream.io.records import split_scored
 from gotd_stream.io.streams import read_lines
 from gotd_stream.select.budget import Budget, Kept
 
-STATE_VERSION = 2  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid)
+STATE_VERSION = 3  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid); 3: shards keyed by content
 
 
 class StateLocked(SettingsMessage):
@@ -68,8 +73,14 @@ def fingerprint(path: str, size: int) -> str:
 
 
 def shard_key(path: str) -> str:
-    """The name of a shard's files in a state folder: a hash of its absolute path."""
-    return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+    """The name of a shard's files in a state folder of version 2: a hash of its absolute path (merge reads it)."""
+    return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:20]
+
+
+def content_key(prints: str) -> str:
+    """The name of a shard's files: its content fingerprint, so that `x`, `./x`, `/abs/x`, a symlink and a copy of
+    the same shard under another mount are one shard (a name, a folder or a node plays no part)."""
+    return prints[:20]
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -86,7 +97,7 @@ class State:
         self.identity = dict(identity, state_version=STATE_VERSION)
         self.wait = wait
         self._lock_fd: int | None = None
-        self._prints: dict[str, str] = {}  # the fingerprint of a shard when it was found unfinished
+        self._prints: dict[str, str] = {}  # the fingerprint of a shard when this run first looked at it
         self.message = ""  # why an old state was discarded, for the user
 
     def __enter__(self) -> State:
@@ -135,14 +146,19 @@ class State:
                 entry.unlink()
         _atomic_json(path, self.identity)
 
+    def _print(self, path: str) -> str:
+        if path not in self._prints:
+            self._prints[path] = fingerprint(path, os.stat(path).st_size)
+        return self._prints[path]
+
     def _key(self, path: str) -> str:
-        return shard_key(path)
+        return content_key(self._print(path))
 
     def finished(self, path: str) -> Shard | None:
-        """The record of `path` if it was scored as it is now (same size, mtime and fingerprint), else None."""
+        """The record of `path`'s content if it was scored (same size and fingerprint; the same mtime too when it
+        was scored under this very path, which catches a rewrite in place), else None."""
         key = self._key(path)
         stat = os.stat(path)
-        self._prints[path] = fingerprint(path, stat.st_size)
         meta, kept = self.shards / f"{key}.json", self.shards / f"{key}.jsonl.zst"
         if not (meta.exists() and kept.exists()):
             return None
@@ -150,15 +166,17 @@ class State:
             shard = Shard(**json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        now = (stat.st_size, stat.st_mtime_ns, os.path.abspath(path), self._prints[path])
-        if (shard.size, shard.mtime_ns, shard.path, shard.fingerprint) != now:
+        if (shard.size, shard.fingerprint) != (stat.st_size, self._print(path)):
+            return None
+        if shard.path == os.path.abspath(path) and shard.mtime_ns != stat.st_mtime_ns:
             return None
         return shard
 
     def note_inputs(self, paths: list[str]) -> None:
         """Record the shards this run is for (`inputs.json`), so that `merge` of the folder can tell a finished
         run from one that stopped part-way."""
-        _atomic_json(self.dir / "inputs.json", {"inputs": [os.path.abspath(p) for p in paths]})
+        inputs = {"inputs": [os.path.abspath(p) for p in paths], "keys": [self._key(p) for p in paths]}
+        _atomic_json(self.dir / "inputs.json", inputs)
 
     def kept(self, path: str) -> Iterator[Kept]:
         """A finished shard's kept records, best first."""
@@ -191,7 +209,7 @@ class State:
             for line in lines:
                 fh.write(line + b"\n")
         # the fingerprint taken before the shard was read, as its stat was
-        prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
+        prints = self._print(path)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
 
@@ -211,7 +229,9 @@ def read_folder(directory: str) -> Folder:
     folder = Path(directory)
     try:
         identity = json.loads((folder / "state.json").read_text())
-        inputs = json.loads((folder / "inputs.json").read_text())["inputs"]
+        recorded = json.loads((folder / "inputs.json").read_text())
+        inputs = recorded["inputs"]
+        keys = recorded.get("keys") or [shard_key(path) for path in inputs]  # version 2 folders: by path
     except FileNotFoundError as exc:
         what = "a state folder" if exc.filename.endswith("state.json") else "the record of its last run (inputs.json)"
         raise NotAState(
@@ -220,8 +240,7 @@ def read_folder(directory: str) -> Folder:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{folder}: unreadable state ({exc}); score it again") from None
     kept, unfinished = {}, []
-    for path in inputs:
-        key = shard_key(path)
+    for path, key in zip(inputs, keys, strict=True):
         meta, lines = folder / "shards" / f"{key}.json", folder / "shards" / f"{key}.jsonl.zst"
         if meta.exists() and lines.exists():
             kept[path] = lines
