@@ -330,6 +330,10 @@ def test_the_python_verbs_refuse_what_cannot_train(llama):
     ):
         with pytest.raises(ft.UsageProblem, match=re.escape(message)):
             ft.Training(**bad)
+    with pytest.raises(ft.UsageProblem, match=re.escape("weight_decay -0.1: must be a finite number, at least 0")):
+        ft.run(ft.Settings(data="-", out="out", model=str(llama), weight_decay=-0.1))  # the library refuses it too
+    with pytest.raises(ft.UsageProblem, match="objective 'causal': must be one of auto, clm, mlm"):
+        ft.load(str(llama), objective="causal")
     lm = ft.load(str(llama))
     with pytest.raises(ft.UsageProblem, match="fewer than one block of block_size 32"):
         lm.warmup(["bake the bread"], training=ft.Training(block_size=32))

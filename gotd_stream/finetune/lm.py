@@ -30,6 +30,7 @@ from gotd_stream.finetune.warmup import LMEval, check_vocabulary, lm_step
 from gotd_stream.hf import setup_offline
 
 Texts = Iterable[str | Mapping[str, Any]]
+OBJECTIVES = ("auto", "clm", "mlm")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,11 @@ class LanguageModel:
     restores the weights as loaded, which a benchmark does before each selection it compares.
     """
 
-    def __init__(self, model: str | None = None, *, objective: str = "auto", device: str = "auto", keep_initial=False):
+    def __init__(
+        self, model: str | None = None, *, objective: str = "auto", device: str = "auto", keep_initial: bool = False
+    ):
+        if objective not in OBJECTIVES:
+            raise UsageProblem(f"{setting('objective')} {objective!r}: must be one of {', '.join(OBJECTIVES)}")
         setup_offline()
         self.source: ModelSource = resolve_model(model)
         self.name = self.source.name
@@ -117,7 +122,7 @@ class LanguageModel:
 
     @property
     def model(self):
-        """The weights, in fp32 on the device (loaded once)."""
+        """The transformers model, in fp32 on the device (loaded once; save it with save_pretrained)."""
         if self._model is None:
             from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 

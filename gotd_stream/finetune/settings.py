@@ -62,6 +62,11 @@ class Settings:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def training(self) -> Training:
+        """The trajectory settings as a Training, which refuses values that cannot train."""
+        names = [f.name for f in dataclasses.fields(Training)]
+        return Training(**{name: getattr(self, name) for name in names})
+
 
 @dataclass(frozen=True)
 class Training:
