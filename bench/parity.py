@@ -29,7 +29,7 @@ The proxy table adds, without warm-ups, gotd-sample at 0.5, 1 and 2 x epsilon an
 512 tokens: share of the target domain (units and tokens) and OT distance to the target.
 
 Warm-up: gotd_stream.finetune's own verbs. SmolLM2-135M-Instruct is loaded once (`finetune.load(...,
-keep_initial=True)`) and reset before every warm-up; `LanguageModel.warmup` trains on the selection, shuffled by
+keep_initial=True)`) and reset before every warm-up; `LanguageModel.warm_up` trains on the selection, shuffled by
 the seed, as `gotd-stream finetune` trains (texts joined by EOS, packed into blocks, AdamW with a constant lr
 over the seed's plan of blocks), reading steps x batch x block tokens of it; `LanguageModel.perplexity` measures
 a per-seed random subset of the held-out target texts, before and after. A seed changes the warm-up order, the
@@ -465,7 +465,7 @@ def warm_up(lm: finetune.LanguageModel, texts: list[str], held: list[str], cfg: 
     """From the weights as loaded, warm up on `texts` in this order (steps x batch x block tokens of their
     blocks), then the perplexity on the held-out texts."""
     lm.reset()
-    result = lm.warmup(
+    result = lm.warm_up(
         texts, eval_texts=held, training=training(cfg, seed), eval_batch_size=cfg["eval_batch"], measure_before=False
     )
     return {

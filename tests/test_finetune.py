@@ -278,7 +278,7 @@ def test_mlm_warmup_on_bert(bert, texts):
 
 @pytest.mark.parametrize("kind", ["llama", "bert"])
 def test_a_warmup_from_python_is_the_commands_warmup(request, texts, kind):
-    """finetune.warmup on texts in memory trains as `gotd-stream finetune` does from files: the same perplexities
+    """finetune.warm_up on texts in memory trains as `gotd-stream finetune` does from files: the same perplexities
     before and after, the same steps and tokens, the same weights; records and strings give the same."""
     import torch
 
@@ -295,7 +295,7 @@ def test_a_warmup_from_python_is_the_commands_warmup(request, texts, kind):
     held = [d["text"] for d in (orjson.loads(line) for line in texts["held"].read_bytes().splitlines())]
     training = ft.Training(max_steps=6, batch_size=8, block_size=32, lr=3e-3, seed=1)
     lm = ft.load(str(model), keep_initial=True)
-    result = lm.warmup(train, eval_texts=held, training=training)  # records: their "text"
+    result = lm.warm_up(train, eval_texts=held, training=training)  # records: their "text"
     assert isinstance(result, ft.WarmupResult) and result.objective == r["objective"] == (
         "clm" if kind == "llama" else "mlm"
     )
@@ -314,7 +314,7 @@ def test_a_warmup_from_python_is_the_commands_warmup(request, texts, kind):
         result.after.perplexity
     )
     lm.reset()
-    again = lm.warmup([d["text"] for d in train], eval_texts=held, training=training)  # strings: the same run
+    again = ft.warm_up([d["text"] for d in train], lm, eval_texts=held, training=training)  # strings: the same run
     assert again.before == result.before and again.after.perplexity == pytest.approx(result.after.perplexity, rel=1e-5)
 
 
@@ -336,11 +336,11 @@ def test_the_python_verbs_refuse_what_cannot_train(llama):
         ft.load(str(llama), objective="causal")
     lm = ft.load(str(llama))
     with pytest.raises(ft.UsageProblem, match="fewer than one block of block_size 32"):
-        lm.warmup(["bake the bread"], training=ft.Training(block_size=32))
+        lm.warm_up(["bake the bread"], training=ft.Training(block_size=32))
     with pytest.raises(ft.UsageProblem, match="not a string, nor a record"):
-        lm.warmup([{"body": "bake"}])
+        lm.warm_up([{"body": "bake"}])
     with pytest.raises(ft.UsageProblem, match="block_size 65 is more than the 64 positions"):
-        lm.warmup(["bake the bread"] * 40, training=ft.Training(block_size=65))
+        lm.warm_up(["bake the bread"] * 40, training=ft.Training(block_size=65))
     lm.perplexity(["bake the bread until golden"], block_size=32)
     with pytest.raises(ft.UsageProblem, match="reset needs the model loaded with keep_initial"):
         lm.reset()

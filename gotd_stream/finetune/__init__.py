@@ -7,14 +7,14 @@ From files, as `gotd-stream finetune` does (writes the checkpoint OUT and OUT/fi
 
 From Python, on texts in memory (nothing written)::
 
-    result = finetune.warmup(selected_texts, eval_texts=held_out, training=finetune.Training(max_steps=8))
+    result = finetune.warm_up(selected_texts, eval_texts=held_out, training=finetune.Training(max_steps=8))
     print(result.before.perplexity, "->", result.after.perplexity, result.steps, result.tokens)
     finetune.perplexity(held_out)                           # the model as it is, no training
 
     lm = finetune.load(keep_initial=True)                   # loaded once, for many warm-ups
     for texts in selections:
         lm.reset()
-        print(lm.warmup(texts, eval_texts=held_out, training=finetune.Training(max_steps=8)).after)
+        print(lm.warm_up(texts, eval_texts=held_out, training=finetune.Training(max_steps=8)).after)
 
 The model is a transformers folder, a .gguf file, or (None) the packaged SmolLM2-135M-Instruct.
 
@@ -54,7 +54,7 @@ __all__ = [
     "perplexity",
     "run",
     "summary",
-    "warmup",
+    "warm_up",
 ]
 
 
@@ -77,7 +77,7 @@ def load(
     return LanguageModel(model, objective=objective, device=device, keep_initial=keep_initial)
 
 
-def warmup(
+def warm_up(
     texts: Texts,
     model: str | LanguageModel | None = None,
     *,
@@ -89,7 +89,7 @@ def warmup(
     """Warm `model` up on `texts` (strings, or records holding `text_field`), in memory, as `gotd-stream finetune`
     trains; with `eval_texts`, the perplexity before and after. A LanguageModel given stays trained."""
     lm = model if isinstance(model, LanguageModel) else load(model, device=device)
-    return lm.warmup(texts, eval_texts=eval_texts, training=training, text_field=text_field)
+    return lm.warm_up(texts, eval_texts=eval_texts, training=training, text_field=text_field)
 
 
 def perplexity(

@@ -84,7 +84,7 @@ class LanguageModel:
     """A causal or masked LM for warm-ups from Python (`gotd_stream.finetune.load` makes one).
 
     The tokenizer and the weights load on first use, so a caller that finds every result cached loads nothing.
-    `warmup` trains the weights in place (a second call continues from the first); with `keep_initial`, `reset`
+    `warm_up` trains the weights in place (a second call continues from the first); with `keep_initial`, `reset`
     restores the weights as loaded, which a benchmark does before each selection it compares.
     """
 
@@ -180,7 +180,7 @@ class LanguageModel:
         model = self.model
         return Perplexity(**evaluation.run(model, batch_size, self.device, self.precision))
 
-    def warmup(
+    def warm_up(
         self,
         texts: Texts,
         *,
