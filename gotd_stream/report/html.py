@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import warnings
 
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.streams import atomic_output
@@ -47,7 +48,9 @@ def plain_text(plot):
             from matplotlib import rc_context
         except ImportError:
             raise NoPlots("the HTML report needs matplotlib: pip install matplotlib (or ask for the JSON alone)") from None
-        with rc_context(PLAIN):
+        with rc_context(PLAIN), warnings.catch_warnings():
+            # a character the font lacks (CJK, emoji) is drawn as a box; the tables beside the plot show it
+            warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
             return plot(report)
 
     return drawn
