@@ -939,7 +939,9 @@ def instant_ns(text: str) -> int:
     """Nanoseconds since the epoch (UTC) of the ISO timestamp the Parquet reader writes, parsed here."""
     import re
 
-    match = re.fullmatch(r"([+-]?\d{4,}-\d\d-\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{6}|\d{9}))?([+-]\d\d:\d\d(?::\d\d)?)?", text)
+    match = re.fullmatch(
+        r"([+-]?\d{4,}-\d\d-\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{6}|\d{9}))?([+-]\d\d:\d\d(?::\d\d)?)?", text
+    )
     assert match is not None, text
     date, hours, minutes, seconds, fraction, offset = match.groups()
     value = ((civil_days(date) * 24 + int(hours)) * 60 + int(minutes)) * 60 + int(seconds)
@@ -984,7 +986,10 @@ def test_parquet_keeps_every_row_whatever_its_arrow_types(size, zone, unit, days
             "price": pa.array([decimal.Decimal(d).scaleb(-4) for d in digits], pa.decimal128(21, 4)),
             "blob": pa.array(blobs, pa.binary()),
             "many": pa.array([[s, None] for s in stamps], pa.list_(pa.timestamp(unit, zone))),
-            "pair": pa.array([{"at": s, "n": i} for i, s in enumerate(stamps)], pa.struct([("at", pa.timestamp(unit)), ("n", pa.int8())])),
+            "pair": pa.array(
+                [{"at": s, "n": i} for i, s in enumerate(stamps)],
+                pa.struct([("at", pa.timestamp(unit)), ("n", pa.int8())]),
+            ),
             "kind": pa.array([["a", "b", "c"][i % 3] for i in range(n)]).dictionary_encode(),
         }
     )

@@ -266,7 +266,10 @@ def test_every_arrow_type_is_converted_and_no_row_is_dropped(tmp_path):
             f"{i * 1_000_000_001 // 10**9 // 3600:02d}:{i * 1_000_000_001 // 10**9 // 60 % 60:02d}:"
             f"{i * 1_000_000_001 // 10**9 % 60:02d}" + (f".{i:09d}" if i else "")
         )
-        assert row["time32"] == (datetime.datetime(2000, 1, 1) + datetime.timedelta(milliseconds=i * 1001)).time().isoformat()
+        assert (
+            row["time32"]
+            == (datetime.datetime(2000, 1, 1) + datetime.timedelta(milliseconds=i * 1001)).time().isoformat()
+        )
         assert decimal.Decimal(str(row["duration"])) == decimal.Decimal(i * 1_500_000_001 - 7) / 10**9  # exact
         assert row["decimal"] == f"{i}.05" and decimal.Decimal(row["big_decimal"]) == decimal.Decimal(10) ** 60 + i
         assert base64.b64decode(row["binary"]) == bytes([i % 256, 0, 255])

@@ -312,7 +312,7 @@ def test_target_names_and_fields_with_dollars_and_markup_are_plain(made: dict, m
     from gotd_stream.report.html import render_html
 
     report = report_json(made, "-p", made["mixture"], made["quota"], "--pool", made["sample"], "--group-field", "src")
-    names = {"cook": "$\\frac{cook$ <b>&amp;", "foot": 'foot "$1" & \'$2\' <script>x</script>'}
+    names = {"cook": "$\\frac{cook$ <b>&amp;", "foot": "foot \"$1\" & '$2' <script>x</script>"}
     for entry in report["ot"]["targets"] + report["artifact"]["targets"] + report["scores"] + report["examples"]:
         key = "view" if "view" in entry else "name"
         entry[key] = names.get(entry[key], entry[key])
@@ -336,7 +336,7 @@ def test_every_user_string_in_the_page_is_escaped(made: dict, tmp_path: Path) ->
     """Group values, file names (selection, pool, reference, artifact) and texts holding markup, `&` and quotes."""
     import shutil
 
-    odd = '<i>&amp;"q\''  # no slash: a file name
+    odd = "<i>&amp;\"q'"  # no slash: a file name
     docs = make_docs(40, seed=1)
     for i, doc in enumerate(docs):
         doc["src"] = ["<script>alert(1)</script>", "a & b", 'say "hi"', "it's"][i % 4]
@@ -379,7 +379,9 @@ def test_a_pool_that_is_its_own_reference_gives_no_false_warning(made: dict, tmp
     assert "Infinity" not in page and "NaN" not in page and strict_json(page)["reference"]["ratio"] is None
     assert "no farther from the pre-training sample than two halves" in (tmp_path / "own" / "index.html").read_text()
     # the pool its own reference, against a real target: a ratio near 0, no warning
-    own = report_json(made, "-p", made["artifact"], made["selected"], "--pool", made["pool"], "--reference", made["pool"])
+    own = report_json(
+        made, "-p", made["artifact"], made["selected"], "--pool", made["pool"], "--reference", made["pool"]
+    )
     assert own["reference"]["ratio"] is not None and own["reference"]["ratio"] < 0.5
     assert own["reference"]["warning"] is None
 

@@ -7,8 +7,8 @@ comes from the data is escaped in the HTML and drawn as plain text in the plots 
 from __future__ import annotations
 
 import base64
-import html
 import functools
+import html
 import io
 import json
 import math
@@ -47,7 +47,9 @@ def plain_text(plot):
         try:
             from matplotlib import rc_context
         except ImportError:
-            raise NoPlots("the HTML report needs matplotlib: pip install matplotlib (or ask for the JSON alone)") from None
+            raise NoPlots(
+                "the HTML report needs matplotlib: pip install matplotlib (or ask for the JSON alone)"
+            ) from None
         with rc_context(PLAIN), warnings.catch_warnings():
             # a character the font lacks (CJK, emoji) is drawn as a box; the tables beside the plot show it
             warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)

@@ -215,7 +215,9 @@ def parse_count(text: str) -> int:
     scaled = int(whole + fraction) * SUFFIXES.get(suffix, 1)
     value, rest = divmod(scaled, 10 ** len(fraction))
     if rest:
-        raise ValueError(f"{text!r} is not a whole count ({whole}.{fraction}{suffix} leaves a fraction): give {COUNT_RULE}")
+        raise ValueError(
+            f"{text!r} is not a whole count ({whole}.{fraction}{suffix} leaves a fraction): give {COUNT_RULE}"
+        )
     if value < 1:
         raise ValueError(f"{text!r} is below 1: give {COUNT_RULE}")
     return value
