@@ -225,3 +225,80 @@ def test_big_counts_parse():
     for bad in ("0", "5X", "-3", "1.5", ""):
         with pytest.raises(ValueError):
             gs.parse_count(bad)
+
+
+def test_decimal_counts_that_make_a_whole_number_are_exact():
+    """Exact decimal arithmetic (issue 25: '4.1M' and '1.001k' were refused, 20 nines became 1e20)."""
+    import gotd_stream as gs
+
+    cases = {"4.1M": 4_100_000, "1.001k": 1001, "2.000k": 2000, "0.5k": 500, "1.23456789B": 1_234_567_890}
+    for text, count in cases.items():
+        assert gs.parse_count(text) == count and type(gs.parse_count(text)) is int
+    nines = "9" * 20
+    assert gs.parse_count(nines) == int(nines) and type(gs.parse_count(nines)) is int
+    assert gs.parse_count("9" * 17 + ".9k") == int("9" * 18) * 100  # 99…9.9 thousand, exactly (a float: 1e20)
+    for bad in ("1.0001k", "4.1234567M", "0.0004k", "1.5", "0.k", ".5k", "1e5", "1,000", "1_000", "9" * 41):
+        with pytest.raises(ValueError, match="give a whole number of at least 1, or a decimal with a suffix"):
+            gs.parse_count(bad)
+
+
+def test_token_counts_on_the_command_line(lex):
+    common = ["score", "-p", lex["art"], "--tokenizer", "estimate", "--unit", "doc", *lex["shards"], "-q"]
+    assert run([*common, "--tokens", "1.001k"]).stdout_bytes == run([*common, "--tokens", 1001]).stdout_bytes
+    everything = run([*common, "-k", 1000]).stdout_bytes
+    huge = run([*common[:-1], "--tokens", "9" * 20])
+    assert {s.raw for s in lines(huge.stdout_bytes)} == {s.raw for s in lines(everything)}
+    assert "99,999,999,999,999,999,999" in huge.stderr and "e+20" not in huge.stderr
+    refused = run([*common, "--tokens", "1.0001k"], code=2).stderr
+    assert "Invalid value for '--tokens'" in refused and "'1.0001k' is not a whole count" in refused
+    assert "a decimal with a suffix k (10^3), M (10^6), B or G (10^9) that makes a whole number" in refused
+
+
+def test_the_sampling_rules_range_is_refused_naming_the_flag(lex):
+    """A seed past 64 bits was an OverflowError traceback; a temperature of 1e-310 made every key -inf, and the
+    sample fell back to the input order. Both are refused with the range, by the library, worded by the CLI."""
+    common = ["score", "-p", lex["art"], "-k", 20, "--select", "sample", *lex["shards"], "-q"]
+    for seed in (2**63, -(2**63) - 1, 10**30):
+        stderr = run([*common, "--select-seed", seed], code=2).stderr
+        assert f"--select-seed must be from {-(2**63)} to {2**63 - 1}" in stderr and f"not {seed}" in stderr
+    edge = lines(run([*common, "--select-seed", 2**63 - 1]).stdout_bytes)
+    assert len(edge) == 20 and edge[0].select == f"sample:t=0.05:seed={2**63 - 1}"
+    assert len(lines(run([*common, "--select-seed", -(2**63)]).stdout_bytes)) == 20
+    for temperature in ("1e-310", "1e-10", "5e-324"):
+        stderr = run([*common, "--temperature", temperature], code=2).stderr
+        assert "--temperature must be a finite number of at least 1e-09" in stderr
+        assert "score / temperature can overflow" in stderr
+    # at the lowest temperature the keys stay finite and the sample is led by the scores: the top's records
+    coldest = lines(run([*common, "--temperature", "1e-9"]).stdout_bytes)
+    top = lines(run(["score", "-p", lex["art"], "-k", 20, *lex["shards"], "-q"]).stdout_bytes)
+    assert {s.raw for s in coldest} == {s.raw for s in top}
+
+
+def test_the_rule_is_validated_by_the_library_and_its_keys_are_unchanged():
+    import hashlib
+    import math
+
+    import gotd_stream as gs
+
+    for kwargs, named in (
+        ({"seed": 2**63}, "select_seed must be from"),
+        ({"seed": 1.5}, "select_seed must be a whole number"),
+        ({"temperature": 1e-310}, "temperature must be a finite number of at least 1e-09"),
+        ({"temperature": float("nan")}, "temperature must be a finite number"),
+        ({"temperature": -1.0}, "temperature must be a finite number"),
+    ):
+        with pytest.raises(gs.UsageProblem, match=named):
+            gs.Rule("sample", **kwargs)
+    with pytest.raises(ValueError, match="not a selection rule"):
+        gs.Rule.from_tag(f"sample:t=0.05:seed={2**64}")  # a damaged line: merge names it, no traceback
+    # valid values draw the keys as before: the documented formula, computed here
+    rule = gs.Rule("sample", 0.05, -12345)
+    assert rule.tag == "sample:t=0.05:seed=-12345" and gs.Rule.from_tag(rule.tag) == rule
+    raws = [b'{"text":"a"}', b'{"text":"b"}', b"x" * 300]
+    scores = np.array([0.25, -1.5, 3.0])
+    salt = (-12345).to_bytes(8, "little", signed=True)
+    expected = []
+    for raw, score in zip(raws, scores, strict=True):
+        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=salt).digest(), "little")
+        expected.append(score / 0.05 + math.log(-math.log((h + 0.5) / 2.0**64)))
+    assert rule.ranks(scores, raws).tolist() == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import json
 
 import orjson
 import pyarrow as pa
@@ -177,3 +178,179 @@ def test_a_string_that_is_not_utf8_skips_its_row_only(tmp_path):
     records = list(read_records([str(parquet)], "text", skips))
     assert [(r.lineno, r.text) for r in records] == [(1, texts[0]), (3, texts[2])]
     assert dict(skips.counts) == {"invalid UTF-8": 1}
+
+
+def every_arrow_type(n: int) -> pa.Table:
+    """n rows of a text and one column of each Arrow type JSON has no type for (and some it has), nulls included."""
+    import uuid
+
+    import numpy as np
+
+    ns = [1_714_566_840_123_456_789 + i * 1_000_000_007 for i in range(n)]
+    nulls = [None if i % 7 == 3 else v for i, v in enumerate(ns)]
+    return pa.table(
+        {
+            "text": [f"cooking the eggs number {i}" for i in range(n)],
+            "ns": pa.array(nulls, pa.timestamp("ns")),
+            "ns_utc": pa.array(ns, pa.timestamp("ns", "UTC")),
+            "ns_paris": pa.array(ns, pa.timestamp("ns", "Europe/Paris")),
+            "us_offset": pa.array([v // 1000 for v in ns], pa.timestamp("us", "-03:30")),
+            "ms": pa.array([v // 1_000_000 for v in ns], pa.timestamp("ms")),
+            "s_far": pa.array([300_000_000_000 + i for i in range(n)], pa.timestamp("s")),  # year 11476
+            "date32": pa.array([-800_000 + i for i in range(n)], pa.date32()),  # before year 1
+            "date64": pa.array([86_400_000 * i for i in range(n)], pa.date64()),
+            "time64": pa.array([i * 1_000_000_001 for i in range(n)], pa.time64("ns")),
+            "time32": pa.array([i * 1001 for i in range(n)], pa.time32("ms")),
+            "duration": pa.array([i * 1_500_000_001 - 7 for i in range(n)], pa.duration("ns")),
+            "decimal": pa.array([decimal.Decimal(f"{i}.05") for i in range(n)], pa.decimal128(12, 2)),
+            "big_decimal": pa.array([decimal.Decimal(10) ** 60 + i for i in range(n)], pa.decimal256(70, 0)),
+            "binary": pa.array([bytes([i % 256, 0, 255]) for i in range(n)], pa.binary()),
+            "large_binary": pa.array([b"\xff" * (i % 3) for i in range(n)], pa.large_binary()),
+            "fixed_binary": pa.array([i.to_bytes(4, "big") for i in range(n)], pa.binary(4)),
+            "uint64": pa.array([2**64 - 1 - i for i in range(n)], pa.uint64()),
+            "int64": pa.array([-(2**63) + i for i in range(n)], pa.int64()),
+            "half": pa.array(np.array([1.5, np.nan, np.inf] * n, np.float16)[:n]),
+            "double": pa.array([float("nan") if i % 2 else -0.25 for i in range(n)]),
+            "large_string": pa.array([f"s{i}" for i in range(n)], pa.large_string()),
+            "dictionary": pa.array(["blog", "forum", "news"] * n)[:n].dictionary_encode(),
+            "list_ns": pa.array([[v, None] if i % 5 else None for i, v in enumerate(ns)], pa.list_(pa.timestamp("ns"))),
+            "large_list": pa.array([[i, i + 1] for i in range(n)], pa.large_list(pa.int32())),
+            "fixed_list": pa.array([[i, -i] for i in range(n)], pa.list_(pa.int16(), 2)),
+            "struct": pa.array(
+                [{"at": v, "price": decimal.Decimal("1.10")} for v in ns],
+                pa.struct([("at", pa.timestamp("ns")), ("price", pa.decimal128(5, 2))]),
+            ),
+            "map": pa.array([[("k", v)] for v in ns], pa.map_(pa.string(), pa.timestamp("ns"))),
+            "uuid": pa.array([uuid.UUID(int=i).bytes for i in range(n)], pa.uuid()),
+            "boolean": [i % 2 == 0 for i in range(n)],
+            "empty": pa.array([None] * n, pa.null()),
+        }
+    )
+
+
+def iso(ns: int, tz: datetime.tzinfo | None = None) -> str:
+    """The documented ISO form of an instant in nanoseconds, made here with Python's datetime (µs) and the rest."""
+    seconds, sub = divmod(ns, 1_000_000_000)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    when = when.astimezone(tz) if tz is not None else when.replace(tzinfo=None)
+    text = when.isoformat()
+    if sub:
+        at = 19
+        text = text[:at] + (f".{sub:09d}" if sub % 1000 else f".{sub // 1000:06d}") + text[at:]
+    return text
+
+
+def test_every_arrow_type_is_converted_and_no_row_is_dropped(tmp_path):
+    """300 rows with nanosecond timestamps (issue 25: 299 were skipped as out of range) and every other type."""
+    from zoneinfo import ZoneInfo
+
+    table = every_arrow_type(300)
+    path = tmp_path / "types.parquet"
+    pq.write_table(table, path, row_group_size=64)
+    skips = Skips()
+    records = list(read_records([str(path)], "text", skips))
+    assert skips.total == 0 and [r.lineno for r in records] == list(range(1, 301))
+    rows = [json.loads(r.raw, parse_constant=strict_constant) for r in records]  # strict JSON: no NaN, Infinity
+    assert list(rows[0]) == table.column_names
+    ns = [1_714_566_840_123_456_789 + i * 1_000_000_007 for i in range(300)]
+    for i in (0, 1, 3, 150, 299):
+        row = rows[i]
+        assert row["ns"] == (None if i % 7 == 3 else iso(ns[i]))
+        assert row["ns_utc"] == iso(ns[i], datetime.timezone.utc)
+        assert row["ns_paris"] == iso(ns[i], ZoneInfo("Europe/Paris")) and row["ns_paris"].endswith("+02:00")
+        offset = datetime.timezone(-datetime.timedelta(hours=3, minutes=30))
+        assert row["us_offset"] == iso(ns[i] // 1000 * 1000, offset) and row["us_offset"].endswith("-03:30")
+        assert row["ms"] == iso(ns[i] // 1_000_000 * 1_000_000)
+        assert row["date64"] == (datetime.date(1970, 1, 1) + datetime.timedelta(days=i)).isoformat()
+        assert row["time64"] == (
+            f"{i * 1_000_000_001 // 10**9 // 3600:02d}:{i * 1_000_000_001 // 10**9 // 60 % 60:02d}:"
+            f"{i * 1_000_000_001 // 10**9 % 60:02d}" + (f".{i:09d}" if i else "")
+        )
+        assert (
+            row["time32"]
+            == (datetime.datetime(2000, 1, 1) + datetime.timedelta(milliseconds=i * 1001)).time().isoformat()
+        )
+        assert decimal.Decimal(str(row["duration"])) == decimal.Decimal(i * 1_500_000_001 - 7) / 10**9  # exact
+        assert row["decimal"] == f"{i}.05" and decimal.Decimal(row["big_decimal"]) == decimal.Decimal(10) ** 60 + i
+        assert base64.b64decode(row["binary"]) == bytes([i % 256, 0, 255])
+        assert base64.b64decode(row["large_binary"]) == b"\xff" * (i % 3)
+        assert base64.b64decode(row["fixed_binary"]) == i.to_bytes(4, "big")
+        assert row["uint64"] == 2**64 - 1 - i and row["int64"] == -(2**63) + i
+        assert row["half"] == [1.5, None, None][i % 3] and row["double"] == (None if i % 2 else -0.25)
+        assert row["large_string"] == f"s{i}" and row["dictionary"] == ["blog", "forum", "news"][i % 3]
+        assert row["list_ns"] == ([iso(ns[i]), None] if i % 5 else None)
+        assert row["large_list"] == [i, i + 1] and row["fixed_list"] == [i, -i]
+        assert row["struct"] == {"at": iso(ns[i]), "price": "1.10"}
+        assert row["map"] == [["k", iso(ns[i])]]
+        assert row["uuid"] == str(__import__("uuid").UUID(int=i)) and row["boolean"] == (i % 2 == 0)
+        assert row["empty"] is None
+    # beyond Python's datetime: the proleptic Gregorian calendar, the year signed past 9999 and before 0
+    for i in (0, 299):
+        assert rows[i]["s_far"] == far_iso(300_000_000_000 + i) and rows[i]["s_far"].startswith("+11476-")
+        assert rows[i]["date32"] == far_iso((-800_000 + i) * 86_400)[:-9] and rows[i]["date32"].startswith("-022")
+    # the rows in JSONL select the same records, byte for byte
+    as_jsonl = tmp_path / "types.jsonl"
+    as_jsonl.write_bytes(b"".join(r.raw + b"\n" for r in records))
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
+    artifact = tmp_path / "t.gotd"
+    run(["fit", "--features", "lexical", "--target", target, path, "-o", artifact, "-q"])
+    picked = run(["score", "-p", artifact, "-k", 300, path])
+    assert "skipped 0," in picked.stderr and len(picked.stdout_bytes.splitlines()) == 300
+    assert picked.stdout_bytes == run(["score", "-p", artifact, "-k", 300, as_jsonl]).stdout_bytes
+
+
+def far_iso(seconds: int) -> str:
+    """A naive instant of any year, by Python's datetime: the Gregorian calendar repeats every 400 years."""
+    cycles = (seconds - 10**9) // (146_097 * 86_400)  # moved by whole 400-year cycles near 2000
+    when = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=seconds - cycles * 146_097 * 86_400)
+    year = when.year + 400 * cycles
+    shown = f"{year:04d}" if 0 <= year <= 9999 else f"{year:+05d}"
+    return shown + when.isoformat()[4:]
+
+
+def strict_constant(name: str):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_the_calendar_beyond_pythons_matches_it_where_both_exist():
+    """Dates are computed by integer arithmetic (any year); on Python's range they are Python's own."""
+    from gotd_stream.io.parquet import _date
+
+    first, last = datetime.date(1, 1, 1), datetime.date(9999, 12, 31)
+    epoch = datetime.date(1970, 1, 1)
+    for days in [*range((first - epoch).days, (first - epoch).days + 800), *range(-800, 800, 3), (last - epoch).days]:
+        assert _date(days) == (epoch + datetime.timedelta(days=days)).isoformat()
+    assert _date((last - epoch).days + 1) == "+10000-01-01" and _date((first - epoch).days - 1) == "0000-12-31"
+
+
+def test_a_string_column_other_than_the_text_that_is_not_utf8_keeps_its_row(tmp_path):
+    parquet = tmp_path / "plain.parquet"
+    texts = ["cooking the eggs", "the striker scored", "a comet passed close"]
+    notes = ["fine", "broken zz", "fine too"]
+    table = pa.table({"text": texts, "note": notes})
+    pq.write_table(table, parquet, compression="NONE", use_dictionary=False, write_statistics=False)
+    raw = bytearray(parquet.read_bytes())
+    raw[raw.index(b"broken zz") + 7] = 0xF3  # a lead byte with no continuation
+    parquet.write_bytes(bytes(raw))
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
+    artifact = tmp_path / "t.gotd"
+    fit = run(["fit", "--features", "lexical", "--target", target, parquet, "-o", artifact])
+    assert f"warning: {parquet}:2: column 'note' holds bytes that are not UTF-8" in fit.stderr
+    out = run(["score", "-p", artifact, "-k", 3, parquet]).stdout_bytes
+    kept = {orjson.loads(line)["text"]: orjson.loads(line)["note"] for line in out.splitlines()}
+    assert kept == {texts[0]: "fine", texts[1]: "broken \ufffdz", texts[2]: "fine too"}
+
+
+@pytest.mark.parametrize("twice", ["text", "id"])
+def test_two_columns_of_one_name_are_refused_naming_them(tmp_path, twice):
+    columns = [pa.array(["cooking the eggs", "bread"]), pa.array(["a", "b"]), pa.array(["other", "second"])]
+    names = ["text", "id", twice]
+    path = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays(columns, names=names), path)
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
+    failed = run(["fit", "--features", "lexical", "--target", target, path, "-o", tmp_path / "t.gotd"], code=2)
+    first = names.index(twice) + 1
+    assert f"{path}: two columns share a name ('{twice}' is columns {first}, 3 of 3)" in failed.stderr
+    if twice == "text":
+        assert "the text field 'text' is ambiguous" in failed.stderr
+    assert "rename or drop one" in failed.stderr and not (tmp_path / "t.gotd").exists()

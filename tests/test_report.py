@@ -87,9 +87,18 @@ def texts(path: Path) -> list[str]:
     return [orjson.loads(line)["text"] for line in path.read_bytes().splitlines()]
 
 
+def not_json(name: str):
+    raise ValueError(f"report.json is not strict JSON: it holds {name}")
+
+
+def strict_json(text: str) -> dict:
+    """Parsed as a strict parser does: NaN, Infinity and -Infinity are refused."""
+    return json.loads(text, parse_constant=not_json)
+
+
 def report_json(made: dict, *args) -> dict:
     result = run(["report", "--json", "--max-points", 10_000, "-q", *args])
-    return json.loads(result.stdout)
+    return strict_json(result.stdout)
 
 
 def test_report_numbers_match_an_independent_computation(made: dict) -> None:
@@ -209,7 +218,7 @@ def test_the_html_opens_and_holds_the_plots(made: dict) -> None:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
     text = "".join(page.text)
-    saved = json.loads((folder / "report.json").read_text())
+    saved = strict_json((folder / "report.json").read_text())
     assert saved["artifact"]["fit_id"] in text and "Composition by src" in text
     assert "<script>alert(1)</script>" in text  # a value from the data shown as text, not run as markup
     assert b"<script>" not in (folder / "index.html").read_bytes()
@@ -244,3 +253,167 @@ def test_bad_input_gets_a_clear_message(made: dict, tmp_path: Path) -> None:
     assert "does not exist; create it first" in refused([*no_out, "-o", tmp_path / "no" / "such"], 2)
     stderr = run([*base, made["selected"], "-o", made["selected"]], code=2).stderr
     assert "is the same file as input" in stderr and made["selected"].read_bytes().count(b"\n") == 12
+
+
+DOLLARS = ["$5 and $10", r"$\\frac{1$", r"$\\undefinedcommand$", r"a_b^c $x^2$", "$$", "\\$ and $"]
+
+
+def drawn_texts(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every figure the HTML report draws, kept as it is saved (to read its texts)."""
+    from gotd_stream.report import html
+
+    figures, png = [], html._png
+
+    def keep(figure):
+        figures.append(figure)
+        return png(figure)
+
+    monkeypatch.setattr(html, "_png", keep)
+    return figures
+
+
+def texts_of(figures: list) -> list:
+    from matplotlib.text import Text
+
+    return [text for figure in figures for text in figure.findobj(Text) if text.get_text()]
+
+
+def test_dollar_strings_are_drawn_as_plain_text(made: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group value such as `$5 and $10` was mathtext (a formula, or a traceback for `$\\frac{1$`); a user's
+    matplotlibrc with TeX on changes nothing either."""
+    import matplotlib
+
+    monkeypatch.setitem(matplotlib.rcParams, "text.usetex", True)  # TeX would fail here: no latex installed
+    docs = make_docs(60, seed=1)
+    for i, doc in enumerate(docs):
+        doc["src"] = DOLLARS[i % len(DOLLARS)]
+    pool = write_jsonl(tmp_path / "pool.jsonl", docs)
+    selected = tmp_path / "selected.jsonl"
+    run(["score", "-p", made["artifact"], "-k", 30, pool, "-o", selected, "-q"])
+    figures = drawn_texts(monkeypatch)
+    folder = tmp_path / "report"
+    args = ["-p", made["artifact"], selected, "--pool", pool, "--group-field", "src", "--reference", made["pool"]]
+    result = run(["report", *args, "-o", folder])
+    assert "wrote" in result.stderr and len(figures) == 5
+    saved = strict_json((folder / "report.json").read_text())
+    assert {row["value"] for row in saved["composition"]["rows"]} == set(DOLLARS)
+    drawn = texts_of(figures)
+    assert all(not text.get_usetex() and not text.get_parse_math() for text in drawn)
+    shown = {text.get_text() for text in drawn}
+    assert set(DOLLARS) <= shown  # each value drawn as the very string, not a formula
+    page = Page()
+    page.feed((folder / "index.html").read_text(encoding="utf-8"))
+    assert all(value in "".join(page.text) for value in DOLLARS)
+
+
+def test_target_names_and_fields_with_dollars_and_markup_are_plain(made: dict, monkeypatch) -> None:
+    """Target names come from the artifact (the CLI allows only [A-Za-z0-9_.-], the library does not check):
+    drawn as plain text and escaped in the page, like every other string from the data."""
+    from gotd_stream.report.html import render_html
+
+    report = report_json(made, "-p", made["mixture"], made["quota"], "--pool", made["sample"], "--group-field", "src")
+    names = {"cook": "$\\frac{cook$ <b>&amp;", "foot": "foot \"$1\" & '$2' <script>x</script>"}
+    for entry in report["ot"]["targets"] + report["artifact"]["targets"] + report["scores"] + report["examples"]:
+        key = "view" if "view" in entry else "name"
+        entry[key] = names.get(entry[key], entry[key])
+    report["counted"] = {names[k]: v for k, v in report["counted"].items()}
+    report["composition"]["field"] = "$src$ <i>"
+    figures = drawn_texts(monkeypatch)
+    text = render_html(report)
+    drawn = texts_of(figures)
+    assert all(not t.get_parse_math() and not t.get_usetex() for t in drawn)
+    shown = {t.get_text() for t in drawn}
+    assert set(names.values()) <= shown and "score: " + names["foot"] in shown
+    assert "share of records by $src$ <i>" in shown
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert page.open == [] and all(name in "".join(page.text) for name in names.values())
+    assert "<script>" not in text and "<b>" not in text and "<i>" not in text
+
+
+def test_every_user_string_in_the_page_is_escaped(made: dict, tmp_path: Path) -> None:
+    """Group values, file names (selection, pool, reference, artifact) and texts holding markup, `&` and quotes."""
+    import shutil
+
+    odd = "<i>&amp;\"q'"  # no slash: a file name
+    docs = make_docs(40, seed=1)
+    for i, doc in enumerate(docs):
+        doc["src"] = ["<script>alert(1)</script>", "a & b", 'say "hi"', "it's"][i % 4]
+        doc["text"] += " <b>bold</b> & more" if i % 2 else ""
+    folder = tmp_path / f"dir {odd}"
+    folder.mkdir()
+    pool = write_jsonl(folder / f"pool {odd}.jsonl", docs)
+    artifact = folder / f"art {odd}.gotd"
+    shutil.copy(made["artifact"], artifact)
+    selected = folder / f"sel {odd}.jsonl"
+    run(["score", "-p", artifact, "-k", 20, pool, "-o", selected, "-q"])
+    out = tmp_path / "report"
+    args = ["-p", artifact, selected, "--pool", pool, "--reference", pool, "--group-field", "src", "-o", out]
+    run(["report", *args, "-q"])
+    html_text = (out / "index.html").read_text(encoding="utf-8")
+    page = Page()
+    page.feed(html_text)
+    page.close()
+    text = "".join(page.text)
+    assert page.open == [] and len(page.images) == 5
+    for shown in (str(selected), str(pool), str(artifact), "<script>alert(1)</script>", "a & b", 'say "hi"', "it's"):
+        assert shown in text
+    assert "<b>bold</b> & more" in text
+    assert "<script>" not in html_text and "<i>" not in html_text and "<b>" not in html_text
+    assert '"q' not in html_text.replace("&quot;q", "")  # the quote in a file name is an entity
+
+
+def test_a_pool_that_is_its_own_reference_gives_no_false_warning(made: dict, tmp_path: Path) -> None:
+    """The target, the pool and the reference one file: the target is no farther out than the reference's own
+    halves, so the ratio is undefined (null in strict JSON, it was Infinity) and nothing warns (it said inf%)."""
+    target = made["target"]
+    args = ["-p", made["artifact"], made["selected"], "--pool", target, "--reference", target]
+    reference = report_json(made, *args)["reference"]
+    assert reference["ratio"] is None and reference["warning"] is None
+    assert reference["target_to_reference"] <= reference["reference_halves"]
+    assert reference["pool_to_reference"] - reference["reference_halves"] < 0.5 * reference["reference_halves"]
+    result = run(["report", *args, "-o", tmp_path / "own"])
+    assert "warning" not in result.stderr and "inf%" not in result.stderr
+    page = (tmp_path / "own" / "report.json").read_text()
+    assert "Infinity" not in page and "NaN" not in page and strict_json(page)["reference"]["ratio"] is None
+    assert "no farther from the pre-training sample than two halves" in (tmp_path / "own" / "index.html").read_text()
+    # the pool its own reference, against a real target: a ratio near 0, no warning
+    own = report_json(
+        made, "-p", made["artifact"], made["selected"], "--pool", made["pool"], "--reference", made["pool"]
+    )
+    assert own["reference"]["ratio"] is not None and own["reference"]["ratio"] < 0.5
+    assert own["reference"]["warning"] is None
+
+
+def test_report_json_is_strict_whatever_the_numbers() -> None:
+    from gotd_stream.report.html import report_json as write
+
+    data = {"a": float("inf"), "b": [float("nan"), 1.5, -float("inf")], "c": {"d": (2.0, float("nan"))}, "e": "x"}
+    assert strict_json(write(data).decode()) == {"a": None, "b": [None, 1.5, None], "c": {"d": [2.0, None]}, "e": "x"}
+
+
+def test_the_fit_id_is_computed_once_per_artifact_not_per_line(made: dict, tmp_path, monkeypatch) -> None:
+    """A several-targets artifact's fit id hashes every array: report computed it for every line (13 ms each)."""
+    from gotd_stream.select.artifact import Mixture, Potentials
+
+    calls = Counter()
+    for kind in (Mixture, Potentials):
+        original = kind.__dict__["fit_id"]
+        compute = original.fget if isinstance(original, property) else original.func
+
+        def counted(self, compute=compute, kind=kind):
+            calls[kind.__name__] += 1
+            return compute(self)
+
+        monkeypatch.setattr(kind, "fit_id", property(counted))
+    many = tmp_path / "many.jsonl"
+    big = write_jsonl(tmp_path / "big.jsonl", make_docs(400, seed=5))
+    run(["score", "-p", made["mixture"], "-k", 300, big, "-o", many, "-q"])
+    counts = []
+    for selection, lines in ((made["quota"], 12), (many, 300)):
+        calls.clear()
+        got = report_json(made, "-p", made["mixture"], selection)
+        assert got["selection"]["records"] == lines
+        counts.append(dict(calls))
+    assert counts[0] == counts[1] and counts[0]["Mixture"] <= 3, counts

@@ -460,7 +460,8 @@ def budget_from(k: int | None, tokens: int | None, select: str = "top", temperat
         raise click.UsageError("give -k/--top-k or --tokens, not both")
     if k is None and tokens is None:
         raise click.UsageError("give a budget: -k/--top-k N records, or --tokens N tokens")
-    return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))
+    with friendly_errors():  # the rule's range (seed, temperature) is the library's: worded here, exit 2
+        return gs.Budget(k=k, tokens=tokens, rule=gs.Rule(select, temperature, seed))
 
 
 def unit_for(unit: str | None, budget: gs.Budget) -> str:

@@ -105,6 +105,7 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
     several = isinstance(artifact, Mixture)
     before = Counter(skips.counts)
     kinds = set()
+    expected = artifact.fit_id  # once: a several-targets artifact's id is a hash over all its arrays
     for lineno, line in read_lines(path):
         if not line or line.isspace():
             continue
@@ -124,9 +125,9 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
                 raise NotScored(f"{name}:{lineno}: {_unscored(artifact)}")
             value, fit_id = scored.score, scored.fit_id
             scores, target = [value], None
-        if fit_id != artifact.fit_id:
+        if fit_id != expected:
             raise MixedFits(
-                f"{name}:{lineno} was scored with fit {fit_id}, not with the artifact's {artifact.fit_id}: give "
+                f"{name}:{lineno} was scored with fit {fit_id}, not with the artifact's {expected}: give "
                 f"{setting('potentials')} the artifact the selection was made with"
             )
         if value is None:
@@ -460,8 +461,11 @@ def check_reference(
 
     The reference sample is split in two halves, A and B, of n rows (n at most the pool's points). OT between two
     samples of one source is not zero at these sizes, so the floor is d(A, B); the pool's excess over it,
-    d(pool, B) - d(A, B) with n pool rows, is compared with the target's, d(target, B) - d(A, B). The report
-    warns when the pool's excess is at least RATIO_WARN of the target's.
+    d(pool, B) - d(A, B) with n pool rows, is compared with the target's, d(target, B) - d(A, B) (each at least
+    0). The report warns when the pool's excess is at least RATIO_WARN of the target's. When the target has no
+    excess (it is as close to the reference as the reference's own halves) the ratio is undefined (null), and
+    the report warns only when the pool's excess is at least RATIO_WARN of the floor d(A, B) itself: a pool that
+    is its own reference never warns.
     """
     texts = read_texts(path, settings, skips, 2 * settings.max_points)
     rows = features_of(texts, featurizer)
@@ -477,18 +481,30 @@ def check_reference(
     floor = ot_distance(half_a, half_b)
     pool_ref = ot_distance(sample_rows(pool_rows, n, settings.seed + 5), half_b)
     target_ref = ot_distance(half_b, target_rows, measure.get("b"))
-    excess = max(0.0, target_ref - floor)
-    ratio = max(0.0, pool_ref - floor) / excess if excess > 0 else float("inf")
+    pool_excess, target_excess = max(0.0, pool_ref - floor), max(0.0, target_ref - floor)
+    # the pool's excess as a share of the target's; undefined (None) when the target is no farther out than the
+    # floor, and the pool's excess is then measured against the floor itself
+    ratio = pool_excess / target_excess if target_excess > 0 else None
+    where = (
+        f"its OT distance to it is {pool_ref:.3f} against {target_ref:.3f} for the target and {floor:.3f} between "
+        "two halves of the reference, so "
+    )
+    far = None
+    if ratio is not None and ratio >= RATIO_WARN:
+        far = where + f"the pool stands {ratio:.0%} as far out as the target does"
+    elif ratio is None and pool_excess > 0 and pool_excess >= RATIO_WARN * floor:
+        far = where + (
+            f"the target is no farther out than two halves of the reference are from each other, while the pool "
+            f"stands {pool_excess:.3f} beyond them"
+        )
     warning = None
-    if ratio >= RATIO_WARN:
+    if far is not None:
         warning = (
-            f"The pool sample is far from the pre-training sample: its OT distance to it is {pool_ref:.3f} against "
-            f"{target_ref:.3f} for the target and {floor:.3f} between two halves of the reference, so the pool "
-            f"stands {ratio:.0%} as far out as the target does. GOT-D assumes that the candidates resemble what the "
-            f"model was pre-trained on, so that its gradient points from the model's own data toward the target. "
-            f"Here it points from the pool's distribution instead, and the selection may favour what is common in "
-            f"the pool rather than what the model lacks. Check that the pool and the reference are what you think "
-            f"they are, or select from a pool closer to the pre-training data."
+            f"The pool sample is far from the pre-training sample: {far}. GOT-D assumes that the candidates "
+            f"resemble what the model was pre-trained on, so that its gradient points from the model's own data "
+            f"toward the target. Here it points from the pool's distribution instead, and the selection may favour "
+            f"what is common in the pool rather than what the model lacks. Check that the pool and the reference "
+            f"are what you think they are, or select from a pool closer to the pre-training data."
         )
     return {
         "path": names.get("reference", path),

@@ -1,16 +1,19 @@
 """index.html: the report's numbers with their plots, in one self-contained file (PNG plots inlined as base64).
 
 matplotlib draws on its Agg canvas directly (no pyplot, no global backend switch, no display); every text that
-comes from the data is escaped.
+comes from the data is escaped in the HTML and drawn as plain text in the plots (no mathtext, no TeX).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
+import math
 import os
+import warnings
 
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.outputs import atomic_output
@@ -32,6 +35,29 @@ class NoPlots(RuntimeProblem):
     """matplotlib is missing: the HTML report cannot draw its plots."""
 
 
+PLAIN = {"text.usetex": False, "text.parse_math": False, "axes.formatter.use_mathtext": False}
+
+
+def plain_text(plot):
+    """Draw a plot with every text as plain text: a group value, a target or field name such as `$5 and $10`
+    or `$\\frac{$` is data, never mathtext (which would draw a formula or raise) nor TeX (a user's matplotlibrc)."""
+
+    @functools.wraps(plot)
+    def drawn(report: dict) -> str:
+        try:
+            from matplotlib import rc_context
+        except ImportError:
+            raise NoPlots(
+                "the HTML report needs matplotlib: pip install matplotlib (or ask for the JSON alone)"
+            ) from None
+        with rc_context(PLAIN), warnings.catch_warnings():
+            # a character the font lacks (CJK, emoji) is drawn as a box; the tables beside the plot show it
+            warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+            return plot(report)
+
+    return drawn
+
+
 def _figure(width: float, height: float):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -45,7 +71,7 @@ def _figure(width: float, height: float):
 
 def _png(figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png")  # inside plain_text: the tick labels it makes are plain too
     return '<img alt="plot" src="data:image/png;base64,' + base64.b64encode(buffer.getvalue()).decode() + '">'
 
 
@@ -66,6 +92,7 @@ def _legend(axes) -> None:
         axes.legend(fontsize="small")
 
 
+@plain_text
 def plot_distances(report: dict) -> str:
     """Bars of the OT distance from each target to the selection, a random subset of the pool, and the pool."""
     rows = report["ot"]["targets"]
@@ -86,6 +113,7 @@ def plot_distances(report: dict) -> str:
     return _png(figure)
 
 
+@plain_text
 def plot_scores(report: dict) -> str:
     """One panel per score: the pool sample's distribution against the selection's."""
     views = report["scores"]
@@ -102,6 +130,7 @@ def plot_scores(report: dict) -> str:
     return _png(figure)
 
 
+@plain_text
 def plot_lengths(report: dict) -> str:
     """The lengths of the pool sample and of the selection (a length bias shows at a glance)."""
     figure = _figure(6.0, 3.0)
@@ -120,6 +149,7 @@ def plot_lengths(report: dict) -> str:
     return _png(figure)
 
 
+@plain_text
 def plot_composition(report: dict) -> str:
     """The selection's share of each value of the group field, against the pool's."""
     rows = report["composition"]["rows"]
@@ -137,6 +167,7 @@ def plot_composition(report: dict) -> str:
     return _png(figure)
 
 
+@plain_text
 def plot_reference(report: dict) -> str:
     """The pool's and the target's OT distance to the pre-training sample, with two halves of it for scale."""
     ref = report["reference"]
@@ -252,6 +283,12 @@ def render_html(report: dict) -> str:
         body.append("<h2>The method's assumption: is the pool like the pre-training data?</h2>")
         if ref["warning"]:
             body.append(f'<p class="warning">{_e(ref["warning"])}</p>')
+        elif ref["ratio"] is None:
+            body.append(
+                '<p class="ok">The target is no farther from the pre-training sample than two halves of the '
+                "reference are from each other, so the pool is measured against that floor: it stands less than "
+                f"{ref['threshold']:.0%} of it beyond (the report warns from there).</p>"
+            )
         else:
             body.append(
                 f'<p class="ok">The pool sample is much closer to the pre-training sample than the target is: it '
@@ -278,9 +315,21 @@ def _skipped(part: dict) -> str:
     return f" ({skipped:,} skipped)" if skipped else ""
 
 
+def strict(value):
+    """The report with every number that is not finite (NaN, infinities) as null: report.json is strict JSON,
+    which has no such numbers (the README lists the fields that can be null and what null means there)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(item) for item in value]
+    return value
+
+
 def report_json(report: dict) -> bytes:
-    """report.json's bytes: indented, UTF-8."""
-    return (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode()
+    """report.json's bytes: strict JSON (no NaN or Infinity), indented, UTF-8."""
+    return (json.dumps(strict(report), indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
 def write_report(folder: str, report: dict) -> tuple[str, str]:

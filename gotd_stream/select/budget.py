@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from gotd_stream.errors import UsageProblem, setting
 from gotd_stream.select.topk import TopK
 
 RULES = ("top", "sample")
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # the sample's seed: the 8-byte key of its hash
+# The lowest --temperature: scores are bounded by the cost range (a few units), so score / temperature stays
+# below about 1e10, where a float64 still resolves the Gumbel noise to 1e-6 and never overflows.
+MIN_TEMPERATURE = 1e-9
 
 
 class Kept(NamedTuple):
@@ -85,6 +90,33 @@ class Rule:
     temperature: float = 0.05
     seed: int = 0
 
+    def __post_init__(self):
+        """The draw is defined only for a seed of 64 bits (the key of its hash) and a temperature at which the
+        keys stay finite and keep their Gumbel noise: refused otherwise, naming the setting and its range."""
+        try:
+            seed = operator.index(self.seed)
+        except TypeError:
+            raise UsageProblem(f"{setting('select_seed')} must be a whole number, not {self.seed!r}") from None
+        if not SEED_MIN <= seed <= SEED_MAX:
+            raise UsageProblem(
+                f"{setting('select_seed')} must be from {SEED_MIN} to {SEED_MAX} (-2^63 to 2^63 - 1: the sample's "
+                f"hash is keyed by 64 bits), not {seed}"
+            )
+        object.__setattr__(self, "seed", seed)
+        temperature = self.temperature
+        number = not isinstance(temperature, bool) and isinstance(temperature, int | float)
+        if not (number and math.isfinite(temperature) and temperature > 0):
+            raise UsageProblem(
+                f"{setting('temperature')} must be a finite number of at least {MIN_TEMPERATURE:g}, not {temperature!r}"
+            )
+        if temperature < MIN_TEMPERATURE:
+            raise UsageProblem(
+                f"{setting('temperature')} must be a finite number of at least {MIN_TEMPERATURE:g}, not "
+                f"{temperature!r}: below it score / temperature can overflow and the sample would fall back to "
+                f"the input order (at {MIN_TEMPERATURE:g} the sample already keeps the best scores, the noise only "
+                "breaking near-ties)"
+            )
+
     @property
     def tag(self) -> str | None:
         """What a scored line records of the rule (None for top), so that `merge` ranks exactly as `score` did."""
@@ -99,7 +131,10 @@ class Rule:
         match = _TAG.fullmatch(tag)
         if match is None:
             raise ValueError(f"not a selection rule: {tag!r}")
-        return cls("sample", float(match.group(1)), int(match.group(2)))
+        try:
+            return cls("sample", float(match.group(1)), int(match.group(2)))
+        except UsageProblem as exc:
+            raise ValueError(f"not a selection rule: {tag!r} ({exc})") from None
 
     def ranks(self, scores: np.ndarray, raws: Sequence[bytes]) -> np.ndarray:
         """The numbers the keeper ranks by, lower first."""
@@ -163,14 +198,29 @@ class Budget:
 
 
 SUFFIXES = {"k": 1_000, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000, "G": 1_000_000_000}
+COUNT = re.compile(r"\s*([0-9]+)(?:\.([0-9]+))?\s*([kKMBG]?)\s*")
+COUNT_RULE = (
+    "a whole number of at least 1, or a decimal with a suffix k (10^3), M (10^6), B or G (10^9) that makes a "
+    "whole number: 50000, 200k, 4.1M, 1.001k, 2B"
+)
+MAX_DIGITS = 40  # far past any budget; keeps int() of the text well inside Python's limit
 
 
 def parse_count(text: str) -> int:
-    """'50M' -> 50,000,000; '2B', '200k', '1500', '1.5M' too. ValueError for anything else or below 1."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKMBG]?)\s*", text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a count (e.g. 50000, 200k, 50M, 2B)")
-    value = float(match.group(1)) * SUFFIXES.get(match.group(2), 1)
-    if value != int(value) or value < 1:
-        raise ValueError(f"{text!r} is not a whole number of at least 1")
-    return int(value)
+    """'50M' -> 50,000,000; '4.1M', '1.001k', '2B', '1500', '99999999999999999999' too, in exact integer arithmetic.
+
+    ValueError, with the rule, for anything else: a fraction left over ('1.5', '1.0001k'), below 1, no digits.
+    """
+    match = COUNT.fullmatch(text)
+    if match is None or len(match.group(1)) + len(match.group(2) or "") > MAX_DIGITS:
+        raise ValueError(f"{text!r} is not a count: give {COUNT_RULE}")
+    whole, fraction, suffix = match.group(1), match.group(2) or "", match.group(3)
+    scaled = int(whole + fraction) * SUFFIXES.get(suffix, 1)
+    value, rest = divmod(scaled, 10 ** len(fraction))
+    if rest:
+        raise ValueError(
+            f"{text!r} is not a whole count ({whole}.{fraction}{suffix} leaves a fraction): give {COUNT_RULE}"
+        )
+    if value < 1:
+        raise ValueError(f"{text!r} is below 1: give {COUNT_RULE}")
+    return value
