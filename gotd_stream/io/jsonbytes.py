@@ -99,14 +99,31 @@ def dumps_string(text: str) -> bytes:
 
 def loads(line: bytes):
     """Parse a JSON line: orjson, or for what it refuses though JSON allows it (a number beyond a double, such as
-    1E400; a lone surrogate escape) the standard library, still refusing NaN and Infinity. Raises ValueError."""
+    1E400) the standard library, still refusing NaN, Infinity and lone surrogate escapes (a string that is not
+    Unicode text: no tokenizer or writer takes it). Raises ValueError."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         try:
-            return json.loads(line, parse_constant=_no_constant)
+            value = json.loads(line, parse_constant=_no_constant)
+            _require_text(value)
+            return value
         except (ValueError, RecursionError):
             raise exc from None
+
+
+def _require_text(value) -> None:
+    """ValueError when a string anywhere in `value` holds a lone surrogate (it cannot be written as UTF-8)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _no_constant(name: str):
