@@ -3,8 +3,8 @@ contents lists every `##` heading, links land on GitHub's anchors, every command
 of every command's --help is documented.
 
 The convention: a capitalised italic span, `*Several targets*`, is a reference to a section. It resolves in the
-file it is written in, or in the file named just before it (`BENCHMARKS.md *Token parity*`, `README, *Static
-embeddings*`). It names a heading in full, or the part of it before a colon: `*Several targets*` is the heading
+file it is written in, or in the file named just before it (`BENCHMARKS.md *Token parity*`, `the README's *Input and
+output*`). It names a heading in full, or the part of it before a colon: `*Several targets*` is the heading
 `Several targets: --target NAME=FILE:WEIGHT, --mix quota|sum`. Lower-case italics (*f*, *hybrid*) are emphasis.
 """
 
@@ -25,7 +25,7 @@ CODE = re.compile(r"`[^`\n]*`")
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
 # *Capitalised words*, not **bold**: a single star on each side, the span starting with a capital letter
 REFERENCE = re.compile(r"(?<![*\w\\])\*(?![*\s])([A-Z][^*]*?)(?<![\s\\])\*(?![*\w])")
-NAMED_FILE = re.compile(r"(README|BENCHMARKS|ARCHITECTURE)(?:\.md)?(?:\]\([^)]*\))?[,:]?\s*\(?\s*$")
+NAMED_FILE = re.compile(r"(README|BENCHMARKS|ARCHITECTURE)(?:\.md)?(?:'s)?(?:\]\([^)]*\))?[,:]?\s*\(?\s*$")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -142,6 +142,7 @@ def test_conventions_found_on_known_text():
         ("BENCHMARKS.md", "Token parity"),
         ("README.md", "Gone"),
     ]
+    assert references("as the README's *Input and output* says", "BENCHMARKS.md") == [("README.md", "Input and output")]
     assert "Several targets" in names(sample) and "Gone" not in names(sample)
     assert anchors(sample) == {"top", "several-targets---target-namefileweight", "target-speeches", "target-speeches-1"}
     assert slug("Token parity: GOT-D against DSIR (both modes): `make quality` (bench/parity.py)") == (
@@ -153,9 +154,7 @@ def test_conventions_found_on_known_text():
 def test_every_section_reference_names_a_heading(doc):
     """`see *Several targets*` must lead somewhere: a dropped or renamed section leaves such references behind."""
     dangling = [
-        f"{doc}: *{name}* (in {where})"
-        for where, name in references(text(doc), doc)
-        if name not in names(text(where))
+        f"{doc}: *{name}* (in {where})" for where, name in references(text(doc), doc) if name not in names(text(where))
     ]
     assert not dangling, "references to sections that do not exist:\n" + "\n".join(dangling)
 
