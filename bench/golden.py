@@ -146,11 +146,12 @@ def run_all(out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
-CREATED = re.compile(rb'"created": ?"[^"]*"')  # report.json's time of writing: the one byte that must change
+CREATED = re.compile(rb'"created": ?"[^"]*"')  # report.json's time of writing: the one thing that must change
+WRITTEN = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\+00:00 by gotd-stream")  # index.html's
 
 
 def timeless(data: bytes) -> bytes:
-    return CREATED.sub(b'"created": "-"', data)
+    return WRITTEN.sub(b"- by gotd-stream", CREATED.sub(b'"created": "-"', data))
 
 
 def files(folder: Path) -> dict[str, bytes]:
