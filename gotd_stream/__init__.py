@@ -55,19 +55,10 @@ from gotd_stream.features import (
     semantic_model,
 )
 from gotd_stream.hf import pick_device
-from gotd_stream.select.fit import (
-    EmptyTarget,
-    FitSettings,
-    Fitted,
-    check_space,
-    fit,
-    fit_mixture,
-    fit_mixture_on_prefix,
-    fit_mixture_texts,
-    fit_on_prefix,
-    fit_texts,
-)
-from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, merge
+from gotd_stream.select.executors import Local, Resumable, Share
+from gotd_stream.select.fit import BadSetting, EmptyTarget, FitSettings, Fitted, Texts, check_space, fit
+from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, check_merge, merge
+from gotd_stream.select.pipeline import Selection, check_select, select
 from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
 from gotd_stream.version import __version__
 
@@ -82,20 +73,12 @@ _LAZY = {
         "FORMAT_VERSION",
         "MIX_FORMAT_VERSION",
     ),
-    "gotd_stream.select.mix": (
-        "score_mixture",
-        "score_mixture_resumable",
-        "merge_mixture",
-        "write_mixture",
-        "MergedMixture",
-        "SumKeeper",
-        "QuotaKeeper",
-        "score_matrix",
-        "weighted_sum",
-    ),
+    "gotd_stream.select.mix": ("SumKeeper", "QuotaKeeper", "score_matrix", "weighted_sum"),
+    "gotd_stream.select.keep": ("RankKeeper", "keeper_for", "OneTargetOnly"),
     "gotd_stream.select.score": (
+        "Plan",
         "score",
-        "score_resumable",
+        "score_shard",
         "score_texts",
         "embedded",
         "embed_to_npy",
@@ -121,6 +104,7 @@ _LAZY = {
     "gotd_stream.features.semantic": ("Embedder", "ModelError"),
     "gotd_stream.distributed.ray": (
         "RaySettings",
+        "OnRay",
         "ray_cluster",
         "running_on",
         "RayMissing",
@@ -161,12 +145,16 @@ __all__ = [
     "check_weight",
     "featurizer_for",
     "fit",
-    "fit_mixture",
-    "fit_mixture_on_prefix",
-    "fit_mixture_texts",
-    "fit_on_prefix",
-    "fit_texts",
     "merge",
+    "select",
+    "check_select",
+    "check_merge",
+    "Selection",
+    "Local",
+    "Resumable",
+    "Share",
+    "Texts",
+    "BadSetting",
     "quotas",
     "pick_device",
     "semantic_model",
