@@ -58,7 +58,7 @@ from gotd_stream.hf import pick_device
 from gotd_stream.select.executors import Local, Resumable, Share
 from gotd_stream.select.fit import BadSetting, EmptyTarget, FitSettings, Fitted, Texts, check_space, fit
 from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, check_merge, merge
-from gotd_stream.select.pipeline import Selection, check_select, select
+from gotd_stream.select.pipeline import Selection, check_select, pick
 from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
 from gotd_stream.version import __version__
 
@@ -146,7 +146,7 @@ __all__ = [
     "featurizer_for",
     "fit",
     "merge",
-    "select",
+    "pick",
     "check_select",
     "check_merge",
     "Selection",

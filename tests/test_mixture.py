@@ -365,7 +365,7 @@ def test_mix_options_need_several_targets_and_fit_options_are_refused(data: dict
     assert "--candidates is for --mix quota" in stderr
     for extra in (["--tokens", "500"], ["-k", 5, "--unit", "chunk"], ["-k", 5, "--select", "sample"]):
         stderr = run(["score", "-p", mixture, *extra, shard], code=2).stderr
-        assert "several targets keep -k whole records by their scores" in stderr, extra
+        assert "several targets keep --top-k whole records by their scores" in stderr, extra
     assert "--tokens applies to one target" in refused(["merge", "-p", mixture, "--tokens", 500, shard], 2)
     stderr = run(["score", "-p", mixture, "--epsilon", "0.1", "-k", 5, shard], code=2).stderr
     assert "--epsilon is a fit option" in stderr
@@ -396,6 +396,6 @@ def test_merge_refuses_what_it_cannot_merge_exactly(data: dict, mixture: Path, t
     assert wrong == plain.read_bytes()
     unrelated = fit(data, "single3.gotd", str(data["targets"]["football"]))
     assert "the inputs were scored with fit" in refused(["merge", "-p", unrelated, "-k", 10, plain], 2)
-    assert "--candidates needs -p with an artifact of several targets" in refused(
+    assert "--candidates needs --potentials with an artifact of several targets" in refused(
         ["merge", "--candidates", "-k", 5, plain], 2
     )

@@ -210,7 +210,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         cluster = stack.enter_context(on_ray(ray))
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
         source = score_source(p, models, potentials, targets, cluster)
-        done = gs.select(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
+        done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
         gs.require_usable(counts.scored, counts.skips, paths)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
         held = gs.selected_tokens(done.keeper, p["text_field"], counter) if counter else 0

@@ -237,12 +237,14 @@ def fit(
     `candidates`: input files (a bottom-k sample of `sample_size`, select.sample; `sampler` draws the same sample
     elsewhere, e.g. on Ray: distributed.ray), a stream of records (fitted on its first `sample_size`, which
     `Fitted.records` gives back with the rest, so nothing is read twice), or `Texts` (as they are).
-    `targets`: a target file, a Target, or several Targets (name, file or texts, weight: check_targets).
+    `targets`: a target file, `Texts`, a Target, or several Targets (name, file or texts, weight: check_targets).
     One target gives a Potentials (format version 4), several a Mixture of one Potentials each, every part what
     a fit of its target alone on the same sample gives, to the bit (format version 5).
     """
     from gotd_stream.select.targets import Target, check_targets
 
+    if isinstance(targets, Texts):
+        targets = Target(None, None, texts=tuple(targets))
     if isinstance(targets, (str, Target)):
         targets = [targets if isinstance(targets, Target) else Target(None, targets)]
     targets = list(targets)

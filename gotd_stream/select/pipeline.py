@@ -1,7 +1,7 @@
-"""One selection, from inputs to a keeper, for one target or several, wherever it runs: what `score` calls.
+"""One selection, from inputs to a keeper, for one target or several, wherever it runs: what the `score` command calls.
 
-    select(paths, plan, potentials=...)  load the artifact (one target or several), score, keep
-    select(paths, plan, targets=[...])   fit first (on files: a bottom-k sample; on a stream: its first records)
+    pick(paths, plan, potentials=...)    load the artifact (one target or several), score, keep
+    pick(paths, plan, targets=[...])     fit first (on files: a bottom-k sample; on a stream: its first records)
 
 The executor (select.executors: Local, Resumable, Share; distributed.ray.OnRay) says where the shards are scored;
 the plan (select.score.Plan) what is kept. The method's rules are checked here, before any work, as typed
@@ -17,7 +17,7 @@ from gotd_stream.errors import UsageProblem, setting
 
 @dataclass
 class Selection:
-    """What `select` gives: the keeper (write it with select.score.write_selection), the artifact, the counts."""
+    """What `pick` gives: the keeper (write it with select.score.write_selection), the artifact, the counts."""
 
     keeper: object
     artifact: object  # a Potentials (one target) or a Mixture (several)
@@ -51,7 +51,7 @@ def check_select(
         raise UsageProblem(f"{setting('candidates')} writes the scores a merge needs: leave out {setting('no_score')}")
 
 
-def select(
+def pick(
     paths: list[str],
     plan,
     *,
