@@ -214,28 +214,30 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         gs.require_usable(counts.scored, counts.skips, paths)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
         held = gs.selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
+    said = described_targets(targets, normalised)
+    summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
+    partial_success(p["max_skipped"], counts.skips.total)
+
+
+def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, targets: str, several: bool, unit):
+    """score's summary line on stderr: what was read, scored, skipped and kept, and where it went."""
+    counts, output, quiet = done.counts, p["output"], p["quiet"]
     what = "pieces" if unit == "chunk" else "records"
     where = (f", {counts.reused} shards from {p['state']}" if p["state"] else "") + (
         f", {gs.running_on(cluster)}" if cluster else ""
     )
     sent = f" -> {output}" if output and output != "-" else ""
+    read = (
+        f"score: read {counts.scored + counts.skips.total:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}"
+    )
     if several:
         shares = done.keeper.shares() if not plan.candidates else {}
-        log(
-            f"score: read {counts.scored + counts.skips.total:,} records, scored {counts.scored:,}, "
-            f"{counts.skips.summary()}, {described_selection(written, shares, plan.candidates)}{sent} "
-            f"(fit {done.artifact.fit_id}, mix {plan.mix or 'quota'}{where}{described_targets(targets, normalised)})",
-            quiet,
-        )
-    else:
-        log(
-            f"score: read {counts.scored + counts.skips.total:,} {what}, scored {counts.scored:,}, "
-            f"{counts.skips.summary()}, selected {written:,} {what} holding {held:,} tokens (counted with "
-            f"{counter.name}){sent} (fit {done.artifact.fit_id}{where})",
-            quiet,
-        )
-        short_of(budget, held, written, what, quiet)
-    partial_success(p["max_skipped"], counts.skips.total)
+        kept = described_selection(written, shares, plan.candidates)
+        log(f"{read}, {kept}{sent} (fit {done.keeper.fit_id}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
+        return
+    counted = f"holding {held:,} tokens (counted with {counter.name})"
+    log(f"{read}, selected {written:,} {what} {counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
+    short_of(plan.budget, held, written, what, quiet)
 
 
 def score_budget(p: dict):

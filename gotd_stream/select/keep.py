@@ -116,19 +116,22 @@ class RankKeeper:
         return {}
 
 
-def keeper_for(artifact, budget: Budget, mix: str | None = None, units=None, candidates: bool = False):
+def keeper_for(
+    artifact, budget: Budget, mix: str | None = None, units=None, candidates: bool = False, fit_id: str | None = None
+):
     """The keeper of `budget` over `artifact` (a Potentials: one target, or a Mixture: several), by `mix`;
-    `units` (select.score.Units) says what is scored and counts the tokens."""
+    `units` (select.score.Units) says what is scored and counts the tokens; `fit_id`: the artifact's, if known."""
     from gotd_stream.select.artifact import Mixture
 
     counter = units.counter if units is not None else None
     chunks = units is not None and units.chunk_tokens is not None
     check_plan(isinstance(artifact, Mixture), budget, mix, chunks or counter is not None, candidates)
+    fit_id = fit_id or artifact.fit_id
     if not isinstance(artifact, Mixture):
-        return RankKeeper(budget, artifact.fit_id, counter)
+        return RankKeeper(budget, fit_id, counter)
     from gotd_stream.select.mix import keeper
 
-    return keeper(mix or "quota", budget.k, artifact.weights, artifact.names, artifact.fit_id)
+    return keeper(mix or "quota", budget.k, artifact.weights, artifact.names, fit_id)
 
 
 def check_plan(several: bool, budget: Budget, mix: str | None, counted: bool = False, candidates: bool = False) -> None:
