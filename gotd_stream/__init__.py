@@ -13,16 +13,15 @@ The command line (`gotd-stream`) is a thin layer over this API; so are the bench
     settings = gs.FitSettings(space="lexical", sample_size=10_000)
     embedder, device = gs.semantic_model(settings.space, gs.ModelSettings())  # None for the lexical space
     fitted = gs.fit(["shard0.jsonl.zst", "shard1.jsonl.zst"], "task.jsonl", embedder, settings, device=device)
-    fitted.potentials.save("task.gotd")
+    fitted.potentials.save("task.gotd")                          # several targets: a list of gs.Target(name, file, w)
 
-    skips = gs.Skips()
-    records = gs.read_records(["shard2.jsonl.zst"], "text", skips)
     budget = gs.Budget(tokens=5_000_000)                         # or gs.Budget(k=1000); rule=gs.Rule("sample")
-    units = gs.Units(counter=gs.token_counter())                 # tokens of the embedding model's tokenizer
-    kept = gs.score(records, fitted.featurizer, fitted.potentials, budget, gs.Counts(skips=skips), device=device,
-                    units=units)
-    gs.write_selection("selected.jsonl.zst", kept, fitted.potentials.fit_id, budget=budget)
+    plan = gs.Plan(budget, units=gs.Units(counter=gs.token_counter(), chunk_tokens=256))
+    done = gs.pick(["shard2.jsonl.zst"], plan, potentials=fitted.potentials, featurizer=fitted.featurizer,
+                   executor=gs.Local(), device=device)           # or gs.Resumable("state/"), gs.Share(i, n, ...)
+    gs.write_selection("selected.jsonl.zst", done.keeper)
 
+    merged = gs.merge(["node0.jsonl.zst", "node1.jsonl.zst"], k=1000)   # exact, for any number of targets
     later = gs.load("task.gotd")                                 # on another node
     featurizer = gs.featurizer_for(later, gs.ModelSettings())    # the model checked against the fit's
     gs.score_texts(["a text", "another"], featurizer, later)     # calibrated gradients: lower is better
