@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gotd_stream.errors import RuntimeProblem, UsageProblem, setting
-from gotd_stream.select.budget import Budget, Kept
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gotd_stream.select.budget import Budget, Kept
 
 
 class NotScored(RuntimeProblem):
@@ -58,6 +61,8 @@ class _Kepts(Sequence):
         return len(self.raws)
 
     def __getitem__(self, i: int) -> Kept:
+        from gotd_stream.select.budget import Kept
+
         return Kept(self.raws[i], float(self.scores[i]), int(self.tokens[i]))
 
 
@@ -74,6 +79,8 @@ class RankKeeper:
         self.heap = budget.keeper()
 
     def offer(self, scores: np.ndarray, raws: Sequence[bytes], texts=None, tokens=None) -> None:
+        import numpy as np
+
         scores = scores[:, 0] if scores.ndim == 2 else scores
         ranks = self.budget.rule.ranks(scores, raws)
         if tokens is None:
@@ -208,6 +215,8 @@ def read_line(line: bytes, name: str, lineno: int, mixture=None) -> Line:  # noq
 
 def offer_lines(keeper, lines: Sequence[Line], targets: int = 1) -> None:
     """Offer lines read back (a shard's saved candidates, or a merge input) to a keeper, in their order."""
+    import numpy as np
+
     if not lines:
         return
     scores = np.array([line.scores for line in lines], np.float64).reshape(len(lines), targets)
