@@ -5,10 +5,10 @@
         kept = cluster.score(paths, text_field, state, featurizer, potentials, models, budget, counts, units=units)
 
 Each input shard is one unit of work, done by the code a local run uses (select.sample.bottom_k_keyed,
-select.score.score_shard); the driver only merges. A shard's top-k comes back to the driver, which writes it to
-the `--state` folder (a temporary one without it) as soon as it arrives, then merges the folder in input order
-with select.score.score_resumable: the output is byte-identical to a local run over the same shards, and a
-driver killed mid-run resumes with a plain re-run.
+select.score.score_shard); the driver only merges. A shard's candidates come back to the driver, which
+writes them to the `--state` folder (a temporary one without it) as soon as they arrive, then merges the folder
+in input order as select.executors.Resumable does (OnRay is that executor on Ray): the output is
+byte-identical to a local run over the same shards, and a driver killed mid-run resumes with a plain re-run.
 
 Ray does the scheduling and the retries: an actor that dies (its process killed, its node lost) is restarted up
 to RETRIES times with the model loaded again, and the shard it held is scored again from its start (up to
