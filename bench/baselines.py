@@ -221,7 +221,7 @@ def write_jsonl(path: Path, corpus: Corpus, rows: np.ndarray) -> None:
 def gotd_fit(texts: list[str], target: list[str], embedder, settings: gs.FitSettings, label: str = ""):
     """(potentials, featurizer) of `gotd-stream score --target` on the pool file `texts` (in its order).
 
-    A reservoir sample of the pool and of the target, then the library's fit (`gotd_stream.fit_texts`); the CLI
+    A reservoir sample of the pool and of the target, then the library's fit (`gotd_stream.fit` on `Texts`); the CLI
     now draws a bottom-k sample of the pool file instead (gs.fit, which bench/parity.py calls). `embedder` serves
     the semantic part (a CachedEmbedder; unused in the lexical space).
     """
@@ -230,7 +230,9 @@ def gotd_fit(texts: list[str], target: list[str], embedder, settings: gs.FitSett
     sample, _ = reservoir(texts, settings.sample_size, settings.seed)
     target, _ = reservoir(target, settings.target_size, settings.seed)
     started = time.time()
-    potentials, featurizer = gs.fit_texts(sample, target, embedder if settings.space != "lexical" else None, settings)
+    space_model = embedder if settings.space != "lexical" else None
+    fitted = gs.fit(gs.Texts(sample), gs.Texts(target), space_model, settings)
+    potentials, featurizer = fitted.potentials, fitted.featurizer
     iterations = potentials.fit["iterations"]
     log(f"{label}: gotd ({settings.space}) fit {iterations} iterations, {time.time() - started:.0f}s")
     return potentials, featurizer

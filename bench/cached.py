@@ -2,7 +2,7 @@
 
 The benches score the same pool many times (per target, per space, per epsilon); embedding it each time would
 take hours on a CPU. `CachedEmbedder` is a `gotd_stream.features.semantic.SemanticSpace` like the library's Embedder
-(encode, stream_with, settings, dim, window; the rest comes from the base), so `gotd_stream.fit_texts`,
+(encode, stream_with, settings, dim, window; the rest comes from the base), so `gotd_stream.fit`,
 `Hybrid` and the scorer run unchanged on the cached rows. A text's row is looked up by the text itself.
 """
 

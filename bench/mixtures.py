@@ -5,10 +5,10 @@ chatbot dialogues; MiniLM embeddings cached in .cache). For every target domain 
 `hold_out` sets aside a target sample and an evaluation set; the pool then loses the held-out texts of every
 target of the mixture and their copies. Selections, at each budget k:
 
-- quota: `gotd_stream.fit_mixture_texts` (the default hybrid space, epsilon 0.05, a 10k reservoir sample, seed
+- quota: `gotd_stream.fit` on `Texts` (the default hybrid space, epsilon 0.05, a 10k reservoir sample, seed
   0) and the library's QuotaKeeper over every pool document's per-target scores: what `score --mix quota` does;
 - sum: the same scores and the library's SumKeeper: what `score --mix sum` does;
-- concat: one single-target fit per target (`gotd_stream.fit_texts` on the same sample), each target's own top
+- concat: one single-target fit per target (`gotd_stream.fit` of one target on the same sample), each target's own top
   q_t (its quota of k), concatenated. A document picked by two runs is kept once, so concat falls short of k
   by the duplicates. A single-target fit is, to the bit, the mixture's part for that target (checked here by
   its fit id), so its ranking is that part's column of scores.
@@ -66,14 +66,15 @@ def score_pool(corpus: Corpus, splits: dict, pool: np.ndarray, weights: dict) ->
     targets = []
     for name, weight in weights.items():
         target, _ = reservoir((corpus.texts[i] for i in splits[name].target), settings.target_size, settings.seed)
-        targets.append((gs.Target(name, f"{name}.jsonl", weight), target))
+        targets.append(gs.Target(name, None, weight, tuple(target)))
     embedder = CachedEmbedder(corpus.texts, corpus.emb)
     started = time.time()
-    mixture, featurizer = gs.fit_mixture_texts(sample, targets, embedder, settings)
+    fitted = gs.fit(gs.Texts(sample), targets, embedder, settings)
+    mixture, featurizer = fitted.potentials, fitted.featurizer
     log(f"fit {len(targets)} targets in {time.time() - started:.0f}s")
     single_ids = {}
-    for (target, texts_t), part in zip(targets, mixture.parts, strict=True):
-        single, _ = gs.fit_texts(sample, texts_t, embedder, settings)
+    for target, part in zip(targets, mixture.parts, strict=True):
+        single = gs.fit(gs.Texts(sample), gs.Texts(target.texts), embedder, settings).potentials
         single_ids[target.name] = (single.fit_id, part.fit_id)
         if single.fit_id != part.fit_id:
             raise SystemExit(f"{target.name}: the single-target fit {single.fit_id} is not the part {part.fit_id}")

@@ -13,16 +13,15 @@ The command line (`gotd-stream`) is a thin layer over this API; so are the bench
     settings = gs.FitSettings(space="lexical", sample_size=10_000)
     embedder, device = gs.semantic_model(settings.space, gs.ModelSettings())  # None for the lexical space
     fitted = gs.fit(["shard0.jsonl.zst", "shard1.jsonl.zst"], "task.jsonl", embedder, settings, device=device)
-    fitted.potentials.save("task.gotd")
+    fitted.potentials.save("task.gotd")                          # several targets: a list of gs.Target(name, file, w)
 
-    skips = gs.Skips()
-    records = gs.read_records(["shard2.jsonl.zst"], "text", skips)
     budget = gs.Budget(tokens=5_000_000)                         # or gs.Budget(k=1000); rule=gs.Rule("sample")
-    units = gs.Units(counter=gs.token_counter())                 # tokens of the embedding model's tokenizer
-    kept = gs.score(records, fitted.featurizer, fitted.potentials, budget, gs.Counts(skips=skips), device=device,
-                    units=units)
-    gs.write_selection("selected.jsonl.zst", kept, fitted.potentials.fit_id, budget=budget)
+    plan = gs.Plan(budget, units=gs.Units(counter=gs.token_counter(), chunk_tokens=256))
+    done = gs.pick(["shard2.jsonl.zst"], plan, potentials=fitted.potentials, featurizer=fitted.featurizer,
+                   executor=gs.Local(), device=device)           # or gs.Resumable("state/"), gs.Share(i, n, ...)
+    gs.write_selection("selected.jsonl.zst", done.keeper)
 
+    merged = gs.merge(["node0.jsonl.zst", "node1.jsonl.zst"], k=1000)   # exact, for any number of targets
     later = gs.load("task.gotd")                                 # on another node
     featurizer = gs.featurizer_for(later, gs.ModelSettings())    # the model checked against the fit's
     gs.score_texts(["a text", "another"], featurizer, later)     # calibrated gradients: lower is better
@@ -55,19 +54,10 @@ from gotd_stream.features import (
     semantic_model,
 )
 from gotd_stream.hf import pick_device
-from gotd_stream.select.fit import (
-    EmptyTarget,
-    FitSettings,
-    Fitted,
-    check_space,
-    fit,
-    fit_mixture,
-    fit_mixture_on_prefix,
-    fit_mixture_texts,
-    fit_on_prefix,
-    fit_texts,
-)
-from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, merge
+from gotd_stream.select.executors import Local, Resumable, Share
+from gotd_stream.select.fit import BadSetting, EmptyTarget, FitSettings, Fitted, Texts, check_space, fit
+from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, check_merge, merge
+from gotd_stream.select.pipeline import Selection, check_select, pick
 from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
 from gotd_stream.version import __version__
 
@@ -82,20 +72,12 @@ _LAZY = {
         "FORMAT_VERSION",
         "MIX_FORMAT_VERSION",
     ),
-    "gotd_stream.select.mix": (
-        "score_mixture",
-        "score_mixture_resumable",
-        "merge_mixture",
-        "write_mixture",
-        "MergedMixture",
-        "SumKeeper",
-        "QuotaKeeper",
-        "score_matrix",
-        "weighted_sum",
-    ),
+    "gotd_stream.select.mix": ("SumKeeper", "QuotaKeeper", "score_matrix", "weighted_sum"),
+    "gotd_stream.select.keep": ("RankKeeper", "keeper_for", "OneTargetOnly"),
     "gotd_stream.select.score": (
+        "Plan",
         "score",
-        "score_resumable",
+        "score_shard",
         "score_texts",
         "embedded",
         "embed_to_npy",
@@ -122,6 +104,7 @@ _LAZY = {
     "gotd_stream.features.semantic": ("Embedder", "ModelError"),
     "gotd_stream.distributed.ray": (
         "RaySettings",
+        "OnRay",
         "ray_cluster",
         "running_on",
         "RayMissing",
@@ -162,12 +145,16 @@ __all__ = [
     "check_weight",
     "featurizer_for",
     "fit",
-    "fit_mixture",
-    "fit_mixture_on_prefix",
-    "fit_mixture_texts",
-    "fit_on_prefix",
-    "fit_texts",
     "merge",
+    "pick",
+    "check_select",
+    "check_merge",
+    "Selection",
+    "Local",
+    "Resumable",
+    "Share",
+    "Texts",
+    "BadSetting",
     "quotas",
     "pick_device",
     "semantic_model",

@@ -89,6 +89,22 @@ def test_share_and_merge_mistakes_are_named(lexical):
     assert "st-1: its last run did not finish: 1 of 4 shards are unscored" in unfinished
 
 
+def test_a_token_budget_state_merged_by_records_says_what_to_type(lexical):
+    """merge -k over --tokens state folders (and the reverse): the kind of budget is named, and the flag to use."""
+    d, shards, artifact = lexical["dir"], lexical["shards"], lexical["artifact"]
+    tokens = ["score", "-p", artifact, "--tokenizer", "estimate", "--tokens", 300, "--state", d / "by-tokens"]
+    ordered = sorted(shards, key=lambda p: os.path.abspath(p))  # the order a folder's shards merge in
+    run([*tokens, *ordered, "-o", d / "t.jsonl", "-q"])
+    run(["score", "-p", artifact, "-k", 5, "--state", d / "by-k", *ordered, "-o", d / "k.jsonl", "-q"])
+    wrong = run(["merge", "-k", 5, d / "by-tokens"], code=2).stderr
+    assert "by-tokens holds a token budget (--tokens 300) and this merge asks for a record budget (--top-k 5)" in wrong
+    assert "merge it with --tokens 300 (or less) instead" in wrong
+    reverse = run(["merge", "--tokens", 300, d / "by-k"], code=2).stderr
+    assert "holds a record budget (--top-k 5) and this merge asks for a token budget (--tokens 300)" in reverse
+    right = run(["merge", "--tokens", 300, d / "by-tokens"])
+    assert right.stdout_bytes == (d / "t.jsonl").read_bytes()
+
+
 def fake_sbatch(folder: Path) -> Path:
     """A stand-in for sbatch that runs each job at once, in submission order (so afterok holds), an array as a
     loop over its tasks with SLURM_ARRAY_TASK_ID/MIN/MAX set, and prints a job id; and gotd-stream on PATH."""

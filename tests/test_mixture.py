@@ -365,7 +365,7 @@ def test_mix_options_need_several_targets_and_fit_options_are_refused(data: dict
     assert "--candidates is for --mix quota" in stderr
     for extra in (["--tokens", "500"], ["-k", 5, "--unit", "chunk"], ["-k", 5, "--select", "sample"]):
         stderr = run(["score", "-p", mixture, *extra, shard], code=2).stderr
-        assert "several targets keep -k whole records by their scores" in stderr, extra
+        assert "several targets keep --top-k whole records by their scores" in stderr, extra
     assert "--tokens applies to one target" in refused(["merge", "-p", mixture, "--tokens", 500, shard], 2)
     stderr = run(["score", "-p", mixture, "--epsilon", "0.1", "-k", 5, shard], code=2).stderr
     assert "--epsilon is a fit option" in stderr
@@ -396,6 +396,37 @@ def test_merge_refuses_what_it_cannot_merge_exactly(data: dict, mixture: Path, t
     assert wrong == plain.read_bytes()
     unrelated = fit(data, "single3.gotd", str(data["targets"]["football"]))
     assert "the inputs were scored with fit" in refused(["merge", "-p", unrelated, "-k", 10, plain], 2)
-    assert "--candidates needs -p with an artifact of several targets" in refused(
+    assert "--candidates needs --potentials with an artifact of several targets" in refused(
         ["merge", "--candidates", "-k", 5, plain], 2
+    )
+
+
+# --- several targets run where one runs: --state folders that merge, Ray (tests/test_ray.py) -------------------------
+
+
+@pytest.mark.parametrize("mix", ["quota", "sum"])
+def test_state_folders_of_several_targets_merge_like_one_run(data: dict, mixture: Path, mix: str) -> None:
+    """`score -p mix.gotd --state` records its inputs (inputs.json), so `merge -p mix.gotd state-0 state-1` equals
+    one run over every shard, for either mix; a re-run with nothing new takes every shard from the folder."""
+    d, shards = data["dir"], data["shards"]
+    one = run(["score", "-p", mixture, "--mix", mix, "-k", 12, *shards]).stdout_bytes
+    a, b = d / f"state-{mix}-0", d / f"state-{mix}-1"
+    run(["score", "-p", mixture, "--mix", mix, "-k", 12, "--state", a, shards[0], "-o", d / "a.jsonl", "-q"])
+    first = run(["score", "-p", mixture, "--mix", mix, "-k", 12, "--state", b, *shards[1:], "-o", d / "b.jsonl"])
+    again = run(["score", "-p", mixture, "--mix", mix, "-k", 12, "--state", b, *shards[1:], "-o", d / "b2.jsonl"])
+    assert "0 shards from" in first.stderr and "2 shards from" in again.stderr
+    assert (d / "b.jsonl").read_bytes() == (d / "b2.jsonl").read_bytes()
+    assert json.loads((a / "inputs.json").read_text())["inputs"] == [str(shards[0].resolve())]
+    merged = run(["merge", "-p", mixture, "-k", 12, a, b])
+    assert merged.stdout_bytes == one
+    assert f"mix {mix}" in merged.stderr
+
+
+def test_merge_of_state_folders_of_other_mixes_is_refused(data: dict, mixture: Path) -> None:
+    d, shards = data["dir"], data["shards"]
+    quota, total = d / "mixed-quota", d / "mixed-sum"
+    run(["score", "-p", mixture, "-k", 5, "--state", quota, shards[0], "-o", d / "q.jsonl", "-q"])
+    run(["score", "-p", mixture, "--mix", "sum", "-k", 5, "--state", total, shards[1], "-o", d / "s.jsonl", "-q"])
+    assert "the inputs mix sum selections and quota candidates" in refused(
+        ["merge", "-p", mixture, "-k", 5, quota, total]
     )

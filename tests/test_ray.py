@@ -177,3 +177,18 @@ def test_ray_missing_options_without_ray_and_stdin(shards, monkeypatch):
     assert "--ray reads input files" in stdin.stderr
     as_address = run(["score", "-p", artifact, "-k", 5, "--ray", shards["shards"][0]], code=2)
     assert "write --ray local (or auto) before the inputs" in as_address.stderr
+
+
+def test_several_targets_on_ray_equal_a_local_run_and_resume(cluster, shards, tiny_model, tmp_path):
+    """One pipeline: an artifact of several targets scores on the actor pool as it does here, and --state with
+    --ray leaves a folder a local re-run takes every shard from."""
+    other = write_jsonl(tmp_path / "cooking.jsonl", make_docs(9, seed=5, topics=("cooking",)))
+    mix = tmp_path / "mix.gotd"
+    targets = ["--target", f"football={shards['target']}:0.6", "--target", f"cooking={other}:0.4"]
+    run(["fit", *targets, *shards["shards"], "--model", tiny_model, "-o", mix, "-q"])
+    local = score(mix, tiny_model, shards["shards"])
+    on_ray = score(mix, tiny_model, shards["shards"], "--ray", cluster, "--state", tmp_path / "st")
+    assert on_ray.stdout_bytes == local.stdout_bytes and on_ray.stdout_bytes.count(b"\n") == 15
+    assert "4 shards on" in on_ray.stderr and "mix quota" in on_ray.stderr
+    again = score(mix, tiny_model, shards["shards"], "--state", tmp_path / "st")
+    assert again.stdout_bytes == local.stdout_bytes and "4 shards from" in again.stderr

@@ -49,7 +49,8 @@ def test_the_public_api_gives_a_static_embedder_for_any_space(tiny_static):
         rows = embedder.encode(docs)
         assert rows.dtype == np.float32 and rows.shape == (60, embedder.dim)
         np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-6)
-        potentials, featurizer = gs.fit_texts(docs, target, embedder, gs.FitSettings(space=space), device)
+        fitted = gs.fit(gs.Texts(docs), gs.Texts(target), embedder, gs.FitSettings(space=space), device=device)
+        potentials, featurizer = fitted.potentials, fitted.featurizer
         assert potentials.model["name"] == "static tiny-st"
         assert np.isfinite(gs.score_texts(docs[:5], featurizer, potentials)).all()
 

@@ -225,6 +225,12 @@ def model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
     return gs.ModelSettings(model, device, max_tokens, batch_size, batch_tokens, workers)
 
 
+def models_of(p: dict) -> gs.ModelSettings:
+    """The model settings from a command's options (common_options)."""
+    names = ("model", "device", "max_tokens", "batch_size", "batch_tokens", "workers")
+    return model_settings(*(p[name] for name in names))
+
+
 FIT_ONLY = ("sample_size", "target_size", "epsilon", "max_iter", "tol", "seed", "hybrid_weight")
 
 

@@ -23,8 +23,8 @@ from gotd_stream.cli.options import (
     given,
     inputs_argument,
     log,
-    model_settings,
     model_unused,
+    models_of,
     on_ray,
     partial_success,
     ray_options,
@@ -59,32 +59,7 @@ from gotd_stream.cli.several import checked_targets, described_selection, descri
 @fit_options
 @ray_options
 @common_options
-def fit(
-    inputs,
-    target,
-    output,
-    ray_address,
-    ray_actors,
-    ray_gpus,
-    sample_size,
-    target_size,
-    epsilon,
-    max_iter,
-    tol,
-    seed,
-    features,
-    hybrid_weight,
-    text_field,
-    model,
-    device,
-    batch_tokens,
-    batch_size,
-    workers,
-    max_tokens,
-    strict,
-    max_skipped,
-    quiet,
-) -> None:
+def fit(inputs, target, output, quiet, **p) -> None:
     """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
 
     Draws a uniform sample of --sample-size records from all INPUTS (the smallest keyed hashes of (seed, shard,
@@ -99,26 +74,18 @@ def fit(
     paths = resolve_inputs(inputs)
     if any(t.path == "-" for t in target) and "-" in paths:
         raise click.UsageError("--target and the inputs cannot both be stdin")
-    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
-    skips = gs.Skips(strict=strict, budget=max_skipped)
-    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+    ray = ray_settings(p["ray_address"], p["ray_actors"], p["ray_gpus"], paths)
+    skips = gs.Skips(strict=p["strict"], budget=p["max_skipped"])
     with speaking(quiet):
         targets, normalised = checked_targets(target)
         check_outputs({"-o": output}, paths, target_reads(targets), binary=("-o",))
-        settings = fit_settings(
-            features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
-        )
-        embedder, device = semantic_model(settings, models)
+        settings = fit_settings(p)
+        embedder, device = semantic_model(settings, models_of(p))
         with on_ray(ray) as cluster:
             sampler = cluster.sample if cluster else None
-            if len(targets) > 1:
-                fitted = gs.fit_mixture(
-                    paths, targets, embedder, settings, skips=skips, device=device, quiet=quiet, sampler=sampler
-                )
-            else:
-                fitted = gs.fit(
-                    paths, targets[0].path, embedder, settings, skips=skips, device=device, quiet=quiet, sampler=sampler
-                )
+            fitted = gs.fit(
+                paths, targets, embedder, settings, skips=skips, device=device, quiet=quiet, sampler=sampler
+            )
         fitted.potentials.save(output)
     log(
         f"fit: read {fitted.seen + skips.total:,} records, sampled {fitted.potentials.fit['sample_size']:,}, "
@@ -126,14 +93,23 @@ def fit(
         f"{described_targets(targets, normalised)})",
         quiet,
     )
-    partial_success(max_skipped, skips.total)
+    partial_success(p["max_skipped"], skips.total)
 
 
-def fit_settings(space, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict):
+def fit_settings(p: dict):
     """The fit's settings from the options; a hybrid weight given outside the hybrid space is a mistake."""
-    settings = gs.FitSettings(
-        space or FIT.space, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
+    names = (
+        "sample_size",
+        "target_size",
+        "epsilon",
+        "max_iter",
+        "tol",
+        "seed",
+        "hybrid_weight",
+        "text_field",
+        "strict",
     )
+    settings = gs.FitSettings(space=p["features"] or FIT.space, **{name: p[name] for name in names})
     gs.check_space(settings, weight_given=bool(given("hybrid_weight")))
     return settings
 
@@ -193,49 +169,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @ray_options
 @fit_options
 @common_options
-def score(
-    inputs,
-    k,
-    tokens,
-    potentials,
-    target,
-    save_potentials,
-    output,
-    no_score,
-    state,
-    wait,
-    mix,
-    candidates,
-    tokenizer,
-    unit,
-    chunk_tokens,
-    select,
-    temperature,
-    select_seed,
-    shard_index,
-    num_shards,
-    ray_address,
-    ray_actors,
-    ray_gpus,
-    sample_size,
-    target_size,
-    epsilon,
-    max_iter,
-    tol,
-    seed,
-    features,
-    hybrid_weight,
-    text_field,
-    model,
-    device,
-    batch_tokens,
-    batch_size,
-    workers,
-    max_tokens,
-    strict,
-    max_skipped,
-    quiet,
-) -> None:
+def score(inputs, output, no_score, quiet, **p) -> None:
     """Pass 2: score every record of INPUTS and write the best, best first: -k records, or --tokens tokens.
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
@@ -252,117 +186,108 @@ def score(
       gotd-stream score -p task.gotd --tokens 50M --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
       gotd-stream score -p mix.gotd --mix quota -k 50000 shards/*.jsonl.zst -o selected.jsonl.zst
     """
-    if (potentials is None) == (not target):
-        raise click.UsageError("give exactly one of --potentials (a fitted artifact) or --target (fit first)")
-    if save_potentials and not target:
-        raise click.UsageError("--save-potentials needs --target")
-    budget = budget_from(k, tokens, select, temperature, select_seed)
-    unit = unit_for(unit, budget)
-    for name, needs, value in (("chunk_tokens", "--unit chunk", unit), ("temperature", "--select sample", select)):
+    budget, unit = score_budget(p)
+    inputs = resolve_inputs(inputs)
+    paths = task_share(inputs, p["shard_index"], p["num_shards"])  # the share's flags checked, then its inputs
+    share = (p["shard_index"], p["num_shards"]) if p["shard_index"] is not None else None
+    ray = ray_settings(p["ray_address"], p["ray_actors"], p["ray_gpus"], paths)
+    counts = gs.Counts(skips=gs.Skips(strict=p["strict"], budget=p["max_skipped"]))
+    models, potentials = models_of(p), p["potentials"]
+    with speaking(quiet), contextlib.ExitStack() as stack:
+        targets, normalised = checked_targets(p["target"])
+        several = len(targets) > 1 or bool(potentials and gs.holds_targets(potentials))
+        counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
+        executor = executor_for(p["state"], p["wait"], None, models, share)
+        plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
+        gs.check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
+        outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
+        named = {"-p": potentials, **target_reads(targets)}
+        check_outputs(outputs, paths, named, binary=("--save-potentials",))
+        counter = token_counter(p["tokenizer"], p["model"], counted) if not several else None
+        plan.units = gs.Units(
+            counter if counted else None, p["chunk_tokens"] if unit == "chunk" else None, p["text_field"]
+        )
+        cluster = stack.enter_context(on_ray(ray))
+        executor = executor_for(p["state"], p["wait"], cluster, models, share)
+        source = score_source(p, models, potentials, targets, cluster)
+        done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
+        gs.require_usable(counts.scored, counts.skips, paths)
+        written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
+        held = gs.selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
+    said = described_targets(targets, normalised)
+    summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
+    partial_success(p["max_skipped"], counts.skips.total)
+
+
+def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, targets: str, several: bool, unit):
+    """score's summary line on stderr: what was read, scored, skipped and kept, and where it went."""
+    counts, output, quiet = done.counts, p["output"], p["quiet"]
+    what = "pieces" if unit == "chunk" else "records"
+    where = (f", {counts.reused} shards from {p['state']}" if p["state"] else "") + (
+        f", {gs.running_on(cluster)}" if cluster else ""
+    )
+    sent = f" -> {output}" if output and output != "-" else ""
+    read = (
+        f"score: read {counts.scored + counts.skips.total:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}"
+    )
+    if several:
+        shares = done.keeper.shares() if not plan.candidates else {}
+        kept = described_selection(written, shares, plan.candidates)
+        log(f"{read}, {kept}{sent} (fit {done.keeper.fit_id}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
+        return
+    counted = f"holding {held:,} tokens (counted with {counter.name})"
+    log(f"{read}, selected {written:,} {what} {counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
+    short_of(plan.budget, held, written, what, quiet)
+
+
+def score_budget(p: dict):
+    """The budget and the unit from score's options, and the options that need another one."""
+    budget = budget_from(p["k"], p["tokens"], p["select"], p["temperature"], p["select_seed"])
+    unit = unit_for(p["unit"], budget)
+    for name, needs, value in (("chunk_tokens", "--unit chunk", unit), ("temperature", "--select sample", p["select"])):
         if given(name) and value != needs.split()[-1]:
             raise click.UsageError(f"{flag(name)} needs {needs}")
-    if given("select_seed") and select != "sample":
+    if given("select_seed") and p["select"] != "sample":
         raise click.UsageError("--select-seed needs --select sample")
-    paths = task_share(resolve_inputs(inputs), shard_index, num_shards)
-    if state and not (potentials and gs.rereadable(paths)):
-        raise click.UsageError("--state needs --potentials and input files (it records per-shard results)")
-    ray = ray_settings(ray_address, ray_actors, ray_gpus, paths)
-    if len(target) > 1 or (potentials and gs.holds_targets(potentials)):
-        if ray is not None:
-            raise click.UsageError("--ray scores one target: score several targets without it (or with --shard-index)")
-        return score_several(paths, click.get_current_context().params)
-    if mix or candidates:
-        raise click.UsageError(f"{'--mix' if mix else '--candidates'} applies to several targets, and there is one")
-    target = target[0].path if target else None
-    counts = gs.Counts(skips=gs.Skips(strict=strict, budget=max_skipped))
-    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
-    cluster = None
-    with speaking(quiet), contextlib.ExitStack() as stack:
-        outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
-        check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
-        counter = token_counter(tokenizer, model, budget.tokens is not None or unit == "chunk")
-        units = gs.Units(counter, chunk_tokens if unit == "chunk" else None, text_field)
-        if potentials:
-            refuse_fit_options(potentials)
-            pot, featurizer = load_checked(potentials, models, features)
-            device = gs.pick_device(models.device)
-            cluster = stack.enter_context(on_ray(ray))
-            if state:
-                identity = {
-                    "fit_id": pot.fit_id,
-                    **budget.identity(),
-                    "unit": unit if unit == "doc" else f"chunk:{chunk_tokens}",
-                    "tokenizer": counter.name if budget.tokens or unit == "chunk" else None,
-                    "text_field": text_field,
-                }
-                with gs.State(state, identity, wait=wait) as st:
-                    log(st.message, quiet)
-                    if cluster:
-                        kept = cluster.score(
-                            paths, text_field, st, featurizer, pot, models, budget, counts, device, quiet, units
-                        )
-                    else:
-                        kept = gs.score_resumable(
-                            paths, text_field, st, featurizer, pot, budget, counts, device, quiet, units
-                        )
-                    gs.require_usable(counts.scored, counts.skips, paths)
-                    gs.write_selection(output, kept, pot.fit_id, no_score, budget)
-            elif cluster:
-                kept = cluster.score(
-                    paths, text_field, None, featurizer, pot, models, budget, counts, device, quiet, units
-                )
-                gs.require_usable(counts.scored, counts.skips, paths)
-                gs.write_selection(output, kept, pot.fit_id, no_score, budget)
-            else:
-                records = gs.read_records(paths, text_field, counts.skips)
-                kept = gs.score(records, featurizer, pot, budget, counts, device, quiet, units=units)
-                gs.require_usable(counts.scored, counts.skips, paths)
-                gs.write_selection(output, kept, pot.fit_id, no_score, budget)
-        else:
-            settings = fit_settings(
-                features, sample_size, target_size, epsilon, max_iter, tol, seed, hybrid_weight, text_field, strict
-            )
-            embedder, device = semantic_model(settings, models)
-            cluster = stack.enter_context(on_ray(ray))
-            if gs.rereadable(paths):
-                silent = gs.Skips(strict=strict, report=False)  # the scoring pass reports the bad records
-                sampler = cluster.sample if cluster else None
-                fitted = gs.fit(
-                    paths, target, embedder, settings, skips=silent, device=device, quiet=quiet, sampler=sampler
-                )
-                records = gs.read_records(paths, text_field, counts.skips)
-            else:  # a stream: fit on its first records, keep them, score them with the rest
-                stream = gs.read_records(paths, text_field, counts.skips)
-                fitted, records = gs.fit_on_prefix(
-                    stream, target, embedder, settings, device=device, quiet=quiet, skips=counts.skips
-                )
-            pot = fitted.potentials
-            if save_potentials:
-                pot.save(save_potentials)
-            if cluster:
-                kept = cluster.score(
-                    paths, text_field, None, fitted.featurizer, pot, models, budget, counts, device, quiet, units
-                )
-            else:
-                kept = gs.score(records, fitted.featurizer, pot, budget, counts, device, quiet, units=units)
-            gs.require_usable(counts.scored, counts.skips, paths)
-            gs.write_selection(output, kept, pot.fit_id, no_score, budget)
-        held = gs.selected_tokens(kept, text_field, counter)
-    read = counts.scored + counts.skips.total
-    reused = f", {counts.reused} shards from {state}" if state else ""
-    reused += f", {gs.running_on(cluster)}" if cluster else ""
-    what = "pieces" if unit == "chunk" else "records"
-    log(
-        f"score: read {read:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(kept):,} "
-        f"{what} holding {held:,} tokens (counted with {counter.name})"
-        f"{' -> ' + output if output and output != '-' else ''} (fit {pot.fit_id}{reused})",
-        quiet,
-    )
+    return budget, unit
+
+
+def executor_for(state: str | None, wait: bool, cluster, models, share):
+    """Where the shards are scored: here in one pass, through a --state folder, or on Ray; a Slurm share of them."""
+    if cluster is not None:
+        executor = gs.OnRay(cluster, models, state, wait)
+    elif state:
+        executor = gs.Resumable(state, wait)
+    else:
+        executor = gs.Local()
+    return executor if share is None else gs.Share(*share, executor)
+
+
+def score_source(p: dict, models, potentials: str | None, targets: list, cluster) -> dict:
+    """What `select` scores against: the artifact (checked against the model), or the targets to fit first."""
+    if potentials:
+        refuse_fit_options(potentials)
+        artifact, featurizer = load_checked(potentials, models, p["features"])
+        return {"potentials": artifact, "featurizer": featurizer, "device": gs.pick_device(models.device)}
+    settings = fit_settings(p)
+    embedder, device = semantic_model(settings, models)
+    sampler = cluster.sample if cluster else None
+    return {
+        "targets": targets,
+        "embedder": embedder,
+        "settings": settings,
+        "device": device,
+        "sampler": sampler,
+        "save_potentials": p["save_potentials"],
+    }
+
+
+def short_of(budget, held: int, written: int, what: str, quiet: bool) -> None:
+    """Say so when the input held less than the budget."""
     if budget.tokens is not None and held < budget.tokens:
         log(f"score: the input held fewer than {budget.tokens:,} tokens: every usable {what[:-1]} was kept", quiet)
-    elif budget.k is not None and len(kept) < budget.k:
+    elif budget.k is not None and written < budget.k:
         log(f"score: the input held fewer than {budget.k:,} usable {what}: every one was kept", quiet)
-    partial_success(max_skipped, counts.skips.total)
 
 
 def token_counter(tokenizer: str | None, model: str | None, needed: bool):
@@ -437,24 +362,28 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
     folders = [path for path in paths if os.path.isdir(path)]
     if folders and len(folders) < len(paths):
         raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
-    if folders:
-        with speaking(quiet):
-            paths = gs.merge_inputs(folders, k, tokens)
-    if potentials and gs.holds_targets(potentials):
-        if tokens is not None:
-            raise click.UsageError("several targets merge -k records: --tokens applies to one target")
-        return merge_several(paths, k, potentials, output, no_score, candidates, quiet)
-    if candidates:
-        raise click.UsageError("--candidates needs -p with an artifact of several targets")
     with speaking(quiet):
+        if folders:
+            paths = gs.merge_inputs(folders, k, tokens)
+        several = bool(potentials and gs.holds_targets(potentials))
+        gs.check_merge(several, tokens, candidates, no_score)
         check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
-        merged = gs.merge(paths, k, tokens)
-        if potentials:
-            expect_fit(merged.fit_id, load_artifact(potentials).fit_id, potentials)
-        gs.write_selection(output, merged.keeper, merged.fit_id, no_score, merged.budget)
+        artifact = load_artifact(potentials) if potentials else None
+        merged = gs.merge(paths, k, tokens, artifact)
+        if artifact is not None and not several:
+            expect_fit(merged.fit_id, artifact.fit_id, potentials)
+        written = gs.write_selection(output, merged.keeper, no_score, candidates)
+    if several:
+        shares = merged.keeper.shares() if not candidates else {}
+        log(
+            f"merge: read {merged.read:,} records from {len(paths)} inputs, "
+            f"{described_selection(written, shares, candidates)} (fit {merged.fit_id}, mix {merged.keeper.mix})",
+            quiet,
+        )
+        return
     source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
     log(
-        f"merge: read {merged.read:,} records from {source}, selected {len(merged.keeper):,}"
+        f"merge: read {merged.read:,} records from {source}, selected {written:,}"
         + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
         + f" (fit {merged.fit_id or 'none'})",
         quiet,
@@ -482,22 +411,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
     help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
 )
 @common_options
-def embed(
-    inputs,
-    output,
-    potentials,
-    features,
-    text_field,
-    model,
-    device,
-    batch_tokens,
-    batch_size,
-    workers,
-    max_tokens,
-    strict,
-    max_skipped,
-    quiet,
-) -> None:
+def embed(inputs, output, potentials, features, quiet, **p) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
 
     Without --potentials: sentence embeddings. With it: the artifact's space (semantic, lexical or hybrid).
@@ -509,8 +423,8 @@ def embed(
     paths = resolve_inputs(inputs)
     if output.endswith((".zst", ".zstd", ".gz")):
         raise click.UsageError("embed writes an uncompressed .npy file")
-    skips = gs.Skips(strict=strict, budget=max_skipped)
-    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+    skips = gs.Skips(strict=p["strict"], budget=p["max_skipped"])
+    models = models_of(p)
     with speaking(quiet):
         check_outputs({"-o": output}, paths, {"-p": potentials}, binary=("-o",))
         if potentials:
@@ -521,13 +435,14 @@ def embed(
             )
         else:
             featurizer = models.load()
-        rows = gs.embed_to_npy(gs.read_records(paths, text_field, skips), featurizer, skips, output, quiet, paths)
+        records = gs.read_records(paths, p["text_field"], skips)
+        rows = gs.embed_to_npy(records, featurizer, skips, output, quiet, paths)
     log(
         f"embed: read {rows + skips.total:,} records, embedded {rows:,}, {skips.summary()}; "
         f"wrote {display_output(output)} ({rows:,} x {featurizer.dim})",
         quiet,
     )
-    partial_success(max_skipped, skips.total)
+    partial_success(p["max_skipped"], skips.total)
 
 
 @click.command(context_settings=CONTEXT)
@@ -631,99 +546,3 @@ def expect_fit(found: str, expected: str, potentials: str) -> None:
     """merge -p: the inputs must be scored with that artifact (an empty input has no fit to compare)."""
     if found and found != expected:
         raise click.UsageError(f"the inputs were scored with fit {found}, not with {potentials} (fit {expected})")
-
-
-def score_several(paths: list[str], p: dict) -> None:
-    """`score` with several targets: fit them first or load their artifact, score every record against each,
-    keep k by --mix, and write the selection (or, with --candidates, what an exact merge needs)."""
-    mix, output, quiet, state = p["mix"] or "quota", p["output"], p["quiet"], p["state"]
-    k, text_field = p["k"], p["text_field"]
-    if k is None or p["unit"] not in (None, "doc") or p["select"] != "top" or p["tokenizer"]:
-        raise click.UsageError(
-            "several targets keep -k whole records by their scores: --tokens, --tokenizer, --unit chunk and "
-            "--select sample apply to one target"
-        )
-    if p["candidates"] and mix != "quota":
-        raise click.UsageError("--candidates is for --mix quota; a sum selection merges as it is")
-    if p["candidates"] and p["no_score"]:
-        raise click.UsageError("--candidates writes the scores a merge needs: leave out --no-score")
-    counts = gs.Counts(skips=gs.Skips(strict=p["strict"], budget=p["max_skipped"]))
-    models = model_settings(p["model"], p["device"], p["max_tokens"], p["batch_size"], p["batch_tokens"], p["workers"])
-    with speaking(quiet):
-        targets, normalised = checked_targets(p["target"])
-        outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
-        named = {"-p": p["potentials"], **target_reads(targets)}
-        check_outputs(outputs, paths, named, binary=("--save-potentials",))
-        if p["potentials"]:
-            refuse_fit_options(p["potentials"])
-            mixture, featurizer = load_checked(p["potentials"], models, p["features"])
-            device = gs.pick_device(models.device)
-            if state:
-                identity = {"fit_id": mixture.fit_id, "k": k, "text_field": text_field, "mix": mix}
-                with gs.State(state, identity, wait=p["wait"]) as st:
-                    log(st.message, quiet)
-                    kept = gs.score_mixture_resumable(
-                        paths, text_field, st, featurizer, mixture, k, mix, counts, device, quiet
-                    )
-                    gs.require_usable(counts.scored, counts.skips, paths)
-                    written, shares = gs.write_mixture(output, kept, mixture, p["candidates"], p["no_score"])
-            else:
-                records = gs.read_records(paths, text_field, counts.skips)
-                kept = gs.score_mixture(records, featurizer, mixture, k, mix, counts, device, quiet)
-                gs.require_usable(counts.scored, counts.skips, paths)
-                written, shares = gs.write_mixture(output, kept, mixture, p["candidates"], p["no_score"])
-        else:
-            settings = fit_settings(
-                p["features"],
-                p["sample_size"],
-                p["target_size"],
-                p["epsilon"],
-                p["max_iter"],
-                p["tol"],
-                p["seed"],
-                p["hybrid_weight"],
-                text_field,
-                p["strict"],
-            )
-            embedder, device = semantic_model(settings, models)
-            if gs.rereadable(paths):
-                silent = gs.Skips(strict=p["strict"], report=False)  # the scoring pass reports the bad records
-                fitted = gs.fit_mixture(paths, targets, embedder, settings, skips=silent, device=device, quiet=quiet)
-                records = gs.read_records(paths, text_field, counts.skips)
-            else:  # a stream: fit on its first records, keep them, score them with the rest
-                stream = gs.read_records(paths, text_field, counts.skips)
-                fitted, records = gs.fit_mixture_on_prefix(
-                    stream, targets, embedder, settings, device=device, quiet=quiet, skips=counts.skips
-                )
-            mixture = fitted.potentials
-            if p["save_potentials"]:
-                mixture.save(p["save_potentials"])
-            kept = gs.score_mixture(records, fitted.featurizer, mixture, k, mix, counts, device, quiet)
-            gs.require_usable(counts.scored, counts.skips, paths)
-            written, shares = gs.write_mixture(output, kept, mixture, p["candidates"], p["no_score"])
-    read = counts.scored + counts.skips.total
-    reused = f", {counts.reused} shards from {state}" if state else ""
-    log(
-        f"score: read {read:,} records, scored {counts.scored:,}, {counts.skips.summary()}, "
-        f"{described_selection(written, shares, p['candidates'])}"
-        f"{' -> ' + output if output and output != '-' else ''} (fit {mixture.fit_id}, mix {mix}{reused}"
-        f"{described_targets(targets, normalised)})",
-        quiet,
-    )
-    partial_success(p["max_skipped"], counts.skips.total)
-
-
-def merge_several(paths: list[str], k: int, potentials: str, output, no_score: bool, candidates: bool, quiet) -> None:
-    """`merge -p` with an artifact of several targets: quota candidates (or sum selections), merged exactly."""
-    if candidates and no_score:
-        raise click.UsageError("--candidates writes the scores a further merge needs: leave out --no-score")
-    with speaking(quiet):
-        check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
-        mixture = load_artifact(potentials)
-        merged = gs.merge_mixture(paths, k, mixture)
-        written, shares = gs.write_mixture(output, merged.kept, mixture, candidates, no_score)
-    log(
-        f"merge: read {merged.read:,} records from {len(paths)} inputs, "
-        f"{described_selection(written, shares, candidates)} (fit {mixture.fit_id}, mix {merged.kept.mix})",
-        quiet,
-    )

@@ -5,10 +5,10 @@
         kept = cluster.score(paths, text_field, state, featurizer, potentials, models, budget, counts, units=units)
 
 Each input shard is one unit of work, done by the code a local run uses (select.sample.bottom_k_keyed,
-select.score.score_shard); the driver only merges. A shard's top-k comes back to the driver, which writes it to
-the `--state` folder (a temporary one without it) as soon as it arrives, then merges the folder in input order
-with select.score.score_resumable: the output is byte-identical to a local run over the same shards, and a
-driver killed mid-run resumes with a plain re-run.
+select.score.score_shard); the driver only merges. A shard's candidates come back to the driver, which
+writes them to the `--state` folder (a temporary one without it) as soon as they arrive, then merges the folder
+in input order as select.executors.Resumable does (OnRay is that executor on Ray): the output is
+byte-identical to a local run over the same shards, and a driver killed mid-run resumes with a plain re-run.
 
 Ray does the scheduling and the retries: an actor that dies (its process killed, its node lost) is restarted up
 to RETRIES times with the model loaded again, and the shard it held is scored again from its start (up to
@@ -33,8 +33,6 @@ from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, se
 if TYPE_CHECKING:
     from gotd_stream.features import ModelSettings
     from gotd_stream.io.records import Skips
-    from gotd_stream.select.artifact import Potentials
-    from gotd_stream.select.score import Counts
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +151,7 @@ class SampleResult:
 @dataclass
 class ShardResult:
     index: int
-    kept: list  # (score, original line), best first
+    lines: list  # the shard's candidates, as select.state saves them (select.keep: keeper.lines(candidates=True))
     scored: int
     skipped: dict
     examples: list
@@ -183,11 +181,10 @@ def sample_shard(index: int, path: str, text_field: str, size: int, seed: int, c
 class ShardScorer:
     """A Ray actor: loads the model (checked against the artifact) once, then scores whole shards."""
 
-    def __init__(self, models: ModelSettings, text_field: str, budget, strict: bool, crash, units=None):
+    def __init__(self, models: ModelSettings, plan, strict: bool, crash):
         import ray
 
-        self.models, self.text_field, self.budget, self.strict, self.crash = models, text_field, budget, strict, crash
-        self.units = units
+        self.models, self.plan, self.strict, self.crash = models, plan, strict, crash
         self.featurizer = None
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
 
@@ -198,7 +195,7 @@ class ShardScorer:
         from gotd_stream.features import featurizer_for
         from gotd_stream.hf import pick_device
         from gotd_stream.io.records import Skips
-        from gotd_stream.select.score import Counts, score_shard
+        from gotd_stream.select.score import Counts, score_shard, scorers_of
         from gotd_stream.version import __version__
 
         restarted, self.restarted = self.restarted, False
@@ -211,25 +208,13 @@ class ShardScorer:
                 self.potentials = ray.get(shared[0])
                 self.featurizer = featurizer_for(self.potentials, self.models)
                 self.device = pick_device(self.models.device)
-                self.scorer = self.potentials.scorer(self.device)
-            scorer = _dying(self.scorer) if _crash_requested(self.crash, path) else self.scorer
-            top = score_shard(
-                path,
-                self.text_field,
-                self.featurizer,
-                self.potentials,
-                self.budget,
-                counts,
-                self.device,
-                True,
-                scorer,
-                self.units,
-            )
+                self.scorers = scorers_of(self.potentials, self.device)
+            scorers = [_dying(s) for s in self.scorers] if _crash_requested(self.crash, path) else self.scorers
+            own = score_shard(path, self.featurizer, self.potentials, self.plan, counts, self.device, True, scorers)
+            lines = list(own.lines(candidates=True))
         except (SettingsMessage, OSError) as exc:
             return Failure(index, exc)
-        return ShardResult(
-            index, top.best_first(), counts.scored, dict(skips.counts), skips.examples, restarted, __version__
-        )
+        return ShardResult(index, lines, counts.scored, dict(skips.counts), skips.examples, restarted, __version__)
 
 
 def _crash_requested(folder: str | None, path: str) -> bool:
@@ -296,51 +281,16 @@ class Cluster:
                 self.ray.cancel(other)
         return in_input_order(kept), seen
 
-    def score(
-        self,
-        paths: list[str],
-        text_field: str,
-        state,
-        featurizer,
-        potentials: Potentials,
-        models: ModelSettings,
-        budget,
-        counts: Counts,
-        device: str = "cpu",
-        quiet: bool = False,
-        units=None,
-    ):
-        """Score the shards that `state` (a select.state.State; None: a temporary one) has not finished on the
-        actor pool, save each result there as it comes, then merge the folder as a local run does."""
-        from gotd_stream.select.score import score_resumable
-        from gotd_stream.select.state import State
-
-        if state is None:
-            with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:
-                identity = {"fit_id": potentials.fit_id, **budget.identity(), "text_field": text_field}
-                with State(folder, identity) as temporary:
-                    return self.score(
-                        paths,
-                        text_field,
-                        temporary,
-                        featurizer,
-                        potentials,
-                        models,
-                        budget,
-                        counts,
-                        device,
-                        quiet,
-                        units,
-                    )
+    def score_unfinished(self, state, paths: list[str], potentials, models: ModelSettings, plan, counts, quiet=False):
+        """Score the shards that `state` (a select.state.State) has not finished on the actor pool, saving each
+        result there as it comes; the caller then merges the folder as a local run does."""
         todo = [(i, path, os.stat(path)) for i, path in enumerate(paths) if state.finished(path) is None]
         if todo:
-            self._score_on_actors(todo, paths, text_field, state, potentials, models, budget, counts, quiet, units)
-        top = score_resumable(paths, text_field, state, featurizer, potentials, budget, counts, device, quiet, units)
+            self._score_on_actors(todo, paths, state, potentials, models, plan, counts, quiet)
         counts.reused -= len(todo)  # scored now, on Ray: not taken from an earlier run
         self.shards_scored += len(todo)
-        return top
 
-    def _pool(self, wanted: int, potentials: Potentials, models, text_field: str, budget, strict: bool, units) -> list:
+    def _pool(self, wanted: int, potentials, models, plan, strict: bool) -> list:
         resources = self.resources()
         has_gpus = resources.get("GPU", 0) > 0
         gpus = self.settings.gpus if self.settings.gpus is not None else (1.0 if has_gpus else 0.0)
@@ -365,17 +315,15 @@ class Cluster:
             f"{'s' if wanted > 1 else ''}"
         )
         self.actors_used = actors
-        return [remote.remote(models, text_field, budget, strict, crash, units) for _ in range(actors)]
+        return [remote.remote(models, plan, strict, crash) for _ in range(actors)]
 
-    def _score_on_actors(
-        self, todo, paths, text_field, state, potentials, models, budget, counts, quiet, units
-    ) -> None:
+    def _score_on_actors(self, todo, paths, state, potentials, models, plan, counts, quiet) -> None:
         """One shard per actor at a time; a result is saved to the state as it comes; after the first failure no
         new shard starts, the shards in flight are saved, and the failure of the earliest shard is raised."""
         from gotd_stream.progress import progress
         from gotd_stream.version import __version__
 
-        idle = self._pool(len(todo), potentials, models, text_field, budget, counts.skips.strict, units)
+        idle = self._pool(len(todo), potentials, models, plan, counts.skips.strict)
         stats = {i: stat for i, _, stat in todo}
         pending = deque(i for i, _, _ in todo)
         running: dict = {}
@@ -414,10 +362,7 @@ class Cluster:
                             "was scored again from its start"
                         )
                     _report(counts.skips, result.examples)
-                    kept = ActorKept(result.kept)
-                    state.save(
-                        paths[index], stats[index], kept, potentials.fit_id, result.scored, result.skipped, budget
-                    )
+                    state.save_lines(paths[index], stats[index], result.lines, result.scored, result.skipped)
                     bar.update(1)
         finally:
             for _, actor in running.values():
@@ -450,13 +395,31 @@ class Cluster:
 
 
 @dataclass
-class ActorKept:
-    """A shard's selection as an actor made it, in the shape State.save takes (the driver applies no rule)."""
+class OnRay:
+    """The executor on a Ray cluster (select.executors): the unfinished shards on the actor pool, each result
+    saved to a state folder (`directory`, or a temporary one) as it comes, then the folder merged here."""
 
-    kept: list
+    cluster: Cluster
+    models: ModelSettings
+    directory: str | None = None
+    wait: bool = False
 
-    def best_first(self) -> list:
-        return self.kept
+    def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
+        from gotd_stream.select.executors import check_files
+
+        check_files(paths, setting("ray_address"))
+        if self.directory is not None:
+            return self._run(self.directory, paths, featurizer, artifact, plan, counts, device, quiet)
+        with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:
+            return self._run(folder, paths, featurizer, artifact, plan, counts, device, quiet)
+
+    def _run(self, folder, paths, featurizer, artifact, plan, counts, device, quiet):
+        from gotd_stream.select.executors import Resumable
+
+        def elsewhere(state):
+            self.cluster.score_unfinished(state, paths, artifact, self.models, plan, counts, quiet)
+
+        return Resumable(folder, self.wait).run(paths, featurizer, artifact, plan, counts, device, quiet, elsewhere)
 
 
 def _report(skips: Skips, examples: list) -> None:

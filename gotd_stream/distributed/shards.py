@@ -33,6 +33,28 @@ def share(paths: list[str], index: int, count: int) -> list[str]:
     return ordered[index * len(ordered) // count : (index + 1) * len(ordered) // count]
 
 
+def check_budget(directory: str, identity: dict, k: int | None, tokens: int | None) -> None:
+    """A folder merges under a budget of its own kind (records or tokens), no larger than the one it kept."""
+    unit, wanted, name = ("tokens", tokens, "tokens") if tokens is not None else ("records", k, "k")
+    other, other_name = ("records", "k") if tokens is not None else ("tokens", "tokens")
+    held, kept_other = identity.get(name), identity.get(other_name)
+    if not isinstance(held, int) and isinstance(kept_other, int):
+        kind, asked = ("record", "token") if other == "records" else ("token", "record")
+        raise FoldersDisagree(
+            f"{directory} holds a {kind} budget ({setting(other_name)} {kept_other:,}) and this merge asks for a "
+            f"{asked} budget ({setting(name)} {wanted:,}): each shard kept its best under its own budget, so merge "
+            f"it with {setting(other_name)} {kept_other:,} (or less) instead, or score again with {setting(name)} "
+            f"{wanted:,}"
+        )
+    if not isinstance(held, int) or held < wanted:
+        kept_what = f"the best {held:,} {unit}" if isinstance(held, int) else f"no budget in {unit}"
+        raise FoldersDisagree(
+            f"{directory} kept {kept_what} of each shard, fewer than {setting(name)} {wanted:,}: merge with "
+            f"{held if isinstance(held, int) else 'the budget it was scored with'} at most, or score again with "
+            "the larger budget"
+        )
+
+
 def merge_inputs(folders: list[str], k: int | None = None, tokens: int | None = None) -> list[str]:
     """The kept-lines files of every shard in the state `folders`, ordered by shard path, for `select.merge`.
 
@@ -53,15 +75,7 @@ def merge_inputs(folders: list[str], k: int | None = None, tokens: int | None = 
                 f"{len(folder.unfinished) + len(folder.kept)} shards are unscored (the first: "
                 f"{folder.unfinished[0]}); run that task again, then merge"
             )
-        unit, wanted, flag = ("tokens", tokens, "tokens") if tokens is not None else ("records", k, "k")
-        held = folder.identity.get(flag)
-        if not isinstance(held, int) or held < wanted:
-            kept_what = f"the best {held:,} {unit}" if isinstance(held, int) else f"no budget in {unit}"
-            raise FoldersDisagree(
-                f"{directory} kept {kept_what} of each shard, fewer than {setting(flag)} {wanted:,}: merge with "
-                f"{held if isinstance(held, int) else 'the budget it was scored with'} at most, or score again with "
-                "the larger budget"
-            )
+        check_budget(directory, folder.identity, k, tokens)
         if first is None:
             first = (directory, folder.identity)
         for name in ("fit_id", "text_field"):

@@ -176,6 +176,10 @@ class Budget:
     def __post_init__(self):
         if (self.k is None) == (self.tokens is None):
             raise UsageProblem(f"give exactly one budget: {setting('top_k')} records or {setting('tokens')} tokens")
+        for name in ("k", "tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1):
+                raise UsageProblem(f"{setting(name)} must be a whole number of at least 1, not {value!r}")
         if self.rule.name not in RULES:
             raise UsageProblem(f"{setting('select')} must be one of {', '.join(RULES)}, not {self.rule.name!r}")
         if self.rule.name == "sample" and not (math.isfinite(self.rule.temperature) and self.rule.temperature > 0):

@@ -1,10 +1,11 @@
 """Pass 1: sample the candidates, fit the feature space on the sample, solve OT against the target, package it.
 
-    fit(paths, target)         a bottom-k sample of the inputs (one read, or Ray tasks), then the OT fit
-    fit_on_prefix(records, ..) a stream read once: fit on its first records, which the caller scores too
-    fit_texts(sample, target)  in-memory texts (benches, tests): the same fit
+    fit(paths, targets)          a bottom-k sample of the inputs (one read, or Ray tasks), then the OT fit
+    fit(records, targets)        a stream read once: fit on its first records, which the caller scores too
+    fit(Texts(sample), targets)  in-memory texts (benches, tests): the same fit
 
-Each returns the artifact (`Potentials`) and the featurizer that scores in its space.
+One target or several (one sample, one space, one OT each): the artifact (`Potentials`, or a `Mixture`) and the
+featurizer that scores in its space.
 """
 
 from __future__ import annotations
@@ -33,6 +34,29 @@ class EmptyTarget(UsageProblem):
     """The target, or the candidates to fit on, hold no usable text."""
 
 
+class BadSetting(UsageProblem):
+    """A setting's value that cannot work (a negative epsilon, a sample of none): refused on construction."""
+
+
+def is_number(value) -> bool:
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(name: str, value, least: int | None = None) -> None:
+    """A whole number (at least `least`), or BadSetting naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
+        at_least = f" of at least {least}" if least is not None else ""
+        raise BadSetting(f"{setting(name)} must be a whole number{at_least}, not {value!r}")
+
+
+def positive(name: str, value) -> None:
+    """A finite number above 0, or BadSetting naming the setting."""
+    if not is_number(value) or value <= 0:
+        raise BadSetting(f"{setting(name)} must be a finite number above 0, not {value!r}")
+
+
 @dataclass
 class FitSettings:
     """What a fit depends on; the defaults were chosen by bench/defaults.py and bench/quality.py (README)."""
@@ -51,22 +75,47 @@ class FitSettings:
     dim: int | None = None  # None: LEXICAL_DIM
     info: dict = field(default_factory=dict)  # recorded in the artifact's fit header
 
+    def __post_init__(self):
+        from gotd_stream.features.base import SPACES
+
+        if self.space not in SPACES:
+            raise BadSetting(f"{setting('features')} must be one of {', '.join(SPACES)}, not {self.space!r}")
+        for name in ("sample_size", "target_size", "max_iter"):
+            whole(name, getattr(self, name), 1)
+        whole("seed", self.seed)
+        for name in ("epsilon", "tol"):
+            positive(name, getattr(self, name))
+        weight = self.hybrid_weight
+        if not is_number(weight) or not 0 <= weight <= 1:
+            raise BadSetting(f"{setting('hybrid_weight')} must be a number from 0 to 1, not {weight!r}")
+        for name in ("buckets", "dim"):
+            if getattr(self, name) is not None:
+                whole(name, getattr(self, name), 1)
+
 
 @dataclass
 class Fitted:
-    potentials: Potentials
+    """A fit: the artifact (a Potentials, or a Mixture of several targets) and the featurizer of its space."""
+
+    potentials: Potentials | Mixture
     featurizer: object  # a gotd_stream.features.Featurizer
     seen: int  # candidate records read to draw the sample
+    records: Iterator[Record] | None = None  # fitted on a stream's first records: the whole stream again
 
 
-def read_target(path: str, settings: FitSettings, name: str | None = None) -> tuple[list[str], int]:
-    """The target texts, sampled down to `target_size`; an empty target is an error (naming `name`, if given)."""
+def read_target(target: Target, settings: FitSettings) -> tuple[list[str], int]:
+    """The target texts (its file's, or its own), sampled down to `target_size`; an empty target is an error."""
     from gotd_stream.io.records import Skips, read_records
     from gotd_stream.select.sample import reservoir
 
-    skips = Skips(strict=settings.strict)
-    records = read_records([path], settings.text_field, skips)
-    texts, seen = reservoir((r.text for r in records), settings.target_size, settings.seed)
+    path, name = target.path or "<texts>", target.name
+    if target.texts is not None:
+        texts, seen = reservoir(iter(target.texts), settings.target_size, settings.seed)
+        skips = Skips()
+    else:
+        skips = Skips(strict=settings.strict)
+        records = read_records([path], settings.text_field, skips)
+        texts, seen = reservoir((r.text for r in records), settings.target_size, settings.seed)
     if not texts:
         raise EmptyTarget(
             f"target {name + ' (' + path + ')' if name else path} holds no usable records "
@@ -98,10 +147,7 @@ def solve(
     sample: list[str],
     target: list[str],
     featurizer,
-    space: str,
-    epsilon: float,
-    max_iter: int,
-    tol: float,
+    settings: FitSettings,
     info: dict,
     device: str = "cpu",
     x: np.ndarray | None = None,
@@ -114,6 +160,7 @@ def solve(
     from gotd_stream.select.ot import fit_potentials
     from gotd_stream.version import __version__
 
+    space, epsilon, max_iter, tol = settings.space, settings.epsilon, settings.max_iter, settings.tol
     if x is None:
         log.info(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})")
         x = embed_texts(sample, featurizer, "sampled candidate")
@@ -148,30 +195,6 @@ def solve(
     )
 
 
-def fit_texts(
-    sample: list[str],
-    target: list[str],
-    embedder: Embedder | None,
-    settings: FitSettings,
-    device: str = "cpu",
-) -> tuple[Potentials, object]:
-    """Fit the space on `sample` (its lexical part), then the potentials between `sample` and `target` in it."""
-    featurizer = build_space(sample, embedder, settings)
-    info = dict(settings.info, seed=settings.seed)
-    potentials = solve(
-        sample,
-        target,
-        featurizer,
-        settings.space,
-        settings.epsilon,
-        settings.max_iter,
-        settings.tol,
-        info,
-        device,
-    )
-    return potentials, featurizer
-
-
 def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings):
     """The featurizer of `settings.space`, its lexical part fitted on `sample`."""
     from gotd_stream import features
@@ -194,9 +217,13 @@ def char_budget(embedder: Embedder | None) -> int:
     return embedder.char_budget if embedder is not None else CHAR_BUDGET
 
 
+class Texts(list):
+    """Candidates given as texts in memory (benches, tests): `fit(Texts([...]), ...)` fits on them as they are."""
+
+
 def fit(
-    paths: list[str],
-    target: str,
+    candidates: list[str] | Iterator[Record] | Texts,
+    targets: str | Target | list,
     embedder: Embedder | None,
     settings: FitSettings,
     *,
@@ -205,20 +232,67 @@ def fit(
     quiet: bool = True,
     sampler=None,
 ) -> Fitted:
-    """Pass 1: a bottom-k sample of `sample_size` candidates (select.sample), then the OT fit.
+    """Pass 1, for any number of targets: a sample of the candidates, the space fitted on it, OT to each target.
 
-    `sampler` draws the same sample elsewhere (a Ray cluster: distributed.ray); it takes the arguments of
-    `select.sample.bottom_k` and returns the same texts in the same order.
+    `candidates`: input files (a bottom-k sample of `sample_size`, select.sample; `sampler` draws the same sample
+    elsewhere, e.g. on Ray: distributed.ray), a stream of records (fitted on its first `sample_size`, which
+    `Fitted.records` gives back with the rest, so nothing is read twice), or `Texts` (as they are).
+    `targets`: a target file, `Texts`, a Target, or several Targets (name, file or texts, weight: check_targets).
+    One target gives a Potentials (format version 4), several a Mixture of one Potentials each, every part what
+    a fit of its target alone on the same sample gives, to the bit (format version 5).
     """
-    from gotd_stream.io.records import Skips
+    from gotd_stream.select.targets import Target, check_targets
 
-    target_texts, target_seen = read_target(target, settings)
-    skips = skips if skips is not None else Skips()
-    sample, seen = sample_candidates(paths, embedder, settings, skips, quiet, sampler)
-    info = {"sampling": "bottom-k", "candidates_seen": seen, "target_seen": target_seen, "target_file": target}
-    settings = _with_info(settings, info)
-    potentials, featurizer = fit_texts(sample, target_texts, embedder, settings, device)
-    return Fitted(potentials, featurizer, seen)
+    if isinstance(targets, Texts):
+        targets = Target(None, None, texts=tuple(targets))
+    if isinstance(targets, (str, Target)):
+        targets = [targets if isinstance(targets, Target) else Target(None, targets)]
+    targets = list(targets)
+    if len(targets) > 1:
+        targets, _ = check_targets(targets)  # named once each, weights summing to 1
+    elif targets:
+        targets = [Target(None, targets[0].path, 1.0, targets[0].texts)]  # one target: its name changes nothing
+    else:
+        raise UsageProblem(f"a fit needs a target ({setting('target')})")
+    records = None
+    if isinstance(candidates, Texts):
+        read = [(t, *read_target(t, settings)) for t in targets]
+        sample, seen, info = list(candidates), len(candidates), {}
+    elif isinstance(candidates, list):
+        from gotd_stream.io.records import Skips
+
+        read = [(t, *read_target(t, settings)) for t in targets]
+        skips = skips if skips is not None else Skips()
+        sample, seen = sample_candidates(candidates, embedder, settings, skips, quiet, sampler)
+        info = {"sampling": "bottom-k", "candidates_seen": seen}
+    else:
+        head = list(itertools.islice(candidates, settings.sample_size))
+        if not head:
+            summary = f" ({skips.summary()})" if skips is not None else ""
+            raise EmptyTarget(f"no usable candidate records on stdin{summary}")
+        read = [(t, *read_target(t, settings)) for t in targets]
+        sample, seen, records = [r.text for r in head], len(head), itertools.chain(head, candidates)
+        info = {"sampling": "stream prefix", "candidates_seen": len(head)}
+    featurizer = build_space(sample, embedder, settings)
+    infos = [
+        dict(settings.info, **info, **({"target_file": t.path} if t.path else {}), target_seen=n, seed=settings.seed)
+        if info
+        else dict(settings.info, seed=settings.seed)
+        for t, _, n in read
+    ]
+    if len(read) == 1:
+        potentials = solve(sample, read[0][1], featurizer, settings, infos[0], device)
+    else:
+        from gotd_stream.select.artifact import Mixture
+
+        log.info(f"fit: embedding {len(sample):,} sampled candidates ({settings.space})")
+        x = embed_texts(sample, featurizer, "sampled candidate")
+        parts = []
+        for (target, texts, _), part_info in zip(read, infos, strict=True):
+            log.info(f"fit: target {target.name}")
+            parts.append(solve(sample, texts, featurizer, settings, part_info, device, x=x))
+        potentials = Mixture([t.name for t in targets], [t.weight for t in targets], parts)
+    return Fitted(potentials, featurizer, seen, records)
 
 
 def sample_candidates(
@@ -236,125 +310,6 @@ def sample_candidates(
     if not sample:
         raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")
     return sample, seen
-
-
-def fit_on_prefix(
-    records: Iterator[Record],
-    target: str,
-    embedder: Embedder | None,
-    settings: FitSettings,
-    *,
-    device: str = "cpu",
-    quiet: bool = True,
-    skips: Skips | None = None,
-) -> tuple[Fitted, Iterator[Record]]:
-    """A stream read once: fit on its first `sample_size` records; returns the fit and the whole stream again
-    (those records first), so that nothing is read twice."""
-    head = list(itertools.islice(records, settings.sample_size))
-    if not head:
-        summary = f" ({skips.summary()})" if skips is not None else ""
-        raise EmptyTarget(f"no usable candidate records on stdin{summary}")
-    target_texts, target_seen = read_target(target, settings)
-    info = {"sampling": "stream prefix", "candidates_seen": len(head), "target_seen": target_seen}
-    settings = _with_info(settings, dict(info, target_file=target))
-    potentials, featurizer = fit_texts([r.text for r in head], target_texts, embedder, settings, device)
-    return Fitted(potentials, featurizer, len(head)), itertools.chain(head, records)
-
-
-def fit_mixture_texts(
-    sample: list[str],
-    targets: list[tuple[Target, list[str]]],
-    embedder: Embedder | None,
-    settings: FitSettings,
-    device: str = "cpu",
-    infos: list[dict] | None = None,
-) -> tuple[Mixture, object]:
-    """Several targets on one sample: the space is fitted once on `sample`, then OT against each target in it.
-
-    Each part is what `fit_texts(sample, its texts)` gives, to the bit (the same fit id), so a part scores as a
-    single-target fit would. `targets` pairs each Target (name, weight: see check_targets) with its texts;
-    `infos` adds to each part's fit record (its file, the records seen).
-    """
-    from gotd_stream.select.artifact import Mixture
-    from gotd_stream.select.targets import check_targets
-
-    checked, _ = check_targets([target for target, _ in targets])  # named once each, weights summing to 1
-    if len(checked) < 2:
-        raise UsageProblem(f"a mixture needs at least two targets ({setting('target')}); fit one with fit_texts")
-    featurizer = build_space(sample, embedder, settings)
-    log.info(f"fit: embedding {len(sample):,} sampled candidates ({settings.space})")
-    x = embed_texts(sample, featurizer, "sampled candidate")
-    parts = []
-    for i, (target, texts) in enumerate(targets):
-        info = dict(settings.info, **(infos[i] if infos else {}), seed=settings.seed)
-        log.info(f"fit: target {target.name}")
-        parts.append(
-            solve(
-                sample,
-                texts,
-                featurizer,
-                settings.space,
-                settings.epsilon,
-                settings.max_iter,
-                settings.tol,
-                info,
-                device,
-                x=x,
-            )
-        )
-    return Mixture([t.name for t in checked], [t.weight for t in checked], parts), featurizer
-
-
-def fit_mixture(
-    paths: list[str],
-    targets: list[Target],
-    embedder: Embedder | None,
-    settings: FitSettings,
-    *,
-    skips: Skips | None = None,
-    device: str = "cpu",
-    quiet: bool = True,
-    sampler=None,
-) -> Fitted:
-    """`fit` for several targets (checked by check_targets): one bottom-k sample, one space, one OT per target.
-
-    The Fitted holds a Mixture; every target is read (and an empty one refused, by its name) before the sample.
-    """
-    from gotd_stream.io.records import Skips
-
-    read = [(target, *read_target(target.path, settings, target.name)) for target in targets]
-    skips = skips if skips is not None else Skips()
-    sample, seen = sample_candidates(paths, embedder, settings, skips, quiet, sampler)
-    settings = _with_info(settings, {"sampling": "bottom-k", "candidates_seen": seen})
-    infos = [{"target_file": target.path, "target_seen": n} for target, _, n in read]
-    mixture, featurizer = fit_mixture_texts(
-        sample, [(target, texts) for target, texts, _ in read], embedder, settings, device, infos
-    )
-    return Fitted(mixture, featurizer, seen)
-
-
-def fit_mixture_on_prefix(
-    records: Iterator[Record],
-    targets: list[Target],
-    embedder: Embedder | None,
-    settings: FitSettings,
-    *,
-    device: str = "cpu",
-    quiet: bool = True,
-    skips: Skips | None = None,
-) -> tuple[Fitted, Iterator[Record]]:
-    """`fit_on_prefix` for several targets: fit on the stream's first `sample_size` records, return it whole."""
-    head = list(itertools.islice(records, settings.sample_size))
-    if not head:
-        summary = f" ({skips.summary()})" if skips is not None else ""
-        raise EmptyTarget(f"no usable candidate records on stdin{summary}")
-    read = [(target, *read_target(target.path, settings, target.name)) for target in targets]
-    settings = _with_info(settings, {"sampling": "stream prefix", "candidates_seen": len(head)})
-    infos = [{"target_file": target.path, "target_seen": n} for target, _, n in read]
-    mixture, featurizer = fit_mixture_texts(
-        [r.text for r in head], [(target, texts) for target, texts, _ in read], embedder, settings, device, infos
-    )
-    return Fitted(mixture, featurizer, len(head)), itertools.chain(head, records)
 
 
 def _with_info(settings: FitSettings, info: dict) -> FitSettings:

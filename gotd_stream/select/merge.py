@@ -1,114 +1,113 @@
-"""The global selection of several `score` outputs: exact, because every output is a best-first prefix.
+"""The global selection of several `score` outputs: exact, because every output is a best-first prefix (one
+target) or a shard's candidates (several targets: select.mix).
 
-Offered in the order of their shards, the per-shard lists give exactly the selection of one pass over all shards
+Offered in the order of their shards, the per-shard lines give exactly the selection of one pass over all shards
 (ties go to the earlier record in both; select.budget says why for token budgets and samples), so the merged
-bytes equal one `score` over everything.
+bytes equal one `score` over everything. One `merge` for any number of targets: the lines say which.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gotd_stream.errors import RuntimeProblem, UsageProblem, setting
+from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.select.keep import MixedFits, MixedRules, NotScored, QuotaLines
 
-
-class NotScored(RuntimeProblem):
-    """A line without the score suffix: the input is not an output of `score` (or was written without it)."""
-
-
-class MixedFits(UsageProblem):
-    """The inputs were scored with different artifacts: their scores are not comparable."""
-
-
-class QuotaLines(UsageProblem):
-    """Lines of a quota mix of several targets where they cannot be merged (exactly, or without the weights)."""
-
-
-class MixedRules(UsageProblem):
-    """The inputs were selected by different rules (top scores, or samples with other settings)."""
+__all__ = ["Merged", "MixedFits", "MixedRules", "NotScored", "QuotaLines", "check_merge", "merge"]
 
 
 @dataclass
 class Merged:
-    keeper: object  # a TopK or TokenBudget of select.budget.Kept
+    keeper: object  # a select.keep keeper: RankKeeper (one target), SumKeeper or QuotaKeeper (several)
     fit_id: str  # "" when every input was empty
     read: int  # records read
     budget: object  # the select.budget.Budget the inputs were merged under, with the inputs' rule
 
 
-def merge(paths: list[str], k: int | None = None, tokens: int | None = None) -> Merged:
+def merge(paths: list[str], k: int | None = None, tokens: int | None = None, artifact=None) -> Merged:
     """Read scored lines from `paths` (in shard order) and keep the k best, or the best `tokens` tokens, ranked
-    by the rule the lines record; refuse lines, fits and rules that differ."""
-    import numpy as np
-
-    from gotd_stream.io.records import split_scored
+    by the rule the lines record; refuse lines, fits and rules that differ. With `artifact` of several targets
+    (a Mixture), the lines are its quota candidates or sum selections, merged by the mix they were made by."""
     from gotd_stream.io.streams import display_name, read_lines
-    from gotd_stream.select.budget import Budget, Kept, Rule
+    from gotd_stream.select.artifact import Mixture
+    from gotd_stream.select.budget import Budget, Rule
+    from gotd_stream.select.keep import OneTargetOnly, RankKeeper, offer_lines, read_line
 
+    mixture = artifact if isinstance(artifact, Mixture) else None
+    if mixture is not None and tokens is not None:
+        raise OneTargetOnly(f"several targets merge {setting('k')} records: {setting('tokens')} applies to one target")
+    expected = mixture.fit_id if mixture is not None else None  # once: it hashes every array
     fits: dict[str, str] = {}
     rules: dict[str | None, str] = {}
-    budget = keeper = None  # made at the first line, which names the rule
+    budget = keeper = None  # made at the first line, which names the rule (or the mix)
     total = 0
     for path in paths:
         name = display_name(path)
-        scores: list[float] = []
-        items: list[Kept] = []
-        for lineno, line in read_lines(path):
-            if not line or line.isspace():
+        lines = []
+        for lineno, raw in read_lines(path):
+            if not raw or raw.isspace():
                 continue
-            parsed = split_scored(line)
-            refuse_quota(line, name, lineno)
-            if parsed is None:
-                raise NotScored(
-                    f"{name}:{lineno}: no gotd_score/gotd_fit at the end of the line: merge takes the outputs "
-                    f"of `gotd-stream score` written without {setting('no_score')}"
-                )
-            fits.setdefault(parsed.fit_id, name)
+            line = read_line(raw, name, lineno, mixture)
+            if mixture is not None:
+                if line.fit_id != expected or line.names != mixture.names:
+                    raise MixedFits(
+                        f"{name}:{lineno} was scored with fit {line.fit_id}, not with the artifact's {expected}"
+                    )
+                if keeper is None:
+                    budget = Budget(k=k)
+                    keeper = budget_keeper(line.kind, budget, mixture)
+                elif keeper.mix != line.kind:
+                    raise MixedFits(f"{name}:{lineno}: the inputs mix sum selections and quota candidates")
+                lines.append(line)
+                continue
+            fits.setdefault(line.fit_id, name)
             if len(fits) > 1:
                 listed = ", ".join(f"{f} (first in {n})" for f, n in fits.items())
                 raise MixedFits(f"the inputs were scored with different potentials: {listed}")
-            if parsed.select not in rules:
+            if line.kind not in rules:
                 try:
-                    Rule.from_tag(parsed.select)
+                    Rule.from_tag(line.kind)
                 except ValueError:
-                    raise NotScored(f"{name}:{lineno}: unknown gotd_select {parsed.select!r}") from None
-                rules[parsed.select] = name
+                    raise NotScored(f"{name}:{lineno}: unknown gotd_select {line.kind!r}") from None
+                rules[line.kind] = name
             if len(rules) > 1:
                 listed = ", ".join(f"{r or 'top'} (first in {n})" for r, n in rules.items())
                 raise MixedRules(f"the inputs were selected by different rules: {listed}")
-            if tokens is not None and parsed.tokens is None:
+            if tokens is not None and line.tokens is None:
                 raise NotScored(
                     f"{name}:{lineno}: no gotd_tokens: a token budget merges outputs of `gotd-stream score "
                     f"{setting('tokens')}`; merge these with {setting('k')}"
                 )
-            scores.append(parsed.score)
-            items.append(Kept(parsed.raw, parsed.score, parsed.tokens or 0))
-        total += len(items)
-        if items:
-            if budget is None:
+            lines.append(line)
+        total += len(lines)
+        if lines:
+            if keeper is None:
                 budget = Budget(k=k, tokens=tokens, rule=Rule.from_tag(next(iter(rules))))
-                keeper = budget.keeper()
-            budget.offer(keeper, np.asarray(scores, dtype=np.float64), items)
-    if budget is None:  # no input: an empty selection
+                keeper = RankKeeper(budget, next(iter(fits)))
+            offer_lines(keeper, lines, len(mixture.names) if mixture is not None else 1)
+    if keeper is None:  # no input: an empty selection
         budget = Budget(k=k, tokens=tokens)
-        keeper = budget.keeper()
-    return Merged(keeper, next(iter(fits), ""), total, budget)
+        keeper = budget_keeper("quota", budget, mixture) if mixture is not None else RankKeeper(budget, "")
+    return Merged(keeper, expected or next(iter(fits), ""), total, budget)
 
 
-def refuse_quota(line: bytes, name: str, lineno: int) -> None:
-    """A line of a quota mix of several targets cannot join a plain top-k: say what merges it instead."""
-    from gotd_stream.io.records import split_mixed
+def check_merge(several: bool, tokens: int | None, candidates: bool, no_score: bool) -> None:
+    """What a merge of one target's lines, or of several targets' (`several`), can keep (typed errors)."""
+    from gotd_stream.select.keep import OneTargetOnly
 
-    mixed = split_mixed(line)
-    if mixed is None or (mixed.target is None and mixed.value is not None):  # single-target or sum: a plain top-k
-        return
-    if mixed.target is not None:
-        raise QuotaLines(
-            f"{name}:{lineno}: a quota selection of several targets cannot be merged exactly (it lacks the shard's "
-            f"other candidates): score each shard with {setting('candidates')}, then merge those with "
-            f"{setting('potentials')} and the artifact"
+    if several and tokens is not None:
+        raise OneTargetOnly(f"several targets merge {setting('k')} records: {setting('tokens')} applies to one target")
+    if candidates and not several:
+        raise OneTargetOnly(
+            f"{setting('candidates')} needs {setting('potentials')} with an artifact of several targets"
         )
-    raise QuotaLines(
-        f"{name}:{lineno}: quota candidates of several targets: merge them with {setting('potentials')} and the "
-        f"artifact they were scored with (it holds the targets' weights)"
-    )
+    if candidates and no_score:
+        raise UsageProblem(
+            f"{setting('candidates')} writes the scores a further merge needs: leave out {setting('no_score')}"
+        )
+
+
+def budget_keeper(mix: str, budget, mixture):
+    from gotd_stream.select.mix import keeper
+
+    return keeper(mix, budget.k, mixture.weights, mixture.names, mixture.fit_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,13 +16,11 @@ import numpy as np
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import usable_rows
 from gotd_stream.io.outputs import atomic_output
-from gotd_stream.io.records import Record, Skips, read_records, with_score
+from gotd_stream.io.records import Record, Skips, read_records
 from gotd_stream.io.streams import STDIN
 from gotd_stream.progress import progress
-from gotd_stream.select.artifact import Potentials
-from gotd_stream.select.budget import Budget, Kept
-from gotd_stream.select.ot import CalibratedGradient
-from gotd_stream.select.units import counted
+from gotd_stream.select.budget import Budget
+from gotd_stream.select.mix import score_matrix
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
 
@@ -109,139 +106,120 @@ class Units:
         return chunked(records, self.text_field, self.chunk_tokens, self.counter)
 
 
-class _Kepts:
-    """A window's records as Kept items, made only for the few a keeper looks at (those under its threshold)."""
-
-    def __init__(self, raws: list[bytes], scores: np.ndarray, tokens: np.ndarray):
-        self.raws, self.scores, self.tokens = raws, scores, tokens
-
-    def __len__(self) -> int:
-        return len(self.raws)
-
-    def __getitem__(self, i: int) -> Kept:
-        return Kept(self.raws[i], float(self.scores[i]), int(self.tokens[i]))
-
-
 def _as_budget(budget: Budget | int) -> Budget:
     return Budget(k=budget) if isinstance(budget, int) else budget
+
+
+def scorers_of(artifact, device: str = "cpu") -> list:
+    """Each target's calibrated gradient (Potentials.scorer): one for a single target, one per target of a Mixture."""
+    from gotd_stream.select.artifact import Mixture
+
+    return artifact.scorers(device) if isinstance(artifact, Mixture) else [artifact.scorer(device)]
+
+
+@dataclass
+class Plan:
+    """What a selection keeps, wherever it runs: the budget, the mix of several targets, the units, and whether
+    a shard writes its candidates (for an exact merge) instead of its selection."""
+
+    budget: Budget
+    mix: str | None = None
+    units: Units = field(default_factory=Units)
+    candidates: bool = False
+    _ids: dict = field(default_factory=dict, repr=False, compare=False)  # id(artifact) -> (artifact, its fit id)
+
+    def __getstate__(self) -> dict:  # sent to a Ray actor: without the artifacts the cache holds
+        return dict(self.__dict__, _ids={})
+
+    def fit_id(self, artifact) -> str:
+        """The artifact's fit id, computed once per artifact (a mixture's hashes every array of every target)."""
+        held = self._ids.get(id(artifact))
+        if held is None or held[0] is not artifact:
+            held = self._ids[id(artifact)] = (artifact, artifact.fit_id)
+        return held[1]
+
+    def keeper(self, artifact):
+        """A fresh keeper of this plan over `artifact` (select.keep.keeper_for: the method's rules checked)."""
+        from gotd_stream.select.keep import keeper_for
+
+        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, self.fit_id(artifact))
+
+    def identity(self, artifact) -> dict:
+        """What a --state folder must share with the run that made it (a shard's candidates depend on it)."""
+        from gotd_stream.select.artifact import Mixture
+
+        if isinstance(artifact, Mixture):
+            return {
+                "fit_id": artifact.fit_id,
+                "k": self.budget.k,
+                "text_field": self.units.text_field,
+                "mix": self.mix or "quota",
+            }
+        chunks = self.units.chunk_tokens
+        counted = self.budget.tokens is not None or chunks is not None
+        return {
+            "fit_id": self.fit_id(artifact),
+            **self.budget.identity(),
+            "unit": "doc" if chunks is None else f"chunk:{chunks}",
+            "tokenizer": self.units.counter.name if counted else None,
+            "text_field": self.units.text_field,
+        }
+
+
+def _plan(budget: Budget | int | Plan, units: Units | None, mix: str | None) -> Plan:
+    if isinstance(budget, Plan):
+        return budget
+    return Plan(_as_budget(budget), mix, units or Units())
 
 
 def score(
     records: Iterable[Record],
     featurizer,
-    potentials: Potentials,
-    budget: Budget | int,
+    artifact,
+    budget: Budget | int | Plan,
     counts: Counts,
     device: str = "cpu",
     quiet: bool = False,
-    scorer: CalibratedGradient | None = None,
+    scorers: list | None = None,
     units: Units | None = None,
+    mix: str | None = None,
 ):
-    """Score every record (or piece) by its calibrated gradient (Potentials.scorer) and keep what the budget
-    holds (select.budget): the k lowest, or the lowest until their tokens reach the budget, ties to the earlier.
-
-    Tokens are counted only for records that could still enter the budget.
-    """
-    budget = _as_budget(budget)
-    units = units or Units()
-    scorer = scorer or potentials.scorer(device)
-    keeper = budget.keeper()
+    """Score every record (or piece) against every target of `artifact` (a Potentials or a Mixture) and keep
+    what the budget holds: records -> units -> features -> a scores matrix (documents x targets) -> the keeper
+    (select.keep). One target keeps the k lowest, or the lowest until their tokens reach the budget, ties to
+    the earlier; several keep k by `mix` (select.mix). Returns the keeper."""
+    plan = _plan(budget, units, mix)
+    scorers = scorers or scorers_of(artifact, device)
+    keeper = plan.keeper(artifact)
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(units.of(records), featurizer, counts.skips, bar):
-            scores = scorer(emb)
-            raws = [r.raw for r in window]
-            ranks = budget.rule.ranks(scores, raws)
-            tokens = np.zeros(len(window), dtype=np.int64)
-            if budget.tokens is not None:
-                candidates = np.flatnonzero(ranks < keeper.threshold())
-                tokens[candidates] = counted([window[i] for i in candidates], units.counter)
-                keeper.offer(ranks, _Kepts(raws, scores, tokens), tokens)
-            else:
-                keeper.offer(ranks, _Kepts(raws, scores, tokens))
+        for window, emb in embedded(plan.units.of(records), featurizer, counts.skips, bar):
+            raws, texts = [r.raw for r in window], [r.text for r in window]
+            keeper.offer(score_matrix(emb, scorers), raws, texts, [r.tokens for r in window])
             counts.scored += len(window)
     return keeper
 
 
-def score_shard(
-    path: str,
-    text_field: str,
-    featurizer,
-    potentials: Potentials,
-    budget: Budget | int,
-    counts: Counts,
-    device: str = "cpu",
-    quiet: bool = False,
-    scorer: CalibratedGradient | None = None,
-    units: Units | None = None,
-):
+def score_shard(path: str, featurizer, artifact, plan: Plan, counts: Counts, device="cpu", quiet=False, scorers=None):
     """What one shard does, wherever it runs (here, or a Ray actor: distributed.ray): its own selection, scored
-    alone. Merged in input order, the shards' selections are the selection of one pass over all of them."""
-    records = read_records([path], text_field, counts.skips)
-    return score(records, featurizer, potentials, budget, counts, device, quiet, scorer, units)
+    alone. Merged in input order, the shards' candidates give the selection of one pass over all of them."""
+    records = read_records([path], plan.units.text_field, counts.skips)
+    return score(records, featurizer, artifact, plan, counts, device, quiet, scorers)
 
 
-def score_resumable(
-    paths: list[str],
-    text_field: str,
-    state,
-    featurizer,
-    potentials: Potentials,
-    budget: Budget | int,
-    counts: Counts,
-    device: str = "cpu",
-    quiet: bool = False,
-    units: Units | None = None,
-):
-    """Shard by shard: take finished shards from the state, score and record the others, merge in input order.
-
-    Batches never span two inputs, so each shard scores exactly as in one pass over all of them, and the merge
-    of per-shard results in input order is that pass's result: the output does not depend on restarts.
-    """
-    budget = _as_budget(budget)
-    scorer = potentials.scorer(device)
-    keeper = budget.keeper()
-    state.note_inputs(paths)
-    for path in paths:
-        shard = state.finished(path)
-        if shard is None:
-            stat = os.stat(path)
-            skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
-            shard_keeper = score_shard(
-                path, text_field, featurizer, potentials, budget, counts, device, quiet, scorer, units
-            )
-            skipped = counts.skips.counts - skipped_before
-            state.save(path, stat, shard_keeper, potentials.fit_id, counts.scored - scored_before, skipped, budget)
-            kept = [item for _, item in shard_keeper.best_first()]
-        else:
-            counts.scored += shard.scored
-            counts.skips.extend(shard.skipped)
-            counts.reused += 1
-            kept = list(state.kept(path))
-        reoffer(budget, keeper, kept)
-    return keeper
-
-
-def reoffer(budget: Budget, keeper, kept: list[Kept]) -> None:
-    """Offer already scored records (a shard's result, best first) to a keeper, ranked as `score` ranked them."""
-    budget.offer(keeper, np.array([item.score for item in kept], dtype=np.float64), kept)
-
-
-def scored_line(item: Kept, fit_id: str, budget: Budget) -> bytes:
-    """A kept record as `score` writes it: the original line with gotd_score (gotd_tokens, gotd_select), gotd_fit."""
-    return with_score(item.raw, item.score, fit_id, item.tokens if budget.tokens is not None else None, budget.rule.tag)
-
-
-def write_selection(output: str | None, keeper, fit_id: str, no_score: bool = False, budget: Budget | None = None):
-    """The kept lines, best first, with or without the score suffix, atomically to `output` (None: stdout)."""
-    budget = budget or Budget(k=max(len(keeper), 1))
+def write_selection(output: str | None, keeper, no_score: bool = False, candidates: bool = False) -> int:
+    """The keeper's lines (its selection, or its candidates for a later merge), atomically to `output` (None:
+    stdout); returns the lines written."""
+    written = 0
     with atomic_output(output) as sink:
-        for _, item in keeper.best_first():
-            sink.write((item.raw if no_score else scored_line(item, fit_id, budget)) + b"\n")
+        for line in keeper.lines(candidates, no_score):
+            sink.write(line + b"\n")
+            written += 1
+    return written
 
 
 def selected_tokens(keeper, text_field: str, counter) -> int:
     """The tokens of everything kept: counted while scoring under a token budget, else counted now."""
-    items = [item for _, item in keeper.best_first()]
+    items = keeper.selection()
     if any(item.tokens for item in items):
         return sum(item.tokens for item in items)
     from gotd_stream.io.records import parse_line
@@ -266,7 +244,7 @@ def require_usable(scored: int, skips: Skips, paths: list[str]) -> None:
         )
 
 
-def score_texts(texts: list[str], featurizer, potentials: Potentials, device: str = "cpu") -> np.ndarray:
+def score_texts(texts: list[str], featurizer, potentials, device: str = "cpu") -> np.ndarray:
     """The calibrated gradient of each text (lower is better); NaN for a text the space cannot represent."""
     rows = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
     usable = usable_rows(rows)

@@ -27,9 +27,7 @@ from pathlib import Path
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.io.outputs import atomic_output
-from gotd_stream.io.records import split_scored
 from gotd_stream.io.streams import read_lines
-from gotd_stream.select.budget import Budget, Kept
 
 STATE_VERSION = 3  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid); 3: shards keyed by content
 
@@ -177,21 +175,6 @@ class State:
         run from one that stopped part-way."""
         inputs = {"inputs": [os.path.abspath(p) for p in paths], "keys": [self._key(p) for p in paths]}
         _atomic_json(self.dir / "inputs.json", inputs)
-
-    def kept(self, path: str) -> Iterator[Kept]:
-        """A finished shard's kept records, best first."""
-        for _, line in read_lines(str(self.shards / f"{self._key(path)}.jsonl.zst")):
-            scored = split_scored(line)
-            yield Kept(scored.raw, scored.score, scored.tokens or 0)
-
-    def save(
-        self, path: str, stat: os.stat_result, keeper, fit_id: str, scored: int, skipped: dict, budget: Budget
-    ) -> None:
-        """The kept lines first, then the record that marks the shard finished: both atomic."""
-        from gotd_stream.select.score import scored_line
-
-        lines = (scored_line(item, fit_id, budget) for _, item in keeper.best_first())
-        self.save_lines(path, stat, lines, scored, skipped)
 
     def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
         """(line number, line) of what a finished shard kept, as `save_lines` wrote it."""

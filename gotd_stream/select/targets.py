@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from gotd_stream.errors import UsageProblem, setting
@@ -24,11 +24,13 @@ MIXES = ("quota", "sum")
 
 @dataclass(frozen=True)
 class Target:
-    """One target task of a fit: a name (None for a lone unnamed target), its JSONL file, its relative weight."""
+    """One target task of a fit: a name (None for a lone unnamed target), its JSONL file, its relative weight;
+    or, in memory (benches, tests), its texts instead of a file."""
 
     name: str | None
-    path: str
+    path: str | None
     weight: float = 1.0
+    texts: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 def check_name(name: str) -> str | None:
@@ -73,7 +75,7 @@ def check_targets(targets: list[Target]) -> tuple[list[Target], bool]:
     normalised = abs(total - 1.0) > 1e-9
     if not normalised:
         return list(targets), False
-    return [Target(t.name, t.path, t.weight / total) for t in targets], True
+    return [Target(t.name, t.path, t.weight / total, t.texts) for t in targets], True
 
 
 def quotas(k: int, weights: list[float]) -> list[int]:

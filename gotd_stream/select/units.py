@@ -237,17 +237,6 @@ def chunked(records: Iterable[Record], text_field: str, max_tokens: int, counter
             yield Record(record.source, record.name, record.lineno, pieces.line(piece, start, end), piece, n)
 
 
-def counted(records: list[Record], counter):
-    """The tokens of each record: known for a piece, counted (in one batch) for the others."""
-    import numpy as np
-
-    out = np.fromiter((r.tokens for r in records), dtype=np.int64, count=len(records))
-    todo = np.flatnonzero(out < 0)
-    if len(todo):
-        out[todo] = counter.count([records[i].text for i in todo])
-    return out
-
-
 def draw_identity(raw: bytes) -> bytes:
     """The bytes a line draws its sample key from: the line, with the value of a top-level gotd_source emptied.
 

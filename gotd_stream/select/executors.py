@@ -1,0 +1,136 @@
+"""Where a selection runs, apart from what it does: one interface, and the executors that satisfy it.
+
+    executor.run(paths, featurizer, artifact, plan, counts) -> a keeper (select.keep) of every shard
+
+- `Local`: one pass over the inputs as one stream (stdin too); `records` reads a stream already begun (the fit
+  on a stream's first records keeps them, to score them with the rest).
+- `Resumable`: shard by shard through a `--state` folder (select.state): finished shards come from the folder,
+  the others are scored and saved; every shard's candidates are offered in input order, so the result is one
+  pass's, whatever the restarts.
+- `Share`: a Slurm array task's share of the inputs (distributed.shards.share), run by another executor.
+- `distributed.ray.OnRay`: the unfinished shards on a Ray actor pool, then the folder merged as `Resumable` does.
+
+Every executor ends in the same place: `score_shard` (what one shard does) and the keeper's candidates, which
+merge exactly (select.keep). The pattern is datatrove's PipelineExecutor (local, Slurm, Ray), with our own code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.io.records import Record
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    def run(self, paths: list[str], featurizer, artifact, plan, counts, device: str = "cpu", quiet: bool = False):
+        """Score `paths` by `plan` and return the keeper of all of them."""
+
+
+@dataclass
+class Local:
+    """One pass over the inputs, here; `records` is a stream already begun (else the inputs are read)."""
+
+    records: Iterable[Record] | None = None
+
+    def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
+        from gotd_stream.io.records import read_records
+        from gotd_stream.select.score import score
+
+        records = self.records if self.records is not None else read_records(paths, plan.units.text_field, counts.skips)
+        return score(records, featurizer, artifact, plan, counts, device, quiet)
+
+
+def check_files(paths: list[str], what: str) -> None:
+    """--state and Ray record per-shard results: they need input files, read again on a re-run."""
+    from gotd_stream.select.score import rereadable
+
+    if not rereadable(paths):
+        raise UsageProblem(f"{what} needs {setting('potentials')} and input files (it records per-shard results)")
+
+
+@dataclass
+class Resumable:
+    """Shard by shard through a state folder: a re-run scores only the shards it has no valid record of."""
+
+    directory: str
+    wait: bool = False
+
+    def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False, scored_elsewhere=None):
+        from gotd_stream.select.state import State
+
+        check_files(paths, setting("state"))
+        with State(self.directory, plan.identity(artifact), wait=self.wait) as state:
+            log.info(state.message)
+            if scored_elsewhere is not None:  # distributed.ray: the unfinished shards, scored on the actors
+                scored_elsewhere(state)
+            return shards_through(state, paths, featurizer, artifact, plan, counts, device, quiet)
+
+
+def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
+    """Take finished shards from `state`, score and save the others, offer every shard's candidates in order."""
+    from gotd_stream.select.score import score_shard, scorers_of
+
+    scorers = scorers_of(artifact, device)
+    keeper = plan.keeper(artifact)
+    fit_id = plan.fit_id(artifact)  # once: a mixture's id hashes every array
+    state.note_inputs(paths)
+    for path in paths:
+        shard = state.finished(path)
+        if shard is None:
+            stat = os.stat(path)
+            skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
+            own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
+            lines = list(own.lines(candidates=True))
+            skipped = counts.skips.counts - skipped_before
+            state.save_lines(path, stat, lines, counts.scored - scored_before, skipped)
+        else:
+            counts.scored += shard.scored
+            counts.skips.extend(shard.skipped)
+            counts.reused += 1
+            lines = [line for _, line in state.lines(path)]
+        offer_saved(keeper, lines, artifact, fit_id, state.name(path))
+    return keeper
+
+
+def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) -> None:
+    """A shard's saved candidates, offered to `keeper`; lines of another artifact are a damaged state."""
+    from gotd_stream.select.artifact import Mixture
+    from gotd_stream.select.keep import NotScored, QuotaLines, offer_lines, read_line
+    from gotd_stream.select.state import StateError
+
+    mixture = artifact if isinstance(artifact, Mixture) else None
+    read = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            parsed = read_line(line, name, lineno, mixture)
+        except (NotScored, QuotaLines):
+            parsed = None
+        if parsed is None or parsed.fit_id != fit_id or (mixture is not None and parsed.names != mixture.names):
+            raise StateError(f"{name}:{lineno}: not a candidate line of this artifact; remove the state to start over")
+        read.append(parsed)
+    offer_lines(keeper, read, len(mixture.names) if mixture is not None else 1)
+
+
+@dataclass
+class Share:
+    """A Slurm array task: its block of the sorted inputs (distributed.shards.share), run by `inner`."""
+
+    index: int
+    count: int
+    inner: Executor
+
+    def paths(self, paths: list[str]) -> list[str]:
+        from gotd_stream.distributed.shards import share
+
+        return share(paths, self.index, self.count)
+
+    def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
+        return self.inner.run(self.paths(paths), featurizer, artifact, plan, counts, device, quiet)
