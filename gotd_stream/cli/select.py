@@ -276,7 +276,7 @@ def score(
     target = target[0].path if target else None
     counts = gs.Counts(skips=gs.Skips(strict=strict, budget=max_skipped))
     models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
-    cluster = None
+    cluster = failed = None
     with speaking(quiet), contextlib.ExitStack() as stack:
         outputs = {"-o": "-" if output is None else output, "--save-potentials": save_potentials}
         check_outputs(outputs, paths, {"-p": potentials, "--target": target}, binary=("--save-potentials",))
@@ -306,7 +306,9 @@ def score(
                             paths, text_field, st, featurizer, pot, budget, counts, device, quiet, units
                         )
                     gs.require_usable(counts.scored, counts.skips, paths)
+                    st.require_complete(written=False)  # every shard damaged: nothing to write
                     gs.write_selection(output, kept, pot.fit_id, no_score, budget)
+                    failed = st
             elif cluster:
                 kept = cluster.score(
                     paths, text_field, None, featurizer, pot, models, budget, counts, device, quiet, units
@@ -351,6 +353,8 @@ def score(
     read = counts.scored + counts.skips.total
     reused = f", {counts.reused} shards from {state}" if state else ""
     reused += f", {gs.running_on(cluster)}" if cluster else ""
+    left_out = len(failed.failures) if failed else 0
+    reused += f", {left_out} damaged shard{'s' if left_out > 1 else ''} left out" if left_out else ""
     what = "pieces" if unit == "chunk" else "records"
     log(
         f"score: read {read:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}, selected {len(kept):,} "
@@ -362,6 +366,9 @@ def score(
         log(f"score: the input held fewer than {budget.tokens:,} tokens: every usable {what[:-1]} was kept", quiet)
     elif budget.k is not None and len(kept) < budget.k:
         log(f"score: the input held fewer than {budget.k:,} usable {what}: every one was kept", quiet)
+    if failed is not None:
+        with speaking(quiet):
+            failed.require_complete()  # exit 1: the selection is written, without the damaged shards
     partial_success(max_skipped, counts.skips.total)
 
 

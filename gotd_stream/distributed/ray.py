@@ -318,7 +318,7 @@ class Cluster:
         if state is None:
             with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:
                 identity = {"fit_id": potentials.fit_id, **budget.identity(), "text_field": text_field}
-                with State(folder, identity) as temporary:
+                with State(folder, identity, keep_going=False) as temporary:  # a damaged shard fails the run
                     return self.score(
                         paths,
                         text_field,
@@ -332,7 +332,11 @@ class Cluster:
                         quiet,
                         units,
                     )
-        todo = [(i, path, os.stat(path)) for i, path in enumerate(paths) if state.finished(path) is None]
+        todo = [
+            (i, path, os.stat(path))
+            for i, path in enumerate(paths)
+            if state.finished(path) is None and state.known_failure(path) is None
+        ]
         if todo:
             self._score_on_actors(todo, paths, text_field, state, potentials, models, budget, counts, quiet, units)
         top = score_resumable(paths, text_field, state, featurizer, potentials, budget, counts, device, quiet, units)
@@ -372,6 +376,7 @@ class Cluster:
     ) -> None:
         """One shard per actor at a time; a result is saved to the state as it comes; after the first failure no
         new shard starts, the shards in flight are saved, and the failure of the earliest shard is raised."""
+        from gotd_stream.io.streams import CorruptInput
         from gotd_stream.progress import progress
         from gotd_stream.version import __version__
 
@@ -395,6 +400,11 @@ class Cluster:
                     [ref], _ = self.ray.wait(list(running), num_returns=1)
                     index, actor = running.pop(ref)
                     result = self._get(ref, paths[index], "scoring")
+                    if isinstance(result, Failure) and isinstance(result.error, CorruptInput) and state.keep_going:
+                        state.failed(paths[index], stats[index], result.error)  # recorded; the others go on
+                        idle.append(actor)
+                        bar.update(1)
+                        continue
                     if isinstance(result, Failure):
                         failures[index] = result.error
                         if not isinstance(result.error, WorkerLost):

@@ -17,7 +17,7 @@ import numpy as np
 from gotd_stream.errors import RuntimeProblem, setting
 from gotd_stream.features.base import usable_rows
 from gotd_stream.io.records import Record, Skips, read_records, with_score
-from gotd_stream.io.streams import STDIN, atomic_output
+from gotd_stream.io.streams import STDIN, CorruptInput, atomic_output
 from gotd_stream.progress import progress
 from gotd_stream.select.artifact import Potentials
 from gotd_stream.select.budget import Budget, Kept
@@ -202,11 +202,18 @@ def score_resumable(
     for path in paths:
         shard = state.finished(path)
         if shard is None:
+            if state.known_failure(path) is not None:  # damaged in an earlier run, and still the same
+                continue
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
-            shard_keeper = score_shard(
-                path, text_field, featurizer, potentials, budget, counts, device, quiet, scorer, units
-            )
+            try:
+                shard_keeper = score_shard(
+                    path, text_field, featurizer, potentials, budget, counts, device, quiet, scorer, units
+                )
+            except CorruptInput as exc:  # recorded, and the other shards go on (a temporary state re-raises)
+                counts.scored, counts.skips.counts = scored_before, skipped_before
+                state.failed(path, stat, exc)
+                continue
             skipped = counts.skips.counts - skipped_before
             state.save(path, stat, shard_keeper, potentials.fit_id, counts.scored - scored_before, skipped, budget)
             kept = [item for _, item in shard_keeper.best_first()]

@@ -1,0 +1,92 @@
+"""Faults a long or unattended run meets: a damaged shard under --state, signals and unreachable clusters under
+--ray, devices that do not exist here, a damaged static-model cache. Each is run as a user runs the tool."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import zstandard
+
+from tests.conftest import make_docs, run, write_jsonl
+
+
+@pytest.fixture()
+def shards(tmp_path, tiny_model):
+    """Three .jsonl.zst shards, an artifact fitted on them, and a damaged copy of the middle one's bytes."""
+    docs = make_docs(150, seed=7)
+    paths = []
+    for i in range(3):
+        plain = write_jsonl(tmp_path / f"part-{i}.jsonl", docs[i::3])
+        path = tmp_path / f"part-{i}.jsonl.zst"
+        path.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+        plain.unlink()
+        paths.append(path)
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(9, seed=8, topics=("football",)))
+    artifact = tmp_path / "task.gotd"
+    run(["fit", "--target", target, *paths, "--model", tiny_model, "-o", artifact, "-q"])
+    good = paths[1].read_bytes()
+    return {"dir": tmp_path, "paths": paths, "artifact": artifact, "model": tiny_model, "good": good}
+
+
+def _damage(path, good: bytes) -> None:
+    """The shard cut short inside its zstd frame, as a copy that died part-way leaves it."""
+    path.write_bytes(good[: len(good) // 2])
+
+
+def test_damaged_shard_under_state_is_recorded_and_the_others_go_on(shards):
+    s, state = shards, shards["dir"] / "state"
+    bad = s["paths"][1]
+    _damage(bad, s["good"])
+    out = s["dir"] / "sel.jsonl"
+    args = ["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "--state", state, "-o", out, *s["paths"]]
+
+    first = run(args, code=1)
+    assert f"1 shard could not be read ({bad}: truncated or damaged zstd stream" in first.stderr
+    assert "the selection of the other 2 was written without it" in first.stderr
+    assert "1 damaged shard left out" in first.stderr  # the summary line, before the error
+    # the selection written is the two good shards' selection, as a plain run over them gives it
+    alone = s["dir"] / "alone.jsonl"
+    run(["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "-o", alone, s["paths"][0], s["paths"][2]])
+    assert out.read_bytes() == alone.read_bytes() and len(out.read_bytes().splitlines()) == 10
+    assert "read 100 records" in first.stderr  # the damaged shard's records before the damage are not counted
+    record = next(state.glob("shards/*.failed.json"))
+    assert "truncated or damaged zstd stream" in record.read_text()
+
+    # cron again, nothing changed: the failure is known, nothing is scored again, still exit 1 naming it
+    again = run(args, code=1)
+    assert "2 shards from" in again.stderr and "1 damaged shard left out" in again.stderr
+    assert f"{bad}: truncated or damaged zstd stream" in again.stderr and "unchanged since it failed" in again.stderr
+    assert out.read_bytes() == alone.read_bytes()
+    # touched only (a new mtime, the same bytes): still the same damaged file
+    os.utime(bad, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert "truncated or damaged" in run(args, code=1).stderr
+
+    # the file is fixed: it is scored, the run succeeds, the output is the one-pass selection of all three
+    bad.write_bytes(s["good"])
+    fixed = run(args)
+    assert "could not be read" not in fixed.stderr and not list(state.glob("shards/*.failed.json"))
+    plain = s["dir"] / "plain.jsonl"
+    run(["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "-o", plain, *s["paths"]])
+    assert out.read_bytes() == plain.read_bytes()
+
+
+def test_every_shard_damaged_writes_nothing(shards):
+    s = shards
+    for path in s["paths"]:
+        _damage(path, path.read_bytes())
+    out = s["dir"] / "sel.jsonl"
+    out.write_bytes(b"previous\n")
+    args = ["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "--state", s["dir"] / "st", "-o", out]
+    result = run([*args, *s["paths"]], code=1)
+    assert "3 shards could not be read" in result.stderr and "nothing was written" in result.stderr
+    assert out.read_bytes() == b"previous\n"
+
+
+def test_damaged_shard_without_state_still_fails_the_run(shards):
+    s = shards
+    _damage(s["paths"][1], s["good"])
+    out = s["dir"] / "sel.jsonl"
+    result = run(["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "-o", out, *s["paths"]], code=1)
+    assert "truncated or damaged zstd stream" in result.stderr and not out.exists()
