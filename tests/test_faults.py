@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import zstandard
@@ -90,3 +96,60 @@ def test_damaged_shard_without_state_still_fails_the_run(shards):
     out = s["dir"] / "sel.jsonl"
     result = run(["score", "-p", s["artifact"], "-k", 10, "--model", s["model"], "-o", out, *s["paths"]], code=1)
     assert "truncated or damaged zstd stream" in result.stderr and not out.exists()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool(*args, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+    """The installed command as a shell runs it; `timeout` only guards against a hang (the bug this file tests)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "gotd_stream", *map(str, args)], env=env, capture_output=True,
+                          timeout=timeout, **popen)  # fmt: skip
+
+
+@pytest.fixture()
+def lexical(tmp_path):
+    """Two small shards and a lexical artifact (no model to load)."""
+    docs = make_docs(60, seed=5)
+    paths = [write_jsonl(tmp_path / f"part-{i}.jsonl", docs[i::2]) for i in range(2)]
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(9, seed=6, topics=("cooking",)))
+    artifact = tmp_path / "task.gotd"
+    run(["fit", "--features", "lexical", "--target", target, *paths, "-o", artifact, "-q"])
+    return {"dir": tmp_path, "paths": paths, "artifact": artifact}
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the probe is
+
+
+def test_ray_address_with_nothing_listening_fails_at_once_naming_it(lexical):
+    address = f"127.0.0.1:{closed_port()}"
+    done = tool("score", "-p", lexical["artifact"], "-k", 5, "--ray", address, *lexical["paths"], timeout=60)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1 and b"Traceback" not in done.stderr, stderr
+    assert f"no Ray cluster answers at {address} (Connection refused): check the host and port" in stderr
+    assert done.stdout == b""
+
+
+def test_ray_address_of_an_http_server_fails_at_once_instead_of_hanging(lexical):
+    """The dashboard's port (8265) given for the cluster's: Ray's connect would wait on it for minutes."""
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        for given in (address, f"ray://{address}"):
+            done = tool("score", "-p", lexical["artifact"], "-k", 5, "--ray", given, *lexical["paths"], timeout=60)
+            stderr = done.stderr.decode()
+            assert done.returncode == 1 and b"Traceback" not in done.stderr, stderr
+            assert f"something listens at {given}, but not a Ray cluster (an HTTP server: " in stderr
+            assert "6379 by default" in stderr and "8265 is the dashboard" in stderr
+    finally:
+        server.shutdown()
+        server.server_close()

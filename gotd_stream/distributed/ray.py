@@ -85,23 +85,69 @@ def check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise UsageProblem(f"{setting('ray')} {address}: give HOST:PORT, ray://HOST:PORT, auto, or no address")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT).close()
+        connection = socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT)
     except OSError as exc:
         raise RayUnreachable(
-            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there (ray start --head), "
-            f"or give {setting('ray')} without an address for a local one"
+            f"no Ray cluster answers at {address} ({exc.strerror or exc or 'timed out'}): check the host and port, "
+            f"start one there (ray start --head), or give {setting('ray')} without an address for a local one"
         ) from None
+    with connection:
+        tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # a TLS handshake comes first: no probe
+        heard = None if tls else _grpc_reply(connection)
+    if heard is not None:
+        raise RayUnreachable(
+            f"something listens at {address}, but not a Ray cluster ({heard}): give the port of the cluster's "
+            "GCS, as `ray start --head` prints it (6379 by default), or of its client server with ray://HOST:PORT "
+            "(10001 by default); 8265 is the dashboard, which Ray cannot join"
+        )
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def _grpc_reply(connection: socket.socket) -> str | None:
+    """None when the server answers an HTTP/2 preface as gRPC (Ray's GCS and client server) do, with a SETTINGS
+    frame; else what it did instead, in words. Ray's own connect would wait on anything else for minutes."""
+    try:
+        connection.settimeout(REACH_TIMEOUT)
+        connection.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            data = connection.recv(9 - len(head))
+            if not data:
+                return "it closed the connection" if not head else f"it answered {head[:40]!r}"
+            head += data
+    except TimeoutError:
+        return f"no answer in {REACH_TIMEOUT:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head[3] == 0x04:  # a frame of type SETTINGS
+        return None
+    if head.startswith(b"HTTP/"):
+        with contextlib.suppress(OSError):
+            head += connection.recv(200)
+        return "an HTTP server: " + head.split(b"\r\n", 1)[0].decode("latin-1")
+    if head.lstrip().startswith(b"<"):
+        return "an HTTP server: it answered with a web page"
+    return f"it answered {head!r}"
+
+
+def check_address(settings: RaySettings) -> str | None:
+    """The address to join (auto: RAY_ADDRESS when set), checked within seconds (check_reachable); a caller
+    checks it before loading a model, so that a wrong address fails at once."""
+    address = settings.address
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+    if address not in (None, "auto", "local"):
+        check_reachable(address)
+    return address
 
 
 @contextlib.contextmanager
 def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
     """Connect to (or start) the cluster for the duration; a process already connected (ray.init) stays so."""
     ray = import_ray()
-    address = settings.address
-    if address == "auto" and os.environ.get("RAY_ADDRESS"):
-        address = os.environ["RAY_ADDRESS"]
-    if address not in (None, "auto", "local"):
-        check_reachable(address)
+    address = check_address(settings)
     started = not ray.is_initialized()
     if started:
         options = {"log_to_driver": False, "logging_level": logging.WARNING}
