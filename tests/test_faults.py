@@ -153,3 +153,31 @@ def test_ray_address_of_an_http_server_fails_at_once_instead_of_hanging(lexical)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["cuda", "tpu"])
+@pytest.mark.parametrize("command", ["score", "score-semantic", "fit", "embed", "finetune"])
+def test_a_device_that_is_not_here_is_a_usage_error_naming_the_devices_here(lexical, tiny_model, command, device):
+    if device == "cuda" and not _no_cuda():
+        pytest.skip("this machine has CUDA")
+    d, paths = lexical["dir"], lexical["paths"]
+    args = {
+        "score": ["score", "-p", lexical["artifact"], "-k", 3, *paths],
+        "score-semantic": ["score", "--target", d / "target.jsonl", "--model", tiny_model, "-k", 3, *paths],
+        "fit": ["fit", "--target", d / "target.jsonl", "--model", tiny_model, "-o", d / "x.gotd", *paths],
+        "embed": ["embed", "--model", tiny_model, "-o", d / "x.npy", *paths],
+        "finetune": ["finetune", "--data", paths[0], "-o", d / "ckpt", "--max-steps", 1],
+    }[command]
+    result = run([*args, "--device", device], code=2)
+    assert "Traceback" not in result.output and "the devices here: auto, cpu" in result.stderr
+    if device == "cuda":
+        assert "--device cuda: no CUDA device here (torch sees none" in result.stderr
+    else:
+        assert "--device tpu: not a device gotd-stream runs on here; give auto, cpu, cuda or cuda:N" in result.stderr
+    assert not (d / "x.gotd").exists() and not (d / "x.npy").exists() and not (d / "ckpt").exists()
