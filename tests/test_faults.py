@@ -181,3 +181,49 @@ def test_a_device_that_is_not_here_is_a_usage_error_naming_the_devices_here(lexi
     else:
         assert "--device tpu: not a device gotd-stream runs on here; give auto, cpu, cuda or cuda:N" in result.stderr
     assert not (d / "x.gotd").exists() and not (d / "x.npy").exists() and not (d / "ckpt").exists()
+
+
+@pytest.fixture()
+def static_copy(corpus, tiny_static, tmp_path):
+    """An artifact fitted with the tiny static model, and a copy of its cache (GOTD_STREAM_CACHE) to damage."""
+    import shutil
+
+    from gotd_stream.features.semantic import resolve_model
+
+    artifact = tmp_path / "static.gotd"
+    run(["fit", "--target", corpus["target"], corpus["pool"], "--model", tiny_static, "-o", artifact, "-q"])
+    cached = Path(resolve_model(tiny_static)[0])
+    cache = tmp_path / "cache"
+    shutil.copytree(cached, cache / "static" / cached.name)
+    score = ["score", "-p", artifact, "-k", 5, "--model", tiny_static, corpus["pool"]]
+    return {"folder": cache / "static" / cached.name, "env": {"GOTD_STREAM_CACHE": str(cache)}, "score": score}
+
+
+def test_a_damaged_static_cache_names_its_folder_and_distils_again_once_removed(static_copy):
+    s = static_copy
+    weights = s["folder"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    refused = run(s["score"], code=2, env=s["env"])
+    assert f"cannot load model {s['folder']} (" in refused.stderr
+    assert f"remove the folder {s['folder']} and the next run distils it again" in refused.stderr
+    (s["folder"] / "tokenizer.json").unlink()
+    assert "tokenizer.json missing" in run(s["score"], code=2, env=s["env"]).stderr
+    import shutil
+
+    shutil.rmtree(s["folder"])
+    again = run(s["score"], env=s["env"])  # distilled again into the same folder: the fit's model, the fit's scores
+    assert (s["folder"] / "model.safetensors").is_file()
+    assert again.stdout == run(s["score"]).stdout and len(again.stdout.splitlines()) == 5
+
+
+def test_flipped_static_weights_say_the_cache_differs_not_to_pass_static(static_copy):
+    from safetensors.torch import load_file, save_file
+
+    s = static_copy
+    weights = load_file(str(s["folder"] / "model.safetensors"))
+    weights["embedding.weight"][7] = -weights["embedding.weight"][7]  # still a valid file: other weights
+    save_file(weights, str(s["folder"] / "model.safetensors"))
+    refused = run(s["score"], code=2, env=s["env"])
+    assert f"the static model in {s['folder']} is not the one the fit used" in refused.stderr
+    assert "remove that folder and the next run distils it again" in refused.stderr
+    assert "pass --model static," not in refused.stderr
