@@ -154,7 +154,8 @@ def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
         if address in (None, "local"):
             options["include_dashboard"] = False
         try:
-            ray.init(address=address or "local", **options)
+            with _signals_deferred(ray) as pending:
+                ray.init(address=address or "local", **options)
         except ConnectionError as exc:
             where = "RAY_ADDRESS is unset and no cluster runs on this machine" if address == "auto" else str(exc)
             raise RayUnreachable(
@@ -163,13 +164,82 @@ def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
             ) from None
         except Exception as exc:  # a version mismatch, a refused token: Ray's own words say why
             raise RayUnreachable(f"could not join the Ray cluster at {address or 'a new local one'}: {exc}") from None
+        if pending:  # Ctrl-C or SIGTERM while it started: stop what it started, then unwind as they do
+            _shut_down(ray, _python_handlers())
+            raise KeyboardInterrupt
     restore = _errors_to_stderr(ray)
     try:
         yield Cluster(ray, settings)
     finally:
-        restore()
         if started:
-            ray.shutdown()
+            _shut_down(ray, _python_handlers())
+        restore()  # after the shutdown: Ray's last notices (actors killed) still go to stderr
+
+
+@contextlib.contextmanager
+def _signals_deferred(ray) -> Iterator[list]:
+    """Ctrl-C and SIGTERM held until ray.init returns (the list gets their numbers), so that Ray's processes are
+    either all started, and ray.shutdown stops them, or none: ray.init would otherwise end by SIGTERM with
+    sys.exit(15) part-way, leaving processes it had started that nothing tracks. Ray's C++ failure handler,
+    which would turn a later SIGTERM into a stack dump and an abort (exit 134), is not installed in this process
+    (its workers keep theirs)."""
+    import signal
+    import threading
+
+    pending: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    utils = getattr(ray._private, "utils", None)
+    constants = getattr(ray._private, "ray_constants", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is not None:
+        utils.set_sigterm_handler = lambda handler: None  # ray.init's own: sys.exit(15) on SIGTERM
+    if constants is not None and hasattr(constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"):
+        constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    handlers = _python_handlers()
+    for signum in handlers:
+        signal.signal(signum, lambda number, frame: pending.append(number))
+    try:
+        yield pending
+    finally:
+        _restore_handlers(handlers)
+        if original is not None:
+            utils.set_sigterm_handler = original
+
+
+def _python_handlers() -> dict:
+    """This process's Python handlers of SIGINT and SIGTERM (the CLI's: both unwind as KeyboardInterrupt)."""
+    import signal
+
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(handlers: dict) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
+
+
+def _shut_down(ray, handlers: dict) -> None:
+    """ray.shutdown with Ctrl-C and SIGTERM held off until it is done (a second signal would leave Ray's
+    processes behind), then the handlers as they were."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        ray.shutdown()
+        return
+    for signum in handlers:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        _restore_handlers(handlers)
 
 
 def _errors_to_stderr(ray):
