@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -227,3 +228,49 @@ def test_flipped_static_weights_say_the_cache_differs_not_to_pass_static(static_
     assert f"the static model in {s['folder']} is not the one the fit used" in refused.stderr
     assert "remove that folder and the next run distils it again" in refused.stderr
     assert "pass --model static," not in refused.stderr
+
+
+def _foreground() -> None:
+    """Ctrl-C and SIGTERM at their defaults, as a shell starts a foreground job (see tests/test_state.py)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _in_session(sid: int) -> list[str]:
+    """The processes still in session `sid` (the tool's, and every Ray process it started inherits it)."""
+    listing = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line.strip() for line in listing.splitlines() if line.split() and line.split()[0] == str(sid)]
+
+
+def test_sigterm_under_ray_shuts_the_cluster_down_and_exits_as_a_local_run(shards):
+    s = shards
+    big = [write_jsonl(s["dir"] / f"big-{i}.jsonl", make_docs(20000, seed=40 + i)) for i in range(3)]
+    out = s["dir"] / "sel.jsonl"
+    out.write_bytes(b"previous\n")
+    args = ["score", "--ray", "-p", s["artifact"], "-k", 20, "--model", s["model"], "-o", out, *big]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "gotd_stream", *map(str, args)], env=env, stderr=subprocess.PIPE,
+                            preexec_fn=_foreground, start_new_session=True)  # fmt: skip
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, b"")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while not any(b"scoring actor" in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the actors are scoring
+    time.sleep(1.0)
+    assert proc.poll() is None, b"".join(lines).decode()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    stderr = b"".join(lines).decode(errors="replace")
+    assert proc.returncode == 1 and "Aborted!" in stderr, (proc.returncode, stderr[-3000:])
+    assert "SIGTERM received" not in stderr and "logging.cc" not in stderr and "Traceback" not in stderr
+    assert out.read_bytes() == b"previous\n"
+    left = _in_session(proc.pid)
+    for _ in range(50):  # Ray's processes are stopped before the tool exits; give a slow machine a moment
+        if not left:
+            break
+        time.sleep(0.2)
+        left = _in_session(proc.pid)
+    assert not left, left
