@@ -137,6 +137,7 @@ def test_ray_address_with_nothing_listening_fails_at_once_naming_it(lexical):
 
 def test_ray_address_of_an_http_server_fails_at_once_instead_of_hanging(lexical):
     """The dashboard's port (8265) given for the cluster's: Ray's connect would wait on it for minutes."""
+
     class Quiet(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass

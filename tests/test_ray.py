@@ -96,7 +96,7 @@ def test_a_corrupt_shard_is_recorded_under_state_and_fails_a_run_without_it(clus
     corrupt.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 40)  # a zstd frame header and no frame
     paths = [*shards["shards"][:2], corrupt]
     # without --state: the run fails by the shard's name, as a local run does
-    failed = score(fitted, tiny_model, paths, "--ray", code=1)
+    failed = score(fitted, tiny_model, paths, "--ray", "auto", code=1)
     local = score(fitted, tiny_model, paths, code=1)
     assert f"{corrupt}: corrupt zstd stream" in failed.stderr or f"{corrupt}: truncated" in failed.stderr
     assert failed.stderr.splitlines()[-1] == local.stderr.splitlines()[-1]  # the local run's message

@@ -197,6 +197,8 @@ class State:
     def known_failure(self, path: str) -> str | None:
         """The reason `path` failed in an earlier run if its content is still the same, else None (try it again).
         The same size, mtime and fingerprint is the same file; a file only touched is hashed whole to be sure."""
+        if path in self.failures:  # failed in this run (on a Ray actor): its own words
+            return self.failures[path]
         meta = self.shards / f"{self._key(path)}.failed.json"
         try:
             record = json.loads(meta.read_text())
