@@ -92,7 +92,7 @@ _LAZY = {
     "gotd_stream.select.budget": ("Budget", "Rule", "RULES", "Kept", "TokenBudget", "sample_keys", "parse_count"),
     "gotd_stream.select.units": ("chunk_spans", "chunked", "UNITS", "MIN_CHUNK_TOKENS", "DEFAULT_CHUNK_TOKENS"),
     "gotd_stream.features.tokens": ("token_counter", "TokenizerError"),
-    "gotd_stream.select.state": ("State", "StateLocked", "StateError"),
+    "gotd_stream.select.state": ("State", "StateLocked", "StateError", "ShardsFailed"),
     "gotd_stream.report.build": ("build_report", "ReportSettings", "EmptySelection", "MissingGroup", "QuotaCandidates"),
     "gotd_stream.report.html": ("render_html", "write_report", "report_json", "NoPlots"),
     "gotd_stream.select.ot": ("CTransform", "CalibratedGradient", "fit_potentials", "NotConverged"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from gotd_stream.errors import UsageProblem, setting
+
 SAFETENSORS_HINT = " (gotd-stream loads weights from model.safetensors only: a pickled .bin file can run code)"
 
 
@@ -26,10 +28,40 @@ def load_failure(exc: Exception) -> str:
     return f"{exc}{SAFETENSORS_HINT}" if "safetensors" in str(exc) else str(exc)
 
 
-def pick_device(device: str) -> str:
-    """`auto`: the GPU when torch sees one, else the CPU; any other name as given."""
-    if device != "auto":
-        return device
+class DeviceUnavailable(UsageProblem):
+    """A device that is not one torch can use here (no CUDA, a name torch does not run on); says which exist."""
+
+
+def devices_here() -> list[str]:
+    """The device names that work on this machine: cpu, cuda:N for each GPU torch sees, mps on Apple silicon."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
+def pick_device(device: str) -> str:
+    """`auto`: the GPU when torch sees one, else the CPU; else the name given, once it is known to work here
+    (DeviceUnavailable otherwise: torch's own failure comes late, as a traceback or an assertion)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    here = devices_here()
+    name, _, index = device.partition(":")
+    usable = device in here or (device == "cuda" and "cuda:0" in here)
+    if usable:
+        return device
+    listed = f"the devices here: auto, {', '.join(here)}"
+    if name == "cuda" and (index == "" or index.isdigit()):
+        gpus = sum(d.startswith("cuda:") for d in here)
+        if gpus:
+            why = f"no {device} here (torch sees {gpus} GPU{'s' if gpus > 1 else ''})"
+        else:
+            why = f"no CUDA device here (torch sees none{'' if torch.version.cuda else ', and was built without CUDA'})"
+        raise DeviceUnavailable(f"{setting('device')} {device}: {why}; {listed}")
+    raise DeviceUnavailable(
+        f"{setting('device')} {device}: not a device gotd-stream runs on here; give auto, cpu, cuda or cuda:N "
+        f"({listed})"
+    )

@@ -91,16 +91,23 @@ def test_an_actor_killed_mid_shard_is_restarted_and_the_output_still_matches(
     assert b"worker died" not in crashed.stdout_bytes  # Ray's own notice goes to stderr, not into the data
 
 
-def test_a_corrupt_shard_fails_the_run_by_name_after_the_others_are_saved(cluster, shards, fitted, tiny_model):
+def test_a_corrupt_shard_is_recorded_under_state_and_fails_a_run_without_it(cluster, shards, fitted, tiny_model):
     corrupt = shards["dir"] / "part-9.jsonl.zst"
     corrupt.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 40)  # a zstd frame header and no frame
     paths = [*shards["shards"][:2], corrupt]
-    state = shards["dir"] / "state"
-    failed = score(fitted, tiny_model, paths, "--ray", "--state", state, code=1)
+    # without --state: the run fails by the shard's name, as a local run does
+    failed = score(fitted, tiny_model, paths, "--ray", "auto", code=1)
     local = score(fitted, tiny_model, paths, code=1)
     assert f"{corrupt}: corrupt zstd stream" in failed.stderr or f"{corrupt}: truncated" in failed.stderr
     assert failed.stderr.splitlines()[-1] == local.stderr.splitlines()[-1]  # the local run's message
-    assert len(list((state / "shards").glob("*.json"))) == 2  # the good shards are safe
+    # with --state: recorded as failed, the good shards scored and written, exit 1 naming it, as a local run
+    state, local_state = shards["dir"] / "state", shards["dir"] / "local-state"
+    recorded = score(fitted, tiny_model, paths, "--ray", "--state", state, code=1)
+    local = score(fitted, tiny_model, paths, "--state", local_state, code=1)
+    assert f"1 shard could not be read ({corrupt}: " in recorded.stderr
+    assert recorded.stderr.splitlines()[-1] == local.stderr.splitlines()[-1].replace(str(local_state), str(state))
+    assert recorded.stdout_bytes == local.stdout_bytes == score(fitted, tiny_model, paths[:2]).stdout_bytes
+    assert len(list((state / "shards").glob("*.jsonl.zst"))) == 2 and len(list(state.glob("shards/*.failed.json"))) == 1
     corrupt.unlink()
     resumed = score(fitted, tiny_model, paths[:2], "--ray", "--state", state)
     assert "2 shards from" in resumed.stderr

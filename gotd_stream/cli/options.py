@@ -517,7 +517,12 @@ def ray_settings(address: str | None, actors: int | None, gpus: float | None, pa
         )
     if "-" in paths:
         raise click.UsageError("--ray reads input files on its workers: give files, not stdin")
-    return gs.RaySettings(None if address == "local" else address, actors, gpus)
+    settings = gs.RaySettings(None if address == "local" else address, actors, gpus)
+    from gotd_stream.distributed.ray import check_address
+
+    with friendly_errors():
+        check_address(settings)  # a wrong address fails in seconds, before a model loads
+    return settings
 
 
 def on_ray(settings):

@@ -214,8 +214,11 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         gs.require_usable(counts.scored, counts.skips, paths)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
         held = gs.selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
-    said = described_targets(targets, normalised)
+    said, failed = described_targets(targets, normalised), done.failed
     summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
+    if failed is not None:
+        with speaking(quiet):
+            failed.require_complete()  # exit 1: the selection is written, without the damaged shards
     partial_success(p["max_skipped"], counts.skips.total)
 
 
@@ -226,6 +229,8 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     where = (f", {counts.reused} shards from {p['state']}" if p["state"] else "") + (
         f", {gs.running_on(cluster)}" if cluster else ""
     )
+    left_out = len(done.failed.failures) if done.failed is not None else 0
+    where += f", {left_out} damaged shard{'s' if left_out > 1 else ''} left out" if left_out else ""
     sent = f" -> {output}" if output and output != "-" else ""
     read = (
         f"score: read {counts.scored + counts.skips.total:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}"

@@ -83,30 +83,77 @@ def check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise UsageProblem(f"{setting('ray')} {address}: give HOST:PORT, ray://HOST:PORT, auto, or no address")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT).close()
+        connection = socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT)
     except OSError as exc:
         raise RayUnreachable(
-            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one there (ray start --head), "
-            f"or give {setting('ray')} without an address for a local one"
+            f"no Ray cluster answers at {address} ({exc.strerror or exc or 'timed out'}): check the host and port, "
+            f"start one there (ray start --head), or give {setting('ray')} without an address for a local one"
         ) from None
+    with connection:
+        tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # a TLS handshake comes first: no probe
+        heard = None if tls else _grpc_reply(connection)
+    if heard is not None:
+        raise RayUnreachable(
+            f"something listens at {address}, but not a Ray cluster ({heard}): give the port of the cluster's "
+            "GCS, as `ray start --head` prints it (6379 by default), or of its client server with ray://HOST:PORT "
+            "(10001 by default); 8265 is the dashboard, which Ray cannot join"
+        )
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def _grpc_reply(connection: socket.socket) -> str | None:
+    """None when the server answers an HTTP/2 preface as gRPC (Ray's GCS and client server) do, with a SETTINGS
+    frame; else what it did instead, in words. Ray's own connect would wait on anything else for minutes."""
+    try:
+        connection.settimeout(REACH_TIMEOUT)
+        connection.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            data = connection.recv(9 - len(head))
+            if not data:
+                return "it closed the connection" if not head else f"it answered {head[:40]!r}"
+            head += data
+    except TimeoutError:
+        return f"no answer in {REACH_TIMEOUT:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head[3] == 0x04:  # a frame of type SETTINGS
+        return None
+    if head.startswith(b"HTTP/"):
+        with contextlib.suppress(OSError):
+            head += connection.recv(200)
+        return "an HTTP server: " + head.split(b"\r\n", 1)[0].decode("latin-1")
+    if head.lstrip().startswith(b"<"):
+        return "an HTTP server: it answered with a web page"
+    return f"it answered {head!r}"
+
+
+def check_address(settings: RaySettings) -> str | None:
+    """The address to join (auto: RAY_ADDRESS when set), checked within seconds (check_reachable); a caller
+    checks it before loading a model, so that a wrong address fails at once."""
+    address = settings.address
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+    if address not in (None, "auto", "local"):
+        check_reachable(address)
+    return address
 
 
 @contextlib.contextmanager
 def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
     """Connect to (or start) the cluster for the duration; a process already connected (ray.init) stays so."""
     ray = import_ray()
-    address = settings.address
-    if address == "auto" and os.environ.get("RAY_ADDRESS"):
-        address = os.environ["RAY_ADDRESS"]
-    if address not in (None, "auto", "local"):
-        check_reachable(address)
+    address = check_address(settings)
     started = not ray.is_initialized()
     if started:
         options = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address in (None, "local"):
             options["include_dashboard"] = False
         try:
-            ray.init(address=address or "local", **options)
+            with _signals_deferred(ray) as pending:
+                ray.init(address=address or "local", **options)
         except ConnectionError as exc:
             where = "RAY_ADDRESS is unset and no cluster runs on this machine" if address == "auto" else str(exc)
             raise RayUnreachable(
@@ -115,13 +162,82 @@ def ray_cluster(settings: RaySettings) -> Iterator[Cluster]:
             ) from None
         except Exception as exc:  # a version mismatch, a refused token: Ray's own words say why
             raise RayUnreachable(f"could not join the Ray cluster at {address or 'a new local one'}: {exc}") from None
+        if pending:  # Ctrl-C or SIGTERM while it started: stop what it started, then unwind as they do
+            _shut_down(ray, _python_handlers())
+            raise KeyboardInterrupt
     restore = _errors_to_stderr(ray)
     try:
         yield Cluster(ray, settings)
     finally:
-        restore()
         if started:
-            ray.shutdown()
+            _shut_down(ray, _python_handlers())
+        restore()  # after the shutdown: Ray's last notices (actors killed) still go to stderr
+
+
+@contextlib.contextmanager
+def _signals_deferred(ray) -> Iterator[list]:
+    """Ctrl-C and SIGTERM held until ray.init returns (the list gets their numbers), so that Ray's processes are
+    either all started, and ray.shutdown stops them, or none: ray.init would otherwise end by SIGTERM with
+    sys.exit(15) part-way, leaving processes it had started that nothing tracks. Ray's C++ failure handler,
+    which would turn a later SIGTERM into a stack dump and an abort (exit 134), is not installed in this process
+    (its workers keep theirs)."""
+    import signal
+    import threading
+
+    pending: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    utils = getattr(ray._private, "utils", None)
+    constants = getattr(ray._private, "ray_constants", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is not None:
+        utils.set_sigterm_handler = lambda handler: None  # ray.init's own: sys.exit(15) on SIGTERM
+    if constants is not None and hasattr(constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"):
+        constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    handlers = _python_handlers()
+    for signum in handlers:
+        signal.signal(signum, lambda number, frame: pending.append(number))
+    try:
+        yield pending
+    finally:
+        _restore_handlers(handlers)
+        if original is not None:
+            utils.set_sigterm_handler = original
+
+
+def _python_handlers() -> dict:
+    """This process's Python handlers of SIGINT and SIGTERM (the CLI's: both unwind as KeyboardInterrupt)."""
+    import signal
+
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(handlers: dict) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
+
+
+def _shut_down(ray, handlers: dict) -> None:
+    """ray.shutdown with Ctrl-C and SIGTERM held off until it is done (a second signal would leave Ray's
+    processes behind), then the handlers as they were."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        ray.shutdown()
+        return
+    for signum in handlers:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        _restore_handlers(handlers)
 
 
 def _errors_to_stderr(ray):
@@ -284,7 +400,11 @@ class Cluster:
     def score_unfinished(self, state, paths: list[str], potentials, models: ModelSettings, plan, counts, quiet=False):
         """Score the shards that `state` (a select.state.State) has not finished on the actor pool, saving each
         result there as it comes; the caller then merges the folder as a local run does."""
-        todo = [(i, path, os.stat(path)) for i, path in enumerate(paths) if state.finished(path) is None]
+        todo = [
+            (i, path, os.stat(path))
+            for i, path in enumerate(paths)
+            if state.finished(path) is None and state.known_failure(path) is None
+        ]
         if todo:
             self._score_on_actors(todo, paths, state, potentials, models, plan, counts, quiet)
         counts.reused -= len(todo)  # scored now, on Ray: not taken from an earlier run
@@ -320,6 +440,7 @@ class Cluster:
     def _score_on_actors(self, todo, paths, state, potentials, models, plan, counts, quiet) -> None:
         """One shard per actor at a time; a result is saved to the state as it comes; after the first failure no
         new shard starts, the shards in flight are saved, and the failure of the earliest shard is raised."""
+        from gotd_stream.io.streams import CorruptInput
         from gotd_stream.progress import progress
         from gotd_stream.version import __version__
 
@@ -343,6 +464,11 @@ class Cluster:
                     [ref], _ = self.ray.wait(list(running), num_returns=1)
                     index, actor = running.pop(ref)
                     result = self._get(ref, paths[index], "scoring")
+                    if isinstance(result, Failure) and isinstance(result.error, CorruptInput) and state.keep_going:
+                        state.failed(paths[index], stats[index], result.error)  # recorded; the others go on
+                        idle.append(actor)
+                        bar.update(1)
+                        continue
                     if isinstance(result, Failure):
                         failures[index] = result.error
                         if not isinstance(result.error, WorkerLost):
@@ -403,6 +529,7 @@ class OnRay:
     models: ModelSettings
     directory: str | None = None
     wait: bool = False
+    state: object = field(default=None, init=False)  # after run, with a folder: its State (failures_of)
 
     def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
         from gotd_stream.select.executors import check_files
@@ -410,16 +537,19 @@ class OnRay:
         check_files(paths, setting("ray_address"))
         if self.directory is not None:
             return self._run(self.directory, paths, featurizer, artifact, plan, counts, device, quiet)
-        with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:
-            return self._run(folder, paths, featurizer, artifact, plan, counts, device, quiet)
+        with tempfile.TemporaryDirectory(prefix="gotd-ray-") as folder:  # a damaged shard fails the run
+            return self._run(folder, paths, featurizer, artifact, plan, counts, device, quiet, keep_going=False)
 
-    def _run(self, folder, paths, featurizer, artifact, plan, counts, device, quiet):
+    def _run(self, folder, paths, featurizer, artifact, plan, counts, device, quiet, keep_going=True):
         from gotd_stream.select.executors import Resumable
 
         def elsewhere(state):
             self.cluster.score_unfinished(state, paths, artifact, self.models, plan, counts, quiet)
 
-        return Resumable(folder, self.wait).run(paths, featurizer, artifact, plan, counts, device, quiet, elsewhere)
+        resumable = Resumable(folder, self.wait, keep_going)
+        keeper = resumable.run(paths, featurizer, artifact, plan, counts, device, quiet, elsewhere)
+        self.state = resumable.state
+        return keeper
 
 
 def _report(skips: Skips, examples: list) -> None:

@@ -149,9 +149,19 @@ def featurizer_for(potentials: FittedSpace, settings: ModelSettings, space: str 
         )
     embedder = settings.load(fitted["max_tokens"])
     if embedder.fingerprint != fitted["fingerprint"]:
+        from gotd_stream.features.semantic import resolve_model
+        from gotd_stream.features.static import is_static
+
         # a static model is named "static <source>" (features.static): say how to get it back
         hint = f"pass {setting('model')} with the folder it was fitted with"
-        if _static(fitted):
+        if _static(fitted) and embedder.name == fitted["name"] and is_static(settings.model):
+            # the static model asked for, distilled from the same source, with other weights: the cache's
+            hint = (
+                f"the static model in {resolve_model(settings.model)[0]} is not the one the fit used (damaged, or "
+                "distilled by other library versions): remove that folder and the next run distils it again, or "
+                f"copy the folder the fit used and pass {setting('model')} with it"
+            )
+        elif _static(fitted):
             hint = f"pass {setting('model')} static, or static:DIR with the folder it was distilled from"
         elif str(fitted.get("name", "")).startswith(DEFAULT_MODEL):
             hint = f"pass {setting('model')} {DEFAULT_MODEL}"

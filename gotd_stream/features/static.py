@@ -85,6 +85,13 @@ def static_folder(source: str, source_name: str, load: Callable[[str], Any]) -> 
     root = cache_root() / STATIC
     folder = root / source_key(source)
     if (folder / "modules.json").is_file():
+        missing = [name for name in ("model.safetensors", "tokenizer.json") if not (folder / name).is_file()]
+        try:
+            json.loads((folder / "modules.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise unloadable(str(folder), f"modules.json is unreadable ({exc})") from None
+        if missing:
+            raise unloadable(str(folder), f"{' and '.join(missing)} missing")
         return str(folder)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -96,6 +103,25 @@ def static_folder(source: str, source_name: str, load: Callable[[str], Any]) -> 
             f"cannot write the static model cache {root} ({exc.strerror or exc}): set {CACHE_ENV} to a writable folder"
         ) from None
     return str(folder)
+
+
+def in_cache(folder: str) -> bool:
+    """Whether `folder` is one of the distilled models of the cache (cache_root()/static/<key>)."""
+    try:
+        return Path(folder).resolve().parent == (cache_root() / STATIC).resolve()
+    except OSError:
+        return False
+
+
+def unloadable(folder: str, why: str) -> StaticError:
+    """The error for a static folder that does not load; for the cache's own, how to get it back."""
+    advice = ""
+    if in_cache(folder):
+        advice = (
+            f": it is the static model distilled into the cache {cache_root()}, damaged since; remove the folder "
+            f"{folder} and the next run distils it again"
+        )
+    return StaticError(f"cannot load model {folder} ({why}){advice}")
 
 
 @contextlib.contextmanager
@@ -199,9 +225,9 @@ def load_static(folder: str, device: str):
             weights = fh.get_tensor("embedding.weight")
         tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
     except Exception as exc:  # safetensors and tokenizers raise their own types for damaged files
-        raise StaticError(f"cannot load model {folder}: {exc}") from None
+        raise unloadable(folder, str(exc)) from None
     if weights.ndim != 2 or not weights.is_floating_point():
-        raise StaticError(f"cannot load model {folder}: embedding.weight is not a matrix of floats")
+        raise unloadable(folder, "embedding.weight is not a matrix of floats")
     return static_bag()(tokenizer, weights.float()).to(device)
 
 

@@ -20,7 +20,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gotd_stream.errors import UsageProblem, setting
@@ -62,20 +62,38 @@ class Resumable:
 
     directory: str
     wait: bool = False
+    keep_going: bool = True  # a damaged shard is recorded as failed and the others go on (select.state)
+    state: object = field(default=None, init=False)  # after run: the State, for its failures (failures_of)
 
     def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False, scored_elsewhere=None):
         from gotd_stream.select.state import State
 
         check_files(paths, setting("state"))
-        with State(self.directory, plan.identity(artifact), wait=self.wait) as state:
+        with State(self.directory, plan.identity(artifact), wait=self.wait, keep_going=self.keep_going) as state:
             log.info(state.message)
             if scored_elsewhere is not None:  # distributed.ray: the unfinished shards, scored on the actors
                 scored_elsewhere(state)
-            return shards_through(state, paths, featurizer, artifact, plan, counts, device, quiet)
+            keeper = shards_through(state, paths, featurizer, artifact, plan, counts, device, quiet)
+            state.require_complete(written=False)  # every shard damaged: nothing to write
+            self.state = state if self.keep_going else None
+            return keeper
+
+
+def failures_of(executor):
+    """The State of a resumable run (directly, on Ray, or as a Slurm share's), whose `failures` name the damaged
+    shards it left out; None for a run without a state folder."""
+    inner = getattr(executor, "inner", None)
+    if inner is not None:
+        return failures_of(inner)
+    return getattr(executor, "state", None)
 
 
 def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):
-    """Take finished shards from `state`, score and save the others, offer every shard's candidates in order."""
+    """Take finished shards from `state`, score and save the others, offer every shard's candidates in order.
+
+    A damaged shard (CorruptInput) is recorded in the state as failed and left out, and the others go on; it is
+    tried again only once its content changes (State.known_failure). The caller asks State.require_complete."""
+    from gotd_stream.io.streams import CorruptInput
     from gotd_stream.select.score import score_shard, scorers_of
 
     scorers = scorers_of(artifact, device)
@@ -85,9 +103,16 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
     for path in paths:
         shard = state.finished(path)
         if shard is None:
+            if state.known_failure(path) is not None:  # damaged in an earlier run, and still the same
+                continue
             stat = os.stat(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
-            own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
+            try:
+                own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
+            except CorruptInput as exc:  # recorded, and the other shards go on (a temporary state re-raises)
+                counts.scored, counts.skips.counts = scored_before, skipped_before
+                state.failed(path, stat, exc)
+                continue
             lines = list(own.lines(candidates=True))
             skipped = counts.skips.counts - skipped_before
             state.save_lines(path, stat, lines, counts.scored - scored_before, skipped)

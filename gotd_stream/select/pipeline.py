@@ -23,6 +23,7 @@ class Selection:
     artifact: object  # a Potentials (one target) or a Mixture (several)
     featurizer: object
     counts: object  # select.score.Counts
+    failed: object = None  # the select.state.State of a resumable run, whose `failures` name its damaged shards
 
 
 def check_select(
@@ -71,7 +72,7 @@ def pick(
     fitted first with `embedder` and `settings`; the executor (default: Local) runs it."""
     from gotd_stream.io.records import Skips, read_records
     from gotd_stream.select.artifact import Mixture
-    from gotd_stream.select.executors import Local, Share
+    from gotd_stream.select.executors import Local, Share, failures_of
     from gotd_stream.select.fit import fit
     from gotd_stream.select.keep import check_plan
     from gotd_stream.select.score import Counts, rereadable
@@ -82,9 +83,8 @@ def pick(
         paths, executor = executor.paths(paths), executor.inner
     if potentials is not None:
         check_plan(isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates)
-        return Selection(
-            executor.run(paths, featurizer, potentials, plan, counts, device, quiet), potentials, featurizer, counts
-        )
+        keeper = executor.run(paths, featurizer, potentials, plan, counts, device, quiet)
+        return Selection(keeper, potentials, featurizer, counts, failures_of(executor))
     check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates)
     if rereadable(paths):
         silent = Skips(strict=counts.skips.strict, report=False)  # the scoring pass reports the bad records
@@ -96,7 +96,7 @@ def pick(
     if save_potentials:
         fitted.potentials.save(save_potentials)
     keeper = executor.run(paths, fitted.featurizer, fitted.potentials, plan, counts, device, quiet)
-    return Selection(keeper, fitted.potentials, fitted.featurizer, counts)
+    return Selection(keeper, fitted.potentials, fitted.featurizer, counts, failures_of(executor))
 
 
 def _counted(plan) -> bool:

@@ -44,6 +44,11 @@ class NotAState(UsageProblem):
     """A folder given as a state folder (to merge) that no `score --state` run made."""
 
 
+class ShardsFailed(RuntimeProblem):
+    """Some shards could not be read (damaged): the others were scored and their selection written; the message
+    names the failed shards and why. They are tried again once their content changes."""
+
+
 @dataclass
 class Shard:
     """What a finished shard was and what reading it gave."""
@@ -81,6 +86,15 @@ def content_key(prints: str) -> str:
     return prints[:20]
 
 
+def content_hash(path: str) -> str:
+    """sha256 of a whole file: tells a damaged shard that was only touched from one that was replaced."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
 def _atomic_json(path: Path, data: dict) -> None:
     with atomic_output(str(path)) as fh:
         fh.write(json.dumps(data, sort_keys=True, indent=1).encode() + b"\n")
@@ -89,7 +103,7 @@ def _atomic_json(path: Path, data: dict) -> None:
 class State:
     """A state folder: `state.json` (what it is for), `lock`, and `shards/<key>.{jsonl.zst,json}` per input."""
 
-    def __init__(self, directory: str, identity: dict, wait: bool = False):
+    def __init__(self, directory: str, identity: dict, wait: bool = False, keep_going: bool = True):
         self.dir = Path(directory)
         self.shards = self.dir / "shards"
         self.identity = dict(identity, state_version=STATE_VERSION)
@@ -97,6 +111,9 @@ class State:
         self._lock_fd: int | None = None
         self._prints: dict[str, str] = {}  # the fingerprint of a shard when this run first looked at it
         self.message = ""  # why an old state was discarded, for the user
+        self.keep_going = keep_going  # a damaged shard is recorded and the others go on; False: it fails the run
+        self.failures: dict[str, str] = {}  # path -> why, for the shards that failed (now, or unchanged before)
+        self.inputs: list[str] = []
 
     def __enter__(self) -> State:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -170,9 +187,78 @@ class State:
             return None
         return shard
 
+    def failed(self, path: str, stat: os.stat_result, error: Exception) -> None:
+        """Record that `path` (as `stat` and its fingerprint were before it was read) could not be read, and why;
+        a re-run skips it until its content changes (known_failure). Whatever it kept before is dropped. A state
+        that does not keep going (a temporary one) raises `error` instead."""
+        if not self.keep_going:
+            raise error
+        reason = str(error)
+        key = self._key(path)
+        prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
+        record = {
+            "path": os.path.abspath(path),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "fingerprint": prints,
+            "content": content_hash(path),
+            "reason": reason,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        for stale in (self.shards / f"{key}.json", self.shards / f"{key}.jsonl.zst"):
+            stale.unlink(missing_ok=True)  # a shard finished earlier, then damaged: its old lines are not it
+        _atomic_json(self.shards / f"{key}.failed.json", record)
+        self.failures[path] = reason
+
+    def known_failure(self, path: str) -> str | None:
+        """The reason `path` failed in an earlier run if its content is still the same, else None (try it again).
+        The same size, mtime and fingerprint is the same file; a file only touched is hashed whole to be sure."""
+        if path in self.failures:  # failed in this run (on a Ray actor): its own words
+            return self.failures[path]
+        meta = self.shards / f"{self._key(path)}.failed.json"
+        try:
+            record = json.loads(meta.read_text())
+            stat = os.stat(path)
+            prints = self._prints.get(path) or fingerprint(path, stat.st_size)
+            same = (record["path"], record["size"], record["fingerprint"]) == (
+                os.path.abspath(path),
+                stat.st_size,
+                prints,
+            )
+            if same and record["mtime_ns"] != stat.st_mtime_ns:
+                same = record["content"] == content_hash(path)
+            reason = f"{record['reason']} (unchanged since it failed, {record['when']})"
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        if not same:
+            return None
+        self.failures[path] = reason
+        return reason
+
+    def require_complete(self, written: bool = True) -> None:
+        """Raise ShardsFailed naming the shards that failed (now or, unchanged, in an earlier run). Before the
+        selection is written (`written` False) only when every input failed: there is then nothing to write."""
+        if not self.failures or (not written and len(self.failures) < len(set(self.inputs))):
+            return
+        n = len(self.failures)
+        named = [why if why.startswith(f"{path}:") else f"{path}: {why}" for path, why in self.failures.items()]
+        listed = "; ".join(named[:10])
+        more = f"; and {n - 10} more" if n > 10 else ""
+        outcome = (
+            f"the selection of the other {len(set(self.inputs)) - n} was written without {'them' if n > 1 else 'it'}"
+            if written
+            else "nothing was written"
+        )
+        raise ShardsFailed(
+            f"{n} shard{'s' if n > 1 else ''} could not be read ({listed}{more}): {outcome}, and what was scored is "
+            f"saved in {self.dir}. Replace or remove the damaged {'files' if n > 1 else 'file'}: a re-run skips "
+            f"{'them' if n > 1 else 'it'} until {'their' if n > 1 else 'its'} content changes"
+        )
+
     def note_inputs(self, paths: list[str]) -> None:
         """Record the shards this run is for (`inputs.json`), so that `merge` of the folder can tell a finished
         run from one that stopped part-way."""
+        self.inputs = list(paths)
         inputs = {"inputs": [os.path.abspath(p) for p in paths], "keys": [self._key(p) for p in paths]}
         _atomic_json(self.dir / "inputs.json", inputs)
 
@@ -195,6 +281,7 @@ class State:
         prints = self._print(path)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
+        (self.shards / f"{key}.failed.json").unlink(missing_ok=True)  # it failed once; now it is scored
 
 
 @dataclass
