@@ -7,30 +7,14 @@ order, or their state folders, merged in any order, equal one run over the sorte
 
 from __future__ import annotations
 
-import os
-
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.select.executors import share, sorted_inputs  # the share is the Share executor's own rule
+
+__all__ = ["FoldersDisagree", "check_budget", "merge_inputs", "share", "sorted_inputs"]
 
 
 class FoldersDisagree(UsageProblem):
     """State folders that do not merge: other artifacts or text fields, too small a k, a shard in two of them."""
-
-
-def sorted_inputs(paths: list[str]) -> list[str]:
-    """The inputs in the order that shares and folder merges use: by absolute path, as strings (code points)."""
-    return sorted(paths, key=os.path.abspath)
-
-
-def share(paths: list[str], index: int, count: int) -> list[str]:
-    """Task `index` of `count`'s inputs: the block [index*n/count, (index+1)*n/count) of the sorted paths.
-
-    Blocks are contiguous, so task outputs merged in task order are in the order of one sorted run, and their
-    sizes differ by one at most; with more tasks than inputs, some tasks get none.
-    """
-    if not 0 <= index < count:
-        raise UsageProblem(f"{setting('shard_index')} {index} is outside 0..{count - 1} (for {count} tasks)")
-    ordered = sorted_inputs(paths)
-    return ordered[index * len(ordered) // count : (index + 1) * len(ordered) // count]
 
 
 def check_budget(directory: str, identity: dict, k: int | None, tokens: int | None) -> None:

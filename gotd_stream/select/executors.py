@@ -7,7 +7,8 @@
 - `Resumable`: shard by shard through a `--state` folder (select.state): finished shards come from the folder,
   the others are scored and saved; every shard's candidates are offered in input order, so the result is one
   pass's, whatever the restarts.
-- `Share`: a Slurm array task's share of the inputs (distributed.shards.share), run by another executor.
+- `Share`: a Slurm array task's share of the inputs (`share`: a contiguous block of the sorted paths), run by
+  another executor.
 - `distributed.ray.OnRay`: the unfinished shards on a Ray actor pool, then the folder merged as `Resumable` does.
 
 Every executor ends in the same place: `score_shard` (what one shard does) and the keeper's candidates, which
@@ -144,17 +145,32 @@ def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) ->
     offer_lines(keeper, read, len(mixture.names) if mixture is not None else 1)
 
 
+def sorted_inputs(paths: list[str]) -> list[str]:
+    """The inputs in the order that shares and folder merges use: by absolute path, as strings (code points)."""
+    return sorted(paths, key=os.path.abspath)
+
+
+def share(paths: list[str], index: int, count: int) -> list[str]:
+    """Task `index` of `count`'s inputs: the block [index*n/count, (index+1)*n/count) of the sorted paths.
+
+    Blocks are contiguous, so task outputs merged in task order are in the order of one sorted run, and their
+    sizes differ by one at most; with more tasks than inputs, some tasks get none.
+    """
+    if not 0 <= index < count:
+        raise UsageProblem(f"{setting('shard_index')} {index} is outside 0..{count - 1} (for {count} tasks)")
+    ordered = sorted_inputs(paths)
+    return ordered[index * len(ordered) // count : (index + 1) * len(ordered) // count]
+
+
 @dataclass
 class Share:
-    """A Slurm array task: its block of the sorted inputs (distributed.shards.share), run by `inner`."""
+    """A Slurm array task: its block of the sorted inputs (`share`), run by `inner`."""
 
     index: int
     count: int
     inner: Executor
 
     def paths(self, paths: list[str]) -> list[str]:
-        from gotd_stream.distributed.shards import share
-
         return share(paths, self.index, self.count)
 
     def run(self, paths, featurizer, artifact, plan, counts, device="cpu", quiet=False):

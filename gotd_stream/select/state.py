@@ -281,7 +281,19 @@ class State:
         prints = self._print(path)
         shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
-        (self.shards / f"{key}.failed.json").unlink(missing_ok=True)  # it failed once; now it is scored
+        self._forget_failures(path, key)
+
+    def _forget_failures(self, path: str, key: str) -> None:
+        """A shard scored now: its failure records go, under its key and under the key of the damaged content
+        it had at this path (shards are keyed by content, and a fixed file has other content)."""
+        where = os.path.abspath(path)
+        for record in self.shards.glob("*.failed.json"):
+            try:
+                stale = record.name == f"{key}.failed.json" or json.loads(record.read_text()).get("path") == where
+            except (OSError, ValueError, AttributeError):
+                stale = False
+            if stale:
+                record.unlink(missing_ok=True)
 
 
 @dataclass
