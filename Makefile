@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
 	$(PY) bench/cluster.py
+	$(PY) bench/several.py
 
 # Which feature space serves which target (several minutes; reuses the embeddings cached by `make defaults`), then
 # GOT-D against DSIR (both modes), random and the target centroid at token parity, with SmolLM2 warm-ups on three
