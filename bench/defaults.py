@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gotd_stream as gs  # noqa: E402
 from bench.pool import DEFAULT_DOMAINS, _dedup, load_domains  # noqa: E402
+from gotd_stream.features.semantic import Embedder  # noqa: E402
+from gotd_stream.select.ot import CalibratedGradient, fit_potentials  # noqa: E402
 
 BASE = {"epsilon": 0.05, "sample": 10_000, "target": 1_000, "tokens": 128}
 VARY = {
@@ -48,14 +50,14 @@ def embeddings(texts: list[str], cache: Path) -> dict[int, np.ndarray]:
     out = {}
     emb128 = cache / "emb-128.npy"
     if not emb128.exists():
-        embedder = gs.Embedder(None, max_tokens=128, batch_size=64)
+        embedder = Embedder(None, max_tokens=128, batch_size=64)
         t = time.time()
         np.save(emb128, embedder.encode(texts))
         log(f"embedded {len(texts):,} texts at 128 tokens in {time.time() - t:.0f}s")
     out[128] = np.load(emb128)
     emb256 = cache / "emb-256.npy"
     if not emb256.exists():
-        embedder = gs.Embedder(None, max_tokens=256, batch_size=64)
+        embedder = Embedder(None, max_tokens=256, batch_size=64)
         tok = embedder.model.tokenizer
         long = [i for i, t in enumerate(texts) if len(t) > 300 and len(tok(t[:4096])["input_ids"]) > 128]
         emb = out[128].copy()
@@ -120,9 +122,9 @@ def run(
     sample = np.sort(rng.choice(pool, size=min(cfg["sample"], len(pool)), replace=False))
     tgt = target[: cfg["target"]]
     t = time.time()
-    fit = gs.fit_potentials(emb[sample], emb[tgt], cfg["epsilon"], max_iter=20_000, tol=1e-5)
+    fit = fit_potentials(emb[sample], emb[tgt], cfg["epsilon"], max_iter=20_000, tol=1e-5)
     fit_s = time.time() - t
-    scores = gs.CalibratedGradient(emb[tgt], fit.g, cfg["epsilon"], float(fit.f.mean()))(emb[pool])
+    scores = CalibratedGradient(emb[tgt], fit.g, cfg["epsilon"], float(fit.f.mean()))(emb[pool])
     order = pool[np.argsort(scores, kind="stable")]
     row = {"iterations": fit.iterations, "fit_s": fit_s, "order": order}
     for k in budgets:

@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 import gotd_stream as gs  # noqa: E402
 from bench.baselines import SEED, TARGETS, Corpus, device_name, emd, hold_out, load_corpus, log  # noqa: E402
 from bench.cached import CachedEmbedder  # noqa: E402
+from gotd_stream.select.mix import QuotaKeeper, SumKeeper, score_matrix  # noqa: E402
 from gotd_stream.select.sample import reservoir  # noqa: E402
+from gotd_stream.select.targets import quotas  # noqa: E402
 
 MIXTURES = {
     "reviews+dialogues": {"reviews": 0.7, "dialogues": 0.3},
@@ -82,7 +84,7 @@ def score_pool(corpus: Corpus, splits: dict, pool: np.ndarray, weights: dict) ->
     window = featurizer.window
     rows = ((start, texts[start : start + window]) for start in range(0, len(texts), window))
     started = time.time()
-    scores = np.concatenate([gs.score_matrix(emb, scorers) for _, emb in featurizer.stream(rows)])
+    scores = np.concatenate([score_matrix(emb, scorers) for _, emb in featurizer.stream(rows)])
     log(f"scored {len(texts):,} documents against {len(targets)} targets in {time.time() - started:.0f}s")
     return mixture, scores, single_ids
 
@@ -91,13 +93,13 @@ def select(selector: str, scores: np.ndarray, weights: list[float], k: int) -> t
     """Positions in the pool, in selection order, and the duplicates dropped (concat only)."""
     raws = [str(i).encode() for i in range(len(scores))]
     if selector in ("quota", "sum"):
-        keeper = gs.QuotaKeeper(k, weights) if selector == "quota" else gs.SumKeeper(k, weights)
+        keeper = QuotaKeeper(k, weights) if selector == "quota" else SumKeeper(k, weights)
         keeper.offer(scores, raws)
         return np.array([int(entry.raw) for entry, _, _ in keeper.selection()]), 0
     picked: list[int] = []
     seen: set[int] = set()
     duplicates = 0
-    for t, quota in enumerate(gs.quotas(k, weights)):
+    for t, quota in enumerate(quotas(k, weights)):
         for i in np.argsort(scores[:, t], kind="stable")[:quota]:
             if int(i) in seen:
                 duplicates += 1

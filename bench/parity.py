@@ -79,6 +79,8 @@ from bench.baselines import (  # noqa: E402
 )
 from bench.cached import CachedEmbedder  # noqa: E402
 from gotd_stream import finetune  # noqa: E402
+from gotd_stream.select.budget import Kept, TokenBudget  # noqa: E402
+from gotd_stream.select.units import chunk_spans  # noqa: E402
 
 GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static")
 DSIR = ("dsir", "dsir-topk")
@@ -130,7 +132,7 @@ SIZES = {
         "eval_tps": 60_000,
     },
 }
-# gotd-chunk's piece size, the tool's default (gs.DEFAULT_CHUNK_TOKENS, what the embedding model reads). This
+# gotd-chunk's piece size, the tool's default (DEFAULT_CHUNK_TOKENS, what the embedding model reads). This
 # pool is already cut into ~1,000-character chunks (about 220 tokens): at 256 only 131 of its 90,920 texts split
 # and the selections equal gotd's; at 128 every news, speech and debate chunk splits in two. The proxy table
 # shows 128, 256 and 512 side by side.
@@ -209,7 +211,7 @@ def chunk_units(corpus: Corpus, docs: UnitSet, size: int, counter, work: Path) -
         doc, start, end = saved["doc"], saved["start"], saved["end"]
     else:
         started = time.time()
-        spans = {int(i): gs.chunk_spans(corpus.texts[i], size, counter) for i in long}
+        spans = {int(i): chunk_spans(corpus.texts[i], size, counter) for i in long}
         doc, start, end = [], [], []
         for i, text in enumerate(corpus.texts):
             for s, e in spans.get(i, [(0, len(text))]):
@@ -249,7 +251,7 @@ def keep(budget, scores: np.ndarray, raws: list[bytes], sizes: np.ndarray) -> np
     """What `score` keeps under a gs.Budget (its rule and keeper) from records scored in input order, as
     positions in that order, best first. `raws` are the records' lines: the sample rule keys on them."""
     keeper = budget.keeper()
-    items = [gs.Kept(r, float(x), int(n)) for r, x, n in zip(raws, scores, sizes, strict=True)]
+    items = [Kept(r, float(x), int(n)) for r, x, n in zip(raws, scores, sizes, strict=True)]
     budget.offer(keeper, np.asarray(scores), items)
     position = {raw: i for i, raw in enumerate(raws)}
     return np.array([position[item.raw] for _, item in keeper.best_first()], dtype=np.int64)
@@ -257,7 +259,7 @@ def keep(budget, scores: np.ndarray, raws: list[bytes], sizes: np.ndarray) -> np
 
 def in_order(order: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
     """A ranked or sampled order cut at the budget by the tool's TokenBudget (its rank is its score)."""
-    keeper = gs.TokenBudget(budget)
+    keeper = TokenBudget(budget)
     keeper.offer(np.arange(len(order), dtype=np.float64), list(order), sizes[order])
     return np.array([item for _, item in keeper.best_first()], dtype=np.int64)
 

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gotd_stream as gs  # noqa: E402
 from bench.defaults import embeddings, load_pool, log, source_labels, targets  # noqa: E402
 from gotd_stream.features.hybrid import combine  # noqa: E402
+from gotd_stream.features.lexical import Lexical  # noqa: E402
+from gotd_stream.select.ot import CalibratedGradient, fit_potentials  # noqa: E402
 
 EPSILONS = (0.05, 0.1)  # bench/defaults.py: 0.01-0.1 is one plateau; 0.01 costs 5-10x the iterations
 BUDGETS = (1_000, 5_000)
@@ -41,7 +43,7 @@ def emd(x: np.ndarray, y: np.ndarray) -> float:
 
 def spaces_for(texts: list[str], semantic: np.ndarray, sample: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Every text in the three spaces: the lexical one fitted on the sample, the hybrid one the library's."""
-    lexical = gs.Lexical.fit([texts[i] for i in sample], seed=seed)
+    lexical = Lexical.fit([texts[i] for i in sample], seed=seed)
     lex = np.concatenate([lexical.encode(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
     return {"semantic": semantic, "lexical": lex, "hybrid": combine(semantic, lex, gs.FitSettings().hybrid_weight)}
 
@@ -70,8 +72,8 @@ def main() -> None:
             emb = feats[space]
             for eps in EPSILONS:
                 try:
-                    fit = gs.fit_potentials(emb[sample], emb[target], eps, max_iter=5_000, tol=1e-5)
-                    scores = gs.CalibratedGradient(emb[target], fit.g, eps, float(fit.f.mean()))(emb[pool])
+                    fit = fit_potentials(emb[sample], emb[target], eps, max_iter=5_000, tol=1e-5)
+                    scores = CalibratedGradient(emb[target], fit.g, eps, float(fit.f.mean()))(emb[pool])
                 except gs.NotConverged as exc:
                     log(f"{name} {space} eps={eps}: {exc}")
                     continue

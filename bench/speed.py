@@ -75,12 +75,13 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        import gotd_stream as gs
+        from gotd_stream.features import DEFAULT_MAX_TOKENS
+        from gotd_stream.features.semantic import Embedder
 
-        embedder = gs.Embedder(None, device="cpu", max_tokens=gs.DEFAULT_MAX_TOKENS, batch_size=64)
+        embedder = Embedder(None, device="cpu", max_tokens=DEFAULT_MAX_TOKENS, batch_size=64)
         results.append(
             (
-                f"sentence embeddings, all-MiniLM-L6-v2, {gs.DEFAULT_MAX_TOKENS} tokens",
+                f"sentence embeddings, all-MiniLM-L6-v2, {DEFAULT_MAX_TOKENS} tokens",
                 rate(embedder.encode, texts[: args.semantic_docs], 1),
             )
         )

@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from gotd_stream import DEFAULT_MAX_TOKENS  # noqa: E402  (light: no numpy, no torch)
+from gotd_stream.features import DEFAULT_MAX_TOKENS  # noqa: E402  (light: no numpy, no torch)
 
 DOC_CHARS = (800, 1200)  # each document's length is drawn uniformly from this range: ~1,000 on average
 MAX_TOKENS = DEFAULT_MAX_TOKENS  # the tool's default, what the pipeline runs below use
@@ -335,13 +335,14 @@ def stage_ctransform(device: str, n: int, m: int, dim: int, window: int) -> floa
     import numpy as np
 
     import gotd_stream as gs
+    from gotd_stream.select.ot import CTransform
 
     rng = np.random.default_rng(0)
     y = rng.standard_normal((m, dim)).astype(np.float32)
     y /= np.linalg.norm(y, axis=1, keepdims=True)
     x = rng.standard_normal((min(n, window), dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    scorer = gs.CTransform(y, rng.standard_normal(m) * 0.01, gs.FitSettings().epsilon, device)
+    scorer = CTransform(y, rng.standard_normal(m) * 0.01, gs.FitSettings().epsilon, device)
     scorer(x[:16])
     windows = max(1, n // len(x))
     return windows * len(x) / timed(lambda: [scorer(x) for _ in range(windows)], device)

@@ -25,9 +25,14 @@ The command line (`gotd-stream`) is a thin layer over this API; so are the bench
     later = gs.load("task.gotd")                                 # on another node
     featurizer = gs.featurizer_for(later, gs.ModelSettings())    # the model checked against the fit's
     gs.score_texts(["a text", "another"], featurizer, later)     # calibrated gradients: lower is better
+    skips = gs.Skips()
+    gs.embed_to_npy(gs.read_records(["shard2.jsonl.zst"], "text", skips), featurizer, skips, "shard2.npy")
+    report = gs.build_report("selected.jsonl.zst", later, featurizer, gs.ReportSettings(), pool="shard2.jsonl.zst")
+    gs.write_report("report/", report)                           # index.html and report.json
 
-Errors: `UsageProblem` (settings that cannot work; the CLI exits 2) and `RuntimeProblem` (damaged input,
-artifact or state, no convergence; exit 1) name settings, not flags. The library logs to
+Errors: `UsageProblem` (settings that cannot work, `BadSetting` among them; the CLI exits 2) and `RuntimeProblem`
+(damaged input `CorruptInput`, artifact `ArtifactError` or state, `NotConverged`, `ShardsFailed`; exit 1) name
+settings, not flags. Everything else lives in its module (gotd_stream.select.budget, ...). The library logs to
 `logging.getLogger("gotd_stream")` and prints nothing. Layout: ARCHITECTURE.md.
 """
 
@@ -35,131 +40,101 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 # MKL's strict reproducible mode: its matmuls give the same bits whatever the thread count, so a model's
 # embeddings on the CPU do not depend on OMP_NUM_THREADS or torch.set_num_threads. MKL reads this at its first
 # call, so it is set here, before anything imports torch; a value set by the user wins.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
-from gotd_stream.features import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_SETTING,
-    SPACES,
-    Featurizer,
-    Mismatch,
-    ModelSettings,
-    featurizer_for,
-    semantic_model,
-)
-from gotd_stream.hf import pick_device
+from gotd_stream.distributed.ray import OnRay, RaySettings, ray_cluster
+from gotd_stream.errors import RuntimeProblem, UsageProblem
+from gotd_stream.features import SPACES, ModelSettings, featurizer_for, semantic_model
+from gotd_stream.io.records import Skips, read_records
+from gotd_stream.io.streams import CorruptInput
+from gotd_stream.report.html import write_report
 from gotd_stream.select.executors import Local, Resumable, Share
-from gotd_stream.select.fit import BadSetting, EmptyTarget, FitSettings, Fitted, Texts, check_space, fit
-from gotd_stream.select.merge import Merged, MixedFits, MixedRules, NotScored, QuotaLines, check_merge, merge
-from gotd_stream.select.pipeline import Selection, check_select, pick
-from gotd_stream.select.targets import MAX_TARGETS, MIXES, Target, check_name, check_targets, check_weight, quotas
+from gotd_stream.select.fit import BadSetting, FitSettings, Fitted, Texts, fit
+from gotd_stream.select.merge import Merged, merge
+from gotd_stream.select.pipeline import Selection, pick
+from gotd_stream.select.state import ShardsFailed, StateLocked
+from gotd_stream.select.targets import Target
 from gotd_stream.version import __version__
 
-# The rest imports numpy or torch: loaded on first use, so that `gotd-stream --help` answers at once.
+# These modules import numpy (or torch) at the top: their names load on first use, so that `gotd-stream --help`
+# answers at once. The imports under TYPE_CHECKING say the same to IDEs and type checkers; tests/test_layout.py
+# checks that they, _LAZY and __all__ agree.
+if TYPE_CHECKING:
+    from gotd_stream.features.tokens import token_counter
+    from gotd_stream.report.build import ReportSettings, build_report
+    from gotd_stream.select.artifact import ArtifactError, Mixture, Potentials, load
+    from gotd_stream.select.budget import Budget, Rule
+    from gotd_stream.select.ot import NotConverged
+    from gotd_stream.select.score import Counts, Plan, Units, embed_to_npy, score, score_texts, write_selection
+
 _LAZY = {
-    "gotd_stream.select.artifact": (
-        "Potentials",
-        "Mixture",
-        "load",
-        "holds_targets",
-        "ArtifactError",
-        "FORMAT_VERSION",
-        "MIX_FORMAT_VERSION",
-    ),
-    "gotd_stream.select.mix": ("SumKeeper", "QuotaKeeper", "score_matrix", "weighted_sum"),
-    "gotd_stream.select.keep": ("RankKeeper", "keeper_for", "OneTargetOnly"),
-    "gotd_stream.select.score": (
-        "Plan",
-        "score",
-        "score_shard",
-        "score_texts",
-        "embedded",
-        "embed_to_npy",
-        "write_selection",
-        "require_usable",
-        "rereadable",
-        "Counts",
-        "NothingUsable",
-        "Units",
-        "selected_tokens",
-    ),
-    "gotd_stream.select.budget": ("Budget", "Rule", "RULES", "Kept", "TokenBudget", "sample_keys", "parse_count"),
-    "gotd_stream.select.units": ("chunk_spans", "chunked", "UNITS", "MIN_CHUNK_TOKENS", "DEFAULT_CHUNK_TOKENS"),
-    "gotd_stream.features.tokens": ("token_counter", "TokenizerError"),
-    "gotd_stream.select.state": ("State", "StateLocked", "StateError", "ShardsFailed"),
-    "gotd_stream.report.build": ("build_report", "ReportSettings", "EmptySelection", "MissingGroup", "QuotaCandidates"),
-    "gotd_stream.report.html": ("render_html", "write_report", "report_json", "NoPlots"),
-    "gotd_stream.select.ot": ("CTransform", "CalibratedGradient", "fit_potentials", "NotConverged"),
-    "gotd_stream.io.records": ("read_records", "Record", "Skips", "BadRecord"),
-    "gotd_stream.io.outputs": ("check_outputs", "atomic_output", "OutputError"),
-    "gotd_stream.io.streams": ("read_lines", "CorruptInput"),
-    "gotd_stream.features.lexical": ("Lexical",),
-    "gotd_stream.features.hybrid": ("Hybrid",),
-    "gotd_stream.features.semantic": ("Embedder", "ModelError"),
-    "gotd_stream.distributed.ray": (
-        "RaySettings",
-        "OnRay",
-        "ray_cluster",
-        "running_on",
-        "RayMissing",
-        "RayUnreachable",
-        "WorkerLost",
-    ),
-    "gotd_stream.distributed.shards": ("share", "sorted_inputs", "merge_inputs", "FoldersDisagree"),
-    "gotd_stream.io.parquet": ("MissingColumn",),
+    "gotd_stream.features.tokens": ("token_counter",),
+    "gotd_stream.report.build": ("ReportSettings", "build_report"),
+    "gotd_stream.select.artifact": ("ArtifactError", "Mixture", "Potentials", "load"),
+    "gotd_stream.select.budget": ("Budget", "Rule"),
+    "gotd_stream.select.ot": ("NotConverged",),
+    "gotd_stream.select.score": ("Counts", "Plan", "Units", "embed_to_npy", "score", "score_texts", "write_selection"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
-    "DEFAULT_MAX_TOKENS",
-    "DEFAULT_MODEL",
-    "DEFAULT_MODEL_SETTING",
-    "SPACES",
-    "EmptyTarget",
-    "FitSettings",
-    "Fitted",
-    "Featurizer",
-    "Merged",
-    "Mismatch",
-    "MAX_TARGETS",
-    "MIXES",
-    "MixedFits",
-    "MixedRules",
-    "ModelSettings",
-    "NotScored",
-    "QuotaLines",
-    "Target",
-    "RuntimeProblem",
-    "SettingsMessage",
-    "UsageProblem",
-    "__version__",
-    "check_name",
-    "check_space",
-    "check_targets",
-    "check_weight",
-    "featurizer_for",
+    # the steps, a verb each
     "fit",
-    "merge",
     "pick",
-    "check_select",
-    "check_merge",
-    "Selection",
+    "score",
+    "score_texts",
+    "merge",
+    "load",
+    "read_records",
+    "write_selection",
+    "embed_to_npy",
+    "build_report",
+    "write_report",
+    # settings (each refuses bad values on construction)
+    "FitSettings",
+    "ModelSettings",
+    "Budget",
+    "Rule",
+    "Plan",
+    "Units",
+    "Target",
+    "Texts",
+    "RaySettings",
+    "ReportSettings",
+    # where it runs
     "Local",
     "Resumable",
     "Share",
-    "Texts",
-    "BadSetting",
-    "quotas",
-    "pick_device",
+    "OnRay",
+    "ray_cluster",
+    # what the steps give
+    "Potentials",
+    "Mixture",
+    "Fitted",
+    "Selection",
+    "Merged",
+    "Counts",
+    "Skips",
+    # feature spaces
+    "SPACES",
+    "featurizer_for",
     "semantic_model",
-    "setting",
-    *_WHERE,
+    "token_counter",
+    # errors
+    "UsageProblem",
+    "RuntimeProblem",
+    "BadSetting",
+    "NotConverged",
+    "ArtifactError",
+    "CorruptInput",
+    "ShardsFailed",
+    "StateLocked",
+    "__version__",
 ]
 
 

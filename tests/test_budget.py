@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from gotd_stream.io.records import split_scored
+from gotd_stream.select.budget import parse_count, sample_keys
 from tests.conftest import TOPICS, run, write_jsonl
 
 
@@ -133,12 +134,11 @@ def test_sample_is_seeded_deterministic_and_led_by_the_scores(lex):
 
 
 def test_gumbel_keys_sample_in_proportion_to_exp_minus_score_over_temperature():
-    import gotd_stream as gs
 
     t = 0.1
     wins = 0
     for j in range(4000):  # two candidates, the first three times as likely: score 0 against t * ln 3
-        keys = gs.sample_keys(np.array([0.0, t * np.log(3)]), [b"a%d" % j, b"b%d" % j], seed=0, temperature=t)
+        keys = sample_keys(np.array([0.0, t * np.log(3)]), [b"a%d" % j, b"b%d" % j], seed=0, temperature=t)
         wins += keys[0] < keys[1]
     assert 0.72 < wins / 4000 < 0.78
 
@@ -213,9 +213,8 @@ def test_merge_with_tokens_needs_token_counts(lex):
 
 
 def test_big_counts_parse():
-    import gotd_stream as gs
 
-    assert [gs.parse_count(x) for x in ("50M", "2B", "200k", "1500", "1.5M")] == [
+    assert [parse_count(x) for x in ("50M", "2B", "200k", "1500", "1.5M")] == [
         50_000_000,
         2_000_000_000,
         200_000,
@@ -224,22 +223,21 @@ def test_big_counts_parse():
     ]
     for bad in ("0", "5X", "-3", "1.5", ""):
         with pytest.raises(ValueError):
-            gs.parse_count(bad)
+            parse_count(bad)
 
 
 def test_decimal_counts_that_make_a_whole_number_are_exact():
     """Exact decimal arithmetic (issue 25: '4.1M' and '1.001k' were refused, 20 nines became 1e20)."""
-    import gotd_stream as gs
 
     cases = {"4.1M": 4_100_000, "1.001k": 1001, "2.000k": 2000, "0.5k": 500, "1.23456789B": 1_234_567_890}
     for text, count in cases.items():
-        assert gs.parse_count(text) == count and type(gs.parse_count(text)) is int
+        assert parse_count(text) == count and type(parse_count(text)) is int
     nines = "9" * 20
-    assert gs.parse_count(nines) == int(nines) and type(gs.parse_count(nines)) is int
-    assert gs.parse_count("9" * 17 + ".9k") == int("9" * 18) * 100  # 99…9.9 thousand, exactly (a float: 1e20)
+    assert parse_count(nines) == int(nines) and type(parse_count(nines)) is int
+    assert parse_count("9" * 17 + ".9k") == int("9" * 18) * 100  # 99…9.9 thousand, exactly (a float: 1e20)
     for bad in ("1.0001k", "4.1234567M", "0.0004k", "1.5", "0.k", ".5k", "1e5", "1,000", "1_000", "9" * 41):
         with pytest.raises(ValueError, match="give a whole number of at least 1, or a decimal with a suffix"):
-            gs.parse_count(bad)
+            parse_count(bad)
 
 
 def test_token_counts_on_the_command_line(lex):

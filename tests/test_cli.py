@@ -10,8 +10,8 @@ import orjson
 import pytest
 import zstandard
 
-import gotd_stream as gs
 from gotd_stream.io.records import split_scored
+from gotd_stream.select.artifact import FORMAT_VERSION
 from tests.conftest import make_docs, run, write_jsonl
 
 
@@ -48,7 +48,7 @@ def test_fit_info_and_score(corpus, tiny_model, fitted):
     info = run(["info", fitted]).stdout
     assert "tiny-st" in info and "epsilon:         0.05" in info and "50 candidates by bottom-k" in info
     header = json.loads(run(["info", "--json", fitted]).stdout)
-    assert header["format_version"] == gs.FORMAT_VERSION and header["target_shape"] == [20, 32]
+    assert header["format_version"] == FORMAT_VERSION and header["target_shape"] == [20, 32]
     result = run(["score", "-p", fitted, "-k", 10, corpus["pool"], "--model", tiny_model])
     rows = selected(result.stdout_bytes)
     assert len(rows) == 10

@@ -38,6 +38,7 @@ from gotd_stream.cli import cli
 from gotd_stream.io import streams
 from gotd_stream.io.records import NO_WORDS, Record, Skips, read_records
 from gotd_stream.io.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
+from gotd_stream.select.units import chunk_spans
 from gotd_stream.text import wordless
 from tests.conftest import make_docs, write_jsonl
 
@@ -975,7 +976,7 @@ def test_bpe_pieces_never_hold_more_than_their_size(byte_bpe: str, text: str, si
     import gotd_stream as gs
 
     counter = gs.token_counter(byte_bpe)
-    pieces = gs.chunk_spans(text, size, counter)
+    pieces = chunk_spans(text, size, counter)
     if not text.strip():
         assert pieces in ([], [(0, len(text))])
         return

@@ -14,6 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gotd_stream.select.artifact import FORMAT_VERSION, MIX_FORMAT_VERSION
+from gotd_stream.select.targets import quotas
 from tests.conftest import make_docs, run, write_jsonl
 
 LEXICAL = ["--features", "lexical", "--sample-size", 120]
@@ -76,7 +78,7 @@ def test_one_target_in_any_form_gives_todays_artifact_and_bytes(data: dict) -> N
     artifact = gs.load(str(plain))
     assert (
         isinstance(artifact, gs.Potentials)
-        and artifact.format_version == gs.FORMAT_VERSION
+        and artifact.format_version == FORMAT_VERSION
         and "targets" not in artifact.header()
     )
     out = run(["score", "-p", plain, "-k", 20, *data["shards"], "-q"]).stdout_bytes
@@ -100,13 +102,13 @@ def test_one_artifact_holds_every_target_and_info_lists_them(data: dict, mixture
     import gotd_stream as gs
 
     loaded = gs.load(str(mixture))
-    assert isinstance(loaded, gs.Mixture) and loaded.format_version == gs.MIX_FORMAT_VERSION
+    assert isinstance(loaded, gs.Mixture) and loaded.format_version == MIX_FORMAT_VERSION
     assert loaded.names == ["cook", "foot"] and loaded.weights == [0.7, 0.3]
     # each part is exactly the single-target fit of its target on the same sample (the same fit id)
     single = gs.load(str(fit(data, "cook-only.gotd", str(data["targets"]["cooking"]))))
     assert loaded.parts[0].fit_id == single.fit_id != loaded.parts[1].fit_id
     text = run(["info", mixture]).stdout
-    assert f"format version:  {gs.MIX_FORMAT_VERSION} (several targets)" in text and "targets:         2" in text
+    assert f"format version:  {MIX_FORMAT_VERSION} (several targets)" in text and "targets:         2" in text
     assert f"  cook: weight 0.7, 20 texts (of 20 in {data['targets']['cooking']})" in text
     assert "  foot: weight 0.3" in text and f"fit {single.fit_id}" in text
     header = json.loads(run(["info", "--json", mixture]).stdout)
@@ -169,10 +171,9 @@ def every_score(data: dict, artifact: Path) -> list[dict]:
 
 @pytest.mark.parametrize("k", [1, 7, 10, 99, 250, 300, 400])
 def test_quota_shares_hold_exactly_and_follow_the_draft(data: dict, mixture: Path, k: int) -> None:
-    import gotd_stream as gs
 
     selected = lines(run(["score", "-p", mixture, "-k", k, *data["shards"], "-q"]))
-    expected = gs.quotas(min(k, 300), [0.7, 0.3]) if k <= 300 else None
+    expected = quotas(min(k, 300), [0.7, 0.3]) if k <= 300 else None
     counted = [sum(1 for r in selected if r["gotd_target"] == name) for name in ("cook", "foot")]
     if expected is not None:
         assert counted == expected and sum(counted) == k

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from gotd_stream.io.records import split_scored
+from gotd_stream.select.units import chunk_spans
 from tests.conftest import TOPICS, run, write_jsonl
 
 WORDS = [w for phrases in TOPICS.values() for p in phrases for w in p.split()]
@@ -179,12 +180,12 @@ def test_no_piece_holds_more_tokens_than_its_size(lex, counters, tmp_path, which
 
 @pytest.mark.parametrize("which", ["bpe", "wordpiece", "model", "estimate"])
 def test_the_pieces_cover_every_word_character_once(counters, which):
-    """What the command cuts (gotd_stream.chunk_spans): in order, apart, every word character in one piece."""
+    """What the command cuts (select.units.chunk_spans): in order, apart, every word character in one piece."""
     import gotd_stream as gs
 
     counter = gs.token_counter(counters[which])
     for kind, text in TEXTS.items():
-        spans = gs.chunk_spans(text, 16, counter)
+        spans = chunk_spans(text, 16, counter)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), kind
         assert max(count(counters[which], text[a:b]) for a, b in spans) <= 16
         covered = set()

@@ -8,6 +8,7 @@ import math
 import pytest
 
 import gotd_stream as gs
+from gotd_stream.select.pipeline import check_select
 from tests.conftest import make_docs, run, write_jsonl
 
 
@@ -49,14 +50,14 @@ def test_the_methods_rules_are_typed_errors_naming_settings() -> None:
     """Several targets keep k whole records by score; --mix and --candidates need several; the library says so."""
     plan = gs.Plan(gs.Budget(tokens=100))
     with pytest.raises(gs.UsageProblem) as raised:
-        gs.check_select(["a.jsonl"], plan, gs.Local(), "mix.gotd", [], several=True)
+        check_select(["a.jsonl"], plan, gs.Local(), "mix.gotd", [], several=True)
     assert "several targets keep k whole records" in str(raised.value)
     with pytest.raises(gs.UsageProblem, match="mix applies to several targets"):
-        gs.check_select(["a.jsonl"], gs.Plan(gs.Budget(k=5), mix="sum"), gs.Local(), "one.gotd", [])
+        check_select(["a.jsonl"], gs.Plan(gs.Budget(k=5), mix="sum"), gs.Local(), "one.gotd", [])
     with pytest.raises(gs.UsageProblem, match="state needs potentials and input files"):
-        gs.check_select(["-"], gs.Plan(gs.Budget(k=5)), gs.Resumable("st"), "one.gotd", [])
+        check_select(["-"], gs.Plan(gs.Budget(k=5)), gs.Resumable("st"), "one.gotd", [])
     with pytest.raises(gs.UsageProblem, match="give exactly one of potentials"):
-        gs.check_select(["a.jsonl"], gs.Plan(gs.Budget(k=5)), gs.Local(), None, [])
+        check_select(["a.jsonl"], gs.Plan(gs.Budget(k=5)), gs.Local(), None, [])
 
 
 def test_the_cli_words_the_librarys_rules_as_flags(tmp_path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import gotd_stream as gs
 from gotd_stream.features.base import unit_rows
+from gotd_stream.features.semantic import ModelError
 from tests.conftest import make_docs, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def test_the_packaged_model_has_a_name_the_command_line_takes(corpus, tmp_path, 
 
     assert semantic.resolve_model("all-MiniLM-L6-v2") == semantic.packaged_model()
     monkeypatch.setattr(semantic, "DEFAULT_MODEL_SETTING", "static:" + str(tmp_path / "missing"))
-    with pytest.raises(gs.ModelError, match="not a sentence-transformers folder"):
+    with pytest.raises(ModelError, match="not a sentence-transformers folder"):
         semantic.resolve_model(None)  # the default setting is what a missing --model means
     result = run(["fit", "--target", corpus["target"], corpus["pool"], "--model", "all-MiniLM-L6-v2", "-h"])
     assert "static[:DIR]" in result.stdout

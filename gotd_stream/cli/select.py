@@ -38,6 +38,13 @@ from gotd_stream.cli.options import (
     unit_for,
 )
 from gotd_stream.cli.several import checked_targets, described_selection, described_targets, target_reads
+from gotd_stream.distributed.ray import running_on
+from gotd_stream.distributed.shards import merge_inputs
+from gotd_stream.hf import pick_device
+from gotd_stream.select.fit import check_space
+from gotd_stream.select.merge import check_merge
+from gotd_stream.select.pipeline import check_select
+from gotd_stream.select.targets import MIXES
 
 
 @click.command(context_settings=CONTEXT)
@@ -110,7 +117,7 @@ def fit_settings(p: dict):
         "strict",
     )
     settings = gs.FitSettings(space=p["features"] or FIT.space, **{name: p[name] for name in names})
-    gs.check_space(settings, weight_given=bool(given("hybrid_weight")))
+    check_space(settings, weight_given=bool(given("hybrid_weight")))
     return settings
 
 
@@ -155,7 +162,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @click.option("--wait", is_flag=True, help="With --state: wait for another run holding it, instead of exit 75.")
 @click.option(
     "--mix",
-    type=click.Choice(gs.MIXES),
+    type=click.Choice(MIXES),
     help="Several targets: quota (each target its weight's share of k, from its own ranking) or sum (the weighted "
     "sum of the scores) [default: quota].",
 )
@@ -186,6 +193,9 @@ def score(inputs, output, no_score, quiet, **p) -> None:
       gotd-stream score -p task.gotd --tokens 50M --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
       gotd-stream score -p mix.gotd --mix quota -k 50000 shards/*.jsonl.zst -o selected.jsonl.zst
     """
+    from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
+    from gotd_stream.select.score import require_usable, selected_tokens
+
     budget, unit = score_budget(p)
     inputs = resolve_inputs(inputs)
     paths = task_share(inputs, p["shard_index"], p["num_shards"])  # the share's flags checked, then its inputs
@@ -195,11 +205,11 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     models, potentials = models_of(p), p["potentials"]
     with speaking(quiet), contextlib.ExitStack() as stack:
         targets, normalised = checked_targets(p["target"])
-        several = len(targets) > 1 or bool(potentials and gs.holds_targets(potentials))
+        several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
-        gs.check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
+        check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
@@ -211,9 +221,9 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
         source = score_source(p, models, potentials, targets, cluster)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
-        gs.require_usable(counts.scored, counts.skips, paths)
+        require_usable(counts.scored, counts.skips, paths)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
-        held = gs.selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
+        held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
     said, failed = described_targets(targets, normalised), done.failed
     summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
     if failed is not None:
@@ -227,7 +237,7 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     counts, output, quiet = done.counts, p["output"], p["quiet"]
     what = "pieces" if unit == "chunk" else "records"
     where = (f", {counts.reused} shards from {p['state']}" if p["state"] else "") + (
-        f", {gs.running_on(cluster)}" if cluster else ""
+        f", {running_on(cluster)}" if cluster else ""
     )
     left_out = len(done.failed.failures) if done.failed is not None else 0
     where += f", {left_out} damaged shard{'s' if left_out > 1 else ''} left out" if left_out else ""
@@ -273,7 +283,7 @@ def score_source(p: dict, models, potentials: str | None, targets: list, cluster
     if potentials:
         refuse_fit_options(potentials)
         artifact, featurizer = load_checked(potentials, models, p["features"])
-        return {"potentials": artifact, "featurizer": featurizer, "device": gs.pick_device(models.device)}
+        return {"potentials": artifact, "featurizer": featurizer, "device": pick_device(models.device)}
     settings = fit_settings(p)
     embedder, device = semantic_model(settings, models)
     sampler = cluster.sample if cluster else None
@@ -315,11 +325,13 @@ def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = 
 
 def load_artifact(path: str):
     """The artifact, with a warning when the file is too old to carry a checksum."""
+    from gotd_stream.select.artifact import FORMAT_VERSION
+
     pot = gs.load(path)
     if not pot.verified:
         click.echo(
             f"warning: {path} is format version {pot.format_version}, without a checksum: damage to it cannot be "
-            f"detected; fit again to write version {gs.FORMAT_VERSION}",
+            f"detected; fit again to write version {FORMAT_VERSION}",
             err=True,
         )
     return pot
@@ -362,6 +374,8 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
       gotd-stream merge --tokens 50M state-*/ -o selected.jsonl.zst
       gotd-stream merge -p mix.gotd -k 50000 node0.jsonl.zst node1.jsonl.zst -o selected.jsonl.zst
     """
+    from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
+
     budget_from(k, tokens)
     paths = resolve_inputs(inputs)
     folders = [path for path in paths if os.path.isdir(path)]
@@ -369,9 +383,9 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
         raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
     with speaking(quiet):
         if folders:
-            paths = gs.merge_inputs(folders, k, tokens)
-        several = bool(potentials and gs.holds_targets(potentials))
-        gs.check_merge(several, tokens, candidates, no_score)
+            paths = merge_inputs(folders, k, tokens)
+        several = bool(potentials and holds_targets(potentials))
+        check_merge(several, tokens, candidates, no_score)
         check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
         artifact = load_artifact(potentials) if potentials else None
         merged = gs.merge(paths, k, tokens, artifact)

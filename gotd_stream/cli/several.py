@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gotd_stream as gs
+from gotd_stream.select.targets import check_targets
 
 
 def checked_targets(targets) -> tuple[list, bool]:
     """The --target values ready to fit (names unique, weights normalised) and whether they were normalised."""
-    return gs.check_targets(list(targets))
+    return check_targets(list(targets))
 
 
 def target_reads(targets: list) -> dict[str, str]:

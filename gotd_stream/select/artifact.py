@@ -53,6 +53,9 @@ class ArtifactError(RuntimeProblem):
 
 @dataclass
 class Potentials:
+    """A fit of one target (a .gotd file): the target's embeddings, its potential g, epsilon and the calibration
+    mean_f; `save` writes it, `load` reads it back checked."""
+
     target: np.ndarray  # (m, d) float32 target embeddings
     g: np.ndarray  # (m,) float64 target potential
     epsilon: float

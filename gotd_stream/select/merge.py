@@ -18,6 +18,9 @@ __all__ = ["Merged", "MixedFits", "MixedRules", "NotScored", "QuotaLines", "chec
 
 @dataclass
 class Merged:
+    """What `merge` gives: the keeper holding the merged selection (write it with write_selection), the inputs'
+    fit id, the records read and the budget they were merged under."""
+
     keeper: object  # a select.keep keeper: RankKeeper (one target), SumKeeper or QuotaKeeper (several)
     fit_id: str  # "" when every input was empty
     read: int  # records read

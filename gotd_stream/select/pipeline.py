@@ -17,7 +17,7 @@ from gotd_stream.errors import UsageProblem, setting
 
 @dataclass
 class Selection:
-    """What `pick` gives: the keeper (write it with select.score.write_selection), the artifact, the counts."""
+    """What `pick` gives: the keeper (write it with write_selection), the artifact, the counts."""
 
     keeper: object
     artifact: object  # a Potentials (one target) or a Mixture (several)

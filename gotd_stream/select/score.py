@@ -27,6 +27,8 @@ WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,0
 
 @dataclass
 class Counts:
+    """What a selection read: the records (or pieces) scored, the skipped ones by reason, the shards reused."""
+
     scored: int = 0
     skips: Skips = field(default_factory=Skips)
     reused: int = 0  # shards taken from a --state folder instead of being read
