@@ -43,3 +43,30 @@ class UsageProblem(SettingsMessage):
 class RuntimeProblem(SettingsMessage):
     """A failure of the run itself: damaged input, an unusable artifact or state, a solver that did not converge
     (the CLI exits 1); the message names the file and says what to do."""
+
+
+class BadSetting(UsageProblem):
+    """A setting's value that cannot work (a negative epsilon, a sample of none): refused when the settings are
+    built, by the library itself, so that a program gets the same typed error as the command line."""
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool)."""
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(name: str, value, least: int | None = None, optional: bool = False) -> None:
+    """A whole number (at least `least`; None too when `optional`), or BadSetting naming the setting."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
+        at_least = f" of at least {least}" if least is not None else ""
+        raise BadSetting(f"{setting(name)} must be a whole number{at_least}, not {value!r}")
+
+
+def positive(name: str, value) -> None:
+    """A finite number above 0, or BadSetting naming the setting."""
+    if not is_number(value) or value <= 0:
+        raise BadSetting(f"{setting(name)} must be a finite number above 0, not {value!r}")

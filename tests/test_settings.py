@@ -41,6 +41,39 @@ def test_budgets_refuse_bad_values(values: dict) -> None:
         gs.Budget(**values)
 
 
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: gs.ModelSettings(max_tokens=4), "max_tokens"),
+        (lambda: gs.ModelSettings(batch_size=0), "batch_size"),
+        (lambda: gs.ModelSettings(batch_tokens=-1), "batch_tokens"),
+        (lambda: gs.ModelSettings(workers=-1), "workers"),
+        (lambda: gs.ModelSettings(workers=1.5), "workers"),
+        (lambda: gs.ModelSettings(device=""), "device"),
+        (lambda: gs.ModelSettings(model=""), "model"),
+        (lambda: gs.RaySettings(actors=0), "ray_actors"),
+        (lambda: gs.RaySettings(gpus=-0.5), "ray_gpus"),
+        (lambda: gs.RaySettings(gpus=math.nan), "ray_gpus"),
+        (lambda: gs.RaySettings(address=" "), "ray_address"),
+        (lambda: gs.Units(chunk_tokens=4, counter=object()), "chunk_tokens"),
+        (lambda: gs.Units(chunk_tokens=128), "chunk_tokens"),
+        (lambda: gs.Units(text_field=""), "text_field"),
+        (lambda: gs.Plan(gs.Budget(k=5), mix="average"), "mix"),
+        (lambda: gs.Plan(5), "Budget"),
+    ],
+)
+def test_model_ray_unit_and_plan_settings_refuse_bad_values(make, named: str) -> None:
+    with pytest.raises(gs.BadSetting) as raised:
+        make()
+    assert named in str(raised.value)
+
+
+def test_a_bad_value_from_the_environment_is_exit_2_naming_its_flag(tmp_path) -> None:
+    """An option read from its environment variable is checked as the flag is (GOTD_WORKERS=-2: exit 2)."""
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_docs(20))
+    assert "--workers" in run(["embed", pool, "-o", tmp_path / "e.npy"], code=2, env={"GOTD_WORKERS": "-2"}).stderr
+
+
 def test_good_settings_construct() -> None:
     assert gs.FitSettings(epsilon=0.1, sample_size=1, tol=1e-3).sample_size == 1
     assert gs.Budget(k=1).k == 1 and gs.Budget(tokens=5).tokens == 5

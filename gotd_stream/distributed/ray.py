@@ -66,6 +66,16 @@ class RaySettings:
     actors: int | None = None
     gpus: float | None = None
 
+    def __post_init__(self):
+        from gotd_stream.errors import BadSetting, is_number, whole
+
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            wanted = "auto, HOST:PORT or ray://HOST:PORT"
+            raise BadSetting(f"{setting('ray_address')} must be {wanted}, not {self.address!r}")
+        whole("ray_actors", self.actors, 1, optional=True)
+        if self.gpus is not None and (not is_number(self.gpus) or self.gpus < 0):
+            raise BadSetting(f"{setting('ray_gpus')} must be a finite number of at least 0, not {self.gpus!r}")
+
 
 def import_ray():
     """The ray module, or RayMissing naming the install command."""

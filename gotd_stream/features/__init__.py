@@ -61,6 +61,18 @@ class ModelSettings:
     batch_tokens: int | None = None
     workers: int | None = None
 
+    def __post_init__(self):
+        from gotd_stream.errors import BadSetting, whole
+
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            raise BadSetting(f"{setting('model')} must be a model folder or name, not {self.model!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise BadSetting(f"{setting('device')} must name a device (auto, cpu, cuda, cuda:N), not {self.device!r}")
+        whole("max_tokens", self.max_tokens, 8, optional=True)
+        whole("batch_size", self.batch_size, 1, optional=True)
+        whole("batch_tokens", self.batch_tokens, 1, optional=True)
+        whole("workers", self.workers, 0, optional=True)
+
     def load(self, max_tokens: int | None = None) -> Embedder:
         from gotd_stream.features.semantic import Embedder
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.errors import BadSetting, UsageProblem, is_number, positive, setting, whole
 from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM
 
 if TYPE_CHECKING:
@@ -32,29 +32,6 @@ log = logging.getLogger(__name__)
 
 class EmptyTarget(UsageProblem):
     """The target, or the candidates to fit on, hold no usable text."""
-
-
-class BadSetting(UsageProblem):
-    """A setting's value that cannot work (a negative epsilon, a sample of none): refused on construction."""
-
-
-def is_number(value) -> bool:
-    import math
-
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def whole(name: str, value, least: int | None = None) -> None:
-    """A whole number (at least `least`), or BadSetting naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
-        at_least = f" of at least {least}" if least is not None else ""
-        raise BadSetting(f"{setting(name)} must be a whole number{at_least}, not {value!r}")
-
-
-def positive(name: str, value) -> None:
-    """A finite number above 0, or BadSetting naming the setting."""
-    if not is_number(value) or value <= 0:
-        raise BadSetting(f"{setting(name)} must be a finite number above 0, not {value!r}")
 
 
 @dataclass

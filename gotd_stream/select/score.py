@@ -100,6 +100,16 @@ class Units:
     chunk_tokens: int | None = None
     text_field: str = "text"
 
+    def __post_init__(self):
+        from gotd_stream.errors import BadSetting, whole
+        from gotd_stream.select.units import MIN_CHUNK_TOKENS
+
+        whole("chunk_tokens", self.chunk_tokens, MIN_CHUNK_TOKENS, optional=True)
+        if self.chunk_tokens is not None and self.counter is None:
+            raise BadSetting(f"{setting('chunk_tokens')} needs a token counter to cut pieces by")
+        if not isinstance(self.text_field, str) or not self.text_field:
+            raise BadSetting(f"{setting('text_field')} must name a field, not {self.text_field!r}")
+
     def of(self, records: Iterable[Record]) -> Iterable[Record]:
         if self.chunk_tokens is None:
             return records
@@ -129,6 +139,15 @@ class Plan:
     units: Units = field(default_factory=Units)
     candidates: bool = False
     _ids: dict = field(default_factory=dict, repr=False, compare=False)  # id(artifact) -> (artifact, its fit id)
+
+    def __post_init__(self):
+        from gotd_stream.errors import BadSetting
+        from gotd_stream.select.targets import MIXES
+
+        if not isinstance(self.budget, Budget):
+            raise BadSetting(f"a plan needs a Budget (k records or tokens), not {self.budget!r}")
+        if self.mix is not None and self.mix not in MIXES:
+            raise BadSetting(f"{setting('mix')} must be one of {', '.join(MIXES)}, not {self.mix!r}")
 
     def __getstate__(self) -> dict:  # sent to a Ray actor: without the artifacts the cache holds
         return dict(self.__dict__, _ids={})
