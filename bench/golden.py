@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -45,337 +46,75 @@ FIT = ["--sample-size", "60", "--target-size", "30", "--epsilon", "0.1"]
 MIX = ["--target", "cook=cook.jsonl:0.7", "--target", "astro=astro.jsonl:0.3"]
 
 
+# (name, stdin: "<FILE" or -, command line) in the order they run; later cases read what earlier ones wrote.
+# $M is --model and the tiny model, $FIT, $MIX and $SHARDS the lists above.
+CASES = """
+fit-lex - fit --features lexical --target cook.jsonl $FIT $SHARDS -o lex.gotd
+fit-sem - fit --features semantic $M --target cook.jsonl $FIT $SHARDS -o sem.gotd
+fit-hyb - fit --features hybrid $M --target cook.jsonl $FIT $SHARDS -o hyb.gotd
+fit-mix - fit --features lexical $MIX $FIT $SHARDS -o mix.gotd
+fit-mixsem - fit --features semantic $M $MIX $FIT $SHARDS -o mixsem.gotd
+info-lex - info lex.gotd
+info-lex-json - info --json lex.gotd
+info-mix - info mix.gotd
+info-mix-json - info --json mix.gotd
+score-k - score -p lex.gotd -k 20 $SHARDS -o k.jsonl
+score-k-sem - score -p sem.gotd $M -k 20 $SHARDS -o ksem.jsonl
+score-k-hyb - score -p hyb.gotd $M -k 20 $SHARDS -o khyb.jsonl
+score-tok - score -p lex.gotd --tokenizer estimate --tokens 400 $SHARDS -o tok.jsonl
+score-tok-sem - score -p sem.gotd $M --tokens 400 --chunk-tokens 16 $SHARDS -o toksem.jsonl
+score-tok-doc - score -p lex.gotd --tokenizer estimate --tokens 400 --unit doc $SHARDS -o tokdoc.jsonl
+score-sample - score -p lex.gotd -k 20 --select sample --temperature 0.1 --select-seed 3 $SHARDS -o sample.jsonl
+score-sample-tok - score -p lex.gotd --tokenizer estimate --tokens 300 --select sample $SHARDS -o sampletok.jsonl
+score-noscore - score -p lex.gotd -k 10 --no-score $SHARDS
+score-fitfirst - score --features lexical --target cook.jsonl $FIT -k 15 --save-potentials ff.gotd $SHARDS -o ff.jsonl
+score-stdin @s0.jsonl score --features lexical --target cook.jsonl $FIT -k 15
+state-k - score -p lex.gotd -k 20 --state st-k $SHARDS -o stk.jsonl
+state-k-again - score -p lex.gotd -k 20 --state st-k $SHARDS -o stk2.jsonl
+state-tok - score -p lex.gotd --tokenizer estimate --tokens 400 --state st-tok $SHARDS -o sttok.jsonl
+share-0 - score -p lex.gotd -k 20 --shard-index 0 --num-shards 2 $SHARDS -o sh0.jsonl
+share-1 - score -p lex.gotd -k 20 --shard-index 1 --num-shards 2 $SHARDS -o sh1.jsonl
+merge-k - merge -k 20 sh0.jsonl sh1.jsonl -o mk.jsonl
+merge-k-p - merge -p lex.gotd -k 10 sh0.jsonl sh1.jsonl
+share-st-0 - score -p lex.gotd --tokenizer estimate --tokens 400 --shard-index 0 --num-shards 2 --state sst-0 \
+    $SHARDS -o sst0.jsonl
+share-st-1 - score -p lex.gotd --tokenizer estimate --tokens 400 --shard-index 1 --num-shards 2 --state sst-1 \
+    $SHARDS -o sst1.jsonl
+merge-tok-folders - merge --tokens 400 sst-0 sst-1 -o mtok.jsonl
+merge-k-folders-tok - merge -k 5 sst-0 sst-1
+mix-quota - score -p mix.gotd -k 20 $SHARDS -o mq.jsonl
+mix-sum - score -p mix.gotd --mix sum -k 20 $SHARDS -o ms.jsonl
+mix-sem - score -p mixsem.gotd $M -k 20 $SHARDS -o msem.jsonl
+mix-noscore - score -p mix.gotd -k 10 --no-score $SHARDS
+mix-cand-0 - score -p mix.gotd -k 20 --candidates --shard-index 0 --num-shards 2 $SHARDS -o mc0.jsonl
+mix-cand-1 - score -p mix.gotd -k 20 --candidates --shard-index 1 --num-shards 2 $SHARDS -o mc1.jsonl
+mix-merge - merge -p mix.gotd -k 20 mc0.jsonl mc1.jsonl -o mm.jsonl
+mix-merge-cand - merge -p mix.gotd -k 20 --candidates mc0.jsonl mc1.jsonl
+mix-sum-0 - score -p mix.gotd --mix sum -k 20 --shard-index 0 --num-shards 2 $SHARDS -o msum0.jsonl
+mix-sum-1 - score -p mix.gotd --mix sum -k 20 --shard-index 1 --num-shards 2 $SHARDS -o msum1.jsonl
+mix-sum-merge - merge -p mix.gotd -k 20 msum0.jsonl msum1.jsonl
+mix-sum-merge-plain - merge -k 20 msum0.jsonl msum1.jsonl
+mix-state - score -p mix.gotd -k 20 --state st-mix $SHARDS -o mst.jsonl
+mix-state-again - score -p mix.gotd -k 20 --state st-mix $SHARDS -o mst2.jsonl
+mix-fitfirst - score --features lexical $MIX $FIT -k 15 --mix sum $SHARDS
+mix-tokens-refused - score -p mix.gotd --tokens 400 $SHARDS
+mix-ray-refused - score -p mix.gotd -k 5 --ray local $SHARDS
+embed-lex - embed -p lex.gotd $SHARDS -o lex.npy
+embed-sem - embed $M s0.jsonl -o sem.npy
+report-json - report -p lex.gotd --json --pool s1.jsonl --group-field topic k.jsonl
+report-html - report -p lex.gotd --pool s1.jsonl k.jsonl -o rep
+"""
+
+
 def cases(model: str) -> list[tuple[str, list[str], str | None]]:
-    """(name, arguments, stdin) in the order they run; later cases read what earlier ones wrote."""
-    m = ["--model", model]
-    c = [
-        # fits: one target in each space, several targets
-        ("fit-lex", ["fit", "--features", "lexical", "--target", "cook.jsonl", *FIT, *SHARDS, "-o", "lex.gotd"], None),
-        (
-            "fit-sem",
-            ["fit", "--features", "semantic", *m, "--target", "cook.jsonl", *FIT, *SHARDS, "-o", "sem.gotd"],
-            None,
-        ),
-        (
-            "fit-hyb",
-            ["fit", "--features", "hybrid", *m, "--target", "cook.jsonl", *FIT, *SHARDS, "-o", "hyb.gotd"],
-            None,
-        ),
-        ("fit-mix", ["fit", "--features", "lexical", *MIX, *FIT, *SHARDS, "-o", "mix.gotd"], None),
-        ("fit-mixsem", ["fit", "--features", "semantic", *m, *MIX, *FIT, *SHARDS, "-o", "mixsem.gotd"], None),
-        # info
-        ("info-lex", ["info", "lex.gotd"], None),
-        ("info-lex-json", ["info", "--json", "lex.gotd"], None),
-        ("info-mix", ["info", "mix.gotd"], None),
-        ("info-mix-json", ["info", "--json", "mix.gotd"], None),
-        # one target: -k, --tokens (pieces and records), sample, no-score
-        ("score-k", ["score", "-p", "lex.gotd", "-k", "20", *SHARDS, "-o", "k.jsonl"], None),
-        ("score-k-sem", ["score", "-p", "sem.gotd", *m, "-k", "20", *SHARDS, "-o", "ksem.jsonl"], None),
-        ("score-k-hyb", ["score", "-p", "hyb.gotd", *m, "-k", "20", *SHARDS, "-o", "khyb.jsonl"], None),
-        (
-            "score-tok",
-            ["score", "-p", "lex.gotd", "--tokenizer", "estimate", "--tokens", "400", *SHARDS, "-o", "tok.jsonl"],
-            None,
-        ),
-        (
-            "score-tok-sem",
-            ["score", "-p", "sem.gotd", *m, "--tokens", "400", "--chunk-tokens", "16", *SHARDS, "-o", "toksem.jsonl"],
-            None,
-        ),
-        (
-            "score-tok-doc",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "--tokenizer",
-                "estimate",
-                "--tokens",
-                "400",
-                "--unit",
-                "doc",
-                *SHARDS,
-                "-o",
-                "tokdoc.jsonl",
-            ],
-            None,
-        ),
-        (
-            "score-sample",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "-k",
-                "20",
-                "--select",
-                "sample",
-                "--temperature",
-                "0.1",
-                "--select-seed",
-                "3",
-                *SHARDS,
-                "-o",
-                "sample.jsonl",
-            ],
-            None,
-        ),
-        (
-            "score-sample-tok",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "--tokenizer",
-                "estimate",
-                "--tokens",
-                "300",
-                "--select",
-                "sample",
-                *SHARDS,
-                "-o",
-                "sampletok.jsonl",
-            ],
-            None,
-        ),
-        ("score-noscore", ["score", "-p", "lex.gotd", "-k", "10", "--no-score", *SHARDS], None),
-        (
-            "score-fitfirst",
-            [
-                "score",
-                "--features",
-                "lexical",
-                "--target",
-                "cook.jsonl",
-                *FIT,
-                "-k",
-                "15",
-                "--save-potentials",
-                "ff.gotd",
-                *SHARDS,
-                "-o",
-                "ff.jsonl",
-            ],
-            None,
-        ),
-        ("score-stdin", ["score", "--features", "lexical", "--target", "cook.jsonl", *FIT, "-k", "15"], "@s0.jsonl"),
-        # --state, and its re-run
-        ("state-k", ["score", "-p", "lex.gotd", "-k", "20", "--state", "st-k", *SHARDS, "-o", "stk.jsonl"], None),
-        (
-            "state-k-again",
-            ["score", "-p", "lex.gotd", "-k", "20", "--state", "st-k", *SHARDS, "-o", "stk2.jsonl"],
-            None,
-        ),
-        (
-            "state-tok",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "--tokenizer",
-                "estimate",
-                "--tokens",
-                "400",
-                "--state",
-                "st-tok",
-                *SHARDS,
-                "-o",
-                "sttok.jsonl",
-            ],
-            None,
-        ),
-        # Slurm shares and merge
-        (
-            "share-0",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "-k",
-                "20",
-                "--shard-index",
-                "0",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "sh0.jsonl",
-            ],
-            None,
-        ),
-        (
-            "share-1",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "-k",
-                "20",
-                "--shard-index",
-                "1",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "sh1.jsonl",
-            ],
-            None,
-        ),
-        ("merge-k", ["merge", "-k", "20", "sh0.jsonl", "sh1.jsonl", "-o", "mk.jsonl"], None),
-        ("merge-k-p", ["merge", "-p", "lex.gotd", "-k", "10", "sh0.jsonl", "sh1.jsonl"], None),
-        (
-            "share-st-0",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "--tokenizer",
-                "estimate",
-                "--tokens",
-                "400",
-                "--shard-index",
-                "0",
-                "--num-shards",
-                "2",
-                "--state",
-                "sst-0",
-                *SHARDS,
-                "-o",
-                "sst0.jsonl",
-            ],
-            None,
-        ),
-        (
-            "share-st-1",
-            [
-                "score",
-                "-p",
-                "lex.gotd",
-                "--tokenizer",
-                "estimate",
-                "--tokens",
-                "400",
-                "--shard-index",
-                "1",
-                "--num-shards",
-                "2",
-                "--state",
-                "sst-1",
-                *SHARDS,
-                "-o",
-                "sst1.jsonl",
-            ],
-            None,
-        ),
-        ("merge-tok-folders", ["merge", "--tokens", "400", "sst-0", "sst-1", "-o", "mtok.jsonl"], None),
-        ("merge-k-folders-tok", ["merge", "-k", "5", "sst-0", "sst-1"], None),
-        # several targets
-        ("mix-quota", ["score", "-p", "mix.gotd", "-k", "20", *SHARDS, "-o", "mq.jsonl"], None),
-        ("mix-sum", ["score", "-p", "mix.gotd", "--mix", "sum", "-k", "20", *SHARDS, "-o", "ms.jsonl"], None),
-        ("mix-sem", ["score", "-p", "mixsem.gotd", *m, "-k", "20", *SHARDS, "-o", "msem.jsonl"], None),
-        ("mix-noscore", ["score", "-p", "mix.gotd", "-k", "10", "--no-score", *SHARDS], None),
-        (
-            "mix-cand-0",
-            [
-                "score",
-                "-p",
-                "mix.gotd",
-                "-k",
-                "20",
-                "--candidates",
-                "--shard-index",
-                "0",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "mc0.jsonl",
-            ],
-            None,
-        ),
-        (
-            "mix-cand-1",
-            [
-                "score",
-                "-p",
-                "mix.gotd",
-                "-k",
-                "20",
-                "--candidates",
-                "--shard-index",
-                "1",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "mc1.jsonl",
-            ],
-            None,
-        ),
-        ("mix-merge", ["merge", "-p", "mix.gotd", "-k", "20", "mc0.jsonl", "mc1.jsonl", "-o", "mm.jsonl"], None),
-        ("mix-merge-cand", ["merge", "-p", "mix.gotd", "-k", "20", "--candidates", "mc0.jsonl", "mc1.jsonl"], None),
-        (
-            "mix-sum-0",
-            [
-                "score",
-                "-p",
-                "mix.gotd",
-                "--mix",
-                "sum",
-                "-k",
-                "20",
-                "--shard-index",
-                "0",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "msum0.jsonl",
-            ],
-            None,
-        ),
-        (
-            "mix-sum-1",
-            [
-                "score",
-                "-p",
-                "mix.gotd",
-                "--mix",
-                "sum",
-                "-k",
-                "20",
-                "--shard-index",
-                "1",
-                "--num-shards",
-                "2",
-                *SHARDS,
-                "-o",
-                "msum1.jsonl",
-            ],
-            None,
-        ),
-        ("mix-sum-merge", ["merge", "-p", "mix.gotd", "-k", "20", "msum0.jsonl", "msum1.jsonl"], None),
-        ("mix-sum-merge-plain", ["merge", "-k", "20", "msum0.jsonl", "msum1.jsonl"], None),
-        ("mix-state", ["score", "-p", "mix.gotd", "-k", "20", "--state", "st-mix", *SHARDS, "-o", "mst.jsonl"], None),
-        (
-            "mix-state-again",
-            ["score", "-p", "mix.gotd", "-k", "20", "--state", "st-mix", *SHARDS, "-o", "mst2.jsonl"],
-            None,
-        ),
-        ("mix-fitfirst", ["score", "--features", "lexical", *MIX, *FIT, "-k", "15", "--mix", "sum", *SHARDS], None),
-        ("mix-tokens-refused", ["score", "-p", "mix.gotd", "--tokens", "400", *SHARDS], None),
-        ("mix-ray-refused", ["score", "-p", "mix.gotd", "-k", "5", "--ray", "local", *SHARDS], None),
-        # embed and report
-        ("embed-lex", ["embed", "-p", "lex.gotd", *SHARDS, "-o", "lex.npy"], None),
-        ("embed-sem", ["embed", *m, "s0.jsonl", "-o", "sem.npy"], None),
-        (
-            "report-json",
-            ["report", "-p", "lex.gotd", "--json", "--pool", "s1.jsonl", "--group-field", "topic", "k.jsonl"],
-            None,
-        ),
-        ("report-html", ["report", "-p", "lex.gotd", "--pool", "s1.jsonl", "k.jsonl", "-o", "rep"], None),
-    ]
-    return c
+    """(name, arguments, stdin) of every case (CASES), in order."""
+    named = {"$M": ["--model", model], "$FIT": FIT, "$MIX": MIX, "$SHARDS": SHARDS}
+    found = []
+    for line in CASES.strip().replace(" \\\n", " ").splitlines():
+        name, stdin, command = line.split(None, 2)
+        args = [part for word in shlex.split(command) for part in named.get(word, [word])]
+        found.append((name, args, None if stdin == "-" else stdin))
+    return found
 
 
 def run_all(out: Path) -> None:

@@ -51,6 +51,14 @@ def make_docs(n: int, seed: int = 0, topics: tuple[str, ...] = tuple(TOPICS)) ->
     return docs
 
 
+def sourced_docs(n: int, seed: int = 0) -> list[dict]:
+    """make_docs with a "src" field cycling through three sites: a group field for report's composition."""
+    docs = make_docs(n, seed=seed)
+    for i, doc in enumerate(docs):
+        doc["src"] = ["blog", "forum", "news"][i % 3]
+    return docs
+
+
 def pot_gradients(x, y, eps: float):
     """POT's own answer on the same embeddings: (f, the paper's calibrated gradient f_i - mean of the others)."""
     import numpy as np

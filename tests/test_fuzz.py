@@ -40,7 +40,7 @@ from gotd_stream.io.records import NO_WORDS, Record, Skips, read_records
 from gotd_stream.io.streams import CHUNK, GZIP_MAGIC, ZSTD_MAGIC, CorruptInput
 from gotd_stream.select.units import chunk_spans
 from gotd_stream.text import wordless
-from tests.conftest import make_docs, write_jsonl
+from tests.conftest import make_docs, sourced_docs, write_jsonl
 
 try:
     from hypothesis import HealthCheck, assume, given, settings
@@ -1001,9 +1001,7 @@ def report_base(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tests.conftest import run
 
     folder = tmp_path_factory.mktemp("fuzz-report")
-    docs = make_docs(60, seed=1)
-    for i, doc in enumerate(docs):
-        doc["src"] = ["blog", "forum", "news"][i % 3]
+    docs = sourced_docs(60, seed=1)
     pool = write_jsonl(folder / "pool.jsonl", docs)
     cook = write_jsonl(folder / "cook.jsonl", make_docs(12, seed=2, topics=("cooking",)))
     foot = write_jsonl(folder / "foot.jsonl", make_docs(12, seed=3, topics=("football",)))

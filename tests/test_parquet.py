@@ -35,6 +35,20 @@ def fineweb(path, docs: list[dict], row_group_size: int = 16):
     return path
 
 
+def same_selection_as_jsonl(tmp_path, records, parquet, fit_on, k: int):
+    """Write `records` (as read from `parquet`) as JSONL, fit a lexical artifact (rows.gotd) on `fit_on` (None:
+    the JSONL), and check that scoring the Parquet file and the JSONL gives the same bytes; returns the Parquet
+    run."""
+    as_jsonl = tmp_path / "rows.jsonl"
+    as_jsonl.write_bytes(b"".join(r.raw + b"\n" for r in records))
+    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
+    artifact = tmp_path / "rows.gotd"
+    run(["fit", "--features", "lexical", "--target", target, fit_on or as_jsonl, "-o", artifact, "-q"])
+    from_parquet = run(["score", "-p", artifact, "-k", k, parquet])
+    assert from_parquet.stdout_bytes == run(["score", "-p", artifact, "-k", k, as_jsonl]).stdout_bytes
+    return from_parquet
+
+
 def test_rows_keep_every_column_and_score_like_the_same_jsonl(tmp_path):
     docs = make_docs(90, seed=7)
     parquet = fineweb(tmp_path / "shard.parquet", docs)
@@ -46,17 +60,11 @@ def test_rows_keep_every_column_and_score_like_the_same_jsonl(tmp_path):
     assert base64.b64decode(row["digest"]) == docs[4]["id"].encode() + b"\x00\xff"
     assert row["topics"] == [docs[4]["topic"], "web"] and row["text"] == docs[4]["text"]
     # the rows as JSONL, byte for byte what the Parquet reader makes of them: the same selection, same bytes
-    as_jsonl = tmp_path / "shard.jsonl"
-    as_jsonl.write_bytes(b"".join(r.raw + b"\n" for r in records))
-    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
-    artifact = tmp_path / "task.gotd"
-    run(["fit", "--features", "lexical", "--target", target, as_jsonl, "-o", artifact, "-q"])
-    from_parquet = run(["score", "-p", artifact, "-k", 12, parquet])
-    assert from_parquet.stdout_bytes == run(["score", "-p", artifact, "-k", 12, as_jsonl]).stdout_bytes
+    from_parquet = same_selection_as_jsonl(tmp_path, records, parquet, None, 12)
     first = orjson.loads(from_parquet.stdout_bytes.splitlines()[0])
     assert {"text", "id", "date", "score", "digest", "topics", "gotd_score", "gotd_fit"} == set(first)
     npy = tmp_path / "rows.npy"
-    assert "embedded 90" in run(["embed", "-p", artifact, parquet, "-o", npy]).stderr
+    assert "embedded 90" in run(["embed", "-p", tmp_path / "rows.gotd", parquet, "-o", npy]).stderr
 
 
 def test_null_and_non_string_text_are_skipped_and_counted(tmp_path):
@@ -289,14 +297,8 @@ def test_every_arrow_type_is_converted_and_no_row_is_dropped(tmp_path):
         assert rows[i]["s_far"] == far_iso(300_000_000_000 + i) and rows[i]["s_far"].startswith("+11476-")
         assert rows[i]["date32"] == far_iso((-800_000 + i) * 86_400)[:-9] and rows[i]["date32"].startswith("-022")
     # the rows in JSONL select the same records, byte for byte
-    as_jsonl = tmp_path / "types.jsonl"
-    as_jsonl.write_bytes(b"".join(r.raw + b"\n" for r in records))
-    target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
-    artifact = tmp_path / "t.gotd"
-    run(["fit", "--features", "lexical", "--target", target, path, "-o", artifact, "-q"])
-    picked = run(["score", "-p", artifact, "-k", 300, path])
+    picked = same_selection_as_jsonl(tmp_path, records, path, path, 300)
     assert "skipped 0," in picked.stderr and len(picked.stdout_bytes.splitlines()) == 300
-    assert picked.stdout_bytes == run(["score", "-p", artifact, "-k", 300, as_jsonl]).stdout_bytes
 
 
 def far_iso(seconds: int) -> str:

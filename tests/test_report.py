@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.conftest import make_docs, run, write_jsonl
+from tests.conftest import make_docs, run, sourced_docs, write_jsonl
 
 LEXICAL = ["--features", "lexical", "--sample-size", 80]
 
@@ -31,9 +31,7 @@ def small_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A pool with a source field, a pool sample, a cooking artifact, a selection of 12; a two-target artifact."""
     d = tmp_path_factory.mktemp("report")
-    docs = make_docs(120, seed=1)
-    for i, doc in enumerate(docs):
-        doc["src"] = ["blog", "forum", "news"][i % 3]
+    docs = sourced_docs(120, seed=1)
     docs[0]["src"] = "<script>alert(1)</script>"  # a value from the data, shown in the composition table
     pool = write_jsonl(d / "pool.jsonl", docs)
     sample = write_jsonl(d / "sample.jsonl", docs[::3] + docs[1:30:3])

@@ -14,7 +14,7 @@ from gotd_stream.cli.options import (
     common_options,
     display_output,
     log,
-    model_settings,
+    models_of,
     partial_success,
     speaking,
 )
@@ -68,28 +68,7 @@ from gotd_stream.report.html import report_json
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples the distances use.")
 @common_options
-def report(
-    selected,
-    potentials,
-    pool,
-    group_field,
-    reference,
-    output,
-    as_json,
-    examples,
-    max_points,
-    seed,
-    text_field,
-    model,
-    device,
-    batch_tokens,
-    batch_size,
-    workers,
-    max_tokens,
-    strict,
-    max_skipped,
-    quiet,
-) -> None:
+def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -> None:
     """What a selection did, at a glance, before training on it: index.html (plots embedded) and report.json.
 
     OT distances from the target to the selection, to a sample of the pool and to a random subset of it; the
@@ -100,14 +79,9 @@ def report(
       gotd-stream report -p task.gotd selected.jsonl.zst --pool pool-sample.jsonl --group-field src -o report/
       gotd-stream report -p task.gotd selected.jsonl.zst --pool pool-sample.jsonl --json > report.json
     """
-    if reference and not pool:
-        raise click.UsageError("--reference needs --pool: it checks the pool sample against it")
-    if not as_json and not output:
-        raise click.UsageError("give -o FOLDER for index.html and report.json, or --json for the JSON alone")
-    if not as_json and output == "-":
-        raise click.UsageError("-o -: the HTML report is a folder; pass --json to write the JSON to stdout")
-    skips = gs.Skips(strict=strict, budget=max_skipped)
-    models = model_settings(model, device, max_tokens, batch_size, batch_tokens, workers)
+    check_report_options(pool, reference, output, as_json)
+    skips = gs.Skips(strict=p["strict"], budget=p["max_skipped"])
+    models = models_of(p)
     inputs = [path for path in (selected, pool, reference) if path]
     with speaking(quiet):
         if as_json:
@@ -115,10 +89,11 @@ def report(
         else:
             check_folder(output, inputs, potentials)
         artifact, featurizer = load_checked(potentials, models)
-        settings = gs.ReportSettings(text_field, group_field, examples, max_points, seed)
+        settings = gs.ReportSettings(p["text_field"], p["group_field"], p["examples"], p["max_points"], p["seed"])
         names = {"potentials": potentials, "selected": "<stdin>" if selected == "-" else selected}
         if reference:
             names["reference"] = reference
+        device = pick_device(models.device)
         made = gs.build_report(
             selected,
             artifact,
@@ -127,16 +102,36 @@ def report(
             pool=pool,
             reference=reference,
             skips=skips,
-            device=pick_device(models.device),
+            device=device,
             names=names,
         )
-        if as_json:
-            with atomic_output(None if output in (None, "-") else output) as sink:
-                sink.write(report_json(made))
-            wrote = display_output(output or "-")
-        else:
-            page, data = gs.write_report(output, made)
-            wrote = f"{page} and {data}"
+        wrote = write_made(made, output, as_json)
+    summarise(made, skips, wrote, quiet)
+    partial_success(p["max_skipped"], skips.total)
+
+
+def check_report_options(pool, reference, output, as_json) -> None:
+    """The options that need others: --reference needs --pool; the page needs -o FOLDER, the JSON may go to stdout."""
+    if reference and not pool:
+        raise click.UsageError("--reference needs --pool: it checks the pool sample against it")
+    if not as_json and not output:
+        raise click.UsageError("give -o FOLDER for index.html and report.json, or --json for the JSON alone")
+    if not as_json and output == "-":
+        raise click.UsageError("-o -: the HTML report is a folder; pass --json to write the JSON to stdout")
+
+
+def write_made(made: dict, output: str | None, as_json: bool) -> str:
+    """The report as JSON (to -o or stdout) or as the folder's two files; what was written, in words."""
+    if as_json:
+        with atomic_output(None if output in (None, "-") else output) as sink:
+            sink.write(report_json(made))
+        return display_output(output or "-")
+    page, data = gs.write_report(output, made)
+    return f"{page} and {data}"
+
+
+def summarise(made: dict, skips, wrote: str, quiet: bool) -> None:
+    """report's summary line on stderr, and the reference's warning when there is one."""
     first = made["ot"]["targets"][-1]
     moved = (
         "" if first.get("to_pool") is None else f", random subset {first['to_random']:.4f}, pool {first['to_pool']:.4f}"
@@ -149,7 +144,6 @@ def report(
     )
     if made["reference"] and made["reference"]["warning"]:
         click.echo(f"warning: {made['reference']['warning']}", err=True)
-    partial_success(max_skipped, skips.total)
 
 
 def check_folder(folder: str, inputs: list[str], potentials: str) -> None:

@@ -28,46 +28,6 @@ TRAJECTORY = (
 )
 
 
-@dataclass
-class Settings:
-    """Every option of `gotd-stream finetune`; written to finetune.json as given."""
-
-    data: str
-    out: str
-    task: str = "warmup"
-    model: str | None = None
-    eval_data: str | None = None
-    objective: str = "auto"
-    label_field: str = "label"
-    max_steps: int | None = None
-    epochs: float | None = None
-    lr: float = 5e-5
-    batch_size: int = 8
-    block_size: int = 128
-    seed: int = 0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
-    mlm_probability: float = 0.15
-    text_field: str = "text"
-    device: str = "auto"
-    save_every: int = 1000
-    save_state: bool = True
-    resume: bool = False
-    strict: bool = False
-    max_skipped: int | None = None
-    log_every: int = 0
-    quiet: bool = False
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def training(self) -> Training:
-        """The trajectory settings as a Training, which refuses values that cannot train."""
-        names = [f.name for f in dataclasses.fields(Training)]
-        return Training(**{name: getattr(self, name) for name in names})
-
-
 @dataclass(frozen=True)
 class Training:
     """How a warm-up from Python trains (gotd_stream.finetune.warmup): the trajectory settings of `Settings`,
@@ -116,3 +76,35 @@ class Training:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(Training):
+    """Every option of `gotd-stream finetune`: the trajectory of a Training, and the files, model and run
+    around it; written to finetune.json as given. Checked when it runs (`training()`), not when built, so that a
+    run that cannot train says so as the command's own refusal does."""
+
+    data: str
+    out: str
+    task: str = "warmup"
+    model: str | None = None
+    eval_data: str | None = None
+    objective: str = "auto"
+    label_field: str = "label"
+    text_field: str = "text"
+    device: str = "auto"
+    save_every: int = 1000
+    save_state: bool = True
+    resume: bool = False
+    strict: bool = False
+    max_skipped: int | None = None
+    log_every: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:  # the checks run with the run (training())
+        pass
+
+    def training(self) -> Training:
+        """The trajectory settings as a Training, which refuses values that cannot train."""
+        names = [f.name for f in dataclasses.fields(Training)]
+        return Training(**{name: getattr(self, name) for name in names})

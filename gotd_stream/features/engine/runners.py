@@ -42,6 +42,30 @@ from gotd_stream.features.engine.workers import (
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
 
 
+# What an engine tokenises to check itself against the model's own preprocessing: short and long, odd characters
+PROBES = (
+    "Hello, world!",
+    "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
+    " ".join(f"word{i} and more text" for i in range(400)),
+    "x" * 5000,
+)
+
+
+def text_spec(serialised: str, direction: str, max_tokens: int, full_chars: int, **more) -> TokenizerSpec:
+    """The tokenizer spec of a text model: texts cut to `full_chars`, and to fewer characters first when the
+    tokenizer splits at whitespace and truncates on the right (so that no token is lost at the cut)."""
+    tight = direction == "right" and splits_at_whitespace(serialised)
+    return TokenizerSpec(
+        json=serialised,
+        max_tokens=max_tokens,
+        direction=direction,
+        tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
+        full_chars=full_chars,
+        types=False,
+        **more,
+    )
+
+
 class Engine:
     """Embeds windows of texts with a SentenceTransformer, overlapping reading, tokenising and the forward pass."""
 
@@ -108,17 +132,7 @@ class Engine:
         tensors = {k for k, v in template.items() if hasattr(v, "shape")}
         if not {"input_ids", "attention_mask"} <= tensors or tensors - known:
             return None
-        direction = getattr(tokenizer, "truncation_side", "right")
-        serialised = backend.to_str()
-        tight = direction == "right" and splits_at_whitespace(serialised)
-        spec = TokenizerSpec(
-            json=serialised,
-            max_tokens=max_tokens,
-            direction=direction,
-            tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
-            full_chars=full_chars,
-            types=False,
-        )
+        spec = text_spec(backend.to_str(), getattr(tokenizer, "truncation_side", "right"), max_tokens, full_chars)
         probe = Tokenize(spec)
         wants_types = "token_type_ids" in tensors
         if wants_types and any(probe.tokens(["a probe"])[0].type_ids):
@@ -140,12 +154,7 @@ class Engine:
 
     def agrees_with_model(self) -> bool:
         """Our tokens equal the model's own preprocessing on a few probes, short and long (else: fall back)."""
-        probes = [
-            "Hello, world!",
-            "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
-            " ".join(f"word{i} and more text" for i in range(400)),
-            "x" * 5000,
-        ]
+        probes = PROBES
         ours = self._tokenizer_inline().tokens([p[: self.spec.full_chars] for p in probes])
         theirs = _preprocess(self.model, [p[: self.spec.full_chars] for p in probes])
         mask = theirs["attention_mask"].bool()
@@ -363,19 +372,8 @@ class BagEngine(Engine):
         cls, model, *, device: str, max_tokens: int, full_chars: int, workers: int | None, dim: int
     ) -> BagEngine | None:
         tokenizer = model[0].tokenizer
-        serialised = tokenizer.to_str()
-        truncation = tokenizer.truncation or {}
-        direction = truncation.get("direction", "right")
-        tight = direction == "right" and splits_at_whitespace(serialised)
-        spec = TokenizerSpec(
-            json=serialised,
-            max_tokens=max_tokens,
-            direction=direction,
-            tight_chars=max_tokens * TIGHT_CHARS_PER_TOKEN if tight else 0,
-            full_chars=full_chars,
-            types=False,
-            special_tokens=False,
-        )
+        direction = (tokenizer.truncation or {}).get("direction", "right")
+        spec = text_spec(tokenizer.to_str(), direction, max_tokens, full_chars, special_tokens=False)
         engine = cls(
             model,
             spec,
@@ -392,12 +390,7 @@ class BagEngine(Engine):
         return engine if engine.agrees_with_model() else None
 
     def agrees_with_model(self) -> bool:
-        probes = [
-            "Hello, world!",
-            "Ünïcödé — “quotes” and emoji 🙂 in a sentence.",
-            " ".join(f"word{i} and more text" for i in range(400)),
-            "x" * 5000,
-        ]
+        probes = PROBES
         cut = [p[: self.spec.full_chars] for p in probes]
         ours = self._tokenizer_inline().ids(cut)
         theirs = _preprocess(self.model, cut)
