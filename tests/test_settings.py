@@ -60,6 +60,10 @@ def test_budgets_refuse_bad_values(values: dict) -> None:
         (lambda: gs.Units(text_field=""), "text_field"),
         (lambda: gs.Plan(gs.Budget(k=5), mix="average"), "mix"),
         (lambda: gs.Plan(5), "Budget"),
+        (lambda: gs.ReportSettings(examples=-1), "examples"),
+        (lambda: gs.ReportSettings(max_points=1), "max_points"),
+        (lambda: gs.ReportSettings(group_field=""), "group_field"),
+        (lambda: gs.ReportSettings(text_field=None), "text_field"),
     ],
 )
 def test_model_ray_unit_and_plan_settings_refuse_bad_values(make, named: str) -> None:

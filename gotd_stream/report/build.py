@@ -56,6 +56,18 @@ class ReportSettings:
     seed: int = 0
     bins: int = 40
 
+    def __post_init__(self):
+        from gotd_stream.errors import BadSetting, whole
+
+        for name in ("text_field", "group_field"):
+            value = getattr(self, name)
+            if (value is not None or name == "text_field") and (not isinstance(value, str) or not value):
+                raise BadSetting(f"{setting(name)} must name a field, not {value!r}")
+        whole("examples", self.examples, 0)
+        whole("max_points", self.max_points, 2)
+        whole("seed", self.seed)
+        whole("bins", self.bins, 1)
+
 
 @dataclass
 class Records:
