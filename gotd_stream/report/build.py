@@ -117,7 +117,7 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
     several = isinstance(artifact, Mixture)
     before = Counter(skips.counts)
     kinds = set()
-    expected = artifact.fit_id  # once: a several-targets artifact's id is a hash over all its arrays
+    expected = artifact.fit_id
     for lineno, line in read_lines(path):
         if not line or line.isspace():
             continue

@@ -10,6 +10,7 @@ bytes), and `load` checks it, then every field and shape, before anything is use
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -72,9 +73,10 @@ class Potentials:
         """Whether its integrity was checked: files older than version 3 carry no checksum."""
         return self.format_version >= CHECKSUMMED
 
-    @property
+    @functools.cached_property
     def fit_id(self) -> str:
-        """Identifies what scores mean: same id, comparable scores (written with each selected record)."""
+        """Identifies what scores mean: same id, comparable scores (written with each selected record). A hash
+        over every array: computed once per artifact, which is not changed after it is made or loaded."""
         digest = hashlib.sha256()
         digest.update(np.ascontiguousarray(self.target).tobytes())
         digest.update(np.ascontiguousarray(self.g).tobytes())
@@ -321,9 +323,10 @@ class Mixture:
         """Version 4 always carries a checksum, checked on load."""
         return True
 
-    @property
+    @functools.cached_property
     def fit_id(self) -> str:
-        """Identifies what the scores mean: every part's fit id, its name and its weight (written with each line)."""
+        """Identifies what the scores mean: every part's fit id, its name and its weight (written with each line);
+        computed once per artifact."""
         triples = zip(self.names, self.weights, self.parts, strict=True)
         parts = [[name, weight, part.fit_id] for name, weight, part in triples]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]

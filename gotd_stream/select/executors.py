@@ -99,7 +99,7 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
 
     scorers = scorers_of(artifact, device)
     keeper = plan.keeper(artifact)
-    fit_id = plan.fit_id(artifact)  # once: a mixture's id hashes every array
+    fit_id = artifact.fit_id
     state.note_inputs(paths)
     for path in paths:
         shard = state.finished(path)

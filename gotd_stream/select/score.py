@@ -138,7 +138,6 @@ class Plan:
     mix: str | None = None
     units: Units = field(default_factory=Units)
     candidates: bool = False
-    _ids: dict = field(default_factory=dict, repr=False, compare=False)  # id(artifact) -> (artifact, its fit id)
 
     def __post_init__(self):
         from gotd_stream.errors import BadSetting
@@ -149,21 +148,11 @@ class Plan:
         if self.mix is not None and self.mix not in MIXES:
             raise BadSetting(f"{setting('mix')} must be one of {', '.join(MIXES)}, not {self.mix!r}")
 
-    def __getstate__(self) -> dict:  # sent to a Ray actor: without the artifacts the cache holds
-        return dict(self.__dict__, _ids={})
-
-    def fit_id(self, artifact) -> str:
-        """The artifact's fit id, computed once per artifact (a mixture's hashes every array of every target)."""
-        held = self._ids.get(id(artifact))
-        if held is None or held[0] is not artifact:
-            held = self._ids[id(artifact)] = (artifact, artifact.fit_id)
-        return held[1]
-
     def keeper(self, artifact):
         """A fresh keeper of this plan over `artifact` (select.keep.keeper_for: the method's rules checked)."""
         from gotd_stream.select.keep import keeper_for
 
-        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, self.fit_id(artifact))
+        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, artifact.fit_id)
 
     def identity(self, artifact) -> dict:
         """What a --state folder must share with the run that made it (a shard's candidates depend on it)."""
@@ -179,7 +168,7 @@ class Plan:
         chunks = self.units.chunk_tokens
         counted = self.budget.tokens is not None or chunks is not None
         return {
-            "fit_id": self.fit_id(artifact),
+            "fit_id": artifact.fit_id,
             **self.budget.identity(),
             "unit": "doc" if chunks is None else f"chunk:{chunks}",
             "tokenizer": self.units.counter.name if counted else None,
