@@ -34,12 +34,11 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
     from gotd_stream.io.streams import display_name, read_lines
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.budget import Budget, Rule
-    from gotd_stream.select.keep import OneTargetOnly, RankKeeper, offer_lines, read_line
+    from gotd_stream.select.keep import RankKeeper, offer_lines, read_line
 
     mixture = artifact if isinstance(artifact, Mixture) else None
-    if mixture is not None and tokens is not None:
-        raise OneTargetOnly(f"several targets merge {setting('k')} records: {setting('tokens')} applies to one target")
-    expected = mixture.fit_id if mixture is not None else None  # once: it hashes every array
+    check_merge(mixture is not None, tokens, candidates=False, no_score=False)
+    expected = mixture.fit_id if mixture is not None else None
     fits: dict[str, str] = {}
     rules: dict[str | None, str] = {}
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
