@@ -117,14 +117,26 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
     import pyarrow.parquet as pq
 
     name = display_name(path)
-    warned: set[str] = set()
     try:
         parquet = pq.ParquetFile(path)
-        columns = parquet.schema_arrow.names
-        check_columns(name, columns, text_field)
-        at = columns.index(text_field)
-        row = 0
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        yield from batch_rows(name, parquet.schema_arrow.names, parquet.iter_batches(batch_size=BATCH_ROWS), text_field)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
+
+
+def batch_rows(name: str, columns: list[str], batches, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:
+    """The rows of Arrow record batches (of one file, `name`, whose columns are `columns`) as parquet_rows gives
+    them: shared by Parquet files and Arrow IPC files (io.datasets). A batch longer than BATCH_ROWS is converted
+    BATCH_ROWS rows at a time, so memory stays bounded whatever the writer's batch size."""
+    check_columns(name, columns, text_field)
+    at = columns.index(text_field)
+    warned: set[str] = set()
+    row = 0
+    for whole in batches:
+        for first in range(0, whole.num_rows, BATCH_ROWS):
+            batch = whole.slice(first, BATCH_ROWS)
             values = []
             for i, column in enumerate(columns):
                 replaced = []
@@ -151,10 +163,6 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
                     yield row, None, "a column JSON cannot hold", str(exc)
                     continue
                 yield row, raw, text, ""
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise
-        raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
 
 
 def column_values(array, text: bool = False, replaced: list | None = None) -> list:
