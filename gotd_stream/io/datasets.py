@@ -135,8 +135,9 @@ def dataset_files(folder: str) -> list[str]:
     if "state.json" in names:
         return _saved_files(folder)
     found = sorted(
-        n for n in names if n.lower().endswith(".parquet") and not n.startswith((".", "_"))
-        and os.path.isfile(os.path.join(folder, n))
+        n
+        for n in names
+        if n.lower().endswith(".parquet") and not n.startswith((".", "_")) and os.path.isfile(os.path.join(folder, n))
     )
     if not found:
         shown = ", ".join(sorted(names)[:8]) or "nothing"

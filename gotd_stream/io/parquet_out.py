@@ -83,8 +83,10 @@ def _difference(a, b) -> str:
         x = a.field(i) if i < len(a) else None
         y = b.field(i) if i < len(b) else None
         if x is None or y is None or x.name != y.name or not x.type.equals(y.type):
-            said = [f"column {i + 1} is {f.name!r} ({f.type})" if f is not None else f"there is no column {i + 1}"
-                    for f in (y, x)]
+            said = [
+                f"column {i + 1} is {f.name!r} ({f.type})" if f is not None else f"there is no column {i + 1}"
+                for f in (y, x)
+            ]
             return f"{said[0]} in the one, {said[1]} in the other"
     return "the same columns with other metadata"
 
@@ -393,9 +395,7 @@ def to_arrow(values: list, kind):
         per = PER_SECOND[kind.unit]
         return pa.array([None if v is None else _duration(v, per) for v in values], pa.int64()).view(kind)
     if kind == pa.month_day_nano_interval():
-        return pa.array(
-            [None if v is None else (v["months"], v["days"], v["nanoseconds"]) for v in values], kind
-        )
+        return pa.array([None if v is None else (v["months"], v["days"], v["nanoseconds"]) for v in values], kind)
     if types.is_binary(kind) or types.is_large_binary(kind) or types.is_fixed_size_binary(kind):
         return pa.array([None if v is None else base64.b64decode(v, validate=True) for v in values], kind)
     if types.is_binary_view(kind):

@@ -28,9 +28,10 @@ class Merged:
 
 
 def merge(paths: list[str], k: int | None = None, tokens: int | None = None, artifact=None) -> Merged:
-    """Read scored lines from `paths` (in shard order; JSONL or Parquet selections, io.parquet_out) and keep the k best, or the best `tokens` tokens, ranked
-    by the rule the lines record; refuse lines, fits and rules that differ. With `artifact` of several targets
-    (a Mixture), the lines are its quota candidates or sum selections, merged by the mix they were made by."""
+    """Read scored lines from `paths` (in shard order; JSONL or Parquet selections: io.parquet_out) and keep the
+    k best, or the best `tokens` tokens, ranked by the rule the lines record; refuse lines, fits and rules that
+    differ. With `artifact` of several targets (a Mixture), the lines are its quota candidates or sum selections,
+    merged by the mix they were made by."""
     from gotd_stream.io.parquet_out import selection_lines
     from gotd_stream.io.streams import display_name
     from gotd_stream.select.artifact import Mixture
