@@ -264,3 +264,23 @@ def test_a_dataset_dict_folder_is_refused_with_its_split_folders(corpus, tmp_pat
     save_to_disk(broken, c["table"].slice(0, 10))
     os.remove(broken / "data-00001-of-00002.arrow")
     assert "data-00001-of-00002.arrow" in run(["score", "-p", c["artifact"], "-k", 3, broken], code=2).stderr
+
+
+def test_several_targets_write_their_scores_as_a_struct_and_quota_candidates_merge_exactly(corpus, tmp_path):
+    c = corpus
+    other = write_jsonl(tmp_path / "football.jsonl", make_docs(8, seed=9, topics=("football",)))
+    mix = tmp_path / "mix.gotd"
+    targets = ["--target", f"cooking={c['target']}:0.6", "--target", f"football={other}:0.4"]
+    run(["fit", "--features", "lexical", *targets, c["saved"], "-o", mix, "-q"])
+    one_pass = run(["score", "-p", mix, "-k", 10, c["saved"]]).stdout_bytes
+    parts = []
+    for i, path in enumerate(c["files"]):
+        parts.append(tmp_path / f"c{i}.parquet")
+        run(["score", "-p", mix, "-k", 10, "--candidates", path, "-o", parts[-1], "-q"])
+    schema = pq.read_schema(parts[0])
+    assert schema.field("gotd_scores").type == pa.struct([("cooking", pa.float64()), ("football", pa.float64())])
+    assert run(["merge", "-p", mix, "-k", 10, *parts]).stdout_bytes == one_pass
+    merged = tmp_path / "merged.parquet"
+    run(["merge", "-p", mix, "-k", 10, *parts, "-o", merged, "-q"])
+    assert pq.read_table(merged).schema.names[-4:] == ["gotd_scores", "gotd_target", "gotd_score", "gotd_fit"]
+    assert parquet_rows_of(merged) == one_pass.splitlines()
