@@ -12,17 +12,19 @@ A row is the record's own columns, then what `score` appends to a JSONL line, as
 
 (each only when the selection's lines carry it; a piece's `gotd_source` and `gotd_span` are record columns, as
 they are fields of its JSONL line). The record columns keep the types of the inputs' columns when the inputs are
-Parquet or Arrow files (all of them must have the same columns, names and types: a clash is named before any
-work); from JSONL they are inferred from the records: every record must have the same keys in the same order and
-one JSON type per key (null anywhere), or the first record that differs is named.
+Parquet or Arrow files: all of them must have the same columns, names and types, and each a type Parquet stores
+(an interval is not), or the clash is named before any work; Parquet keeps a date64 as date32 days. From JSONL
+the columns are inferred from the records: every record must have the same keys in the same order and one JSON
+type per key (null anywhere), or the first record that differs is named.
 
-Exactness: every row group is read back (io.parquet's conversion) before it is written, and each row must give
-the record's JSON again. From a Parquet or Arrow input it gives the very bytes, so the lines of a Parquet
-selection and those of a JSONL one compare the same, and merge is exact whatever the mix. A JSONL record that is
-not written compactly (`{"a": 1}`, escapes such as `\\u00e9`) reads back as its compact form (the same values);
-under a sampling rule, whose keys hash the record's bytes, that would change its draw in a later merge, so it is
-refused there. Scores are float64: the same numbers as the JSONL's text. Rows are written in the selection's
-order, in row groups of ROW_GROUP rows, to a temporary file renamed into place (io.outputs).
+Exactness: every row group is read back as Parquet gives it (io.parquet's conversion) before it is written, and
+each row must give the record's JSON again (a date64 that is not a whole day would not: refused). From a Parquet
+or Arrow input it gives the very bytes, so the lines of a Parquet selection and those of a JSONL one compare the
+same, and merge is exact whatever the mix. A JSONL record that is not written compactly (`{"a": 1}`, escapes
+such as `\\u00e9`) reads back as its compact form (the same values); under a sampling rule, whose keys hash the
+record's bytes, that would change its draw in a later merge, so it is refused there. Scores are float64: the
+same numbers as the JSONL's text. Rows are written in the selection's order, in row groups of ROW_GROUP rows,
+to a temporary file renamed into place (io.outputs).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def record_schema(paths: Iterable[str]):
         if schema is None:
             continue
         schema = _without_scores(schema).remove_metadata()
+        _check_writable(schema, display_name(path))
         if first is None:
             first, first_name = schema, display_name(path)
             continue
@@ -68,6 +71,39 @@ def record_schema(paths: Iterable[str]):
                 f"Parquet output holds one schema; write JSONL (-o FILE.jsonl), or score them to separate outputs"
             )
     return first
+
+
+def _check_writable(schema, name: str) -> None:
+    """Each column is one Parquet stores and to_arrow rebuilds from JSON (SchemaClash naming the first other)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for field in schema:
+        problem = _unbuilt(field.type)
+        if problem is None:
+            try:
+                pq.write_table(pa.schema([field]).empty_table(), pa.BufferOutputStream())
+            except (pa.ArrowException, TypeError) as exc:
+                problem = str(exc)
+        if problem is not None:
+            raise SchemaClash(
+                f"{name}: column {field.name!r} ({field.type}) cannot be written to Parquet ({problem}): write JSONL "
+                "(-o FILE.jsonl), or drop or convert the column first"
+            )
+
+
+def _unbuilt(kind) -> str | None:
+    """Why to_arrow cannot rebuild a type from JSON (extension, union, run-end encoded, anywhere inside), or None."""
+    import pyarrow as pa
+
+    if isinstance(kind, pa.ExtensionType) or pa.types.is_union(kind) or pa.types.is_run_end_encoded(kind):
+        return "its values are not rebuilt from JSON"
+    inner = [kind.field(i).type for i in range(kind.num_fields)] if pa.types.is_struct(kind) else []
+    if pa.types.is_map(kind):
+        inner = [kind.key_type, kind.item_type]
+    elif hasattr(kind, "value_type"):
+        inner = [kind.value_type]
+    return next((why for why in map(_unbuilt, inner) if why is not None), None)
 
 
 def _without_scores(schema):
@@ -282,7 +318,7 @@ def write_parquet(output: str | None, lines: Callable[[], Iterable[bytes]], inpu
             for group in _groups(lines(), ROW_GROUP):
                 rows = [_split(line, loads) for line in group]
                 batch = _batch(rows, schema)
-                _check_back(batch, rows, written)
+                _check_back(_through_parquet(batch), rows, written)
                 writer.write_batch(batch, row_group_size=ROW_GROUP)
                 written += len(rows)
     return written
@@ -326,6 +362,16 @@ def _batch(rows: list[_Row], schema):
                 f"column {field.name!r} ({field.type}) cannot hold the selection's values ({exc}); write JSONL"
             ) from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _through_parquet(batch):
+    """The batch as Parquet gives it back (what the file will hold: Parquet stores some types in others)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_batches([batch]), buffer, compression="none")
+    return pq.read_table(pa.BufferReader(buffer.getvalue())).combine_chunks().to_batches()[0]
 
 
 def _check_back(batch, rows: list[_Row], before: int) -> None:

@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.io.records import Skips, parse_line, split_mixed, split_scored
 from gotd_stream.io.parquet_out import selection_lines
+from gotd_stream.io.records import Skips, parse_line, split_mixed, split_scored
 from gotd_stream.io.streams import display_name
 from gotd_stream.select.artifact import Mixture, Potentials
 from gotd_stream.select.merge import MixedFits, NotScored
