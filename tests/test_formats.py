@@ -302,3 +302,17 @@ def test_several_targets_write_their_scores_as_a_struct_and_quota_candidates_mer
     run(["merge", "-p", mix, "-k", 10, *parts, "-o", merged, "-q"])
     assert pq.read_table(merged).schema.names[-4:] == ["gotd_scores", "gotd_target", "gotd_score", "gotd_fit"]
     assert parquet_rows_of(merged) == one_pass.splitlines()
+
+
+def test_jsonl_written_loosely_keeps_its_values_and_a_sample_of_it_stays_jsonl(corpus, tmp_path):
+    c = corpus
+    docs = make_docs(30)
+    loose = tmp_path / "loose.jsonl"
+    loose.write_text("".join(json.dumps(d) + "\n" for d in docs))  # '{"id": "d0-0", ...}': spaces, not compact
+    out = tmp_path / "loose.parquet"
+    lines = run(["score", "-p", c["artifact"], "-k", 8, loose]).stdout_bytes.splitlines()
+    run(["score", "-p", c["artifact"], "-k", 8, loose, "-o", out, "-q"])
+    assert [orjson.loads(line) for line in parquet_rows_of(out)] == [orjson.loads(line) for line in lines]
+    sample = ["--select", "sample", "--select-seed", 1]
+    said = run(["score", "-p", c["artifact"], "-k", 8, *sample, loose, "-o", out], code=2).stderr
+    assert "not compact JSON" in said and "sampling rule" in said
