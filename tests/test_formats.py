@@ -182,6 +182,12 @@ def test_a_parquet_output_keeps_the_columns_their_types_and_the_scores_in_order(
     assert table.column("id").to_pylist() == [line["id"] for line in lines]
     assert set(table.column("gotd_fit").to_pylist()) == {fit_id(c["artifact"])}
     assert parquet_rows_of(out) == jsonl  # read back, its rows are the JSONL lines, byte for byte
+    as_jsonl = tmp_path / "sel.jsonl"
+    as_jsonl.write_bytes(b"\n".join(jsonl) + b"\n")
+    again = run(["score", "-p", c["artifact"], "-k", 5, out]).stdout_bytes  # scored again: old scores left out
+    assert (
+        again == run(["score", "-p", c["artifact"], "-k", 5, as_jsonl]).stdout_bytes and again.count(b"gotd_fit") == 5
+    )
     # a token budget's counts, a piece's provenance: columns too
     pieces = tmp_path / "pieces.parquet"
     budget = ["--tokens", 120, "--unit", "chunk", "--chunk-tokens", 8, "--tokenizer", "estimate"]

@@ -35,10 +35,10 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 
 from gotd_stream.errors import UsageProblem
+from gotd_stream.io.parquet import SCORE_COLUMNS
 from gotd_stream.io.streams import display_name
 
 ROW_GROUP = 10_000
-SCORE_COLUMNS = ("gotd_scores", "gotd_target", "gotd_score", "gotd_tokens", "gotd_select", "gotd_fit")
 
 
 class SchemaClash(UsageProblem):
