@@ -218,6 +218,10 @@ def test_merges_of_parquet_and_jsonl_selections_equal_one_pass(corpus, tmp_path)
         shards.append(tmp_path / f"s{i}.parquet")
         run(["score", "-p", artifact, "-k", 12, path, "-o", shards[-1], "-q"])
     assert run(["merge", "-k", 12, *shards]).stdout_bytes == one_pass
+    empty = tmp_path / "empty.parquet"  # an empty selection: a file without rows, which merges as nothing
+    run(["score", "-p", artifact, "-k", 12, write_jsonl(tmp_path / "empty.jsonl", []), "-o", empty, "-q"])
+    assert pq.read_table(empty).num_rows == 0
+    assert run(["merge", "-k", 12, empty, *shards]).stdout_bytes == one_pass
     merged = tmp_path / "merged.parquet"
     run(["merge", "-k", 12, *shards, "-o", merged, "-q"])
     assert pq.read_table(merged).equals(pq.read_table(whole))

@@ -615,7 +615,9 @@ def selection_lines(path: str) -> Iterator[tuple[int, bytes]]:
         parquet = pq.ParquetFile(path)
         columns = parquet.schema_arrow.names
         record = [c for c in columns if c not in SCORE_COLUMNS]
-        check_columns(name, record, record[0] if record else "")
+        if not record:  # an empty selection has no columns
+            return
+        check_columns(name, record, record[0])  # two columns of one name
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             got = {c: column_values(batch.column(i)) for i, c in enumerate(columns)}
             for j in range(batch.num_rows):
