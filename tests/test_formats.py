@@ -161,6 +161,13 @@ def test_state_resumes_a_growing_save_to_disk_folder_as_one_pass(corpus, tmp_pat
     assert resumed.stdout_bytes == one_pass
 
 
+def without(value, *keys: str):
+    """`value` (a report's JSON) without the members named `keys`, at any depth."""
+    if isinstance(value, dict):
+        return {k: without(v, *keys) for k, v in value.items() if k not in keys}
+    return [without(v, *keys) for v in value] if isinstance(value, list) else value
+
+
 def parquet_rows_of(path) -> list[bytes]:
     return [line for _, line in selection_lines(str(path))]
 
@@ -188,6 +195,13 @@ def test_a_parquet_output_keeps_the_columns_their_types_and_the_scores_in_order(
     assert (
         again == run(["score", "-p", c["artifact"], "-k", 5, as_jsonl]).stdout_bytes and again.count(b"gotd_fit") == 5
     )
+    # report reads it as it reads the JSONL
+    reports = [
+        json.loads(run(["report", "-p", c["artifact"], path, "--json", "--max-points", 50]).stdout)
+        for path in (out, as_jsonl)
+    ]
+    assert reports[0]["selection"]["records"] == 12
+    assert without(reports[0], "path", "created") == without(reports[1], "path", "created")
     # a token budget's counts, a piece's provenance: columns too
     pieces = tmp_path / "pieces.parquet"
     budget = ["--tokens", 120, "--unit", "chunk", "--chunk-tokens", 8, "--tokenizer", "estimate"]

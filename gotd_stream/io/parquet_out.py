@@ -282,6 +282,12 @@ def _schema_of(lines: Callable[[], Iterable[bytes]], known, loads: Callable):
                 names = these
             elif these != names:
                 raise SchemaClash(f"the selection's record {n} is scored for other targets ({_listed(these)})")
+    taken = [key for key in keys or [] if key in suffix]
+    if taken:
+        raise SchemaClash(
+            f"the selection's records have a field {taken[0]!r}, which is also a column score adds: a Parquet "
+            "file holds each column once; rename the field, or write JSONL (-o FILE.jsonl)"
+        )
     fields = list(known) if known is not None else []
     fields += [pa.field(key, shape.arrow(repr(key))) for key, shape in shapes.items()]
     scores = {
