@@ -127,6 +127,10 @@ def test_a_save_to_disk_folder_and_a_parquet_folder_score_like_their_rows_and_th
     assert run(["score", "-p", c["artifact"], "-k", 12, c["jsonl"]]).stdout_bytes == one_pass
     assert run(["score", "-p", c["artifact"], "-k", 12, *c["files"]]).stdout_bytes == one_pass
     assert run(["score", "-p", c["artifact"], "-k", 12, c["parquets"]]).stdout_bytes == one_pass
+    ipc_file = c["tmp"] / "rows.feather"  # the IPC file format (Feather 2), any name: by its magic bytes
+    with pa.OSFile(str(ipc_file), "wb") as sink, pa.ipc.new_file(sink, c["table"].schema) as writer:
+        writer.write_table(c["table"], max_chunksize=9)
+    assert run(["score", "-p", c["artifact"], "-k", 12, ipc_file]).stdout_bytes == one_pass
     # a record's identity is its file's content and row: the folder draws the fit sample its files draw
     again = c["tmp"] / "files.gotd"
     target = c["target"]
@@ -306,6 +310,13 @@ def test_a_dataset_dict_folder_is_refused_with_its_split_folders(corpus, tmp_pat
     save_to_disk(broken, c["table"].slice(0, 10))
     os.remove(broken / "data-00001-of-00002.arrow")
     assert "data-00001-of-00002.arrow" in run(["score", "-p", c["artifact"], "-k", 3, broken], code=2).stderr
+    # an Arrow stream cut short, even at a message's end, is damaged (exit 1), never a shorter shard
+    cut = save_to_disk(tmp_path / "cut", c["table"], shards=1)[0]
+    data = cut.read_bytes()
+    for size in (len(data) - 8, len(data) // 2):
+        cut.write_bytes(data[:size])
+        said = run(["score", "-p", c["artifact"], "-k", 3, cut.parent], code=1).stderr
+        assert "data-00000-of-00001.arrow: corrupt or truncated Arrow file" in said
 
 
 def test_several_targets_write_their_scores_as_a_struct_and_quota_candidates_merge_exactly(corpus, tmp_path):

@@ -22,7 +22,8 @@ Spark's `_SUCCESS`), sorted by name (`part-00000...`, `train-00000-of-00004...`)
 
 An Arrow file is recognised by its first bytes, wherever it is (an IPC stream begins with the continuation marker
 0xFFFFFFFF, an IPC file with `ARROW1`); its rows are records exactly as a Parquet file's are (io.parquet), read a
-record batch at a time from a memory map, so memory stays flat whatever the file's size.
+record batch at a time from a memory map, so memory stays flat whatever the file's size. A stream must end with
+the end-of-stream marker its writer writes on closing: one cut short is damaged (exit 1), never a shorter shard.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gotd_stream.io.streams import STDIN, CorruptInput, display_name
 
 STREAM_MAGIC = b"\xff\xff\xff\xff"  # the IPC continuation marker that opens every message of a stream
 FILE_MAGIC = b"ARROW1"
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # what a stream writer writes when it is closed
 DATA_FILES = "_data_files"
 
 
@@ -73,6 +75,12 @@ def _open(source):
     if head == FILE_MAGIC:
         reader = pa.ipc.open_file(source)
         return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+    size = source.size()
+    source.seek(max(0, size - len(END_OF_STREAM)))
+    tail = source.read(len(END_OF_STREAM))
+    source.seek(0)
+    if tail != END_OF_STREAM:  # a stream cut at a message's end would read as a shorter one: refuse it
+        raise CorruptInput("it does not end with the end-of-stream marker: truncated")
     reader = pa.ipc.open_stream(source)
     return reader.schema, iter(reader)
 
@@ -88,7 +96,7 @@ def arrow_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, 
         with pa.memory_map(path) as source:
             schema, batches = _open(source)
             yield from batch_rows(name, schema.names, batches, text_field)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, CorruptInput) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         raise CorruptInput(f"{name}: corrupt or truncated Arrow file ({exc})") from None
@@ -107,7 +115,7 @@ def arrow_schema(path: str):
         if is_arrow(path):
             with pa.memory_map(path) as source:
                 return _open(source)[0]
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, CorruptInput) as exc:
         raise CorruptInput(f"{display_name(path)}: corrupt or truncated file ({exc})") from None
     return None
 
