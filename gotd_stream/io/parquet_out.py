@@ -357,7 +357,7 @@ def _batch(rows: list[_Row], schema):
 
     arrays = []
     for field in schema:
-        if field.name in SCORE_COLUMNS and field.name not in rows[0].values:
+        if field.name in SCORE_COLUMNS:  # never a record's field (_schema_of)
             values = [row.suffix.get(field.name) for row in rows]
         else:
             values = [row.values.get(field.name) for row in rows]
@@ -387,7 +387,7 @@ def _check_back(batch, rows: list[_Row], before: int) -> None:
 
     from gotd_stream.io.parquet import column_values, row_json
 
-    columns = [name for name in batch.schema.names if name not in SCORE_COLUMNS or name in rows[0].values]
+    columns = [name for name in batch.schema.names if name not in SCORE_COLUMNS]
     values = [column_values(batch.column(batch.schema.get_field_index(name))) for name in columns]
     for j, row in enumerate(rows):
         back = row_json({name: values[i][j] for i, name in enumerate(columns)})
