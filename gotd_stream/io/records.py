@@ -54,10 +54,14 @@ _PAIR = re.compile(rb'"(' + _NAME + rb')":(' + _NUMBER + rb")")
 
 
 def _find_mixed(line: bytes) -> re.Match | None:
-    """The suffix of several targets at the end of `line`; a quick look at the last bytes first."""
+    """The suffix of several targets at the end of `line`; a quick look at the last bytes first (a one-target
+    line, which has no gotd_scores, is told at C speed)."""
     if not line.endswith(b'"}') or line.rfind(b',"gotd_fit":"', max(0, len(line) - 64)) < 0:
         return None
-    return _MIXED.search(line, max(0, len(line) - _MIXED_MAX))
+    start = max(0, len(line) - _MIXED_MAX)
+    if line.rfind(b',"gotd_scores":{', start) < 0:
+        return None
+    return _MIXED.search(line, start)
 
 
 @dataclass(slots=True)
