@@ -187,17 +187,25 @@ class ModelChoice(InputPath):
 
 
 def inputs_argument(func: Callable) -> Callable:
-    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, dir_okay=False, allow_dash=True))(func)
+    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))(func)
 
 
-def resolve_inputs(inputs: tuple[str, ...]) -> list[str]:
-    """No inputs means stdin, which must then not be a terminal; no input may be given twice."""
+def resolve_inputs(inputs: tuple[str, ...], folders: bool = True) -> list[str]:
+    """No inputs means stdin, which must then not be a terminal; no input may be given twice. A folder (a
+    save_to_disk data set, or Parquet files) stands for its files, each a shard (io.datasets); `folders=False`
+    leaves folders as they are (merge's are state folders)."""
+    from gotd_stream.io.datasets import expand_inputs
+
     if not inputs:
         if sys.stdin.isatty():
             raise click.UsageError("no input: give JSONL files, or pipe JSONL to stdin (or pass -)")
         return ["-"]
     if inputs.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    try:
+        inputs = tuple(expand_inputs(inputs)) if folders else inputs
+    except gs.UsageProblem as exc:
+        raise click.UsageError(worded(exc)) from None
     seen: dict[tuple[int, int], str] = {}
     for path in (p for p in inputs if p != "-"):
         try:

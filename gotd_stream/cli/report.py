@@ -36,13 +36,13 @@ from gotd_stream.report.html import report_json
 )
 @click.option(
     "--pool",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True),
     help="A sample of the pool SELECTED was drawn from, scored with the artifact: the 'before' of each comparison.",
 )
 @click.option("--group-field", help="Break the selection and the pool down by this field (source, language, ...).")
 @click.option(
     "--reference",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True),
     help="A sample of the model's pre-training data: is the pool like it, as the method assumes? Needs --pool.",
 )
 @click.option(

@@ -151,7 +151,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     "-o",
     "--output",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+    help="Output file; .zst/.gz compress, .parquet writes Parquet [default: plain JSONL on stdout].",
 )
 @click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
 @click.option(
@@ -213,6 +213,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
+        check_table(output, paths)
         counter = token_counter(p["tokenizer"], p["model"], counted) if not several else None
         plan.units = gs.Units(
             counter if counted else None, p["chunk_tokens"] if unit == "chunk" else None, p["text_field"]
@@ -222,7 +223,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         source = score_source(p, models, potentials, targets, cluster)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
         require_usable(counts.scored, counts.skips, paths)
-        written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
+        written = gs.write_selection(output, done.keeper, no_score, plan.candidates, inputs=paths)
         held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
     said, failed = described_targets(targets, normalised), done.failed
     summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
@@ -344,7 +345,7 @@ def load_artifact(path: str):
     "-o",
     "--output",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Output file; .zst/.gz compress [default: plain JSONL on stdout].",
+    help="Output file; .zst/.gz compress, .parquet writes Parquet [default: plain JSONL on stdout].",
 )
 @click.option("--no-score", is_flag=True, help="Write the original lines byte for byte, without gotd_score/gotd_fit.")
 @click.option(
@@ -377,7 +378,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
     from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
 
     budget_from(k, tokens)
-    paths = resolve_inputs(inputs)
+    paths = resolve_inputs(inputs, folders=False)
     folders = [path for path in paths if os.path.isdir(path)]
     if folders and len(folders) < len(paths):
         raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
@@ -387,11 +388,12 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
         several = bool(potentials and holds_targets(potentials))
         check_merge(several, tokens, candidates, no_score)
         check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
+        check_table(output, paths)
         artifact = load_artifact(potentials) if potentials else None
         merged = gs.merge(paths, k, tokens, artifact)
         if artifact is not None and not several:
             expect_fit(merged.fit_id, artifact.fit_id, potentials)
-        written = gs.write_selection(output, merged.keeper, no_score, candidates)
+        written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
     if several:
         shares = merged.keeper.shares() if not candidates else {}
         log(
@@ -559,6 +561,14 @@ def info_several(potentials: str, mixture, as_json: bool) -> None:
             f"fit {part.fit_id}"
         )
     click.echo("\n".join(lines))
+
+
+def check_table(output: str | None, paths: list[str]) -> None:
+    """-o FILE.parquet: the Parquet and Arrow inputs must share their columns (named before any work, exit 2)."""
+    from gotd_stream.io.parquet_out import is_parquet_output, record_schema
+
+    if is_parquet_output(output):
+        record_schema(paths)
 
 
 def expect_fit(found: str, expected: str, potentials: str) -> None:

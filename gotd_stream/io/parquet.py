@@ -39,6 +39,9 @@ from gotd_stream.io.streams import PARQUET_MAGIC, STDIN, CorruptInput, display_n
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 1024  # rows converted to Python at a time
+# What `score` adds to a selected record, as a Parquet selection's columns (io.parquet_out): left out of a record
+# read from a file that has `gotd_fit`, as a JSONL line's appended fields are (re-scoring a selection)
+SCORE_COLUMNS = ("gotd_scores", "gotd_target", "gotd_score", "gotd_tokens", "gotd_select", "gotd_fit")
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 DAY = 86_400
 
@@ -117,16 +120,30 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
     import pyarrow.parquet as pq
 
     name = display_name(path)
-    warned: set[str] = set()
     try:
         parquet = pq.ParquetFile(path)
-        columns = parquet.schema_arrow.names
-        check_columns(name, columns, text_field)
-        at = columns.index(text_field)
-        row = 0
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        yield from batch_rows(name, parquet.schema_arrow.names, parquet.iter_batches(batch_size=BATCH_ROWS), text_field)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
+
+
+def batch_rows(name: str, columns: list[str], batches, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:
+    """The rows of Arrow record batches (of one file, `name`, whose columns are `columns`) as parquet_rows gives
+    them: shared by Parquet files and Arrow IPC files (io.datasets). A batch longer than BATCH_ROWS is converted
+    BATCH_ROWS rows at a time, so memory stays bounded whatever the writer's batch size."""
+    check_columns(name, columns, text_field)
+    at = columns.index(text_field)
+    dropped = set(SCORE_COLUMNS) if "gotd_fit" in columns else set()  # a Parquet selection, scored again
+    kept = [(i, column) for i, column in enumerate(columns) if column not in dropped]
+    warned: set[str] = set()
+    row = 0
+    for whole in batches:
+        for first in range(0, whole.num_rows, BATCH_ROWS):
+            batch = whole.slice(first, BATCH_ROWS)
             values = []
-            for i, column in enumerate(columns):
+            for i, column in kept:
                 replaced = []
                 values.append(column_values(batch.column(i), text=i == at, replaced=replaced))
                 if replaced and column not in warned:
@@ -135,9 +152,10 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
                         f"{name}:{row + replaced[0] + 1}: column {column!r} holds bytes that are not UTF-8; they "
                         "are written as U+FFFD (the row is kept; further such values of this column are not reported)"
                     )
+            at_kept = [i for i, _ in kept].index(at)
             for j in range(batch.num_rows):
                 row += 1
-                text = values[at][j]
+                text = values[at_kept][j]
                 if isinstance(text, BadText):
                     yield row, None, "invalid UTF-8", f"in the text column, at byte {text.start}"
                     continue
@@ -146,15 +164,11 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
                     yield row, None, f"text field {text_field!r} not a string", f"got {got}"
                     continue
                 try:
-                    raw = row_json({column: values[i][j] for i, column in enumerate(columns)})
+                    raw = row_json({column: values[n][j] for n, (_, column) in enumerate(kept)})
                 except TypeError as exc:  # a type no converter knows, inside a union: name it
                     yield row, None, "a column JSON cannot hold", str(exc)
                     continue
                 yield row, raw, text, ""
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise
-        raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None
 
 
 def column_values(array, text: bool = False, replaced: list | None = None) -> list:

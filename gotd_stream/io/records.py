@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.io.datasets import arrow_rows, expand_inputs, is_arrow
 from gotd_stream.io.jsonbytes import loads
 from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
@@ -53,10 +54,14 @@ _PAIR = re.compile(rb'"(' + _NAME + rb')":(' + _NUMBER + rb")")
 
 
 def _find_mixed(line: bytes) -> re.Match | None:
-    """The suffix of several targets at the end of `line`; a quick look at the last bytes first."""
+    """The suffix of several targets at the end of `line`; a quick look at the last bytes first (a one-target
+    line, which has no gotd_scores, is told at C speed)."""
     if not line.endswith(b'"}') or line.rfind(b',"gotd_fit":"', max(0, len(line) - 64)) < 0:
         return None
-    return _MIXED.search(line, max(0, len(line) - _MIXED_MAX))
+    start = max(0, len(line) - _MIXED_MAX)
+    if line.rfind(b',"gotd_scores":{', start) < 0:
+        return None
+    return _MIXED.search(line, start)
 
 
 @dataclass(slots=True)
@@ -174,13 +179,16 @@ def _nested(obj: dict, text_field: str):
 def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: bool = True) -> Iterator[Record]:
     """Every usable record of every input in order; blank lines are ignored, bad lines go to `skips`.
 
-    An input that is a Parquet file (by its magic bytes) gives its rows, numbered from 1 (io.parquet).
+    An input that is a Parquet or Arrow file (by its magic bytes) gives its rows, numbered from 1 (io.parquet,
+    io.datasets); a folder (save_to_disk's, or of Parquet files) stands for its files, each an input of its own.
 
     `words=False` keeps the records whose text has no word (see text.wordless()): fine-tuning reads through it.
     """
-    for source, path in enumerate(paths):
+    for source, path in enumerate(expand_inputs(paths)):
         name = display_name(path)
-        rows = parquet_rows(path, text_field) if is_parquet(path) else jsonl_rows(path, text_field)
+        rows = parquet_rows(path, text_field) if is_parquet(path) else None
+        if rows is None:
+            rows = arrow_rows(path, text_field) if is_arrow(path) else jsonl_rows(path, text_field)
         for lineno, raw, text, detail in rows:
             if raw is None:
                 skips.add(name, lineno, text, detail)

@@ -34,7 +34,7 @@ class CorruptInput(RuntimeProblem):
 
 
 class ParquetStream(UsageProblem):
-    """A Parquet file where a stream of lines is read (stdin, merge): it has to be given as a file to a reader."""
+    """A Parquet file where a stream of lines is read (stdin, a pipe): it has to be given as a file to a reader."""
 
 
 def display_name(path: str) -> str:
@@ -88,7 +88,7 @@ def read_chunks(path: str) -> Iterator[bytes]:
         elif first.startswith(PARQUET_MAGIC):
             raise ParquetStream(
                 f"{name} is a Parquet file: Parquet is read from a file path (it needs seeking), by the commands that "
-                "read records (fit, score, embed, finetune); not from stdin, and merge takes score's JSONL outputs"
+                "read records (fit, score, embed, finetune) and by merge and report; not from stdin or a pipe"
             )
         else:
             while first:

@@ -20,8 +20,9 @@ import numpy as np
 import orjson
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.io.parquet_out import selection_lines
 from gotd_stream.io.records import Skips, parse_line, split_mixed, split_scored
-from gotd_stream.io.streams import display_name, read_lines
+from gotd_stream.io.streams import display_name
 from gotd_stream.select.artifact import Mixture, Potentials
 from gotd_stream.select.merge import MixedFits, NotScored
 
@@ -111,14 +112,15 @@ def group_value(raw: bytes, path: str) -> str | None:
 
 
 def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSettings, skips: Skips) -> Records:
-    """The selection's lines, with the scores `score` wrote; lines scored with another artifact are refused."""
+    """The selection's lines (JSONL or Parquet), with the scores `score` wrote; lines scored with another
+    artifact are refused."""
     name = display_name(path)
     found = Records(path)
     several = isinstance(artifact, Mixture)
     before = Counter(skips.counts)
     kinds = set()
     expected = artifact.fit_id
-    for lineno, line in read_lines(path):
+    for lineno, line in selection_lines(path):  # JSONL, or a Parquet selection's rows as their lines
         if not line or line.isspace():
             continue
         parsed = parse_line(line, settings.text_field)

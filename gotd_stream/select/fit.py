@@ -276,9 +276,11 @@ def sample_candidates(
     paths: list[str], embedder: Embedder | None, settings: FitSettings, skips: Skips, quiet: bool = True, sampler=None
 ) -> tuple[list[str], int]:
     """A bottom-k sample of `sample_size` candidate texts (cut to what the space sees), and the records seen."""
+    from gotd_stream.io.datasets import expand_inputs
     from gotd_stream.progress import progress
     from gotd_stream.select.sample import bottom_k
 
+    paths = expand_inputs(paths)  # a folder: its files, each a shard (io.datasets)
     cut = char_budget(embedder)
     with progress(quiet, "sample") as bar:
         sample, seen = (sampler or bottom_k)(

@@ -28,10 +28,12 @@ class Merged:
 
 
 def merge(paths: list[str], k: int | None = None, tokens: int | None = None, artifact=None) -> Merged:
-    """Read scored lines from `paths` (in shard order) and keep the k best, or the best `tokens` tokens, ranked
-    by the rule the lines record; refuse lines, fits and rules that differ. With `artifact` of several targets
-    (a Mixture), the lines are its quota candidates or sum selections, merged by the mix they were made by."""
-    from gotd_stream.io.streams import display_name, read_lines
+    """Read scored lines from `paths` (in shard order; JSONL or Parquet selections: io.parquet_out) and keep the
+    k best, or the best `tokens` tokens, ranked by the rule the lines record; refuse lines, fits and rules that
+    differ. With `artifact` of several targets (a Mixture), the lines are its quota candidates or sum selections,
+    merged by the mix they were made by."""
+    from gotd_stream.io.parquet_out import selection_lines
+    from gotd_stream.io.streams import display_name
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.budget import Budget, Rule
     from gotd_stream.select.keep import RankKeeper, offer_lines, read_line
@@ -46,7 +48,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
     for path in paths:
         name = display_name(path)
         lines = []
-        for lineno, raw in read_lines(path):
+        for lineno, raw in selection_lines(path):  # JSONL, or a Parquet selection's rows as their lines
             if not raw or raw.isspace():
                 continue
             line = read_line(raw, name, lineno, mixture)

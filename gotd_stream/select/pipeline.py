@@ -70,6 +70,7 @@ def pick(
 ) -> Selection:
     """Score `paths` by `plan` against `potentials` (an artifact, with its `featurizer`) or against `targets`
     fitted first with `embedder` and `settings`; the executor (default: Local) runs it."""
+    from gotd_stream.io.datasets import expand_inputs
     from gotd_stream.io.records import Skips, read_records
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.executors import Local, Share, failures_of
@@ -77,6 +78,7 @@ def pick(
     from gotd_stream.select.keep import check_plan
     from gotd_stream.select.score import Counts, rereadable
 
+    paths = expand_inputs(paths)  # a folder: its files, each a shard (io.datasets)
     counts = counts if counts is not None else Counts()
     executor = executor or Local()
     if isinstance(executor, Share):  # a Slurm task: its block of the inputs, run by the executor inside

@@ -98,8 +98,10 @@ def bottom_k_keyed(
     """The bottom-k sample of the usable records of `paths`, as (key, (input index, line, text cut to `cut`
     characters)), and how many usable records were read. `first` is the index of paths[0] among all the inputs
     (a task given one shard). Mergeable: see `BottomK.extend` and `in_input_order`."""
+    from gotd_stream.io.datasets import expand_inputs
     from gotd_stream.io.records import read_records
 
+    paths = expand_inputs(paths)  # a folder: its files, each keyed as given alone (io.datasets)
     bases = [
         hashlib.blake2b(f"{seed}\0".encode() + os.fsencode(shard_identity(p)) + b"\0", digest_size=KEY_BYTES)
         for p in paths

@@ -216,9 +216,16 @@ def score_shard(path: str, featurizer, artifact, plan: Plan, counts: Counts, dev
     return score(records, featurizer, artifact, plan, counts, device, quiet, scorers)
 
 
-def write_selection(output: str | None, keeper, no_score: bool = False, candidates: bool = False) -> int:
+def write_selection(
+    output: str | None, keeper, no_score: bool = False, candidates: bool = False, inputs: Iterable[str] = ()
+) -> int:
     """The keeper's lines (its selection, or its candidates for a later merge), atomically to `output` (None:
-    stdout); returns the lines written."""
+    stdout); returns the lines written. An output named *.parquet gets them as rows (io.parquet_out), whose
+    record columns keep the types of the Parquet and Arrow files among `inputs`."""
+    from gotd_stream.io.parquet_out import is_parquet_output, write_parquet
+
+    if is_parquet_output(output):
+        return write_parquet(output, lambda: keeper.lines(candidates, no_score), inputs)
     written = 0
     with atomic_output(output) as sink:
         for line in keeper.lines(candidates, no_score):
