@@ -76,7 +76,7 @@ LAYERS = (
     {"io"},
     {"features"},
     {"select"},
-    {"distributed", "finetune", "report"},
+    {"distributed", "finetune", "report", "manifest"},
     {"gotd_stream"},
     {"cli", "__main__"},
 )

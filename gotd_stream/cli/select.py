@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import click
 
 import gotd_stream as gs
+from gotd_stream.cli.manifest import (
+    check_replayed,
+    describe_manifest,
+    manifest_for,
+    manifest_option,
+    merge_manifest,
+    replay,
+    replay_options,
+    score_manifest,
+    write_manifests,
+)
 from gotd_stream.cli.options import (
     CONTEXT,
     FIT,
@@ -175,6 +187,8 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @shard_options
 @ray_options
 @fit_options
+@manifest_option
+@replay_options
 @common_options
 def score(inputs, output, no_score, quiet, **p) -> None:
     """Pass 2: score every record of INPUTS and write the best, best first: -k records, or --tokens tokens.
@@ -192,10 +206,17 @@ def score(inputs, output, no_score, quiet, **p) -> None:
       gotd-stream score -p task.gotd -k 50000 shards/part-0*.jsonl.zst -o node3.jsonl.zst
       gotd-stream score -p task.gotd --tokens 50M --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
       gotd-stream score -p mix.gotd --mix quota -k 50000 shards/*.jsonl.zst -o selected.jsonl.zst
+      gotd-stream score --from-manifest selected.jsonl.zst.manifest.json -o again.jsonl.zst
     """
+    from gotd_stream.io.digests import digests
     from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
     from gotd_stream.select.score import require_usable, selected_tokens
 
+    if p["from_manifest"]:
+        return replay(click.get_current_context(), p["from_manifest"], output, p["force"], quiet, inputs)
+    if p["force"]:
+        raise click.UsageError("--force needs --from-manifest")
+    started = time.time()
     budget, unit = score_budget(p)
     inputs = resolve_inputs(inputs)
     paths = task_share(inputs, p["shard_index"], p["num_shards"])  # the share's flags checked, then its inputs
@@ -204,13 +225,16 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     counts = gs.Counts(skips=gs.Skips(strict=p["strict"], budget=p["max_skipped"]))
     models, potentials = models_of(p), p["potentials"]
     with speaking(quiet), contextlib.ExitStack() as stack:
+        read = stack.enter_context(digests())  # each input's sha256 as it streams, for the manifest
         targets, normalised = checked_targets(p["target"])
         several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
+        manifest = manifest_for(output, p["manifest"])
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
+        outputs["--manifest"] = manifest
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
         check_table(output, paths)
@@ -223,8 +247,12 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         source = score_source(p, models, potentials, targets, cluster)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
         require_usable(counts.scored, counts.skips, paths)
+        replayed = check_replayed(done.artifact.fit_id, read)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates, inputs=paths)
         held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
+        sources = {"paths": paths, "targets": targets, "artifact": potentials or p["save_potentials"], "read": read}
+        made = score_manifest(started, output, dict(p, no_score=no_score), sources, done, plan, written, held, counter)
+        write_manifests(made, manifest, p["state"], replayed)
     said, failed = described_targets(targets, normalised), done.failed
     summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
     if failed is not None:
@@ -359,8 +387,9 @@ def load_artifact(path: str):
     is_flag=True,
     help="Quota: write the merged candidates (for a further merge) instead of the selection.",
 )
+@manifest_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) -> None:
+def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest, quiet) -> None:
     """The global selection of several `score` outputs, or `score --state` folders, made with the same artifact:
     -k records or --tokens tokens.
 
@@ -375,25 +404,31 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
       gotd-stream merge --tokens 50M state-*/ -o selected.jsonl.zst
       gotd-stream merge -p mix.gotd -k 50000 node0.jsonl.zst node1.jsonl.zst -o selected.jsonl.zst
     """
+    from gotd_stream.io.digests import digests
     from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
 
+    started = time.time()
     budget_from(k, tokens)
     paths = resolve_inputs(inputs, folders=False)
     folders = [path for path in paths if os.path.isdir(path)]
     if folders and len(folders) < len(paths):
         raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
-    with speaking(quiet):
+    with speaking(quiet), digests() as read:
         if folders:
             paths = merge_inputs(folders, k, tokens)
         several = bool(potentials and holds_targets(potentials))
         check_merge(several, tokens, candidates, no_score)
-        check_outputs({"-o": "-" if output is None else output}, paths, {"-p": potentials})
+        manifest = manifest_for(output, manifest)
+        check_outputs({"-o": "-" if output is None else output, "--manifest": manifest}, paths, {"-p": potentials})
         check_table(output, paths)
         artifact = load_artifact(potentials) if potentials else None
         merged = gs.merge(paths, k, tokens, artifact)
         if artifact is not None and not several:
             expect_fit(merged.fit_id, artifact.fit_id, potentials)
         written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
+        settings = {"read": read, "candidates": candidates, "no_score": no_score}
+        made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
+        write_manifests(made, manifest)
     if several:
         shares = merged.keeper.shares() if not candidates else {}
         log(
@@ -467,16 +502,23 @@ def embed(inputs, output, potentials, features, quiet, **p) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("potentials", type=InputPath(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
+@click.argument("potentials", metavar="FILE", type=InputPath(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the header (or the manifest) as JSON.")
 def info(potentials, as_json) -> None:
-    """Describe a fitted artifact: model, epsilon, sizes, convergence, id.
+    """Describe a fitted artifact (model, epsilon, sizes, convergence, id), or the manifest of a selection: given
+    the manifest, the selection beside it, or a --state folder.
 
     \b
       gotd-stream info task.gotd
+      gotd-stream info selected.jsonl.zst
     """
     import json
 
+    from gotd_stream import manifest as mf
+
+    found = mf.locate(potentials)
+    if found is not None or os.path.isdir(potentials):
+        return info_manifest(potentials, found, as_json)
     with speaking():
         pot = load_artifact(potentials)
     if isinstance(pot, gs.Mixture):
@@ -510,6 +552,19 @@ def info(potentials, as_json) -> None:
         f"mean f (calib.): {pot.mean_f:.6f}",
     ]
     click.echo("\n".join(lines))
+
+
+def info_manifest(given: str, found: str | None, as_json: bool) -> None:
+    """`info` of a selection's manifest, or of a --state folder's."""
+    import json
+
+    from gotd_stream import manifest as mf
+
+    if found is None:
+        raise click.UsageError(f"{given} is a folder without a manifest ({mf.IN_STATE}): info takes a --state folder")
+    with speaking():
+        manifest = mf.load(found)
+    click.echo(json.dumps(manifest, indent=2) if as_json else "\n".join(describe_manifest(manifest, found)))
 
 
 def describe_space(space: dict) -> str:

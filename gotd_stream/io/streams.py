@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from gotd_stream.errors import RuntimeProblem, UsageProblem
+from gotd_stream.io.digests import tap
 
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -76,15 +77,16 @@ def read_chunks(path: str) -> Iterator[bytes]:
     """Yield the decompressed bytes of one input, whatever its compression."""
     name = display_name(path)
     raw = _open_raw(path)
+    reader = tap(raw, path)  # io.digests: hashed as read, when a manifest asks for its inputs' fingerprints
     try:
-        first = raw.read(CHUNK)
+        first = reader.read(CHUNK)
         if _is_zstd(first):
             import zstandard
 
             dctx = zstandard.ZstdDecompressor()
-            yield from _frames(first, raw, dctx.decompressobj, (zstandard.ZstdError,), "zstd", name)
+            yield from _frames(first, reader, dctx.decompressobj, (zstandard.ZstdError,), "zstd", name)
         elif first.startswith(GZIP_MAGIC):
-            yield from _frames(first, raw, lambda: zlib.decompressobj(31), (zlib.error,), "gzip", name)
+            yield from _frames(first, reader, lambda: zlib.decompressobj(31), (zlib.error,), "gzip", name)
         elif first.startswith(PARQUET_MAGIC):
             raise ParquetStream(
                 f"{name} is a Parquet file: Parquet is read from a file path (it needs seeking), by the commands that "
@@ -93,7 +95,7 @@ def read_chunks(path: str) -> Iterator[bytes]:
         else:
             while first:
                 yield first
-                first = raw.read(CHUNK)
+                first = reader.read(CHUNK)
     finally:
         if raw is not sys.stdin.buffer:
             raw.close()
