@@ -40,6 +40,7 @@ from gotd_stream.cli.options import (
 from gotd_stream.cli.several import checked_targets, described_selection, described_targets, target_reads
 from gotd_stream.distributed.ray import running_on
 from gotd_stream.distributed.shards import merge_inputs
+from gotd_stream.features.base import MODEL_FREE
 from gotd_stream.hf import pick_device
 from gotd_stream.select.fit import check_space
 from gotd_stream.select.merge import check_merge
@@ -115,6 +116,7 @@ def fit_settings(p: dict):
         "hybrid_weight",
         "text_field",
         "strict",
+        "vector_field",
     )
     settings = gs.FitSettings(space=p["features"] or FIT.space, **{name: p[name] for name in names})
     check_space(settings, weight_given=bool(given("hybrid_weight")))
@@ -123,8 +125,8 @@ def fit_settings(p: dict):
 
 def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     """The sentence-embedding model the space needs (None for lexical), and the device of the OT."""
-    if settings.space == "lexical":
-        model_unused("the lexical space")
+    if settings.space in MODEL_FREE:
+        model_unused(f"the {settings.space} space")
     return gs.semantic_model(settings.space, models)
 
 
@@ -193,7 +195,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
       gotd-stream score -p task.gotd --tokens 50M --ray auto --state state/ shards/*.parquet -o selected.jsonl.zst
       gotd-stream score -p mix.gotd --mix quota -k 50000 shards/*.jsonl.zst -o selected.jsonl.zst
     """
-    from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
+    from gotd_stream.select.artifact import holds_targets, space_of  # numpy: imported by the command, not --help
     from gotd_stream.select.score import require_usable, selected_tokens
 
     budget, unit = score_budget(p)
@@ -206,6 +208,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     with speaking(quiet), contextlib.ExitStack() as stack:
         targets, normalised = checked_targets(p["target"])
         several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
+        vectors = (space_of(potentials) if potentials else p["features"]) == "vectors"
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
@@ -213,7 +216,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
-        counter = token_counter(p["tokenizer"], p["model"], counted) if not several else None
+        counter = token_counter(p["tokenizer"], p["model"], counted) if not (several or vectors) else None
         plan.units = gs.Units(
             counter if counted else None, p["chunk_tokens"] if unit == "chunk" else None, p["text_field"]
         )
@@ -250,8 +253,8 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
         kept = described_selection(written, shares, plan.candidates)
         log(f"{read}, {kept}{sent} (fit {done.keeper.fit_id}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
         return
-    counted = f"holding {held:,} tokens (counted with {counter.name})"
-    log(f"{read}, selected {written:,} {what} {counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
+    counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
+    log(f"{read}, selected {written:,} {what}{counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
     short_of(plan.budget, held, written, what, quiet)
 
 
@@ -282,7 +285,7 @@ def score_source(p: dict, models, potentials: str | None, targets: list, cluster
     """What `select` scores against: the artifact (checked against the model), or the targets to fit first."""
     if potentials:
         refuse_fit_options(potentials)
-        artifact, featurizer = load_checked(potentials, models, p["features"])
+        artifact, featurizer = load_checked(potentials, models, p["features"], p["vector_field"])
         return {"potentials": artifact, "featurizer": featurizer, "device": pick_device(models.device)}
     settings = fit_settings(p)
     embedder, device = semantic_model(settings, models)
@@ -315,12 +318,13 @@ def token_counter(tokenizer: str | None, model: str | None, needed: bool):
         return gs.token_counter("estimate")
 
 
-def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None):
-    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error)."""
+def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None, vector_field=None):
+    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error);
+    `vector_field`: the vectors space's field, when not the fit's."""
     pot = load_artifact(potentials)
     if pot.model is None:
-        model_unused(f"the lexical space of {potentials}")
-    return pot, gs.featurizer_for(pot, models, space, name=potentials)
+        model_unused(f"the {pot.features.get('space')} space of {potentials}")
+    return pot, gs.featurizer_for(pot, models, space, name=potentials, vector_field=vector_field)
 
 
 def load_artifact(path: str):
@@ -454,7 +458,10 @@ def embed(inputs, output, potentials, features, quiet, **p) -> None:
             )
         else:
             featurizer = models.load()
-        records = gs.read_records(paths, p["text_field"], skips)
+        from gotd_stream.features.vectors import Vectors
+
+        field = featurizer.field if isinstance(featurizer, Vectors) else p["text_field"]  # vectors: the fit's field
+        records = gs.read_records(paths, field, skips)
         rows = gs.embed_to_npy(records, featurizer, skips, output, quiet, paths)
     log(
         f"embed: read {rows + skips.total:,} records, embedded {rows:,}, {skips.summary()}; "
@@ -490,7 +497,7 @@ def info(potentials, as_json) -> None:
     def number(key: str, spec: str = ",") -> str:  # a field older files may lack
         return format(fit_info[key], spec) if key in fit_info else "?"
 
-    described, about_model = describe_space(pot.features), describe_model(pot.model)
+    described, about_model = describe_space(pot.features), describe_model(pot.model, pot.features)
     lines = [
         f"file:            {potentials}",
         f"fit id:          {pot.fit_id}",
@@ -517,13 +524,14 @@ def describe_space(space: dict) -> str:
         "lexical": f"lexical (hashed word 1-2-grams, {space.get('buckets')} buckets, TF-IDF projected to "
         f"{space.get('dim')} dims)",
         "hybrid": f"hybrid (semantic weight {space.get('weight')}, lexical {space.get('dim')} dims)",
+        "vectors": f"vectors (precomputed, {space.get('dim')} dims, read from the field {space.get('field')!r})",
     }[space.get("space", "semantic")]
 
 
-def describe_model(model: dict | None) -> str:
+def describe_model(model: dict | None, space: dict | None = None) -> str:
     """The model of an artifact, in words (`info`)."""
     if not model:
-        return "none (the lexical space needs no model)"
+        return f"none (the {(space or {}).get('space', 'lexical')} space needs no model)"
     return f"{model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, max {model['max_tokens']} tokens)"
 
 
@@ -544,7 +552,7 @@ def info_several(potentials: str, mixture, as_json: bool) -> None:
         f"fit id:          {mixture.fit_id}",
         f"format version:  {mixture.format_version} (several targets)",
         f"features:        {describe_space(mixture.features)}",
-        f"model:           {describe_model(mixture.model)}",
+        f"model:           {describe_model(mixture.model, mixture.features)}",
         f"epsilon:         {mixture.epsilon:g}",
         f"sample:          {fit_info.get('sample_size', '?'):,} candidates by {fit_info.get('sampling', '?')} "
         f"(of {fit_info.get('candidates_seen', '?'):,} seen, seed {fit_info.get('seed', '?')})",
