@@ -44,7 +44,7 @@ from gotd_stream.features.base import MODEL_FREE
 from gotd_stream.hf import pick_device
 from gotd_stream.select.fit import check_space
 from gotd_stream.select.merge import check_merge
-from gotd_stream.select.pipeline import check_select
+from gotd_stream.select.pipeline import check_select, check_vectors
 from gotd_stream.select.targets import MIXES
 
 
@@ -210,6 +210,8 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
         vectors = (space_of(potentials) if potentials else p["features"]) == "vectors"
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
+        if vectors:
+            check_vectors(budget, unit == "chunk", bool(p["tokenizer"]))
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
@@ -224,7 +226,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
         source = score_source(p, models, potentials, targets, cluster)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
-        require_usable(counts.scored, counts.skips, paths)
+        require_usable(counts.scored, counts.skips, paths, "vector_field" if vectors else "text_field")
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates)
         held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
     said, failed = described_targets(targets, normalised), done.failed

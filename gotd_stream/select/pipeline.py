@@ -88,7 +88,7 @@ def pick(
         return Selection(keeper, potentials, featurizer, counts, failures_of(executor))
     check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates)
     if settings.space == "vectors":
-        check_vectors(plan)
+        check_vectors(plan.budget, plan.units.chunk_tokens is not None, plan.units.counter is not None)
     if rereadable(paths):
         silent = Skips(strict=counts.skips.strict, report=False)  # the scoring pass reports the bad records
         fitted = fit(paths, targets, embedder, settings, skips=silent, device=device, quiet=quiet, sampler=sampler)
@@ -113,17 +113,16 @@ def reading(plan, featurizer):
 
     if not isinstance(featurizer, Vectors):
         return plan
-    check_vectors(plan)
+    check_vectors(plan.budget, plan.units.chunk_tokens is not None, plan.units.counter is not None)
     return replace(plan, units=replace(plan.units, text_field=featurizer.field))
 
 
-def check_vectors(plan) -> None:
-    """The vectors space has no text: no pieces to cut (chunk_tokens), no tokens to count (a token budget)."""
-    if plan.units.counter is not None or plan.budget.tokens is not None:
-        raise UsageProblem(
-            f"{setting('tokens')}: the vectors space has no text to count tokens of; keep {setting('k')} records"
-        )
-    if plan.units.chunk_tokens is not None:
+def check_vectors(budget, chunks: bool = False, counted: bool = False) -> None:
+    """The vectors space has no text: no tokens to count (a token budget, a token counter), no pieces to cut."""
+    if budget.tokens is not None or counted:
+        what = setting("tokens") if budget.tokens is not None else setting("tokenizer")
+        raise UsageProblem(f"{what}: the vectors space has no text to count tokens of; keep {setting('k')} records")
+    if chunks:
         raise UsageProblem(
             f"{setting('unit')} chunk: the vectors space scores whole records (a vector cannot be cut into pieces)"
         )
