@@ -255,14 +255,13 @@ def test_another_field_at_score_and_the_options_that_make_no_sense(corpus, tmp_p
 def test_the_space_loads_no_model_and_imports_no_torch(corpus):
     code = f"""
 import sys
-from gotd_stream.features import featurizer_for, ModelSettings, semantic_model
+from gotd_stream.features import featurizer_for, ModelSettings
 from gotd_stream.io.records import Skips, read_records
 from gotd_stream.select.artifact import load
 featurizer = featurizer_for(load({str(corpus["artifact"])!r}), ModelSettings())
 rows = featurizer.encode([r.text for r in read_records([{str(corpus["shards"][0])!r}], featurizer.field, Skips())])
 assert rows.shape == (30, {DIM}) and abs((rows * rows).sum(1) - 1).max() < 1e-6
 print(sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules))
-assert semantic_model("vectors", ModelSettings(device="cpu"))[0] is None  # no model to load
 """
     env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     import os
@@ -270,3 +269,6 @@ assert semantic_model("vectors", ModelSettings(device="cpu"))[0] is None  # no m
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"  # the space itself; the OT (select.ot) runs in torch, in every space
+    from gotd_stream.features import ModelSettings, semantic_model
+
+    assert semantic_model("vectors", ModelSettings(device="cpu"))[0] is None  # no model to load
