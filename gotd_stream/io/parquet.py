@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 
 from gotd_stream.errors import UsageProblem, setting
 from gotd_stream.io.streams import PARQUET_MAGIC, STDIN, CorruptInput, display_name
+from gotd_stream.io.vectors import VectorField, vector_text
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ def row_json(row: dict) -> bytes:
 def check_columns(name: str, columns: list[str], text_field: str) -> None:
     """The text field is a column, and no two columns share a name (MissingColumn, DuplicateColumn)."""
     if text_field not in columns:
+        which = setting("vector_field" if isinstance(text_field, VectorField) else "text_field")
         raise MissingColumn(
-            f"{name}: no column {text_field!r} for {setting('text_field')}; its columns: {', '.join(columns) or 'none'}"
+            f"{name}: no column {text_field!r} for {which}; its columns: {', '.join(columns) or 'none'}"
         )
     twice = [column for column, n in Counter(columns).items() if n > 1]
     if twice:
@@ -114,8 +116,8 @@ def check_columns(name: str, columns: list[str], text_field: str) -> None:
 
 def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:
     """(row number from 1, the row as JSON, its text, "") for each row; (row, None, reason, detail) for a row
-    whose text is null, not a string or not UTF-8. A missing or twice-named column is a UsageProblem; a damaged
-    file, CorruptInput."""
+    whose text is null, not a string or not UTF-8 (a VectorField: whose vector fails io.vectors' checks). A
+    missing or twice-named column is a UsageProblem; a damaged file, CorruptInput."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -138,6 +140,7 @@ def batch_rows(name: str, columns: list[str], batches, text_field: str) -> Itera
     dropped = set(SCORE_COLUMNS) if "gotd_fit" in columns else set()  # a Parquet selection, scored again
     kept = [(i, column) for i, column in enumerate(columns) if column not in dropped]
     warned: set[str] = set()
+    vectors = isinstance(text_field, VectorField)
     row = 0
     for whole in batches:
         for first in range(0, whole.num_rows, BATCH_ROWS):
@@ -156,6 +159,11 @@ def batch_rows(name: str, columns: list[str], batches, text_field: str) -> Itera
             for j in range(batch.num_rows):
                 row += 1
                 text = values[at_kept][j]
+                if vectors:  # a list or fixed-size list column, its numbers exactly as stored
+                    text = vector_text(text, text_field)
+                    if isinstance(text, tuple):
+                        yield row, None, *text
+                        continue
                 if isinstance(text, BadText):
                     yield row, None, "invalid UTF-8", f"in the text column, at byte {text.start}"
                     continue

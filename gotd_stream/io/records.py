@@ -18,6 +18,7 @@ from gotd_stream.io.datasets import arrow_rows, expand_inputs, is_arrow
 from gotd_stream.io.jsonbytes import loads
 from gotd_stream.io.parquet import is_parquet, parquet_rows
 from gotd_stream.io.streams import display_name, read_lines
+from gotd_stream.io.vectors import WRONG_WIDTH, VectorField, missing, vector_text, vector_width
 from gotd_stream.text import wordless
 
 log = logging.getLogger(__name__)
@@ -146,16 +147,22 @@ def parse_line(line: bytes, text_field: str) -> tuple[bytes, str] | tuple[None, 
         return None, "malformed JSON", str(exc).split(":")[0]
     if not isinstance(obj, dict):
         return None, "not a JSON object", type(obj).__name__
+    vectors = isinstance(text_field, VectorField)
     if text_field in obj:
         text = obj[text_field]
     elif "." in text_field:
         text = _nested(obj, text_field)
         if isinstance(text, tuple):
-            return None, f"missing text field {text_field!r}", text[0]
+            return None, missing(text_field) if vectors else f"missing text field {text_field!r}", text[0]
     else:
         keys = ", ".join(list(obj)[:8])
-        return None, f"missing text field {text_field!r}", f"keys seen: {keys or 'none'}"
-    if not isinstance(text, str):
+        reason = missing(text_field) if vectors else f"missing text field {text_field!r}"
+        return None, reason, f"keys seen: {keys or 'none'}"
+    if vectors:  # the vectors space: the record's text is its vector, as JSON
+        text = vector_text(text, text_field)
+        if isinstance(text, tuple):
+            return None, *text
+    elif not isinstance(text, str):
         return None, f"text field {text_field!r} not a string", f"got {type(text).__name__}"
     match = _find_mixed(line) or _find_suffix(line)
     raw = line[: match.start()] + b"}" if match else line.rstrip()
@@ -183,7 +190,9 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: boo
     io.datasets); a folder (save_to_disk's, or of Parquet files) stands for its files, each an input of its own.
 
     `words=False` keeps the records whose text has no word (see text.wordless()): fine-tuning reads through it.
+    A VectorField reads each record's vector as its text (io.vectors), where no words rule applies.
     """
+    words = words and not isinstance(text_field, VectorField)
     for source, path in enumerate(expand_inputs(paths)):
         name = display_name(path)
         rows = parquet_rows(path, text_field) if is_parquet(path) else None
@@ -197,6 +206,17 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: boo
                 skips.add(name, lineno, NO_WORDS, detail)
                 continue
             yield Record(source, name, lineno, raw, text)
+
+
+def of_width(records: Iterable[Record], width: int, skips: Skips) -> Iterator[Record]:
+    """The records whose vector (read through a VectorField) has `width` numbers; the others go to `skips`. For a
+    stream begun before the width was known (a fit on a stream's first records: select.fit)."""
+    for record in records:
+        n = vector_width(record.text)
+        if n != width:
+            skips.add(record.name, record.lineno, WRONG_WIDTH, f"{n:,} numbers where the fit's vectors have {width:,}")
+            continue
+        yield record
 
 
 def jsonl_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, str, str]]:

@@ -367,16 +367,27 @@ class Mixture:
     save = Potentials.save  # the same writer: the header with its checksum, then the arrays
 
 
-def holds_targets(path: str) -> bool:
-    """Whether `path` looks like an artifact of several targets (its header alone; `load` checks the rest)."""
+def _peek(path: str) -> dict:
+    """An artifact's header alone, unchecked ({} for a file that is not one: `load` says what is wrong)."""
     from safetensors import safe_open
 
     try:
         with safe_open(path, framework="numpy") as fh:
             header = json.loads((fh.metadata() or {}).get("gotd_stream", "{}"))
-    except Exception:  # not an artifact, or damaged: `load` says what is wrong
-        return False
-    return isinstance(header, dict) and "targets" in header
+    except Exception:  # not an artifact, or damaged
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def holds_targets(path: str) -> bool:
+    """Whether `path` looks like an artifact of several targets (its header alone; `load` checks the rest)."""
+    return "targets" in _peek(path)
+
+
+def space_of(path: str) -> str | None:
+    """The feature space `path` looks fitted in (its header alone; `load` checks the rest)."""
+    features = _peek(path).get("features")
+    return features.get("space") if isinstance(features, dict) else None
 
 
 def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int) -> Mixture:

@@ -48,6 +48,7 @@ class FitSettings:
     hybrid_weight: float = 0.5
     text_field: str = "text"
     strict: bool = False  # a bad target record fails the fit instead of being skipped
+    vector_field: str | None = None  # the vectors space: the field holding each record's vector (and no text)
     buckets: int | None = None  # None: LEXICAL_BUCKETS
     dim: int | None = None  # None: LEXICAL_DIM
     info: dict = field(default_factory=dict)  # recorded in the artifact's fit header
@@ -68,6 +69,16 @@ class FitSettings:
         for name in ("buckets", "dim"):
             if getattr(self, name) is not None:
                 whole(name, getattr(self, name), 1)
+        if self.space == "vectors" and (not isinstance(self.vector_field, str) or not self.vector_field):
+            raise BadSetting(f"the vectors space reads the field {setting('vector_field')} names: give it")
+        if self.space != "vectors" and self.vector_field is not None:
+            raise BadSetting(f"{setting('vector_field')} applies to the vectors space only, not to {self.space}")
+
+    def field(self, width: int | None = None) -> str:
+        """The field records are read by: the text field, or in the vectors space the vector field (of `width`)."""
+        from gotd_stream.io.vectors import VectorField
+
+        return VectorField(self.vector_field, width) if self.space == "vectors" else self.text_field
 
 
 @dataclass
@@ -80,25 +91,73 @@ class Fitted:
     records: Iterator[Record] | None = None  # fitted on a stream's first records: the whole stream again
 
 
-def read_target(target: Target, settings: FitSettings) -> tuple[list[str], int]:
-    """The target texts (its file's, or its own), sampled down to `target_size`; an empty target is an error."""
+def read_target(target: Target, settings: FitSettings, width: Width | None = None) -> tuple[list[str], int]:
+    """The target texts (its file's, or its own), sampled down to `target_size`; an empty target is an error.
+    The vectors space: every target vector must have the width of the first (`width` keeps it across targets)."""
     from gotd_stream.io.records import Skips, read_records
     from gotd_stream.select.sample import reservoir
 
     path, name = target.path or "<texts>", target.name
+    width = width if width is not None else Width()
     if target.texts is not None:
-        texts, seen = reservoir(iter(target.texts), settings.target_size, settings.seed)
+        given = (width.check(text, path, i) for i, text in enumerate(target.texts, 1))
+        texts, seen = reservoir(
+            given if settings.space == "vectors" else iter(target.texts), settings.target_size, settings.seed
+        )
         skips = Skips()
     else:
         skips = Skips(strict=settings.strict)
-        records = read_records([path], settings.text_field, skips)
+        records = read_records([path], settings.field(), skips)
+        if settings.space == "vectors":
+            records = (r for r in records if width.check(r.text, r.name, r.lineno))
         texts, seen = reservoir((r.text for r in records), settings.target_size, settings.seed)
     if not texts:
+        field = (
+            f"vector field {settings.vector_field!r}"
+            if settings.space == "vectors"
+            else f"text field {settings.text_field!r}"
+        )
         raise EmptyTarget(
-            f"target {name + ' (' + path + ')' if name else path} holds no usable records "
-            f"(text field {settings.text_field!r}; {skips.summary()})"
+            f"target {name + ' (' + path + ')' if name else path} holds no usable records ({field}; {skips.summary()})"
         )
     return texts, seen
+
+
+class MixedWidths(UsageProblem):
+    """Target vectors of different widths: the vectors space needs one width, that of the first."""
+
+
+@dataclass
+class Width:
+    """The width of the target vectors, set by the first one read (the vectors space)."""
+
+    value: int | None = None
+    where: str = ""
+
+    def check(self, text: str, name: str, lineno: int) -> str:
+        """`text` when its vector has the width; the first sets it. A vector given in memory is checked first."""
+        from gotd_stream.io.vectors import VectorField, vector_text, vector_width
+
+        where = f"{name}:{lineno}"
+        if name == "<texts>":  # Texts: not read through io.records, so not yet checked
+            import orjson
+
+            try:
+                checked = vector_text(orjson.loads(text), VectorField("vector"))
+            except (orjson.JSONDecodeError, TypeError):
+                checked = ("not a JSON list", "")
+            if isinstance(checked, tuple):
+                raise UsageProblem(f"target text {lineno}: {checked[0]}{': ' + checked[1] if checked[1] else ''}")
+            where = f"target text {lineno}"
+        n = vector_width(text)
+        if self.value is None:
+            self.value, self.where = n, where
+        elif n != self.value:
+            raise MixedWidths(
+                f"{where}: a vector of {n:,} numbers, but the target's first ({self.where}) has {self.value:,}: "
+                "the target vectors must all have one width"
+            )
+        return text
 
 
 def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
@@ -172,8 +231,9 @@ def solve(
     )
 
 
-def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings):
-    """The featurizer of `settings.space`, its lexical part fitted on `sample`."""
+def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings, width: int | None = None):
+    """The featurizer of `settings.space`, its lexical part fitted on `sample`; the vectors space's `width` is
+    the target vectors'."""
     from gotd_stream import features
 
     return features.build(
@@ -184,6 +244,7 @@ def build_space(sample: list[str], embedder: Embedder | None, settings: FitSetti
         weight=settings.hybrid_weight,
         buckets=settings.buckets or LEXICAL_BUCKETS,
         dim=settings.dim or LEXICAL_DIM,
+        vectors=(settings.vector_field, width) if settings.space == "vectors" else None,
     )
 
 
@@ -231,26 +292,32 @@ def fit(
         targets = [Target(None, targets[0].path, 1.0, targets[0].texts)]  # one target: its name changes nothing
     else:
         raise UsageProblem(f"a fit needs a target ({setting('target')})")
-    records = None
+    records, width = None, Width()
     if isinstance(candidates, Texts):
-        read = [(t, *read_target(t, settings)) for t in targets]
+        read = [(t, *read_target(t, settings, width)) for t in targets]
         sample, seen, info = list(candidates), len(candidates), {}
     elif isinstance(candidates, list):
         from gotd_stream.io.records import Skips
 
-        read = [(t, *read_target(t, settings)) for t in targets]
+        read = [(t, *read_target(t, settings, width)) for t in targets]
         skips = skips if skips is not None else Skips()
-        sample, seen = sample_candidates(candidates, embedder, settings, skips, quiet, sampler)
+        sample, seen = sample_candidates(candidates, embedder, settings, skips, quiet, sampler, width.value)
         info = {"sampling": "bottom-k", "candidates_seen": seen}
     else:
+        if settings.space == "vectors":  # the targets first: their width is what the stream's vectors must have
+            from gotd_stream.io.records import Skips, of_width
+
+            read = [(t, *read_target(t, settings, width)) for t in targets]
+            candidates = of_width(candidates, width.value, skips if skips is not None else Skips())
         head = list(itertools.islice(candidates, settings.sample_size))
         if not head:
             summary = f" ({skips.summary()})" if skips is not None else ""
             raise EmptyTarget(f"no usable candidate records on stdin{summary}")
-        read = [(t, *read_target(t, settings)) for t in targets]
+        if settings.space != "vectors":
+            read = [(t, *read_target(t, settings)) for t in targets]
         sample, seen, records = [r.text for r in head], len(head), itertools.chain(head, candidates)
         info = {"sampling": "stream prefix", "candidates_seen": len(head)}
-    featurizer = build_space(sample, embedder, settings)
+    featurizer = build_space(sample, embedder, settings, width.value)
     infos = [
         dict(settings.info, **info, **({"target_file": t.path} if t.path else {}), target_seen=n, seed=settings.seed)
         if info
@@ -273,18 +340,27 @@ def fit(
 
 
 def sample_candidates(
-    paths: list[str], embedder: Embedder | None, settings: FitSettings, skips: Skips, quiet: bool = True, sampler=None
+    paths: list[str],
+    embedder: Embedder | None,
+    settings: FitSettings,
+    skips: Skips,
+    quiet: bool = True,
+    sampler=None,
+    width: int | None = None,
 ) -> tuple[list[str], int]:
-    """A bottom-k sample of `sample_size` candidate texts (cut to what the space sees), and the records seen."""
+    """A bottom-k sample of `sample_size` candidate texts (cut to what the space sees: a vector is never cut), and
+    the records seen. `width`: the vectors space's, which a candidate's vector must have."""
+    import sys
+
     from gotd_stream.io.datasets import expand_inputs
     from gotd_stream.progress import progress
     from gotd_stream.select.sample import bottom_k
 
     paths = expand_inputs(paths)  # a folder: its files, each a shard (io.datasets)
-    cut = char_budget(embedder)
+    cut = char_budget(embedder) if settings.space != "vectors" else sys.maxsize
     with progress(quiet, "sample") as bar:
         sample, seen = (sampler or bottom_k)(
-            paths, settings.text_field, settings.sample_size, settings.seed, cut, skips, bar
+            paths, settings.field(width), settings.sample_size, settings.seed, cut, skips, bar
         )
     if not sample:
         raise EmptyTarget(f"no usable candidate records in {', '.join(paths)} ({skips.summary()})")

@@ -85,20 +85,49 @@ def pick(
         paths, executor = executor.paths(paths), executor.inner
     if potentials is not None:
         check_plan(isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates)
+        plan = reading(plan, featurizer)
         keeper = executor.run(paths, featurizer, potentials, plan, counts, device, quiet)
         return Selection(keeper, potentials, featurizer, counts, failures_of(executor))
     check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates)
+    if settings.space == "vectors":
+        check_vectors(plan.budget, plan.units.chunk_tokens is not None, plan.units.counter is not None)
     if rereadable(paths):
         silent = Skips(strict=counts.skips.strict, report=False)  # the scoring pass reports the bad records
         fitted = fit(paths, targets, embedder, settings, skips=silent, device=device, quiet=quiet, sampler=sampler)
     else:  # a stream: fit on its first records, keep them, score them with the rest
-        stream = read_records(paths, plan.units.text_field, counts.skips)
+        field = settings.field() if settings.space == "vectors" else plan.units.text_field
+        stream = read_records(paths, field, counts.skips)
         fitted = fit(stream, targets, embedder, settings, skips=counts.skips, device=device, quiet=quiet)
         executor = Local(fitted.records)
     if save_potentials:
         fitted.potentials.save(save_potentials)
+    plan = reading(plan, fitted.featurizer)
     keeper = executor.run(paths, fitted.featurizer, fitted.potentials, plan, counts, device, quiet)
     return Selection(keeper, fitted.potentials, fitted.featurizer, counts, failures_of(executor))
+
+
+def reading(plan, featurizer):
+    """The plan as the space reads records: in the vectors space, by its vector field (and width), not by text;
+    pieces and token counts need a text, so they are refused there."""
+    from dataclasses import replace
+
+    from gotd_stream.features.vectors import Vectors
+
+    if not isinstance(featurizer, Vectors):
+        return plan
+    check_vectors(plan.budget, plan.units.chunk_tokens is not None, plan.units.counter is not None)
+    return replace(plan, units=replace(plan.units, text_field=featurizer.field))
+
+
+def check_vectors(budget, chunks: bool = False, counted: bool = False) -> None:
+    """The vectors space has no text: no tokens to count (a token budget, a token counter), no pieces to cut."""
+    if budget.tokens is not None or counted:
+        what = setting("tokens") if budget.tokens is not None else setting("tokenizer")
+        raise UsageProblem(f"{what}: the vectors space has no text to count tokens of; keep {setting('k')} records")
+    if chunks:
+        raise UsageProblem(
+            f"{setting('unit')} chunk: the vectors space scores whole records (a vector cannot be cut into pieces)"
+        )
 
 
 def _counted(plan) -> bool:

@@ -249,15 +249,16 @@ class NothingUsable(RuntimeProblem):
     """Records were read but none could be used: a failure (an empty input is not one), so that cron notices."""
 
 
-def require_usable(scored: int, skips: Skips, paths: list[str]) -> None:
-    """Raise NothingUsable when every record read was skipped (a wrong text field, a wrong format)."""
+def require_usable(scored: int, skips: Skips, paths: list[str], field: str = "text_field") -> None:
+    """Raise NothingUsable when every record read was skipped (a wrong text field, a wrong format); `field`: the
+    setting that names the field read (vector_field in the vectors space)."""
     from gotd_stream.io.streams import display_name
 
     if scored == 0 and skips.total:
         reasons = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(skips.counts.items()))
         raise NothingUsable(
             f"no usable record in {', '.join(map(display_name, paths))}: all {skips.total:,} records read were "
-            f"skipped ({reasons}); check {setting('text_field')} and the input format"
+            f"skipped ({reasons}); check {setting(field)} and the input format"
         )
 
 
