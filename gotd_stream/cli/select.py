@@ -11,6 +11,7 @@ import gotd_stream as gs
 from gotd_stream.cli.options import (
     CONTEXT,
     FIT,
+    FORCE,
     InputPath,
     TargetParam,
     budget_from,
@@ -63,6 +64,7 @@ from gotd_stream.select.targets import MIXES
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Where to write the potentials (- for stdout).",
 )
+@FORCE
 @fit_options
 @ray_options
 @common_options
@@ -134,7 +136,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     envvar="GOTD_POTENTIALS",
     help="Artifact from `fit`.",
 )
@@ -171,6 +173,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     is_flag=True,
     help="Quota: write every target's own top-k (for an exact `merge -p`) instead of the selection.",
 )
+@FORCE
 @selection_options
 @shard_options
 @ray_options
@@ -338,7 +341,7 @@ def load_artifact(path: str):
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))
+@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True, remote=True))
 @budget_options
 @click.option(
     "-o",
@@ -350,7 +353,7 @@ def load_artifact(path: str):
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     help="The artifact the inputs were scored with: refuses others; needed for quota candidates of several targets.",
 )
 @click.option(
@@ -358,8 +361,9 @@ def load_artifact(path: str):
     is_flag=True,
     help="Quota: write the merged candidates (for a further merge) instead of the selection.",
 )
+@FORCE
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) -> None:
+def merge(inputs, k, tokens, output, no_score, potentials, candidates, force, quiet) -> None:
     """The global selection of several `score` outputs, or `score --state` folders, made with the same artifact:
     -k records or --tokens tokens.
 
@@ -421,7 +425,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
 )
 @click.option(
@@ -429,6 +433,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, quiet) ->
     type=click.Choice(gs.SPACES),
     help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
 )
+@FORCE
 @common_options
 def embed(inputs, output, potentials, features, quiet, **p) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
@@ -465,7 +470,7 @@ def embed(inputs, output, potentials, features, quiet, **p) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("potentials", type=InputPath(exists=True, dir_okay=False))
+@click.argument("potentials", type=InputPath(exists=True, dir_okay=False, remote=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(potentials, as_json) -> None:
     """Describe a fitted artifact: model, epsilon, sizes, convergence, id.

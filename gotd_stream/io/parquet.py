@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.io.remote import RemoteProblem, RemoteReader, is_url
 from gotd_stream.io.streams import PARQUET_MAGIC, STDIN, CorruptInput, display_name
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,14 @@ def is_parquet(path: str) -> bool:
     if path == STDIN:
         return False
     try:
+        if is_url(path):
+            with RemoteReader(path) as fh:
+                return fh.read(4) == PARQUET_MAGIC
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
         with open(path, "rb") as fh:
             return fh.read(4) == PARQUET_MAGIC
-    except OSError:
+    except (OSError, RemoteProblem):
         return False  # the JSONL reader reports it
 
 
@@ -119,7 +123,7 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
     name = display_name(path)
     warned: set[str] = set()
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(RemoteReader(path) if is_url(path) else path)
         columns = parquet.schema_arrow.names
         check_columns(name, columns, text_field)
         at = columns.index(text_field)
