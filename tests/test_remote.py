@@ -322,3 +322,35 @@ def test_reading_a_url_needs_no_local_copy(s3, monkeypatch):
         b"".join(line + b"\n" for line in lines)
         == zstandard.ZstdDecompressor().stream_reader(Path(s3["shards"][1]).read_bytes()).read()
     )
+
+
+def test_parquet_and_embed_through_urls(s3, artifact, tmp_path):
+    """A Parquet shard is read from a URL by seeking (range requests); embed's .npy goes up whole."""
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [orjson.loads(line) for line in Path(s3["shards"][0]).read_bytes().splitlines()]
+    local = tmp_path / "part.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), local)
+    url = f"s3://{BUCKET}/pq/part.parquet"
+    s3["fs"].pipe(url, local.read_bytes())
+    assert score(artifact, url).stdout_bytes == score(artifact, local).stdout_bytes
+    npy, out = tmp_path / "local.npy", f"s3://{BUCKET}/pq/part.npy"
+    fresh_fs()
+    run(["embed", "-p", artifact, local, "-o", npy, "-q"])
+    fresh_fs()
+    run(["embed", "-p", artifact, url, "-o", out, "-q"])
+    assert s3["fs"].cat(out) == npy.read_bytes()
+
+
+def test_report_reads_a_selection_url_and_writes_its_folder_as_objects(s3, artifact, tmp_path):
+    selected = f"s3://{BUCKET}/rep/sel.jsonl"
+    score(artifact, *s3["urls"], "-o", selected)
+    fresh_fs()
+    run(["report", "-p", artifact, selected, "-o", f"s3://{BUCKET}/rep/out", "-q"])
+    fresh_fs()
+    assert b"<html" in s3["fs"].cat(f"{BUCKET}/rep/out/index.html").lower()
+    assert s3["fs"].exists(f"{BUCKET}/rep/out/report.json")
+    again = run(["report", "-p", artifact, selected, "-o", f"s3://{BUCKET}/rep/out"], code=2)
+    assert "already exists" in again.stderr
