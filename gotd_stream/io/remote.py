@@ -154,9 +154,10 @@ def remote_stat(url: str) -> RemoteStat:
 
 def expand(url: str) -> list[str]:
     """The objects a URL names: itself once checked to exist, or a glob's matches sorted (an empty match is an
-    error naming the pattern, as a local glob that matches nothing is a missing file)."""
+    error naming the pattern, as a local glob that matches nothing is a missing file). http(s) URLs are never
+    globs."""
     fs, path = filesystem(url)
-    if not GLOB.search(path):
+    if not GLOB.search(path) or protocol(url) in ("http", "https"):  # a query string's ? is no glob
         remote_stat(url)
         return [url]
     try:
