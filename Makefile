@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -c "import gguf, accelerate; from gotd_stream.finetune.models import default_model; assert default_model()"
 	touch $@
 
+# CORPUS=s3://bucket/prefix/*.zst (any URL or glob the tool reads): select from it instead of the local pool's shards
+CORPUS ?=
 demo: setup
-	$(PY) bench/demo.py
+	$(PY) bench/demo.py $(if $(CORPUS),--corpus '$(CORPUS)')
 
 test: setup
 	$(PY) -m pytest -q

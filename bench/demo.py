@@ -40,6 +40,11 @@ def main() -> None:
     parser.add_argument("-k", default=300, type=int)
     parser.add_argument("--steps", default=6, type=int, help="warm-up steps on the selection (0: no warm-up)")
     parser.add_argument("--eval-docs", default=40, type=int, help="held-out target texts the perplexity is measured on")
+    parser.add_argument(
+        "--corpus",
+        help="select from these shards instead (a URL or a glob the tool expands: s3://bucket/prefix/*.zst); "
+        "the target is still the held-out reviews",
+    )
     args = parser.parse_args()
     out = args.out
     stats = build(ROOT / ".cache/data", out, args.target_domain, 300, seed=0, max_per_domain=args.per_domain)
@@ -49,6 +54,8 @@ def main() -> None:
         path = out / f"part-{i:02d}.jsonl.zst"
         path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(pool[i::3])))
         shards.append(str(path))
+    if args.corpus:  # one argument: the tool expands a remote glob itself, and scores it as one node
+        shards = [args.corpus]
     tool = [sys.executable, "-m", "gotd_stream"]
     started = time.time()
     sh(
@@ -66,23 +73,27 @@ def main() -> None:
 
     data = zstandard.ZstdDecompressor().stream_reader((out / "selected.jsonl.zst").read_bytes()).read()
     rows = [orjson.loads(line) for line in data.splitlines()]
-    picked = Counter(r["domain"] for r in rows)
-    share = picked[args.target_domain] / len(rows)
-    random_share = stats["pool"]["per_domain"][args.target_domain] / stats["pool"]["n"]
-    print(
-        f"\nPool: {stats['pool']['n']:,} documents {stats['pool']['per_domain']}; target: 300 held-out "
-        f"{args.target_domain}."
-    )
-    print(
-        f"Selected {len(rows)}: {dict(picked)} -> {share:.1%} {args.target_domain} "
-        f"(random selection: {random_share:.1%}); fit + score + merge took {elapsed:.0f}s.\n"
-    )
+    picked = Counter(r.get("domain", "?") for r in rows)
+    share = picked[args.target_domain] / max(len(rows), 1)
+    if args.corpus:
+        print(f"\nCorpus: {args.corpus}; target: 300 held-out {args.target_domain}.")
+        print(f"Selected {len(rows)}: {dict(picked)}; fit + score + merge took {elapsed:.0f}s.\n")
+    else:
+        random_share = stats["pool"]["per_domain"][args.target_domain] / stats["pool"]["n"]
+        print(
+            f"\nPool: {stats['pool']['n']:,} documents {stats['pool']['per_domain']}; target: 300 held-out "
+            f"{args.target_domain}."
+        )
+        print(
+            f"Selected {len(rows)}: {dict(picked)} -> {share:.1%} {args.target_domain} "
+            f"(random selection: {random_share:.1%}); fit + score + merge took {elapsed:.0f}s.\n"
+        )
     print("Best 8:")
     for r in rows[:8]:
-        print(f"  {r['gotd_score']:+.4f}  [{r['domain']}] {r['text'][:100]}")
+        print(f"  {r['gotd_score']:+.4f}  [{r.get('domain', '?')}] {str(r.get('text'))[:100]}")
     print("Last kept:")
     for r in rows[-3:]:
-        print(f"  {r['gotd_score']:+.4f}  [{r['domain']}] {r['text'][:100]}")
+        print(f"  {r['gotd_score']:+.4f}  [{r.get('domain', '?')}] {str(r.get('text'))[:100]}")
     if args.steps:
         warmup(tool, out, args)
 

@@ -147,7 +147,7 @@ for name in sys.argv[1:]:
     for loaded in [m for m in sys.modules if m.split(".")[0] == "gotd_stream"]:
         del sys.modules[loaded]
     importlib.import_module(name)
-    heavy = sorted({"torch", "transformers"} & set(sys.modules))
+    heavy = sorted({"torch", "transformers", "fsspec"} & set(sys.modules))
     if name in ("gotd_stream.cli", "gotd_stream.finetune") and heavy:
         raise SystemExit(f"{name} imports {heavy}")
 print("ok", len(sys.argv) - 1)
@@ -196,7 +196,7 @@ def test_the_cli_imports_the_api_click_and_light_modules():
     assert outside == {} and {k: v for k, v in private.items() if v} == {}
     assert "gotd_stream.select.artifact" in inner and "gotd_stream" in top  # the walk sees both kinds
     code = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
-    code += "print(sorted({'numpy', 'torch', 'transformers'} & set(sys.modules)))"
+    code += "print(sorted({'numpy', 'torch', 'transformers', 'fsspec'} & set(sys.modules)))"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", code, *sorted(top)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr

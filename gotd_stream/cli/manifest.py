@@ -48,9 +48,6 @@ def manifest_option(func: Callable) -> Callable:
 
 
 def replay_options(func: Callable) -> Callable:
-    func = click.option("--force", is_flag=True, help="With --from-manifest: let -o be the recorded selection itself.")(
-        func
-    )
     return click.option(
         "--from-manifest",
         type=click.Path(exists=True, dir_okay=False),

@@ -23,6 +23,7 @@ from gotd_stream.errors import SettingsMessage
 from gotd_stream.features import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_MODEL_SETTING
 from gotd_stream.io.outputs import OutputError
 from gotd_stream.io.outputs import check_outputs as check_paths
+from gotd_stream.io.remote import is_url
 from gotd_stream.select.targets import check_name, check_weight
 from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS
 
@@ -125,9 +126,19 @@ class Finite(click.FloatRange):
 
 
 class InputPath(click.Path):
-    """click.Path(exists=True) that tells a symlink loop or a dangling link from a missing file."""
+    """click.Path(exists=True) that tells a symlink loop or a dangling link from a missing file. With `remote`, a
+    URL (s3://..., a glob of keys for the inputs) passes as it is, checked when it is read (inputs: by
+    resolve_inputs, before any work); without, a URL is refused."""
+
+    def __init__(self, *args, remote: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remote = remote
 
     def convert(self, value, param, ctx):
+        if is_url(value):
+            if self.remote:
+                return value
+            self.fail(f"{value!r} is a URL: this takes a local path (copy it here first)", param, ctx)
         if value != "-" and not os.path.exists(value):
             try:
                 os.stat(value)
@@ -152,7 +163,7 @@ class TargetParam(click.ParamType):
     name = "target"
 
     def __init__(self, allow_dash: bool = False):
-        self.path = InputPath(exists=True, dir_okay=False, allow_dash=allow_dash)
+        self.path = InputPath(exists=True, dir_okay=False, allow_dash=allow_dash, remote=True)
 
     def convert(self, value, param, ctx):
         if isinstance(value, gs.Target):
@@ -161,7 +172,7 @@ class TargetParam(click.ParamType):
             return gs.Target(None, self.path.convert(value, param, ctx))
         name, rest = value.split("=", 1)
         weight: float = 1.0
-        if not os.path.lexists(rest) and ":" in rest:
+        if not os.path.lexists(rest) and ":" in rest and not (is_url(rest) and "/" in rest.rsplit(":", 1)[1]):
             rest, text = rest.rsplit(":", 1)
             try:
                 weight = float(text)
@@ -187,11 +198,12 @@ class ModelChoice(InputPath):
 
 
 def inputs_argument(func: Callable) -> Callable:
-    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))(func)
+    return click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True, remote=True))(func)
 
 
 def resolve_inputs(inputs: tuple[str, ...], folders: bool = True) -> list[str]:
-    """No inputs means stdin, which must then not be a terminal; no input may be given twice. A folder (a
+    """No inputs means stdin, which must then not be a terminal; no input may be given twice. A URL is expanded
+    (a glob of keys, sorted) and checked to exist here, before any work (exit 2 naming it). A local folder (a
     save_to_disk data set, or Parquet files) stands for its files, each a shard (io.datasets); `folders=False`
     leaves folders as they are (merge's are state folders)."""
     from gotd_stream.io.datasets import expand_inputs
@@ -202,12 +214,14 @@ def resolve_inputs(inputs: tuple[str, ...], folders: bool = True) -> list[str]:
         return ["-"]
     if inputs.count("-") > 1:
         raise click.UsageError("stdin (-) can be read only once")
+    if any(is_url(p) for p in inputs):
+        inputs = tuple(expand_urls(inputs))
     try:
         inputs = tuple(expand_inputs(inputs)) if folders else inputs
     except gs.UsageProblem as exc:
         raise click.UsageError(worded(exc)) from None
     seen: dict[tuple[int, int], str] = {}
-    for path in (p for p in inputs if p != "-"):
+    for path in (p for p in inputs if p != "-" and not is_url(p)):
         try:
             stat = os.stat(path)
         except OSError:  # gone since click checked it: reading it will say so
@@ -218,6 +232,22 @@ def resolve_inputs(inputs: tuple[str, ...], folders: bool = True) -> list[str]:
             same = f"{path} is given twice" if first == path else f"{first} and {path} are the same file"
             raise click.UsageError(f"{same}: its records would be read (and picked) twice; give it once")
     return list(inputs)
+
+
+def expand_urls(inputs: tuple[str, ...]) -> list[str]:
+    """Each URL as its objects (io.remote.expand: a glob's matches, sorted); one object named twice is refused."""
+    from gotd_stream.io.remote import expand
+
+    expanded: list[str] = []
+    seen: set[str] = set()
+    with speaking(quiet=True):
+        for path in inputs:
+            for one in expand(path) if is_url(path) else [path]:
+                if is_url(one) and one in seen:
+                    raise click.UsageError(f"{one} is given twice: its records would be read (and picked) twice")
+                seen.add(one)
+                expanded.append(one)
+    return expanded
 
 
 def given(*names: str) -> list[str]:
@@ -267,8 +297,19 @@ def refuse_fit_options(potentials: str) -> None:
 def check_outputs(
     outputs: dict[str, str | None], inputs: list[str], named: dict | None = None, binary: tuple[str, ...] = ()
 ) -> None:
-    """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2)."""
-    check_paths(outputs, inputs, named, binary)
+    """Before any work: no output may overwrite what the run reads, or land in a missing folder (exit 2); an
+    existing remote object is replaced only with --force (the command's option, where it has one)."""
+    ctx = click.get_current_context(silent=True)
+    force = bool(ctx is not None and ctx.params.get("force"))
+    check_paths(outputs, inputs, named, binary, force=force)
+
+
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an output URL (s3://...) that exists, or with --from-manifest the recorded selection itself; "
+    "without it, either is refused.",
+)
 
 
 def display_output(path: str) -> str:

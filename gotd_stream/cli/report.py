@@ -9,6 +9,7 @@ import click
 import gotd_stream as gs
 from gotd_stream.cli.options import (
     CONTEXT,
+    FORCE,
     InputPath,
     check_outputs,
     common_options,
@@ -21,28 +22,29 @@ from gotd_stream.cli.options import (
 from gotd_stream.cli.select import load_checked
 from gotd_stream.hf import pick_device
 from gotd_stream.io.outputs import atomic_output
+from gotd_stream.io.remote import is_url
 from gotd_stream.report.html import report_json
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("selected", type=InputPath(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("selected", type=InputPath(exists=True, dir_okay=False, allow_dash=True, remote=True))
 @click.option(
     "-p",
     "--potentials",
     required=True,
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     envvar="GOTD_POTENTIALS",
     help="The artifact SELECTED was scored with (others are refused).",
 )
 @click.option(
     "--pool",
-    type=InputPath(exists=True),
+    type=InputPath(exists=True, remote=True),
     help="A sample of the pool SELECTED was drawn from, scored with the artifact: the 'before' of each comparison.",
 )
 @click.option("--group-field", help="Break the selection and the pool down by this field (source, language, ...).")
 @click.option(
     "--reference",
-    type=InputPath(exists=True),
+    type=InputPath(exists=True, remote=True),
     help="A sample of the model's pre-training data: is the pool like it, as the method assumes? Needs --pool.",
 )
 @click.option(
@@ -67,6 +69,7 @@ from gotd_stream.report.html import report_json
     help="At most this many points a side in each exact OT distance (time grows with about its cube).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples the distances use.")
+@FORCE
 @common_options
 def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -> None:
     """What a selection did, at a glance, before training on it: index.html (plots embedded) and report.json.
@@ -147,7 +150,12 @@ def summarise(made: dict, skips, wrote: str, quiet: bool) -> None:
 
 
 def check_folder(folder: str, inputs: list[str], potentials: str) -> None:
-    """-o FOLDER: a folder (made if missing, in an existing one) whose two files overwrite nothing the run reads."""
+    """-o FOLDER: a folder (made if missing, in an existing one) whose two files overwrite nothing the run reads;
+    a URL: a prefix, whose two objects are checked as any output URL (--force to replace them)."""
+    if is_url(folder):
+        for name in ("index.html", "report.json"):
+            check_outputs({"-o": f"{folder.rstrip('/')}/{name}"}, inputs, {"-p": potentials})
+        return
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise click.UsageError(f"-o {folder}: not a folder; the report writes index.html and report.json into one")
     if os.path.isdir(folder):

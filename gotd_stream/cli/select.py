@@ -23,6 +23,7 @@ from gotd_stream.cli.manifest import (
 from gotd_stream.cli.options import (
     CONTEXT,
     FIT,
+    FORCE,
     InputPath,
     TargetParam,
     budget_from,
@@ -76,6 +77,7 @@ from gotd_stream.select.targets import MIXES
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Where to write the potentials (- for stdout).",
 )
+@FORCE
 @fit_options
 @ray_options
 @common_options
@@ -148,7 +150,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     envvar="GOTD_POTENTIALS",
     help="Artifact from `fit`.",
 )
@@ -185,6 +187,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
     is_flag=True,
     help="Quota: write every target's own top-k (for an exact `merge -p`) instead of the selection.",
 )
+@FORCE
 @selection_options
 @shard_options
 @ray_options
@@ -216,8 +219,6 @@ def score(inputs, output, no_score, quiet, **p) -> None:
 
     if p["from_manifest"]:
         return replay(click.get_current_context(), p["from_manifest"], output, p["force"], quiet, inputs)
-    if p["force"]:
-        raise click.UsageError("--force needs --from-manifest")
     started = time.time()
     budget, unit = score_budget(p)
     inputs = resolve_inputs(inputs)
@@ -373,7 +374,7 @@ def load_artifact(path: str):
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True))
+@click.argument("inputs", nargs=-1, type=InputPath(exists=True, allow_dash=True, remote=True))
 @budget_options
 @click.option(
     "-o",
@@ -385,7 +386,7 @@ def load_artifact(path: str):
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     help="The artifact the inputs were scored with: refuses others; needed for quota candidates of several targets.",
 )
 @click.option(
@@ -394,8 +395,9 @@ def load_artifact(path: str):
     help="Quota: write the merged candidates (for a further merge) instead of the selection.",
 )
 @manifest_option
+@FORCE
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest, quiet) -> None:
+def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest, force, quiet) -> None:
     """The global selection of several `score` outputs, or `score --state` folders, made with the same artifact:
     -k records or --tokens tokens.
 
@@ -464,7 +466,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest,
 @click.option(
     "-p",
     "--potentials",
-    type=InputPath(exists=True, dir_okay=False),
+    type=InputPath(exists=True, dir_okay=False, remote=True),
     help="Embed in this artifact's feature space (needed for lexical and hybrid, which are fitted).",
 )
 @click.option(
@@ -472,6 +474,7 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest,
     type=click.Choice(gs.SPACES),
     help="The space [default: semantic, or the artifact's]; lexical and hybrid need -p.",
 )
+@FORCE
 @common_options
 def embed(inputs, output, potentials, features, quiet, **p) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
@@ -511,7 +514,7 @@ def embed(inputs, output, potentials, features, quiet, **p) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("potentials", metavar="FILE", type=InputPath(exists=True))
+@click.argument("potentials", metavar="FILE", type=InputPath(exists=True, remote=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header (or the manifest) as JSON.")
 def info(potentials, as_json) -> None:
     """Describe a fitted artifact (model, epsilon, sizes, convergence, id), or the manifest of a selection: given

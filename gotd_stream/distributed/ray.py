@@ -410,8 +410,10 @@ class Cluster:
     def score_unfinished(self, state, paths: list[str], potentials, models: ModelSettings, plan, counts, quiet=False):
         """Score the shards that `state` (a select.state.State) has not finished on the actor pool, saving each
         result there as it comes; the caller then merges the folder as a local run does."""
+        from gotd_stream.io.streams import stat_input
+
         todo = [
-            (i, path, os.stat(path))
+            (i, path, stat_input(path))
             for i, path in enumerate(paths)
             if state.finished(path) is None and state.known_failure(path) is None
         ]

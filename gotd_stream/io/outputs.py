@@ -1,7 +1,8 @@
 """Bytes out: outputs refused before any work when they would destroy an input, then written safely.
 
 A regular file is written to a temporary file beside it and renamed into place (never half a file); a device,
-FIFO or stdout is written as a stream; the compression follows the name's extension. (Bytes in: io.streams.)
+FIFO or stdout is written as a stream; a URL is written locally, then uploaded whole (io.remote); the compression
+follows the name's extension. (Bytes in: io.streams.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gotd_stream.errors import UsageProblem
+from gotd_stream.io.remote import check_remote_output, is_url, same_object, upload
 from gotd_stream.io.streams import CHUNK, STDIN, display_name
 
 
@@ -102,6 +104,7 @@ def check_outputs(
     inputs: Iterable[str],
     named: dict[str, str | None] | None = None,
     binary: Iterable[str] = (),
+    force: bool = False,
 ) -> None:
     """Refuse, before any work, an output that cannot be written or would destroy something the run reads.
 
@@ -109,12 +112,16 @@ def check_outputs(
     `named` the other files read by flag (--target, -p). Refused with OutputError naming the flag and the path:
     an output that is the same regular file as anything read (symlinks and hard links included), two outputs
     that are the same file or stream, a missing or unwritable folder, and binary data (`binary` flags) for a
-    terminal. Devices, FIFOs and stdout are written as streams, so /dev/null stays /dev/null.
+    terminal. Devices, FIFOs and stdout are written as streams, so /dev/null stays /dev/null. An output URL must
+    have its filesystem installed and its bucket, and may name an existing object only with `force`.
     """
     reads = [(f"input {display_name(p)}", p) for p in inputs]
     reads += [(f"{flag} {p}", p) for flag, p in (named or {}).items() if p is not None]
+    urls = [(label, p) for label, p in reads if is_url(p)]
     regular: dict[tuple[int, int], str] = {}
     for label, p in reads:
+        if is_url(p):
+            continue
         st = _read_stat(p)
         if st is not None and stat.S_ISREG(st.st_mode):
             regular.setdefault((st.st_dev, st.st_ino), label)
@@ -126,6 +133,9 @@ def check_outputs(
         shown = f"{flag} - (stdout)" if path == STDIN else f"{flag} {path}"
         if not path:
             raise OutputError(f"{flag}: an empty file name")
+        if is_url(path):
+            _check_url(flag, shown, path, urls, written, force)
+            continue
         if path.endswith(os.sep):
             raise OutputError(f"{flag} {path}: names a folder; {flag} takes a file")
         try:
@@ -158,6 +168,18 @@ def check_outputs(
             raise OutputError(f"{shown}: will not write binary data to a terminal; redirect stdout or name a file")
 
 
+def _check_url(flag: str, shown: str, url: str, reads: list[tuple[str, str]], written: dict, force: bool) -> None:
+    """An output URL: not an object the run reads (even with `force`), not another output, writable (io.remote)."""
+    for label, read in reads:
+        if same_object(url, read):
+            raise OutputError(f"{shown} is {label}, which this run reads: write the output to another object")
+    for key, other in written.items():
+        if key[0] == "url" and same_object(url, key[1]):
+            raise OutputError(f"{other} and {shown} are the same object: give them different names")
+    check_remote_output(shown, url, force)
+    written[("url", url)] = shown
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | None, seekable: bool = False) -> Iterator[BinaryIO]:
     """A binary sink for `path` (None or - is stdout), compressed by its extension.
@@ -166,8 +188,13 @@ def atomic_output(path: str | None, seekable: bool = False) -> Iterator[BinaryIO
     folder and renamed into place: on any failure (or Ctrl-C) the temporary file is removed and the previous
     file is untouched; an existing file keeps its permission bits. A device, FIFO, socket or /dev/stdout is
     opened and written as a stream, never replaced. `seekable`: the caller seeks back (NpyWriter), so a stream is
-    spooled to an anonymous temporary file and copied out once the caller is done.
+    spooled to an anonymous temporary file and copied out once the caller is done. A URL is written to a local
+    temporary file and uploaded once complete (io.remote.upload): nothing appears under its name before that.
     """
+    if is_url(path):
+        with upload(path) as fh, _compressed(fh, compression_for(path)) as out:
+            yield out
+        return
     sink = resolve_sink(path)
     opened = _replace_file(sink.path, path) if sink.kind == "file" else _stream(sink, seekable)
     with opened as fh, _compressed(fh, compression_for(path or STDIN)) as out:  # by the name given

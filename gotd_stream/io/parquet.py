@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from gotd_stream.errors import UsageProblem, setting
+from gotd_stream.io.remote import RemoteProblem, RemoteReader, is_url
 from gotd_stream.io.streams import PARQUET_MAGIC, STDIN, CorruptInput, display_name
 from gotd_stream.io.vectors import VectorField, vector_text
 
@@ -68,11 +69,14 @@ def is_parquet(path: str) -> bool:
     if path == STDIN:
         return False
     try:
+        if is_url(path):
+            with RemoteReader(path) as fh:
+                return fh.read(4) == PARQUET_MAGIC
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
         with open(path, "rb") as fh:
             return fh.read(4) == PARQUET_MAGIC
-    except OSError:
+    except (OSError, RemoteProblem):
         return False  # the JSONL reader reports it
 
 
@@ -123,7 +127,7 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
 
     name = display_name(path)
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(RemoteReader(path) if is_url(path) else path)
         yield from batch_rows(name, parquet.schema_arrow.names, parquet.iter_batches(batch_size=BATCH_ROWS), text_field)
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):

@@ -1,12 +1,14 @@
 """Bytes in: plain, zstd and gzip inputs detected by magic bytes, read as chunks or lines.
 
-Inputs may be plain, zstd (any number of frames) or gzip (any number of members), from a file or stdin.
+Inputs may be plain, zstd (any number of frames) or gzip (any number of members), from a file, stdin or a URL
+(io.remote: read as a stream through fsspec).
 We drive the decompressors frame by frame ourselves because a stream reader that stops quietly at a
 truncated frame would turn a damaged shard into a silently shorter one. (Bytes out: io.outputs.)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from typing import BinaryIO
 
 from gotd_stream.errors import RuntimeProblem, UsageProblem
 from gotd_stream.io.digests import tap
+from gotd_stream.io.remote import RemoteReader, is_url, remote_stat
 
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -42,10 +45,23 @@ def display_name(path: str) -> str:
     return "<stdin>" if path == STDIN else path
 
 
-def _open_raw(path: str) -> BinaryIO:
+def open_input(path: str) -> BinaryIO:
+    """An input's raw bytes: a local file, stdin (-), or a URL read as a stream (io.remote)."""
     if path == STDIN:
         return sys.stdin.buffer
+    if is_url(path):
+        return RemoteReader(path)  # type: ignore[return-value]
     return open(path, "rb")
+
+
+def stat_input(path: str):
+    """os.stat of a local input; of a URL, what the readers and --state use of it (io.remote.RemoteStat)."""
+    return remote_stat(path) if is_url(path) else os.stat(path)
+
+
+def absolute(path: str) -> str:
+    """An input's name that does not depend on the working folder: its absolute path, or the URL as it is."""
+    return path if is_url(path) else os.path.abspath(path)
 
 
 def _frames(first: bytes, raw: BinaryIO, new_decoder: Callable, errors: tuple, kind: str, name: str) -> Iterator[bytes]:
@@ -76,7 +92,7 @@ def _frames(first: bytes, raw: BinaryIO, new_decoder: Callable, errors: tuple, k
 def read_chunks(path: str) -> Iterator[bytes]:
     """Yield the decompressed bytes of one input, whatever its compression."""
     name = display_name(path)
-    raw = _open_raw(path)
+    raw = open_input(path)
     reader = tap(raw, path)  # io.digests: hashed as read, when a manifest asks for its inputs' fingerprints
     try:
         first = reader.read(CHUNK)

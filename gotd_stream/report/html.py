@@ -17,6 +17,7 @@ import warnings
 
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.outputs import atomic_output
+from gotd_stream.io.remote import is_url
 
 POOL, SELECTION, RANDOM = "#8c8c8c", "#1f6fb4", "#e3a21a"
 STYLE = """
@@ -333,9 +334,13 @@ def report_json(report: dict) -> bytes:
 
 
 def write_report(folder: str, report: dict) -> tuple[str, str]:
-    """index.html and report.json in `folder` (made if missing), each written atomically; returns both paths."""
-    os.makedirs(folder, exist_ok=True)
-    page, data = os.path.join(folder, "index.html"), os.path.join(folder, "report.json")
+    """index.html and report.json in `folder` (made if missing; a URL: two objects under that prefix), each
+    written atomically; returns both paths."""
+    if is_url(folder):
+        page, data = f"{folder.rstrip('/')}/index.html", f"{folder.rstrip('/')}/report.json"
+    else:
+        os.makedirs(folder, exist_ok=True)
+        page, data = os.path.join(folder, "index.html"), os.path.join(folder, "report.json")
     text = render_html(report).encode()
     with atomic_output(data) as fh:
         fh.write(report_json(report))

@@ -21,6 +21,7 @@ import numpy as np
 from gotd_stream.checks import brief, is_count, is_int, is_real
 from gotd_stream.errors import RuntimeProblem
 from gotd_stream.io.outputs import atomic_output
+from gotd_stream.io.remote import RemoteFailure, RemoteProblem, local_copy
 
 FORMAT = "gotd-stream potentials"
 # 4 stores the lexical projection in float16, with rows for the buckets the fit sample used only (lexical_rows);
@@ -148,13 +149,13 @@ def _load(path: str) -> Potentials:
     from safetensors import safe_open
 
     try:
-        with safe_open(path, framework="numpy") as fh:
+        with local_copy(path) as local, safe_open(local, framework="numpy") as fh:
             meta = fh.metadata() or {}
             if "gotd_stream" not in meta:
                 raise damaged(path, "not a gotd-stream potentials file: no gotd_stream header")
             text = meta["gotd_stream"]
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except ArtifactError:
+    except (ArtifactError, RemoteProblem, RemoteFailure):
         raise
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no such file") from None
@@ -372,7 +373,7 @@ def _peek(path: str) -> dict:
     from safetensors import safe_open
 
     try:
-        with safe_open(path, framework="numpy") as fh:
+        with local_copy(path) as local, safe_open(local, framework="numpy") as fh:
             header = json.loads((fh.metadata() or {}).get("gotd_stream", "{}"))
     except Exception:  # not an artifact, or damaged
         return {}

@@ -18,7 +18,6 @@ merge exactly (select.keep). The pattern is datatrove's PipelineExecutor (local,
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -94,7 +93,7 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
 
     A damaged shard (CorruptInput) is recorded in the state as failed and left out, and the others go on; it is
     tried again only once its content changes (State.known_failure). The caller asks State.require_complete."""
-    from gotd_stream.io.streams import CorruptInput
+    from gotd_stream.io.streams import CorruptInput, stat_input
     from gotd_stream.select.score import score_shard, scorers_of
 
     scorers = scorers_of(artifact, device)
@@ -106,7 +105,7 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
         if shard is None:
             if state.known_failure(path) is not None:  # damaged in an earlier run, and still the same
                 continue
-            stat = os.stat(path)
+            stat = stat_input(path)
             skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
             try:
                 own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
@@ -146,8 +145,11 @@ def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) ->
 
 
 def sorted_inputs(paths: list[str]) -> list[str]:
-    """The inputs in the order that shares and folder merges use: by absolute path, as strings (code points)."""
-    return sorted(paths, key=os.path.abspath)
+    """The inputs in the order that shares and folder merges use: by absolute path (a URL as it is), as strings
+    (code points)."""
+    from gotd_stream.io.streams import absolute
+
+    return sorted(paths, key=absolute)
 
 
 def share(paths: list[str], index: int, count: int) -> list[str]:

@@ -33,6 +33,7 @@ def check_select(
     artifact or the targets are several; `counted`: pieces or a token counter were asked for."""
     from gotd_stream.select.executors import Resumable, Share, check_files
     from gotd_stream.select.keep import check_plan
+    from gotd_stream.select.state import check_local
 
     if (potentials is None) == (not targets):
         raise UsageProblem(
@@ -41,6 +42,8 @@ def check_select(
     if save_potentials and not targets:
         raise UsageProblem(f"{setting('save_potentials')} needs {setting('target')}")
     inner = executor.inner if isinstance(executor, Share) else executor
+    if getattr(inner, "directory", None):
+        check_local(inner.directory)
     if isinstance(inner, Resumable):
         if potentials is None:
             raise UsageProblem(

@@ -47,16 +47,18 @@ def shard_identity(path: str) -> str:
 
     A regular file is known by a hash of its size and its first and last MiB (as `--state` knows it), so the same
     file under another path, in another folder or on another node gets the same keys, while FineWeb-style files of
-    one name in different folders do not. Stdin is "-"; a pipe or device, its path as given.
+    one name in different folders do not; an object behind a URL gets the keys of the same bytes on a disk. Stdin
+    is "-"; a pipe or device, its path as given.
     """
-    from gotd_stream.io.streams import STDIN
+    from gotd_stream.errors import UsageProblem
+    from gotd_stream.io.streams import STDIN, stat_input
     from gotd_stream.select.state import fingerprint
 
     if path == STDIN:
         return STDIN
     try:
-        info = os.stat(path)
-    except OSError:
+        info = stat_input(path)
+    except (OSError, UsageProblem):
         return path  # reading it will say what is wrong
     return fingerprint(path, info.st_size) if stat.S_ISREG(info.st_mode) else path
 

@@ -6,18 +6,17 @@ the last bit) do not depend on how a corpus was split across nodes, and `merge` 
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gotd_stream.errors import RuntimeProblem, setting
+from gotd_stream.errors import RuntimeProblem, UsageProblem, setting
 from gotd_stream.features.base import usable_rows
 from gotd_stream.io.outputs import atomic_output
 from gotd_stream.io.records import Record, Skips, read_records
-from gotd_stream.io.streams import STDIN
+from gotd_stream.io.streams import STDIN, stat_input
 from gotd_stream.progress import progress
 from gotd_stream.select.budget import Budget
 from gotd_stream.select.mix import score_matrix
@@ -40,9 +39,9 @@ def rereadable(paths: Iterable[str]) -> bool:
         if path == STDIN:
             return False
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            if not stat.S_ISREG(stat_input(path).st_mode):
                 return False
-        except OSError:
+        except (OSError, UsageProblem):
             return False
     return True
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gotd_stream.errors import RuntimeProblem, SettingsMessage, UsageProblem, setting
 from gotd_stream.io.outputs import atomic_output
-from gotd_stream.io.streams import read_lines
+from gotd_stream.io.streams import absolute, open_input, read_lines, stat_input
 
 STATE_VERSION = 3  # 2: scores by the one-matmul exact c-transform (select.ot.on_grid); 3: shards keyed by content
 
@@ -67,7 +67,7 @@ FINGERPRINT_BYTES = 1 << 20
 def fingerprint(path: str, size: int) -> str:
     """sha256 of the size and the first and last MiB: catches a shard rewritten with the same size and mtime."""
     digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         digest.update(fh.read(FINGERPRINT_BYTES))
         if size > FINGERPRINT_BYTES:
             fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
@@ -89,7 +89,7 @@ def content_key(prints: str) -> str:
 def content_hash(path: str) -> str:
     """sha256 of a whole file: tells a damaged shard that was only touched from one that was replaced."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         while block := fh.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()[:32]
@@ -100,10 +100,28 @@ def _atomic_json(path: Path, data: dict) -> None:
         fh.write(json.dumps(data, sort_keys=True, indent=1).encode() + b"\n")
 
 
+class RemoteState(UsageProblem):
+    """A state folder behind a URL: refused, it must be local (check_local)."""
+
+
+def check_local(directory: str) -> None:
+    """A state folder is local: its lock is an flock, which an object store has no equivalent of (a lock
+    object there would outlive a holder killed by SIGKILL, or let two runs in), and its markers are renamed
+    into place. Inputs may be remote; the state that records them may not."""
+    from gotd_stream.io.remote import is_url
+
+    if is_url(directory):
+        raise RemoteState(
+            f"{setting('state')} {directory}: a state folder must be local (its lock is an flock on a local or "
+            "network file system); the inputs may stay remote"
+        )
+
+
 class State:
     """A state folder: `state.json` (what it is for), `lock`, and `shards/<key>.{jsonl.zst,json}` per input."""
 
     def __init__(self, directory: str, identity: dict, wait: bool = False, keep_going: bool = True):
+        check_local(directory)
         self.dir = Path(directory)
         self.shards = self.dir / "shards"
         self.identity = dict(identity, state_version=STATE_VERSION)
@@ -163,7 +181,7 @@ class State:
 
     def _print(self, path: str) -> str:
         if path not in self._prints:
-            self._prints[path] = fingerprint(path, os.stat(path).st_size)
+            self._prints[path] = fingerprint(path, stat_input(path).st_size)
         return self._prints[path]
 
     def _key(self, path: str) -> str:
@@ -173,7 +191,7 @@ class State:
         """The record of `path`'s content if it was scored (same size and fingerprint; the same mtime too when it
         was scored under this very path, which catches a rewrite in place), else None."""
         key = self._key(path)
-        stat = os.stat(path)
+        stat = stat_input(path)
         meta, kept = self.shards / f"{key}.json", self.shards / f"{key}.jsonl.zst"
         if not (meta.exists() and kept.exists()):
             return None
@@ -183,11 +201,11 @@ class State:
             return None
         if (shard.size, shard.fingerprint) != (stat.st_size, self._print(path)):
             return None
-        if shard.path == os.path.abspath(path) and shard.mtime_ns != stat.st_mtime_ns:
+        if shard.path == absolute(path) and shard.mtime_ns != stat.st_mtime_ns:
             return None
         return shard
 
-    def failed(self, path: str, stat: os.stat_result, error: Exception) -> None:
+    def failed(self, path: str, stat, error: Exception) -> None:
         """Record that `path` (as `stat` and its fingerprint were before it was read) could not be read, and why;
         a re-run skips it until its content changes (known_failure). Whatever it kept before is dropped. A state
         that does not keep going (a temporary one) raises `error` instead."""
@@ -197,7 +215,7 @@ class State:
         key = self._key(path)
         prints = self._prints.pop(path, None) or fingerprint(path, stat.st_size)
         record = {
-            "path": os.path.abspath(path),
+            "path": absolute(path),
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
             "fingerprint": prints,
@@ -218,10 +236,10 @@ class State:
         meta = self.shards / f"{self._key(path)}.failed.json"
         try:
             record = json.loads(meta.read_text())
-            stat = os.stat(path)
+            stat = stat_input(path)
             prints = self._prints.get(path) or fingerprint(path, stat.st_size)
             same = (record["path"], record["size"], record["fingerprint"]) == (
-                os.path.abspath(path),
+                absolute(path),
                 stat.st_size,
                 prints,
             )
@@ -259,7 +277,7 @@ class State:
         """Record the shards this run is for (`inputs.json`), so that `merge` of the folder can tell a finished
         run from one that stopped part-way."""
         self.inputs = list(paths)
-        inputs = {"inputs": [os.path.abspath(p) for p in paths], "keys": [self._key(p) for p in paths]}
+        inputs = {"inputs": [absolute(p) for p in paths], "keys": [self._key(p) for p in paths]}
         _atomic_json(self.dir / "inputs.json", inputs)
 
     def lines(self, path: str) -> Iterator[tuple[int, bytes]]:
@@ -270,7 +288,7 @@ class State:
         """The file that holds what `path` kept, for messages."""
         return str(self.shards / f"{self._key(path)}.jsonl.zst")
 
-    def save_lines(self, path: str, stat: os.stat_result, lines: Iterable[bytes], scored: int, skipped: dict) -> None:
+    def save_lines(self, path: str, stat, lines: Iterable[bytes], scored: int, skipped: dict) -> None:
         """What a shard kept (any lines: several targets keep candidates) first, then the record that marks the
         shard finished: both atomic."""
         key = self._key(path)
@@ -279,14 +297,14 @@ class State:
                 fh.write(line + b"\n")
         # the fingerprint taken before the shard was read, as its stat was
         prints = self._print(path)
-        shard = Shard(os.path.abspath(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
+        shard = Shard(absolute(path), stat.st_size, stat.st_mtime_ns, scored, dict(skipped), prints)
         _atomic_json(self.shards / f"{key}.json", shard.__dict__)
         self._forget_failures(path, key)
 
     def _forget_failures(self, path: str, key: str) -> None:
         """A shard scored now: its failure records go, under its key and under the key of the damaged content
         it had at this path (shards are keyed by content, and a fixed file has other content)."""
-        where = os.path.abspath(path)
+        where = absolute(path)
         for record in self.shards.glob("*.failed.json"):
             try:
                 stale = record.name == f"{key}.failed.json" or json.loads(record.read_text()).get("path") == where
