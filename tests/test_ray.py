@@ -199,3 +199,36 @@ def test_several_targets_on_ray_equal_a_local_run_and_resume(cluster, shards, ti
     assert "4 shards on" in on_ray.stderr and "mix quota" in on_ray.stderr
     again = score(mix, tiny_model, shards["shards"], "--state", tmp_path / "st")
     assert again.stdout_bytes == local.stdout_bytes and "4 shards from" in again.stderr
+
+
+def test_the_vectors_space_on_ray_equals_a_local_run(cluster, tmp_path):
+    """Precomputed vectors (a Parquet fixed-size list shard among JSONL ones): the fit's sample tasks and the
+    scoring actors read the vector field as a local run does (tests/test_vectors.py has the space itself)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.test_vectors import DIM, photos
+
+    docs = photos(60, seed=1)
+    paths = [write_jsonl(tmp_path / f"v-{i}.jsonl", docs[i::3]) for i in range(2)]
+    rest = docs[2::3] + [{"id": "short", "kind": "x", "emb": [1.0]}]
+    parquet = tmp_path / "v-2.parquet"
+    emb = pa.array([d["emb"] for d in rest[:-1]], type=pa.list_(pa.float32(), DIM))
+    pq.write_table(pa.table({"id": [d["id"] for d in rest[:-1]], "emb": emb}), parquet)
+    (tmp_path / "v-3.jsonl").write_bytes(orjson_line(rest[-1]))
+    paths += [parquet, tmp_path / "v-3.jsonl"]
+    target = write_jsonl(tmp_path / "t.jsonl", photos(8, seed=2, kinds=(1,)))
+    fit = ["fit", "--features", "vectors", "--vector-field", "emb", "--target", target, "--sample-size", 30, *paths]
+    run([*fit, "-o", tmp_path / "local.gotd"])
+    on_ray = run([*fit, "--ray", "-o", tmp_path / "ray.gotd"])
+    assert (tmp_path / "ray.gotd").read_bytes() == (tmp_path / "local.gotd").read_bytes()
+    assert "skipped 1 (vector of the wrong width: 1)" in on_ray.stderr
+    score = ["score", "-p", tmp_path / "local.gotd", "-k", 25, *paths]
+    local = run(score).stdout_bytes
+    assert run([*score, "--ray", "--state", tmp_path / "state"]).stdout_bytes == local
+
+
+def orjson_line(doc: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(doc) + b"\n"

@@ -205,7 +205,8 @@ def test_output_url_is_written_whole_and_replaced_only_with_force(s3, artifact):
     score(artifact, *s3["urls"], "-o", url)
     fs.invalidate_cache()
     assert zstandard.ZstdDecompressor().stream_reader(fs.cat(url)).read() == plain
-    assert [p for p in fs.ls(f"{BUCKET}/out") if not p.endswith("sel.jsonl.zst")] == []  # no temporary key left
+    left = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{BUCKET}/out"))
+    assert left == ["sel.jsonl.zst", "sel.jsonl.zst.manifest.json"]  # the selection, its manifest, no temporary key
     refused = score(artifact, *s3["urls"], "-k", 5, "-o", url, code=2)
     assert f"-o {url} already exists" in refused.stderr and "--force" in refused.stderr
     assert zstandard.ZstdDecompressor().stream_reader(fs.cat(url)).read() == plain  # untouched

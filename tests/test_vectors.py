@@ -272,3 +272,16 @@ print(sorted(m for m in ("torch", "transformers", "sentence_transformers") if m 
     from gotd_stream.features import ModelSettings, semantic_model
 
     assert semantic_model("vectors", ModelSettings(device="cpu"))[0] is None  # no model to load
+
+
+def test_report_reads_the_vector_field(corpus):
+    selected = corpus["dir"] / "selected.jsonl"
+    run(["score", "-p", corpus["artifact"], "-k", 10, *corpus["shards"], "-o", selected])
+    pool = corpus["dir"] / "pool.jsonl"
+    pool.write_bytes(corpus["shards"][0].read_bytes() + b'{"id": "zero", "emb": [' + b",".join([b"0"] * DIM) + b"]}\n")
+    made = run(["report", "-p", corpus["artifact"], selected, "--pool", pool, "--json"])
+    report = json.loads(made.stdout)
+    assert report["selection"]["records"] == 10 and report["pool"]["records"] == 30
+    assert report["pool"]["skipped"] == {"vector of zero norm": 1}  # in the report, with its reason
+    ot = report["ot"]["targets"][0]
+    assert ot["to_selection"] < ot["to_pool"]  # the selection (all street photos) is nearer the target

@@ -92,7 +92,10 @@ def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -
         else:
             check_folder(output, inputs, potentials)
         artifact, featurizer = load_checked(potentials, models)
-        settings = gs.ReportSettings(p["text_field"], p["group_field"], p["examples"], p["max_points"], p["seed"])
+        from gotd_stream.features.vectors import Vectors
+
+        field = featurizer.field if isinstance(featurizer, Vectors) else p["text_field"]  # vectors: the fit's field
+        settings = gs.ReportSettings(field, p["group_field"], p["examples"], p["max_points"], p["seed"])
         names = {"potentials": potentials, "selected": "<stdin>" if selected == "-" else selected}
         if reference:
             names["reference"] = reference
