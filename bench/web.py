@@ -90,7 +90,7 @@ def said(d: dict) -> str:
     if not d.get("n"):
         return "-"
     c, t = d["chars"], d["tokens"]
-    return f"{c[0]:.0f} / {c[1]:.0f} / {c[2]:.0f} | {t[0]:.0f} / {t[1]:.0f} / {t[2]:.0f} | {d['short']:.1%}"
+    return f"{c[0]:.0f}/{c[1]:.0f}/{c[2]:.0f}; {t[0]:.0f}/{t[1]:.0f}/{t[2]:.0f}; {d['short']:.1%}"
 
 
 # -- 1. lengths -----------------------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def lengths_report(res: dict, targets) -> list[str]:
     lines = [
         "## 1. Fragments and length",
         "",
-        "Characters p10 / median / p90 | tokens p10 / median / p90 | share under 10 tokens. The pool (the target's",
+        "Characters p10/median/p90; tokens p10/median/p90; share under 10 tokens. The pool (the target's",
         f"pool, whole records and 128-token pieces), then what `score` keeps: -k {K:,} and --tokens {TOKENS:,},",
         "whole records (`--unit doc`) and pieces (`--unit chunk`), without the length rule (`--min-tokens 0`).",
         "",

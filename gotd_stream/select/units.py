@@ -46,7 +46,7 @@ UNITS = ("doc", "chunk")
 MIN_CHUNK_TOKENS = 8  # below this a piece is a word or two: no longer a text to warm a model up on
 # The fewest tokens of a unit that score keeps (`--min-tokens`): PROVISIONAL, chosen on the proxies (target share,
 # OT distance) of bench/web.py until its --warmup run decides (bench/results/web-cpu.md)
-DEFAULT_MIN_TOKENS = 8
+DEFAULT_MIN_TOKENS = 4
 PREFIX_CHARS = 4096  # a long text is counted for the rule on its first words: they hold N tokens or it is short
 # A piece the embedding model reads whole: a record longer than that is scored on its first tokens alone, while a
 # token budget pays for all of them (at token parity, 128-token pieces won the warm-up: BENCHMARKS.md)
