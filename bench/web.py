@@ -396,7 +396,8 @@ def long_part(args, corpus: Corpus, counter, work: Path) -> dict:
         art.unlink(missing_ok=True)
         fit_s, _ = timed([*GOTD, "fit", "--target", target, pool, *flags, "-o", art, "-q"])
         sel = folder / f"sel-{space}.jsonl"
-        score_s, done = timed([*GOTD, "score", "-p", art, "--tokens", TOKENS, pool, "-o", sel])
+        model = flags if space != "lexical" else []  # an artifact of the static model scores with it
+        score_s, done = timed([*GOTD, "score", "-p", art, "--tokens", TOKENS, *model, pool, "-o", sel])
         kept = read_lines(sel)
         run = {
             "fit_s": fit_s,
@@ -539,7 +540,8 @@ def dups_part(args, corpus: Corpus, work: Path) -> dict:
                     continue
                 slug = re.sub(r"[^a-z]+", "-", label)
                 sel = work / "dups" / f"sel-{space}-{budget[0].strip('-')}-{slug}.jsonl"
-                wall, done = timed([*GOTD, "score", "-p", art, *budget, *extra, pool, "-o", sel])
+                model = space_flags if space != "lexical" else []
+                wall, done = timed([*GOTD, "score", "-p", art, *budget, *extra, *model, pool, "-o", sel])
                 row |= copies_kept(read_lines(sel)) | {
                     "wall_s": wall,
                     "summary": done.stderr.decode().splitlines()[-1:],
