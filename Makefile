@@ -56,7 +56,8 @@ bench: setup
 # GOT-D against DSIR (both modes), random and the target centroid at token parity, with SmolLM2 warm-ups on three
 # seeds (bench/parity.py: about an hour on 2 CPU cores; full size when CUDA is there; QUALITY_SIZE=cpu|gpu forces
 # one; PARITY_ARGS=--resume continues a stopped run), then two- and three-target mixtures: quota, sum and
-# single-target runs concatenated (bench/mixtures.py, no warm-up)
+# single-target runs concatenated (bench/mixtures.py, no warm-up); last, web-like pools: the lengths a selection
+# keeps and --min-tokens, long documents timed, planted duplicates (bench/web.py, no warm-up: its --warmup is long)
 QUALITY_SIZE ?= auto
 PARITY_ARGS ?=
 quality: setup
@@ -64,6 +65,7 @@ quality: setup
 	$(PY) bench/quality.py
 	$(PY) bench/parity.py --size $(QUALITY_SIZE) $(PARITY_ARGS)
 	$(PY) bench/mixtures.py
+	$(PY) bench/web.py
 
 # The earlier comparison at equal document counts (bench/baselines.py, about 45 minutes on 2 CPU cores)
 baselines: setup

@@ -123,8 +123,8 @@ def test_non_finite_embeddings_are_skipped_and_counted(corpus, tiny_model, monke
     monkeypatch.setattr(SentenceTransformer, "forward", overflowing)
     docs = corpus["docs"][:20] + [{"id": "bad", "text": "POISON pill"}] + corpus["docs"][20:40]
     pool = write_jsonl(corpus["dir"] / "poison.jsonl", docs)
-    out = run(["score", "--target", corpus["target"], "-k", 100, "--model", tiny_model, pool])
-    ids = [i for i, _ in scores_by_id(out.stdout_bytes)]
+    out = run(["score", "--target", corpus["target"], "-k", 100, "--model", tiny_model, "--min-tokens", 0, pool])
+    ids = [i for i, _ in scores_by_id(out.stdout_bytes)]  # "POISON pill" is 2 tokens: under the length rule's default
     assert len(ids) == 40 and "bad" not in ids
     assert "poison.jsonl:21: non-finite embedding" in out.stderr
     assert "skipped 1 (non-finite embedding: 1)" in out.stderr

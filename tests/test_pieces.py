@@ -68,7 +68,7 @@ def test_a_record_that_fits_one_piece_keeps_its_text_bytes_too(lex, tmp_path):
     line = PREFIX + b'"simmer the onions caf\\u00e9"' + SUFFIX
     src = tmp_path / "short.jsonl"
     src.write_bytes(line + b"\n")
-    (piece,) = pieces_of(lex, src, "--tokenizer", "estimate")
+    (piece,) = pieces_of(lex, src, "--tokenizer", "estimate", "--min-tokens", 0)  # 6 tokens: under the default
     end = len("simmer the onions café")
     assert piece == line[:-1] + b',"gotd_source":"' + str(src).encode() + b':1","gotd_span":[0,%d]}' % end
 

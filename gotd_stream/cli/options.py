@@ -25,7 +25,7 @@ from gotd_stream.io.outputs import OutputError
 from gotd_stream.io.outputs import check_outputs as check_paths
 from gotd_stream.io.remote import is_url
 from gotd_stream.select.targets import check_name, check_weight
-from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS
+from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS, DEFAULT_MIN_TOKENS
 
 FIT = gs.FitSettings()  # the fit's defaults, chosen by bench/defaults.py and bench/quality.py (README)
 EPSILON_MAX = 100  # costs and potentials vary by 8 at most: the plan is then a * b to within e^(8/100)
@@ -501,6 +501,14 @@ def selection_options(func: Callable) -> Callable:
             default=DEFAULT_CHUNK_TOKENS,
             show_default=True,
             help="With --unit chunk: the most tokens of a piece (the default: what the embedding model reads).",
+        ),
+        click.option(
+            "--min-tokens",
+            type=click.IntRange(min=0),
+            default=DEFAULT_MIN_TOKENS,
+            show_default=True,
+            help="Skip a record or piece of fewer tokens (a short last piece takes words from the one before); "
+            "0: keep every length. One target.",
         ),
         click.option(
             "--select",

@@ -244,9 +244,13 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         named = {"-p": potentials, **target_reads(targets)}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
         check_table(output, paths)
-        counter = token_counter(p["tokenizer"], p["model"], counted) if not (several or vectors) else None
+        least = min_tokens_for(p["min_tokens"], several or vectors)
+        counter = token_counter(p["tokenizer"], p["model"], counted or bool(least)) if not (several or vectors) else None
         plan.units = gs.Units(
-            counter if counted else None, p["chunk_tokens"] if unit == "chunk" else None, p["text_field"]
+            counter if counted or least else None,
+            p["chunk_tokens"] if unit == "chunk" else None,
+            p["text_field"],
+            least,
         )
         cluster = stack.enter_context(on_ray(ray))
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
@@ -264,7 +268,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     if failed is not None:
         with speaking(quiet):
             failed.require_complete()  # exit 1: the selection is written, without the damaged shards
-    partial_success(p["max_skipped"], counts.skips.total)
+    partial_success(p["max_skipped"], counts.skips.bad)  # a unit under --min-tokens is no bad record
 
 
 def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, targets: str, several: bool, unit):
@@ -288,6 +292,15 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
     log(f"{read}, selected {written:,} {what}{counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
     short_of(plan.budget, held, written, what, quiet)
+
+
+def min_tokens_for(value: int, several: bool) -> int:
+    """--min-tokens, for one target; several targets keep k whole records by their scores alone (exit 2 if set)."""
+    if several:
+        if given("min_tokens") and value:
+            raise click.UsageError("--min-tokens applies to one target, and there are several")
+        return 0
+    return value
 
 
 def score_budget(p: dict):

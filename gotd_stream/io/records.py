@@ -24,6 +24,8 @@ from gotd_stream.text import wordless
 log = logging.getLogger(__name__)
 
 NO_WORDS = "no words"  # the skip reason of a text without a word: see text.wordless()
+SHORT = "too short"  # a unit under score's --min-tokens (select.units): a rule's choice, not a bad record
+RULES = frozenset({SHORT})  # reasons counted and shown, but not bad: --strict and --max-skipped ignore them
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 # `score` writes gotd_score, then gotd_tokens when tokens were counted and gotd_select when the rule was not the
@@ -97,12 +99,13 @@ class Skips:
 
     def add(self, name: str, lineno: int, reason: str, detail: str = "") -> None:
         message = f"{name}:{lineno}: {reason}{': ' + detail if detail else ''}"
-        if self.strict:
+        ruled = reason in RULES
+        if self.strict and not ruled:
             raise BadRecord(message + f" ({setting('strict')})")
         self.counts[reason] += 1
         if self.examples is not None and len(self.examples) < self.show:
             self.examples.append((name, lineno, reason, detail))
-        if self.budget is not None and self.total > self.budget:
+        if self.budget is not None and not ruled and self.bad > self.budget:
             raise BadRecord(f"more than {setting('max_skipped')} {self.budget} records skipped; the last: {message}")
         self.report_one(message)
 
@@ -117,7 +120,7 @@ class Skips:
     def extend(self, counts: dict[str, int]) -> None:
         """Add counts from an earlier run (a finished shard), under the same budget."""
         self.counts.update(counts)
-        if self.budget is not None and self.total > self.budget:
+        if self.budget is not None and self.bad > self.budget:
             raise BadRecord(
                 f"more than {setting('max_skipped')} {self.budget} records skipped (counting finished shards)"
             )
@@ -125,6 +128,11 @@ class Skips:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def bad(self) -> int:
+        """The skips that were bad records, not a rule's choice (RULES): what --max-skipped budgets."""
+        return sum(n for reason, n in self.counts.items() if reason not in RULES)
 
     def summary(self) -> str:
         if not self.counts:

@@ -93,11 +93,13 @@ def embedded(
 
 @dataclass
 class Units:
-    """What is scored and how tokens are counted: whole records (chunk_tokens None) or pieces of chunk_tokens."""
+    """What is scored and how tokens are counted: whole records (chunk_tokens None) or pieces of chunk_tokens;
+    a unit under min_tokens is skipped (select.units: the rule, and a short tail piece joined)."""
 
-    counter: object | None = None  # features.tokens: needed for a token budget or chunks
+    counter: object | None = None  # features.tokens: needed for a token budget, chunks or min_tokens
     chunk_tokens: int | None = None
     text_field: str = "text"
+    min_tokens: int = 0  # the library's default is no rule; score's --min-tokens default is DEFAULT_MIN_TOKENS
 
     def __post_init__(self):
         from gotd_stream.errors import BadSetting, whole
@@ -106,15 +108,27 @@ class Units:
         whole("chunk_tokens", self.chunk_tokens, MIN_CHUNK_TOKENS, optional=True)
         if self.chunk_tokens is not None and self.counter is None:
             raise BadSetting(f"{setting('chunk_tokens')} needs a token counter to cut pieces by")
+        whole("min_tokens", self.min_tokens, 0)
+        if self.min_tokens and self.counter is None:
+            raise BadSetting(f"{setting('min_tokens')} needs a token counter to count units by")
+        if self.chunk_tokens is not None and self.min_tokens > self.chunk_tokens:
+            raise BadSetting(
+                f"{setting('min_tokens')} {self.min_tokens} is over {setting('chunk_tokens')} {self.chunk_tokens}: "
+                "no piece could be kept"
+            )
         if not isinstance(self.text_field, str) or not self.text_field:
             raise BadSetting(f"{setting('text_field')} must name a field, not {self.text_field!r}")
 
-    def of(self, records: Iterable[Record]) -> Iterable[Record]:
-        if self.chunk_tokens is None:
-            return records
-        from gotd_stream.select.units import chunked
+    def of(self, records: Iterable[Record], skips: Skips | None = None) -> Iterable[Record]:
+        """The units of `records`: pieces or the records, those under min_tokens counted in `skips`."""
+        from gotd_stream.select.units import chunked, long_enough
 
-        return chunked(records, self.text_field, self.chunk_tokens, self.counter)
+        skips = skips if skips is not None else Skips(report=False)
+        if self.chunk_tokens is not None:
+            return chunked(records, self.text_field, self.chunk_tokens, self.counter, self.min_tokens, skips)
+        if self.min_tokens:
+            return long_enough(records, self.min_tokens, self.counter, skips)
+        return records
 
 
 def _as_budget(budget: Budget | int) -> Budget:
@@ -163,15 +177,17 @@ class Plan:
                 "k": self.budget.k,
                 "text_field": self.units.text_field,
                 "mix": self.mix or "quota",
+                **({"min_tokens": self.units.min_tokens} if self.units.min_tokens else {}),
             }
-        chunks = self.units.chunk_tokens
-        counted = self.budget.tokens is not None or chunks is not None
+        chunks, least = self.units.chunk_tokens, self.units.min_tokens
+        counted = self.budget.tokens is not None or chunks is not None or bool(least)
         return {
             "fit_id": artifact.fit_id,
             **self.budget.identity(),
             "unit": "doc" if chunks is None else f"chunk:{chunks}",
             "tokenizer": self.units.counter.name if counted else None,
             "text_field": self.units.text_field,
+            **({"min_tokens": least} if least else {}),
         }
 
 
@@ -201,7 +217,7 @@ def score(
     scorers = scorers or scorers_of(artifact, device)
     keeper = plan.keeper(artifact)
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(plan.units.of(records), featurizer, counts.skips, bar):
+        for window, emb in embedded(plan.units.of(records, counts.skips), featurizer, counts.skips, bar):
             raws, texts = [r.raw for r in window], [r.text for r in window]
             keeper.offer(score_matrix(emb, scorers), raws, texts, [r.tokens for r in window])
             counts.scored += len(window)

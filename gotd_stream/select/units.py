@@ -19,6 +19,14 @@ its words (whitespace runs under byte-level BPE); a word longer than a piece (a 
 is cut inside. A record that fits in one piece is one piece with the span of its whole text; a piece without a
 word character (a run of symbols) is dropped. Short records are not joined.
 
+The minimum unit (`--min-tokens N`, DEFAULT_MIN_TOKENS): a unit (a whole record, or a piece) of fewer than N
+tokens is skipped and counted under its own reason (SHORT), before it is embedded. A lone word scores well
+against many targets (it sits near the middle of any space) and costs a token budget almost nothing, so short
+texts crowd a selection out of proportion to what a warm-up learns from them. Cutting a record into pieces
+leaves a short last piece behind; with the rule on, that tail takes words from the piece before it until it
+holds N (both pieces still at most the piece size), so a long record loses none of its text to the rule. A
+record shorter than N in all is skipped whole.
+
 A piece's identity for the sample draw (select.budget.sample_keys) is its line without the `gotd_source` value:
 the piece's text, its span and its record's other bytes, never the spelling of the path it was read from.
 """
@@ -31,11 +39,16 @@ from collections.abc import Iterable, Iterator
 
 from gotd_stream.features.base import DEFAULT_MAX_TOKENS
 from gotd_stream.io.jsonbytes import dumps_string, last, loads, members, value_span
-from gotd_stream.io.records import Record
+from gotd_stream.io.records import SHORT, Record
 from gotd_stream.text import WORD
 
 UNITS = ("doc", "chunk")
 MIN_CHUNK_TOKENS = 8  # below this a piece is a word or two: no longer a text to warm a model up on
+# The fewest tokens of a unit that score keeps (`--min-tokens`). Off until bench/web.py's --warmup run decides: the
+# proxies (target share, OT distance) cannot tell N = 0, 4 and 8 apart (bench/results/web-cpu.md), and the rule
+# needs a token count of every record, which the fast spaces do not otherwise pay for.
+DEFAULT_MIN_TOKENS = 0
+PREFIX_CHARS = 4096  # a long text is counted for the rule on its first words: they hold N tokens or it is short
 # A piece the embedding model reads whole: a record longer than that is scored on its first tokens alone, while a
 # token budget pays for all of them (at token parity, 128-token pieces won the warm-up: BENCHMARKS.md)
 DEFAULT_CHUNK_TOKENS = DEFAULT_MAX_TOKENS
@@ -49,8 +62,9 @@ def chunk_spans(text: str, max_tokens: int, counter) -> list[tuple[int, int]]:
     return [(start, end) for start, end, _ in chunks(text, max_tokens, counter)]
 
 
-def chunks(text: str, max_tokens: int, counter) -> list[tuple[int, int, int]]:
-    """(start, end, tokens) of the pieces of `text`: each piece's own count, at most max_tokens.
+def chunks(text: str, max_tokens: int, counter, min_tokens: int = 0) -> list[tuple[int, int, int]]:
+    """(start, end, tokens) of the pieces of `text`: each piece's own count, at most max_tokens; with
+    min_tokens, a last piece under it takes words from the one before (_joined_tail).
 
     Whole words are packed while the tokens of the words with the whitespace before them add up to at most
     max_tokens (exact for WordPiece and the estimate, close for byte-level BPE, which counts runs of spaces and
@@ -119,7 +133,39 @@ def chunks(text: str, max_tokens: int, counter) -> list[tuple[int, int, int]]:
             else:
                 out.append((*span(i, lo), held))
             i = lo
+    if min_tokens and len(out) > 1 and out[-1][2] < min_tokens:
+        out[-2:] = _joined_tail(text, out[-2], out[-1], min_tokens, max_tokens, counter)
     return out
+
+
+def _joined_tail(text: str, before, tail, min_tokens: int, max_tokens: int, counter) -> list[tuple[int, int, int]]:
+    """The last two pieces with the short tail grown to min_tokens by the fewest words from the end of the piece
+    before it (found by bisection), both pieces within [min_tokens, max_tokens]; the two as one piece when they
+    fit together; as they were when neither can be (a word cut inside: the rule then skips the tail)."""
+
+    def count(a: int, b: int) -> int:
+        return int(counter.count([text[a:b]])[0])
+
+    start, end = before[0], tail[1]
+    whole = count(start, end)
+    if whole <= max_tokens:
+        return [(start, end, whole)]
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text, start, before[1])]
+    if len(words) < 2:
+        return [before, tail]
+    lo, hi = 1, len(words) - 1  # the latest word j whose suffix holds min_tokens: a suffix grows as j moves left
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(words[mid][0], end) >= min_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    if count(words[lo][0], end) < min_tokens:
+        return [before, tail]
+    first, second = count(start, words[lo - 1][1]), count(words[lo][0], end)
+    if min_tokens <= first <= max_tokens and min_tokens <= second <= max_tokens:
+        return [(start, words[lo - 1][1], first), (words[lo][0], end, second)]
+    return [before, tail]
 
 
 def _cut_word(text: str, start: int, end: int, max_tokens: int, counter) -> list[tuple[int, int, int]]:
@@ -224,17 +270,46 @@ class _Pieces:
         return b"".join(out)
 
 
-def chunked(records: Iterable[Record], text_field: str, max_tokens: int, counter) -> Iterator[Record]:
+def chunked(
+    records: Iterable[Record], text_field: str, max_tokens: int, counter, min_tokens: int = 0, skips=None
+) -> Iterator[Record]:
     """Each record's pieces, in order, as records of their own (raw: the piece's JSON line with its provenance;
-    tokens: the piece's count, known from cutting it)."""
+    tokens: the piece's count, known from cutting it); a piece under min_tokens goes to `skips` (SHORT)."""
     for record in records:
         pieces = None
-        for start, end, n in chunks(record.text, max_tokens, counter):
+        for start, end, n in chunks(record.text, max_tokens, counter, min_tokens):
             piece = record.text[start:end]
             if not WORD.search(piece):
                 continue
+            if n < min_tokens:
+                skips.add(record.name, record.lineno, SHORT, f"a piece of {n} tokens, under {min_tokens}")
+                continue
             pieces = pieces or _Pieces(record, text_field)
             yield Record(record.source, record.name, record.lineno, pieces.line(piece, start, end), piece, n)
+
+
+def long_enough(records: Iterable[Record], min_tokens: int, counter, skips) -> Iterator[Record]:
+    """The whole records of at least min_tokens tokens; the others go to `skips` (SHORT).
+
+    A text up to PREFIX_CHARS long is counted whole and keeps its count (a token budget then needs no second
+    one); a longer one is counted on its words within the first PREFIX_CHARS characters, which hold at least
+    min_tokens unless the record is pathological, and then counted whole. Counts add up over words for every
+    counter here (WordPiece, byte-level BPE, the estimate), so the first words never hold more than the text.
+    """
+    for record in records:
+        text = record.text
+        if len(text) > PREFIX_CHARS:
+            cut = text.rfind(" ", 0, PREFIX_CHARS)
+            if cut > 0 and int(counter.count([text[:cut]])[0]) >= min_tokens:
+                yield record
+                continue
+        n = int(counter.count([text])[0])
+        if n < min_tokens:
+            skips.add(record.name, record.lineno, SHORT, f"{n} tokens, under {min_tokens}")
+            continue
+        if len(text) <= PREFIX_CHARS:
+            record.tokens = n
+        yield record
 
 
 def draw_identity(raw: bytes) -> bytes:
