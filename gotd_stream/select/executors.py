@@ -97,9 +97,9 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
     from gotd_stream.io.streams import CorruptInput
     from gotd_stream.select.score import score_shard, scorers_of
 
-    scorers = scorers_of(artifact, device)
+    scorers = scorers_of(artifact, device) if plan.scoring(artifact) != "student" else None  # the student: no torch
     keeper = plan.keeper(artifact)
-    fit_id = artifact.fit_id
+    fit_id = plan.scoring_id(artifact)
     state.note_inputs(paths)
     for path in paths:
         shard = state.finished(path)
