@@ -106,7 +106,7 @@ VARIANTS = {  # one setting changed at a time around the default (select/distill
     "ridge 1": {"ridge": 1.0},
     "ridge 3": {"ridge": 3.0},
     "tail 0 (plain LSQ)": {"tail": 0.0},
-    "tail 1": {"tail": 1.0},
+    "tail 4": {"tail": 4.0},
     "tail 16": {"tail": 16.0},
     "no target rows": {"with_target": False},
 }

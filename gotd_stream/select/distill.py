@@ -49,7 +49,7 @@ class StudentSettings:
 
     buckets: int = 1 << 18
     ridge: float = 0.3  # the L2 penalty on the weights
-    tail: float = 4.0  # extra weight of the rows in the sample's lowest TAIL_SHARE teacher scores (0: plain LSQ)
+    tail: float = 1.0  # extra weight of the rows in the sample's lowest TAIL_SHARE teacher scores (0: plain LSQ)
     with_target: bool = True  # the target's texts (and their teacher scores) as training rows too
     iterations: int = 400  # LSQR iterations at most
 

@@ -28,6 +28,7 @@ from gotd_stream.errors import UsageProblem, setting
 from gotd_stream.io.records import Record
 
 log = logging.getLogger(__name__)
+DROPPED = "(left by the cascade)"  # a shard's record in a state folder: the records the cascade dropped
 
 
 class Executor(Protocol):
@@ -107,19 +108,23 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
             if state.known_failure(path) is not None:  # damaged in an earlier run, and still the same
                 continue
             stat = os.stat(path)
-            skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
+            skipped_before, scored_before, dropped_before = Counter(counts.skips.counts), counts.scored, counts.dropped
             try:
                 own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
             except CorruptInput as exc:  # recorded, and the other shards go on (a temporary state re-raises)
-                counts.scored, counts.skips.counts = scored_before, skipped_before
+                counts.scored, counts.skips.counts, counts.dropped = scored_before, skipped_before, dropped_before
                 state.failed(path, stat, exc)
                 continue
             lines = list(own.lines(candidates=True))
             skipped = counts.skips.counts - skipped_before
+            if counts.dropped > dropped_before:  # the cascade's count rides with the skips, under a key of its own
+                skipped[DROPPED] = counts.dropped - dropped_before
             state.save_lines(path, stat, lines, counts.scored - scored_before, skipped)
         else:
             counts.scored += shard.scored
-            counts.skips.extend(shard.skipped)
+            skipped = dict(shard.skipped)
+            counts.dropped += skipped.pop(DROPPED, 0)
+            counts.skips.extend(skipped)
             counts.reused += 1
             lines = [line for _, line in state.lines(path)]
         offer_saved(keeper, lines, artifact, fit_id, state.name(path))
