@@ -82,7 +82,9 @@ from gotd_stream import finetune  # noqa: E402
 from gotd_stream.select.budget import Kept, TokenBudget  # noqa: E402
 from gotd_stream.select.units import chunk_spans  # noqa: E402
 
-GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static")
+GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static", "gotd-distilled", "gotd-cascade")
+DISTILLED = ("gotd-distilled", "gotd-cascade")  # on gotd-chunk's pieces: the student, and the cascade at CASCADE_SHARE
+CASCADE_SHARE = 0.05
 DSIR = ("dsir", "dsir-topk")
 SELECTORS = (*GOTD, *DSIR, "random", "centroid")
 # Per target: texts held out as the target sample and as the evaluation set, and the evaluation texts drawn from
@@ -138,7 +140,7 @@ SIZES = {
 # shows 128, 256 and 512 side by side.
 CHUNK_TOKENS = 128
 # Bumped when the selection code changes: --resume then makes the selections again (so does a changed gotd_stream)
-SELECTION_VERSION = 2  # 2: fitted with gs.fit (the bottom-k sample of the pool file)
+SELECTION_VERSION = 3  # 2: fitted with gs.fit (the bottom-k sample of the pool file); 3: the distilled selectors
 TEMPERATURE = 1.0  # gotd-sample's temperature, in units of the fit's epsilon
 PROXY_TEMPERATURES = (0.5, 1.0, 2.0)
 PROXY_CHUNKS = (128, 256, 512)
@@ -333,11 +335,15 @@ def static_embedder():
     return embedder
 
 
-def tool_fit(work: Path, embedder, label: str):
+def tool_fit(work: Path, embedder, label: str, distill: bool = False):
     """(potentials, featurizer) exactly as `score --target target.jsonl pool.jsonl` fits them: gs.fit, its
-    bottom-k sample of the pool file and its sample of the target, with the default settings (hybrid space)."""
+    bottom-k sample of the pool file and its sample of the target, with the default settings (hybrid space);
+    `distill`: with a student too (`fit --distill`), which leaves the teacher's potentials as they are."""
+    from dataclasses import replace
+
     started = time.time()
-    fitted = gs.fit([str(work / "pool.jsonl")], str(work / "target.jsonl"), embedder, settings_for())
+    settings = replace(settings_for(), distill=distill)
+    fitted = gs.fit([str(work / "pool.jsonl")], str(work / "target.jsonl"), embedder, settings)
     iterations = fitted.potentials.fit["iterations"]
     log(f"{label}: gotd fit ({fitted.seen:,} records seen, {iterations} iterations) in {time.time() - started:.0f}s")
     return fitted.potentials, fitted.featurizer
@@ -366,7 +372,7 @@ def select_all(
     proxies: list[Selection] = []
     checks: dict = {}
     texts = [corpus.texts[i] for i in split.pool]
-    fitted = tool_fit(work, cached(units), split.name)
+    fitted = tool_fit(work, cached(units), split.name, distill=any(s in selectors for s in DISTILLED))
     scores = gotd_scores(texts, *fitted)
     raws = raw_records(corpus, split.pool)
     epsilon = settings_for().epsilon
@@ -396,6 +402,8 @@ def select_all(
                 proxies.append(Selection(f"gotd-chunk@{size}", budget, f"chunks-{size}", chosen, warm=False))
             if size == cfg["chunk_tokens"] and "gotd-chunk" in selectors:
                 picks.append(Selection("gotd-chunk", budget, f"chunks-{size}", chosen))
+        if size == cfg["chunk_tokens"] and any(s in selectors for s in DISTILLED):
+            picks += distilled(fitted[0], cu, pool_units, piece_scores, piece_raws, budgets, size, checks)
     if "gotd-static" in selectors:
         static = static_embedder()
         if static is not None:
@@ -424,6 +432,40 @@ def select_all(
         picks.append(Selection("random", budget, "docs", split.pool[in_order(order, pool_sizes, budget)]))
         picks.append(Selection("centroid", budget, "docs", split.pool[in_order(ranked, pool_sizes, budget)]))
     return [p for p in picks if p.selector in selectors] + proxies, checks
+
+
+def distilled(potentials, cu, pool_units, teacher, raws, budgets, size: int, checks: dict) -> list[Selection]:
+    """gotd-distilled (the student's scores of gotd-chunk's pieces, `score --scorer student`) and gotd-cascade
+    (the teacher's scores of the pieces whose student score is within the fit sample's CASCADE_SHARE-quantile,
+    `score --scorer cascade`), kept by the same token budgets."""
+    from gotd_stream.select.distill import passing, student_matrix
+
+    students = [potentials.student]
+    texts = [cu.texts[i] for i in pool_units]
+    tokens = cu.tokens[pool_units]
+    student = student_matrix(students, texts)[:, 0]
+    through = np.flatnonzero(passing(students, CASCADE_SHARE, texts))
+    checks[f"gotd-cascade: share of the pieces the teacher scores (Q {CASCADE_SHARE:g})"] = len(through) / len(texts)
+    picks = []
+    for budget in budgets:
+        chosen = pool_units[keep(gs.Budget(tokens=budget), student, raws, tokens)]
+        picks.append(Selection("gotd-distilled", budget, f"chunks-{size}", chosen))
+        kept = keep(gs.Budget(tokens=budget), teacher[through], [raws[i] for i in through], tokens[through])
+        picks.append(Selection("gotd-cascade", budget, f"chunks-{size}", pool_units[through[kept]]))
+    return picks
+
+
+def chunk_recall(units: dict[str, UnitSet], row: dict, reference: dict) -> float:
+    """The share of `reference`'s (gotd-chunk's) selected tokens that `row` selected too: the same pieces, or,
+    for a selection of whole records, the pieces of the records it holds."""
+    ref = units[reference["units_of"]]
+    picked = np.asarray(reference["picked"], dtype=np.int64)
+    tokens = ref.tokens[picked]
+    if row["units_of"] == reference["units_of"]:
+        covered = np.isin(picked, np.asarray(row["picked"], dtype=np.int64))
+    else:
+        covered = np.isin(ref.doc[picked], np.asarray(sorted(source_docs(units, row)), dtype=np.int64))
+    return float(tokens[covered].sum() / max(1, tokens.sum()))
 
 
 def proxy_stats(corpus: Corpus, split: Split, units: dict[str, UnitSet], sel: Selection, smol, cfg: dict) -> dict:
@@ -577,6 +619,9 @@ def run(args: argparse.Namespace, cfg: dict) -> list[dict]:
                 if gotd is not None:
                     mine, theirs = source_docs(units, row), source_docs(units, gotd)
                     row["with_gotd"] = len(mine & theirs) / max(1, len(mine))
+                chunk = stats.get(f"gotd-chunk|{row['budget']}")
+                if chunk is not None:
+                    row["chunk_recall"] = chunk_recall(units, row, chunk)
             saved = {"key": key, "checks": checks, "selections": stats}
             write_json(folder / "selections.json", saved)
             for row in stats.values():
@@ -742,7 +787,7 @@ def behind(diffs: list[float]) -> bool:
 def table(rows: list[dict], target: str) -> list[str]:
     head = (
         "| selector | units | tokens | SmolLM2 tokens | target share | of its tokens | OT distance | rest (tokens) "
-        "| texts also in gotd | perplexity after | sd | min-max | seeds |"
+        "| texts also in gotd | recall of gotd-chunk's tokens | perplexity after | sd | min-max | seeds |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -759,6 +804,7 @@ def table(rows: list[dict], target: str) -> list[str]:
             f"{r['ot']:.3f}",
             rest or "-",
             f"{r['with_gotd']:.0%}" if "with_gotd" in r else "-",
+            f"{r['chunk_recall']:.0%}" if "chunk_recall" in r else "-",
         ]
         if afters:
             cells += [
@@ -927,17 +973,19 @@ def proxy_table(plans: list, cfg: dict) -> list[str]:
         "",
         "gotd-sample@T: temperature T x epsilon; gotd-chunk@N: pieces of at most N tokens.",
         "",
-        "| target | budget | selection | units | target share | of its tokens | OT distance | texts also in gotd |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | budget | selection | units | target share | of its tokens | OT distance | texts also in gotd "
+        "| recall of gotd-chunk's tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for split, saved in plans:
         for budget in cfg["budgets"]:
             for row in saved["selections"].values():
                 if row["budget"] != budget or not (row["selector"] in ("gotd", *DSIR) or "@" in row["selector"]):
                     continue
+                recall = f"{row['chunk_recall']:.0%}" if "chunk_recall" in row else "-"
                 out.append(
                     f"| {split.name} | {budget:,} | {row['selector']} | {row['units']:,} | {row['share']:.1%} | "
-                    f"{row['token_share']:.1%} | {row['ot']:.3f} | {row.get('with_gotd', 0):.0%} |"
+                    f"{row['token_share']:.1%} | {row['ot']:.3f} | {row.get('with_gotd', 0):.0%} | {recall} |"
                 )
     return out + [""]
 

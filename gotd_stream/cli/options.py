@@ -481,6 +481,30 @@ def budget_options(func: Callable) -> Callable:
     return _stack(options, func)
 
 
+def scorer_options(func: Callable) -> Callable:
+    """Which scorer: the distilled student, the teacher (the fit's space and the c-transform), or the cascade."""
+    from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE, SCORERS
+
+    options = [
+        click.option(
+            "--scorer",
+            type=click.Choice(SCORERS),
+            default="auto",
+            show_default=True,
+            help="student (the artifact's distilled scorer: no model), teacher (the fit's space), or cascade "
+            "(the teacher scores only what the student puts in its --cascade-share); auto: student if the artifact "
+            "holds one.",
+        ),
+        click.option(
+            "--cascade-share",
+            type=Finite(min=0, max=1, min_open=True),
+            help=f"With --scorer cascade: the share Q of the fit sample's student scores a record must be within "
+            f"to reach the teacher [default: {DEFAULT_CASCADE_SHARE}].",
+        ),
+    ]
+    return _stack(options, func)
+
+
 def selection_options(func: Callable) -> Callable:
     """What score keeps beyond the budget: the unit, the rule, the token counter."""
     options = [

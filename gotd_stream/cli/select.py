@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import replace
 
 import click
 
@@ -44,6 +45,7 @@ from gotd_stream.cli.options import (
     ray_settings,
     refuse_fit_options,
     resolve_inputs,
+    scorer_options,
     selection_options,
     shard_options,
     speaking,
@@ -55,8 +57,9 @@ from gotd_stream.distributed.ray import running_on
 from gotd_stream.distributed.shards import merge_inputs
 from gotd_stream.features.base import MODEL_FREE
 from gotd_stream.hf import pick_device
+from gotd_stream.select.distill import DEFAULT_DISTILL
 from gotd_stream.select.fit import check_space
-from gotd_stream.select.merge import check_merge
+from gotd_stream.select.merge import check_merge, expected_id
 from gotd_stream.select.pipeline import check_select, check_vectors
 from gotd_stream.select.targets import MIXES
 
@@ -78,10 +81,17 @@ from gotd_stream.select.targets import MIXES
     help="Where to write the potentials (- for stdout).",
 )
 @FORCE
+@click.option(
+    "--distill/--no-distill",
+    default=DEFAULT_DISTILL,
+    show_default=True,
+    help="Also train a distilled scorer (hashed n-grams, linear) of the fit's scores, that `score` uses without "
+    "the model (--scorer).",
+)
 @fit_options
 @ray_options
 @common_options
-def fit(inputs, target, output, quiet, **p) -> None:
+def fit(inputs, target, output, quiet, distill, **p) -> None:
     """Pass 1: fit the OT potentials on a sample of INPUTS and save them.
 
     Draws a uniform sample of --sample-size records from all INPUTS (the smallest keyed hashes of (seed, shard,
@@ -101,7 +111,7 @@ def fit(inputs, target, output, quiet, **p) -> None:
     with speaking(quiet):
         targets, normalised = checked_targets(target)
         check_outputs({"-o": output}, paths, target_reads(targets), binary=("-o",))
-        settings = fit_settings(p)
+        settings = replace(fit_settings(p), distill=distill)
         embedder, device = semantic_model(settings, models_of(p))
         with on_ray(ray) as cluster:
             sampler = cluster.sample if cluster else None
@@ -189,6 +199,7 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 )
 @FORCE
 @selection_options
+@scorer_options
 @shard_options
 @ray_options
 @fit_options
@@ -236,7 +247,9 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         if vectors:
             check_vectors(budget, unit == "chunk", bool(p["tokenizer"]))
         executor = executor_for(p["state"], p["wait"], None, models, share)
-        plan = gs.Plan(budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"])
+        plan = gs.Plan(
+            budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"], p["scorer"], p["cascade_share"]
+        )
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
         manifest = manifest_for(output, p["manifest"])
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
@@ -254,7 +267,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         )
         cluster = stack.enter_context(on_ray(ray))
         executor = executor_for(p["state"], p["wait"], cluster, models, share)
-        source = score_source(p, models, potentials, targets, cluster)
+        source = score_source(p, models, potentials, targets, cluster, plan)
         done = gs.pick(inputs if share else paths, plan, executor=executor, counts=counts, quiet=quiet, **source)
         require_usable(counts.scored, counts.skips, paths, "vector_field" if vectors else "text_field")
         replayed = check_replayed(done.artifact.fit_id, read)
@@ -282,15 +295,22 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     where += f", {left_out} damaged shard{'s' if left_out > 1 else ''} left out" if left_out else ""
     sent = f" -> {output}" if output and output != "-" else ""
     read = (
-        f"score: read {counts.scored + counts.skips.total:,} {what}, scored {counts.scored:,}, {counts.skips.summary()}"
+        f"score: read {counts.scored + counts.dropped + counts.skips.total:,} {what}, scored {counts.scored:,}, "
+        f"{counts.skips.summary()}"
     )
+    kind = plan.scoring(done.artifact)
+    if kind == "cascade":
+        read += f", {counts.dropped:,} below the cascade threshold (student score above its {plan.share():g}-quantile)"
+    fit = f"fit {done.artifact.fit_id}"
+    if kind != "teacher":
+        fit += f", scorer {kind}: gotd_fit {done.keeper.fit_id}"
     if several:
         shares = done.keeper.shares() if not plan.candidates else {}
         kept = described_selection(written, shares, plan.candidates)
-        log(f"{read}, {kept}{sent} (fit {done.keeper.fit_id}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
+        log(f"{read}, {kept}{sent} ({fit}, mix {plan.mix or 'quota'}{where}{targets})", quiet)
         return
     counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
-    log(f"{read}, selected {written:,} {what}{counted}{sent} (fit {done.keeper.fit_id}{where})", quiet)
+    log(f"{read}, selected {written:,} {what}{counted}{sent} ({fit}{where})", quiet)
     short_of(plan.budget, held, written, what, quiet)
 
 
@@ -326,11 +346,15 @@ def executor_for(state: str | None, wait: bool, cluster, models, share):
     return executor if share is None else gs.Share(*share, executor)
 
 
-def score_source(p: dict, models, potentials: str | None, targets: list, cluster) -> dict:
-    """What `select` scores against: the artifact (checked against the model), or the targets to fit first."""
+def score_source(p: dict, models, potentials: str | None, targets: list, cluster, plan) -> dict:
+    """What `select` scores against: the artifact (checked against the model), or the targets to fit first. The
+    student scores without a model: none is loaded (nor torch)."""
     if potentials:
         refuse_fit_options(potentials)
-        artifact, featurizer = load_checked(potentials, models, p["features"], p["vector_field"])
+        artifact = load_artifact(potentials)
+        if plan.scoring(artifact) == "student":
+            return {"potentials": artifact, "featurizer": None, "device": "cpu"}
+        artifact, featurizer = load_checked(potentials, models, p["features"], p["vector_field"], artifact)
         return {"potentials": artifact, "featurizer": featurizer, "device": pick_device(models.device)}
     settings = fit_settings(p)
     embedder, device = semantic_model(settings, models)
@@ -363,10 +387,10 @@ def token_counter(tokenizer: str | None, model: str | None, needed: bool):
         return gs.token_counter("estimate")
 
 
-def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None, vector_field=None):
-    """The artifact and a featurizer that embeds exactly as the fit did (a mismatch is a usage error);
-    `vector_field`: the vectors space's field, when not the fit's."""
-    pot = load_artifact(potentials)
+def load_checked(potentials: str, models: gs.ModelSettings, space: str | None = None, vector_field=None, pot=None):
+    """The artifact (`pot`: already loaded) and a featurizer that embeds exactly as the fit did (a mismatch is a
+    usage error); `vector_field`: the vectors space's field, when not the fit's."""
+    pot = pot if pot is not None else load_artifact(potentials)
     if pot.model is None:
         model_unused(f"the {pot.features.get('space')} space of {potentials}")
     return pot, gs.featurizer_for(pot, models, space, name=potentials, vector_field=vector_field)
@@ -409,8 +433,11 @@ def load_artifact(path: str):
 )
 @manifest_option
 @FORCE
+@scorer_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest, force, quiet) -> None:
+def merge(
+    inputs, k, tokens, output, no_score, potentials, candidates, manifest, force, quiet, scorer, cascade_share
+) -> None:
     """The global selection of several `score` outputs, or `score --state` folders, made with the same artifact:
     -k records or --tokens tokens.
 
@@ -442,12 +469,14 @@ def merge(inputs, k, tokens, output, no_score, potentials, candidates, manifest,
         manifest = manifest_for(output, manifest)
         check_outputs({"-o": "-" if output is None else output, "--manifest": manifest}, paths, {"-p": potentials})
         check_table(output, paths)
+        if cascade_share is not None and scorer != "cascade":
+            raise click.UsageError("--cascade-share needs --scorer cascade")
         artifact = load_artifact(potentials) if potentials else None
-        merged = gs.merge(paths, k, tokens, artifact)
+        merged = gs.merge(paths, k, tokens, artifact, scorer, cascade_share)
         if artifact is not None and not several:
-            expect_fit(merged.fit_id, artifact.fit_id, potentials)
+            expect_fit(merged.fit_id, expected_id(artifact, scorer, cascade_share), potentials)
         written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
-        settings = {"read": read, "candidates": candidates, "no_score": no_score}
+        settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
         made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
         write_manifests(made, manifest)
     if several:

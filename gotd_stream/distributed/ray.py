@@ -332,9 +332,10 @@ class ShardScorer:
                 import ray
 
                 self.potentials = ray.get(shared[0])
-                self.featurizer = featurizer_for(self.potentials, self.models)
                 self.device = pick_device(self.models.device)
-                self.scorers = scorers_of(self.potentials, self.device)
+                student = self.plan.scoring(self.potentials) == "student"  # no model, no torch
+                self.featurizer = False if student else featurizer_for(self.potentials, self.models)
+                self.scorers = [] if student else scorers_of(self.potentials, self.device)
             scorers = [_dying(s) for s in self.scorers] if _crash_requested(self.crash, path) else self.scorers
             own = score_shard(path, self.featurizer, self.potentials, self.plan, counts, self.device, True, scorers)
             lines = list(own.lines(candidates=True))

@@ -40,6 +40,7 @@ HEADER_FIELDS = {
     "features",
     "checksum",
     "targets",  # version 5: [{name, weight, mean_f, ot_cost, fit}], in place of mean_f and ot_cost
+    "student",  # a distilled scorer (select.distill), with its arrays student.*; version 5: in each target's entry
 }
 CHECKSUMMED = 3  # the first version with a checksum: older files load, but their integrity cannot be verified
 # The potentials stay within the cost range (squared distances of unit vectors: [0, 4]) plus the solver's
@@ -68,6 +69,7 @@ class Potentials:
     features: dict = field(default_factory=lambda: {"space": "semantic"})  # Featurizer.describe()
     arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
     format_version: int = FORMAT_VERSION  # of the file it was read from
+    student: object = None  # a select.distill.Student, or None: not part of the fit id (the teacher's scores)
 
     @property
     def verified(self) -> bool:
@@ -86,6 +88,13 @@ class Potentials:
         digest.update(json.dumps([self.epsilon, self.mean_f, self.model, self.features], sort_keys=True).encode())
         return digest.hexdigest()[:12]
 
+    @functools.cached_property
+    def student_id(self) -> str | None:
+        """Identifies the student's scores (None: no student): select.distill.scoring_id."""
+        from gotd_stream.select.distill import scoring_id
+
+        return scoring_id(self, "student") if self.student is not None else None
+
     def scorer(self, device: str = "cpu"):
         """The calibrated gradient in this fit: a callable from feature rows to scores (lower is better)."""
         from gotd_stream.select.ot import CalibratedGradient
@@ -94,7 +103,7 @@ class Potentials:
 
     def header(self) -> dict:
         """The JSON header `save` writes, less its checksum."""
-        return {
+        header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "epsilon": self.epsilon,
@@ -104,6 +113,9 @@ class Potentials:
             "fit": self.fit,
             "features": self.features,
         }
+        if self.student is not None:
+            header["student"] = self.student.header()
+        return header
 
     def tensors(self) -> dict[str, np.ndarray]:
         tensors = {
@@ -111,6 +123,8 @@ class Potentials:
             "g": np.ascontiguousarray(self.g, np.float64),
         }
         tensors.update({name: np.ascontiguousarray(array) for name, array in self.arrays.items()})
+        if self.student is not None:
+            tensors.update(self.student.arrays(STUDENT_PREFIX))
         return tensors
 
     def save(self, path: str) -> None:
@@ -185,9 +199,15 @@ def _load(path: str) -> Potentials:
     unknown = set(header) - HEADER_FIELDS
     if unknown:
         raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
+    tensors, students = split_students(tensors)
     if version >= MIX_FORMAT_VERSION or "targets" in header:
-        return _load_mixture(path, header, tensors, version)
+        return _load_mixture(path, header, tensors, version, students)
     problem = validate(header, tensors)
+    student = None
+    if not problem:
+        problem, student = checked_student(header.get("student"), students.pop("", None), "")
+    if not problem and students:
+        problem = f"student arrays of targets in a file of one target: {', '.join(sorted(students))}"
     if problem:
         raise damaged(path, problem)
     return Potentials(
@@ -201,7 +221,38 @@ def _load(path: str) -> Potentials:
         features=header.get("features", {"space": "semantic"}),
         arrays=tensors,
         format_version=version,
+        student=student,
     )
+
+
+STUDENT_PREFIX = "student."  # a student's arrays: student.rows, .weights, .sample; version 5: targets.I.student.*
+
+
+def split_students(tensors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """The arrays less the students', and the students' by owner ("" for one target, "I" for target I)."""
+    rest, students = {}, {}
+    for name, array in tensors.items():
+        owner, found, rest_name = name.partition(STUDENT_PREFIX)
+        if found and (owner == "" or (owner.startswith("targets.") and owner.endswith("."))):
+            key = owner[len("targets.") : -1] if owner else ""
+            students.setdefault(key, {})[rest_name] = array
+        else:
+            rest[name] = array
+    return rest, students
+
+
+def checked_student(header, arrays: dict | None, where: str):
+    """(problem, student): a student's header and arrays checked, and restored; both absent is no student."""
+    from gotd_stream.select.distill import restore, validate
+
+    if header is None and arrays is None:
+        return None, None
+    if header is None:
+        return f"{where}student arrays without a student header", None
+    problem = validate(header, arrays or {})
+    if problem:
+        return where + problem, None
+    return None, restore(header, arrays)
 
 
 def damaged(path: str, detail: str) -> ArtifactError:
@@ -281,7 +332,7 @@ def validate_potentials(target: np.ndarray, g: np.ndarray, dim: int, bound: floa
 # --- several targets in one artifact (format version 5) ------------------------------------------------------------
 
 PER_TARGET_FIT = ("target_file", "target_seen", "target_size", "iterations", "marginal_error")
-TARGET_FIELDS = {"name", "weight", "mean_f", "ot_cost", "fit"}
+TARGET_FIELDS = {"name", "weight", "mean_f", "ot_cost", "fit", "student"}
 
 
 @dataclass
@@ -332,6 +383,13 @@ class Mixture:
         parts = [[name, weight, part.fit_id] for name, weight, part in triples]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
+    @functools.cached_property
+    def student_id(self) -> str | None:
+        """Identifies the students' scores (None: no student): select.distill.scoring_id."""
+        from gotd_stream.select.distill import scoring_id, students_of
+
+        return scoring_id(self, "student") if students_of(self) is not None else None
+
     def scorers(self, device: str = "cpu") -> list:
         """Each target's calibrated gradient (Potentials.scorer), in the order of the targets."""
         return [part.scorer(device) for part in self.parts]
@@ -345,6 +403,7 @@ class Mixture:
                 "mean_f": part.mean_f,
                 "ot_cost": part.ot_cost,
                 "fit": {key: part.fit[key] for key in PER_TARGET_FIT if key in part.fit},
+                **({"student": part.student.header()} if part.student is not None else {}),
             }
             for name, weight, part in zip(self.names, self.weights, self.parts, strict=True)
         ]
@@ -363,6 +422,8 @@ class Mixture:
         for i, part in enumerate(self.parts):
             tensors[f"targets.{i}.target"] = np.ascontiguousarray(part.target, np.float32)
             tensors[f"targets.{i}.g"] = np.ascontiguousarray(part.g, np.float64)
+            if part.student is not None:
+                tensors.update(part.student.arrays(f"targets.{i}.{STUDENT_PREFIX}"))
         return tensors
 
     save = Potentials.save  # the same writer: the header with its checksum, then the arrays
@@ -391,10 +452,25 @@ def space_of(path: str) -> str | None:
     return features.get("space") if isinstance(features, dict) else None
 
 
-def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int) -> Mixture:
+def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int, students=None) -> Mixture:
     if version < MIX_FORMAT_VERSION:
         raise damaged(path, f"several targets in a format version {version} file, which holds one")
     problem = validate_mixture(header, tensors)
+    students = dict(students or {})
+    own = []
+    if not problem and ("student" in header or "" in students):
+        problem = "a student at the top of a file of several targets (each target has its own)"
+    for i, entry in enumerate(header["targets"] if not problem else []):
+        problem, student = checked_student(
+            entry.get("student"), students.pop(str(i), None), f"target {entry['name']}: "
+        )
+        if problem:
+            break
+        own.append(student)
+    if not problem and students:
+        problem = f"student arrays of unknown targets: {', '.join(sorted(students))}"
+    if not problem and len({s is None for s in own}) > 1:
+        problem = "some targets have a student and others not"
     if problem:
         raise damaged(path, problem)
     arrays = {key: value for key, value in tensors.items() if not key.startswith("targets.")}
@@ -410,6 +486,7 @@ def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], versi
             features=header["features"],
             arrays=arrays,
             format_version=version,
+            student=own[i],
         )
         for i, entry in enumerate(header["targets"])
     ]

@@ -27,6 +27,7 @@ from gotd_stream.errors import UsageProblem, setting
 from gotd_stream.io.records import Record
 
 log = logging.getLogger(__name__)
+DROPPED = "(left by the cascade)"  # a shard's record in a state folder: the records the cascade dropped
 
 
 class Executor(Protocol):
@@ -96,9 +97,9 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
     from gotd_stream.io.streams import CorruptInput, stat_input
     from gotd_stream.select.score import score_shard, scorers_of
 
-    scorers = scorers_of(artifact, device)
+    scorers = scorers_of(artifact, device) if plan.scoring(artifact) != "student" else None  # the student: no torch
     keeper = plan.keeper(artifact)
-    fit_id = artifact.fit_id
+    fit_id = plan.scoring_id(artifact)
     state.note_inputs(paths)
     for path in paths:
         shard = state.finished(path)
@@ -106,19 +107,23 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
             if state.known_failure(path) is not None:  # damaged in an earlier run, and still the same
                 continue
             stat = stat_input(path)
-            skipped_before, scored_before = Counter(counts.skips.counts), counts.scored
+            skipped_before, scored_before, dropped_before = Counter(counts.skips.counts), counts.scored, counts.dropped
             try:
                 own = score_shard(path, featurizer, artifact, plan, counts, device, quiet, scorers)
             except CorruptInput as exc:  # recorded, and the other shards go on (a temporary state re-raises)
-                counts.scored, counts.skips.counts = scored_before, skipped_before
+                counts.scored, counts.skips.counts, counts.dropped = scored_before, skipped_before, dropped_before
                 state.failed(path, stat, exc)
                 continue
             lines = list(own.lines(candidates=True))
             skipped = counts.skips.counts - skipped_before
+            if counts.dropped > dropped_before:  # the cascade's count rides with the skips, under a key of its own
+                skipped[DROPPED] = counts.dropped - dropped_before
             state.save_lines(path, stat, lines, counts.scored - scored_before, skipped)
         else:
             counts.scored += shard.scored
-            counts.skips.extend(shard.skipped)
+            skipped = dict(shard.skipped)
+            counts.dropped += skipped.pop(DROPPED, 0)
+            counts.skips.extend(skipped)
             counts.reused += 1
             lines = [line for _, line in state.lines(path)]
         offer_saved(keeper, lines, artifact, fit_id, state.name(path))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from gotd_stream.errors import BadSetting, UsageProblem, is_number, positive, setting, whole
 from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM
+from gotd_stream.select.distill import DEFAULT_DISTILL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +53,8 @@ class FitSettings:
     buckets: int | None = None  # None: LEXICAL_BUCKETS
     dim: int | None = None  # None: LEXICAL_DIM
     info: dict = field(default_factory=dict)  # recorded in the artifact's fit header
+    distill: bool = DEFAULT_DISTILL  # also train a student of the teacher's scores (select.distill), for `score`
+    student: object = None  # its select.distill.StudentSettings (None: the defaults)
 
     def __post_init__(self):
         from gotd_stream.features.base import SPACES
@@ -73,6 +76,9 @@ class FitSettings:
             raise BadSetting(f"the vectors space reads the field {setting('vector_field')} names: give it")
         if self.space != "vectors" and self.vector_field is not None:
             raise BadSetting(f"{setting('vector_field')} applies to the vectors space only, not to {self.space}")
+
+        if not isinstance(self.distill, bool):
+            raise BadSetting(f"{setting('distill')} must be True or False, not {self.distill!r}")
 
     def field(self, width: int | None = None) -> str:
         """The field records are read by: the text field, or in the vectors space the vector field (of `width`)."""
@@ -162,6 +168,11 @@ class Width:
 
 def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
     """Rows of an in-memory list (the fit sample, the target); rows that are not finite, or zero, are dropped."""
+    return embed_kept(texts, featurizer, what)[0]
+
+
+def embed_kept(texts: list[str], featurizer, what: str) -> tuple[np.ndarray, list[str]]:
+    """embed_texts, and the texts whose rows were kept (in order): what a student learns from."""
     import numpy as np
 
     emb = featurizer.encode(texts) if texts else np.zeros((0, featurizer.dim), np.float32)
@@ -176,7 +187,7 @@ def embed_texts(texts: list[str], featurizer, what: str) -> np.ndarray:
     emb = emb[usable]
     if not len(emb):
         raise EmptyTarget(f"no {what} text has a usable embedding (finite and not zero)")
-    return emb
+    return emb, [text for text, ok in zip(texts, usable, strict=True) if ok]
 
 
 def solve(
@@ -187,10 +198,12 @@ def solve(
     info: dict,
     device: str = "cpu",
     x: np.ndarray | None = None,
+    kept: list[str] | None = None,
 ) -> Potentials:
-    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs.
+    """Embed the sample and the target in the (already fitted) space, solve entropic OT, package what scoring needs;
+    with `settings.distill`, train the student of its scores too (select.distill).
 
-    `x`: the sample's rows when they are already embedded (several targets share one sample).
+    `x`: the sample's rows when they are already embedded (several targets share one sample), `kept` their texts.
     """
     from gotd_stream.select.artifact import Potentials
     from gotd_stream.select.ot import fit_potentials
@@ -199,10 +212,10 @@ def solve(
     space, epsilon, max_iter, tol = settings.space, settings.epsilon, settings.max_iter, settings.tol
     if x is None:
         log.info(f"fit: embedding {len(sample):,} sampled candidates and {len(target):,} target texts ({space})")
-        x = embed_texts(sample, featurizer, "sampled candidate")
+        x, kept = embed_kept(sample, featurizer, "sampled candidate")
     else:
         log.info(f"fit: embedding {len(target):,} target texts ({space})")
-    y = embed_texts(target, featurizer, "target")
+    y, target_kept = embed_kept(target, featurizer, "target")
     result = fit_potentials(x, y, epsilon, max_iter=max_iter, tol=tol, device=device)
     log.info(
         f"fit: Sinkhorn converged in {result.iterations} iterations, marginal error {result.marginal_error:.2e}, "
@@ -218,7 +231,7 @@ def solve(
         max_iter=max_iter,
         gotd_stream=__version__,
     )
-    return Potentials(
+    potentials = Potentials(
         target=y,
         g=result.g,
         epsilon=epsilon,
@@ -229,6 +242,22 @@ def solve(
         features=featurizer.describe(),
         arrays=featurizer.arrays(),
     )
+    if settings.distill:
+        potentials.student = distil(potentials, kept or sample, x, target_kept, y, settings, device)
+    return potentials
+
+
+def distil(potentials: Potentials, texts: list[str], x, target_texts: list[str], y, settings: FitSettings, device):
+    """The student of `potentials`: trained on the teacher's calibrated scores of the sample (and target) rows."""
+    from gotd_stream.select.distill import StudentSettings, train
+
+    scorer = potentials.scorer(device)
+    student = train(texts, scorer(x), settings.student or StudentSettings(), target_texts, scorer(y))
+    log.info(
+        f"fit: student trained on {student.info['training_rows']:,} texts, "
+        f"{len(student.rows):,} buckets; Spearman {student.info.get('spearman', float('nan')):.3f} on the sample"
+    )
+    return student
 
 
 def build_space(sample: list[str], embedder: Embedder | None, settings: FitSettings, width: int | None = None):
@@ -330,11 +359,11 @@ def fit(
         from gotd_stream.select.artifact import Mixture
 
         log.info(f"fit: embedding {len(sample):,} sampled candidates ({settings.space})")
-        x = embed_texts(sample, featurizer, "sampled candidate")
+        x, kept = embed_kept(sample, featurizer, "sampled candidate")
         parts = []
         for (target, texts, _), part_info in zip(read, infos, strict=True):
             log.info(f"fit: target {target.name}")
-            parts.append(solve(sample, texts, featurizer, settings, part_info, device, x=x))
+            parts.append(solve(sample, texts, featurizer, settings, part_info, device, x=x, kept=kept))
         potentials = Mixture([t.name for t in targets], [t.weight for t in targets], parts)
     return Fitted(potentials, featurizer, seen, records)
 

@@ -27,11 +27,19 @@ class Merged:
     budget: object  # the select.budget.Budget the inputs were merged under, with the inputs' rule
 
 
-def merge(paths: list[str], k: int | None = None, tokens: int | None = None, artifact=None) -> Merged:
+def merge(
+    paths: list[str],
+    k: int | None = None,
+    tokens: int | None = None,
+    artifact=None,
+    scorer: str = "auto",
+    cascade_share: float | None = None,
+) -> Merged:
     """Read scored lines from `paths` (in shard order; JSONL or Parquet selections: io.parquet_out) and keep the
-    k best, or the best `tokens` tokens, ranked by the rule the lines record; refuse lines, fits and rules that
-    differ. With `artifact` of several targets (a Mixture), the lines are its quota candidates or sum selections,
-    merged by the mix they were made by."""
+    k best, or the best `tokens` tokens, ranked by the rule the lines record; refuse lines, fits, scorers and rules
+    that differ. With `artifact` of several targets (a Mixture), the lines are its quota candidates or sum
+    selections, merged by the mix they were made by, and scored by `scorer` (select.distill: a student's or a
+    cascade's lines carry their own id)."""
     from gotd_stream.io.parquet_out import selection_lines
     from gotd_stream.io.streams import display_name
     from gotd_stream.select.artifact import Mixture
@@ -40,7 +48,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
 
     mixture = artifact if isinstance(artifact, Mixture) else None
     check_merge(mixture is not None, tokens, candidates=False, no_score=False)
-    expected = mixture.fit_id if mixture is not None else None
+    expected = expected_id(mixture, scorer, cascade_share) if mixture is not None else None
     fits: dict[str, str] = {}
     rules: dict[str | None, str] = {}
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
@@ -59,7 +67,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
                     )
                 if keeper is None:
                     budget = Budget(k=k)
-                    keeper = budget_keeper(line.kind, budget, mixture)
+                    keeper = budget_keeper(line.kind, budget, mixture, expected)
                 elif keeper.mix != line.kind:
                     raise MixedFits(f"{name}:{lineno}: the inputs mix sum selections and quota candidates")
                 lines.append(line)
@@ -67,7 +75,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
             fits.setdefault(line.fit_id, name)
             if len(fits) > 1:
                 listed = ", ".join(f"{f} (first in {n})" for f, n in fits.items())
-                raise MixedFits(f"the inputs were scored with different potentials: {listed}")
+                raise MixedFits(f"the inputs were scored with different potentials or scorers: {listed}")
             if line.kind not in rules:
                 try:
                     Rule.from_tag(line.kind)
@@ -91,7 +99,7 @@ def merge(paths: list[str], k: int | None = None, tokens: int | None = None, art
             offer_lines(keeper, lines, len(mixture.names) if mixture is not None else 1)
     if keeper is None:  # no input: an empty selection
         budget = Budget(k=k, tokens=tokens)
-        keeper = budget_keeper("quota", budget, mixture) if mixture is not None else RankKeeper(budget, "")
+        keeper = budget_keeper("quota", budget, mixture, expected) if mixture is not None else RankKeeper(budget, "")
     return Merged(keeper, expected or next(iter(fits), ""), total, budget)
 
 
@@ -111,7 +119,16 @@ def check_merge(several: bool, tokens: int | None, candidates: bool, no_score: b
         )
 
 
-def budget_keeper(mix: str, budget, mixture):
+def budget_keeper(mix: str, budget, mixture, fit_id: str):
     from gotd_stream.select.mix import keeper
 
-    return keeper(mix, budget.k, mixture.weights, mixture.names, mixture.fit_id)
+    return keeper(mix, budget.k, mixture.weights, mixture.names, fit_id)
+
+
+def expected_id(artifact, scorer: str = "auto", cascade_share: float | None = None) -> str:
+    """The gotd_fit that lines scored against `artifact` by `scorer` carry (select.distill.scoring_id)."""
+    from gotd_stream.select.distill import check_share, scoring_id
+
+    if cascade_share is not None:
+        check_share(cascade_share)
+    return scoring_id(artifact, scorer, cascade_share)

@@ -31,6 +31,7 @@ class Counts:
     scored: int = 0
     skips: Skips = field(default_factory=Skips)
     reused: int = 0  # shards taken from a --state folder instead of being read
+    dropped: int = 0  # records (or pieces) the cascade left out: their student score above its threshold
 
 
 def rereadable(paths: Iterable[str]) -> bool:
@@ -151,21 +152,47 @@ class Plan:
     mix: str | None = None
     units: Units = field(default_factory=Units)
     candidates: bool = False
+    scorer: str = "auto"  # select.distill.SCORERS: the student if the artifact holds one, else the teacher
+    cascade_share: float | None = None  # the cascade's Q (None: DEFAULT_CASCADE_SHARE)
 
     def __post_init__(self):
         from gotd_stream.errors import BadSetting
+        from gotd_stream.select.distill import SCORERS, check_share
         from gotd_stream.select.targets import MIXES
 
         if not isinstance(self.budget, Budget):
             raise BadSetting(f"a plan needs a Budget (k records or tokens), not {self.budget!r}")
         if self.mix is not None and self.mix not in MIXES:
             raise BadSetting(f"{setting('mix')} must be one of {', '.join(MIXES)}, not {self.mix!r}")
+        if self.scorer not in SCORERS:
+            raise BadSetting(f"{setting('scorer')} must be one of {', '.join(SCORERS)}, not {self.scorer!r}")
+        if self.cascade_share is not None:
+            check_share(self.cascade_share)
+            if self.scorer != "cascade":
+                raise BadSetting(f"{setting('cascade_share')} applies to {setting('scorer')} cascade only")
+
+    def scoring(self, artifact) -> str:
+        """The scorer this plan uses on `artifact`: student, teacher or cascade (select.distill.resolve)."""
+        from gotd_stream.select.distill import resolve
+
+        return resolve(artifact, self.scorer)
+
+    def share(self) -> float:
+        from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE
+
+        return self.cascade_share if self.cascade_share is not None else DEFAULT_CASCADE_SHARE
+
+    def scoring_id(self, artifact) -> str:
+        """The id its lines carry (gotd_fit): the fit id for the teacher, another for the student or a cascade."""
+        from gotd_stream.select.distill import scoring_id
+
+        return scoring_id(artifact, self.scorer, self.share())
 
     def keeper(self, artifact):
         """A fresh keeper of this plan over `artifact` (select.keep.keeper_for: the method's rules checked)."""
         from gotd_stream.select.keep import keeper_for
 
-        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, artifact.fit_id)
+        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, self.scoring_id(artifact))
 
     def identity(self, artifact) -> dict:
         """What a --state folder must share with the run that made it (a shard's candidates depend on it)."""
@@ -173,7 +200,7 @@ class Plan:
 
         if isinstance(artifact, Mixture):
             return {
-                "fit_id": artifact.fit_id,
+                "fit_id": self.scoring_id(artifact),
                 "k": self.budget.k,
                 "text_field": self.units.text_field,
                 "mix": self.mix or "quota",
@@ -182,7 +209,7 @@ class Plan:
         chunks, least = self.units.chunk_tokens, self.units.min_tokens
         counted = self.budget.tokens is not None or chunks is not None or bool(least)
         return {
-            "fit_id": artifact.fit_id,
+            "fit_id": self.scoring_id(artifact),
             **self.budget.identity(),
             "unit": "doc" if chunks is None else f"chunk:{chunks}",
             "tokenizer": self.units.counter.name if counted else None,
@@ -213,15 +240,46 @@ def score(
     what the budget holds: records -> units -> features -> a scores matrix (documents x targets) -> the keeper
     (select.keep). One target keeps the k lowest, or the lowest until their tokens reach the budget, ties to
     the earlier; several keep k by `mix` (select.mix). Returns the keeper."""
+    from gotd_stream.select.distill import students_of
+
     plan = _plan(budget, units, mix)
-    scorers = scorers or scorers_of(artifact, device)
+    kind = plan.scoring(artifact)
     keeper = plan.keeper(artifact)
+    records = plan.units.of(records, counts.skips)
+    if kind == "student":  # no embedding: the student's scores are the scores
+        from gotd_stream.select.distill import STUDENT_WINDOW, student_matrix
+
+        students = students_of(artifact)
+        with progress(quiet, "score") as bar:
+            for window in windows(records, STUDENT_WINDOW):
+                texts = [r.text for r in window]
+                keeper.offer(
+                    student_matrix(students, texts), [r.raw for r in window], texts, [r.tokens for r in window]
+                )
+                counts.scored += len(window)
+                bar.update(len(window))
+        return keeper
+    scorers = scorers or scorers_of(artifact, device)
+    if kind == "cascade":
+        records = cascaded(records, students_of(artifact), plan.share(), counts)
     with progress(quiet, "score") as bar:
-        for window, emb in embedded(plan.units.of(records, counts.skips), featurizer, counts.skips, bar):
+        for window, emb in embedded(records, featurizer, counts.skips, bar):
             raws, texts = [r.raw for r in window], [r.text for r in window]
             keeper.offer(score_matrix(emb, scorers), raws, texts, [r.tokens for r in window])
             counts.scored += len(window)
     return keeper
+
+
+def cascaded(records: Iterable[Record], students: list, share: float, counts: Counts) -> Iterator[Record]:
+    """The records the cascade sends on to the teacher: their student score at or below the `share`-quantile of
+    the fit sample's (any target's, with several); the others are counted in `counts.dropped`. A rule on each
+    record alone: the teacher then embeds the passing records in windows of its own, as it would any stream."""
+    from gotd_stream.select.distill import STUDENT_WINDOW, passing
+
+    for window in windows(records, STUDENT_WINDOW):
+        keep = passing(students, share, [r.text for r in window])
+        counts.dropped += len(window) - int(keep.sum())
+        yield from (r for r, ok in zip(window, keep, strict=True) if ok)
 
 
 def score_shard(path: str, featurizer, artifact, plan: Plan, counts: Counts, device="cpu", quiet=False, scorers=None):

@@ -1,0 +1,260 @@
+"""The distilled scorer (the student) and the cascade: stored and checked in the artifact, scoring without torch,
+ranking like the teacher, and exact under merge and --state (the lexical space as teacher: no model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import make_docs, run, write_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Three shards of mixed topics, a football target, a plain and a distilled artifact (lexical space)."""
+    d = tmp_path_factory.mktemp("distill")
+    docs = make_docs(240, seed=5)
+    shards = [write_jsonl(d / f"part-{i}.jsonl", docs[i::3]) for i in range(3)]
+    target = write_jsonl(d / "target.jsonl", make_docs(12, seed=6, topics=("football",)))
+    plain, distilled = d / "plain.gotd", d / "distilled.gotd"
+    base = ["fit", "--features", "lexical", "--target", target, *shards, "-q"]
+    run([*base, "-o", plain])
+    run([*base, "--distill", "-o", distilled])
+    return {"dir": d, "shards": shards, "target": target, "plain": plain, "distilled": distilled, "docs": docs}
+
+
+def score(artifact, shards, *extra, k=20, code=0):
+    return run(["score", "-p", artifact, "-k", k, *extra, *shards], code=code)
+
+
+def lines(result) -> list[dict]:
+    return [orjson.loads(line) for line in result.stdout_bytes.splitlines()]
+
+
+def test_student_is_stored_checksummed_and_reloaded(fitted):
+    import gotd_stream as gs
+
+    plain, distilled = gs.load(str(fitted["plain"])), gs.load(str(fitted["distilled"]))
+    assert plain.student is None and distilled.student is not None
+    # the teacher's fit is the same: the student is not part of the fit id
+    assert plain.fit_id == distilled.fit_id and distilled.student_id not in (None, distilled.fit_id)
+    again = fitted["dir"] / "again.gotd"
+    distilled.save(str(again))
+    reloaded = gs.load(str(again))
+    assert reloaded.student.digest() == distilled.student.digest()
+    assert (reloaded.student.weights == distilled.student.weights).all()
+    info = run(["info", fitted["distilled"]])
+    assert info.exit_code == 0
+
+
+def resave(path: Path, out: Path, change) -> Path:
+    """The artifact at `path` with `change(header, tensors)` applied, checksummed again (or not)."""
+    from safetensors.numpy import save
+
+    from gotd_stream.select.artifact import checksum, load
+
+    artifact = load(str(path))
+    header, tensors = artifact.header(), artifact.tensors()
+    keep_sum = change(header, tensors)
+    header["checksum"] = checksum(header, tensors) if keep_sum is not False else "sha256:0"
+    out.write_bytes(save(tensors, metadata={"gotd_stream": json.dumps(header)}))
+    return out
+
+
+def test_damaged_student_is_refused(fitted):
+    from gotd_stream.select.artifact import ArtifactError, load
+
+    d = fitted["dir"]
+
+    def flip(header, tensors):
+        tensors["student.weights"] = tensors["student.weights"].copy()
+        tensors["student.weights"][0] += 1
+        return False  # the old checksum: damage after the fit
+
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        load(str(resave(fitted["distilled"], d / "flipped.gotd", flip)))
+
+    def nan_bias(header, tensors):
+        header["student"]["bias"] = "x"
+
+    with pytest.raises(ArtifactError, match="student bias 'x' is not a finite number"):
+        load(str(resave(fitted["distilled"], d / "bias.gotd", nan_bias)))
+
+    def unsorted(header, tensors):
+        tensors["student.sample"] = tensors["student.sample"][::-1].copy()
+
+    with pytest.raises(ArtifactError, match="student sample scores are not sorted"):
+        load(str(resave(fitted["distilled"], d / "unsorted.gotd", unsorted)))
+
+    def orphan(header, tensors):
+        del header["student"]
+
+    damaged = resave(fitted["distilled"], d / "orphan.gotd", orphan)
+    with pytest.raises(ArtifactError, match="student arrays without a student header"):
+        load(str(damaged))
+    result = run(["score", "-p", damaged, "-k", 3, fitted["shards"][0]], code=1)
+    assert "orphan.gotd" in result.stderr and "student arrays without a student header" in result.stderr
+
+
+def test_student_ranks_target_like_documents_first(fitted):
+    chosen = lines(score(fitted["distilled"], fitted["shards"], "--scorer", "student"))
+    assert len(chosen) == 20
+    assert sum(doc["topic"] == "football" for doc in chosen) >= 18
+    import gotd_stream as gs
+    from gotd_stream.select.distill import spearman
+
+    artifact = gs.load(str(fitted["distilled"]))
+    texts = [d["text"] for d in fitted["docs"]]
+    teacher = gs.score_texts(texts, gs.featurizer_for(artifact, gs.ModelSettings()), artifact)
+    assert spearman(artifact.student(texts), teacher) > 0.8
+    # auto is the student on a distilled artifact; its lines carry the student's id, not the fit's
+    auto = score(fitted["distilled"], fitted["shards"])
+    assert auto.stdout_bytes == score(fitted["distilled"], fitted["shards"], "--scorer", "student").stdout_bytes
+    assert "scorer student: gotd_fit" in auto.stderr
+    assert {d["gotd_fit"] for d in chosen} == {artifact.student_id}
+
+
+def test_teacher_on_a_distilled_artifact_is_the_plain_selection(fitted):
+    plain = score(fitted["plain"], fitted["shards"])
+    teacher = score(fitted["distilled"], fitted["shards"], "--scorer", "teacher")
+    assert plain.stdout_bytes == teacher.stdout_bytes and plain.stdout_bytes
+
+
+def test_student_or_cascade_needs_a_student(fitted):
+    for scorer in ("student", "cascade"):
+        result = score(fitted["plain"], fitted["shards"], "--scorer", scorer, code=2)
+        assert "--distill" in result.stderr and "--scorer" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "nan"])
+def test_bad_cascade_share_is_refused(fitted, value):
+    result = score(fitted["distilled"], fitted["shards"], "--scorer", "cascade", "--cascade-share", value, code=2)
+    assert "--cascade-share" in result.stderr
+
+
+def test_cascade_share_needs_the_cascade(fitted):
+    result = score(fitted["distilled"], fitted["shards"], "--cascade-share", "0.5", code=2)
+    assert "--cascade-share" in result.stderr and "--scorer" in result.stderr
+
+
+def test_cascade_keeps_teacher_scores_of_passing_records(fitted):
+    import gotd_stream as gs
+    from gotd_stream.select.distill import passing
+
+    artifact = gs.load(str(fitted["distilled"]))
+    result = score(fitted["distilled"], fitted["shards"], "--scorer", "cascade", "--cascade-share", "0.5", k=500)
+    kept = lines(result)
+    passed = passing([artifact.student], 0.5, [d["text"] for d in fitted["docs"]])
+    assert 0 < len(kept) == int(passed.sum()) < len(fitted["docs"])
+    assert f"{len(fitted['docs']) - len(kept)} below the cascade threshold" in result.stderr
+    teacher = {d["id"]: d["gotd_score"] for d in lines(score(fitted["plain"], fitted["shards"], k=500))}
+    assert all(d["gotd_score"] == teacher[d["id"]] for d in kept)  # the teacher's own scores
+    assert len({d["gotd_fit"] for d in kept}) == 1 and kept[0]["gotd_fit"] != artifact.fit_id
+
+
+@pytest.mark.parametrize("scorer", [["--scorer", "student"], ["--scorer", "cascade", "--cascade-share", "0.3"]])
+def test_merge_of_shards_and_state_resume_equal_one_pass(fitted, scorer, tmp_path):
+    one = score(fitted["distilled"], fitted["shards"], *scorer)
+    outs = []
+    for i, shard in enumerate(fitted["shards"]):
+        out = tmp_path / f"node{i}.jsonl"
+        score(fitted["distilled"], [shard], *scorer, "-o", out)
+        outs.append(out)
+    merged = run(["merge", "-k", 20, *outs])
+    assert merged.stdout_bytes == one.stdout_bytes
+    state = tmp_path / "state"
+    score(fitted["distilled"], fitted["shards"][:2], *scorer, "--state", state, "-q")
+    resumed = score(fitted["distilled"], fitted["shards"], *scorer, "--state", state)
+    assert "2 shards from" in resumed.stderr and resumed.stdout_bytes == one.stdout_bytes
+    if "cascade" in scorer:  # the records the cascade left out are counted for the reused shards too
+        said = one.stderr.split("skipped 0, ")[1].split(" below")[0]
+        assert int(said) > 0 and f"skipped 0, {said} below the cascade threshold" in resumed.stderr
+
+
+def test_merge_refuses_student_with_teacher_lines(fitted, tmp_path):
+    student, teacher = tmp_path / "student.jsonl", tmp_path / "teacher.jsonl"
+    score(fitted["distilled"], fitted["shards"][:1], "--scorer", "student", "-o", student)
+    score(fitted["distilled"], fitted["shards"][1:], "--scorer", "teacher", "-o", teacher)
+    result = run(["merge", "-k", 5, student, teacher], code=2)
+    assert "different potentials or scorers" in result.stderr
+    # with the artifact: the scorer named must be the one the lines were scored by
+    run(["merge", "-k", 5, "-p", fitted["distilled"], student])
+    result = run(["merge", "-k", 5, "-p", fitted["distilled"], "--scorer", "teacher", student], code=2)
+    assert "not with" in result.stderr
+
+
+@pytest.mark.parametrize("rule", [[], ["--select", "sample"]])
+def test_student_with_tokens_and_pieces_merges_exactly(fitted, rule, tmp_path):
+    extra = ["--scorer", "student", "--tokens", "300", "--tokenizer", "estimate", "--chunk-tokens", "8", *rule]
+    one = run(["score", "-p", fitted["distilled"], *extra, *fitted["shards"]])
+    pieces = lines(one)
+    assert pieces and all("gotd_span" in d and "gotd_tokens" in d for d in pieces)
+    assert sum(d["topic"] == "football" for d in pieces) >= 0.8 * len(pieces)
+    outs = []
+    for i, shard in enumerate(fitted["shards"]):
+        outs.append(tmp_path / f"t{i}.jsonl")
+        run(["score", "-p", fitted["distilled"], *extra, shard, "-o", outs[-1]])
+    assert run(["merge", "--tokens", "300", *outs]).stdout_bytes == one.stdout_bytes
+
+
+def test_student_path_imports_no_torch(fitted):
+    code = f"""
+import sys
+from gotd_stream.cli import cli
+try:
+    cli(["score", "-p", {str(fitted["distilled"])!r}, "-k", "5", "--scorer", "student", "-q",
+         *{[str(s) for s in fitted["shards"]]!r}], standalone_mode=False)
+finally:
+    heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
+    print("HEAVY", heavy, file=sys.stderr)
+"""
+    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stderr
+    assert len(done.stdout.splitlines()) == 5
+
+
+def test_several_targets_one_student_each(fitted, tmp_path):
+    import gotd_stream as gs
+
+    cooking = write_jsonl(tmp_path / "cooking.jsonl", make_docs(12, seed=7, topics=("cooking",)))
+    mix = tmp_path / "mix.gotd"
+    run(
+        [
+            "fit",
+            "--features",
+            "lexical",
+            "--distill",
+            "--target",
+            f"football={fitted['target']}:1",
+            "--target",
+            f"cooking={cooking}:1",
+            *fitted["shards"],
+            "-o",
+            mix,
+            "-q",
+        ]
+    )
+    artifact = gs.load(str(mix))
+    assert all(part.student is not None for part in artifact.parts)
+    one = score(mix, fitted["shards"], "--scorer", "student", "--mix", "sum")
+    chosen = lines(one)
+    assert {d["topic"] for d in chosen} <= {"football", "cooking"} and len(chosen) == 20
+    outs = []
+    for i, shard in enumerate(fitted["shards"]):
+        out = tmp_path / f"mix{i}.jsonl"
+        score(mix, [shard], "--scorer", "cascade", "--candidates", "-o", out)
+        outs.append(out)
+    whole = score(mix, fitted["shards"], "--scorer", "cascade")
+    merged = run(["merge", "-k", 20, "-p", mix, "--scorer", "cascade", *outs])
+    assert merged.stdout_bytes == whole.stdout_bytes
+    refused = run(["merge", "-k", 20, "-p", mix, "--scorer", "student", *outs], code=2)
+    assert "not with the artifact" in refused.stderr
