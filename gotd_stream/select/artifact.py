@@ -48,6 +48,9 @@ COST_BOUND = 8.0  # <P, C> with P a probability plan and C <= 4
 NORM_TOLERANCE = 1e-2  # target rows are L2-normalised (or zero: a text without a word, in the lexical space)
 
 
+COPIES = "target_copies"  # the optional array of the target texts' signatures (select.dedup)
+
+
 class ArtifactError(RuntimeProblem):
     """Not a readable artifact of a version we understand; the message names the file."""
 
@@ -67,6 +70,10 @@ class Potentials:
     features: dict = field(default_factory=lambda: {"space": "semantic"})  # Featurizer.describe()
     arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
     format_version: int = FORMAT_VERSION  # of the file it was read from
+    # the target texts' duplicate-guard signatures (select.dedup.signatures: (m, 1 + PERMS) int64), so that no
+    # selected unit copies a target text; None in files fitted before they were stored. Not part of fit_id: they
+    # change nothing about what scores mean.
+    copies: np.ndarray | None = None
 
     @property
     def verified(self) -> bool:
@@ -110,6 +117,8 @@ class Potentials:
             "g": np.ascontiguousarray(self.g, np.float64),
         }
         tensors.update({name: np.ascontiguousarray(array) for name, array in self.arrays.items()})
+        if self.copies is not None:
+            tensors[COPIES] = np.ascontiguousarray(self.copies, np.int64)
         return tensors
 
     def save(self, path: str) -> None:
@@ -184,11 +193,18 @@ def _load(path: str) -> Potentials:
     unknown = set(header) - HEADER_FIELDS
     if unknown:
         raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
+    copies = {key: tensors.pop(key) for key in [key for key in tensors if key.endswith(COPIES)]}
+    for key, array in copies.items():
+        problem = validate_copies(key, array)
+        if problem:
+            raise damaged(path, problem)
     if version >= MIX_FORMAT_VERSION or "targets" in header:
-        return _load_mixture(path, header, tensors, version)
+        return _load_mixture(path, header, tensors, version, copies)
     problem = validate(header, tensors)
     if problem:
         raise damaged(path, problem)
+    if set(copies) - {COPIES}:
+        raise damaged(path, f"unexpected arrays: {', '.join(sorted(set(copies) - {COPIES}))}")
     return Potentials(
         target=tensors.pop("target"),
         g=tensors.pop("g"),
@@ -200,7 +216,17 @@ def _load(path: str) -> Potentials:
         features=header.get("features", {"space": "semantic"}),
         arrays=tensors,
         format_version=version,
+        copies=copies.get(COPIES),
     )
+
+
+def validate_copies(name: str, array: np.ndarray) -> str | None:
+    """What is wrong with an array of target signatures (None: nothing)."""
+    from gotd_stream.select.dedup import PERMS
+
+    if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] != 1 + PERMS:
+        return f"{name} must be int64 of shape (texts, {1 + PERMS}), not {array.dtype} {list(array.shape)}"
+    return None
 
 
 def damaged(path: str, detail: str) -> ArtifactError:
@@ -362,6 +388,8 @@ class Mixture:
         for i, part in enumerate(self.parts):
             tensors[f"targets.{i}.target"] = np.ascontiguousarray(part.target, np.float32)
             tensors[f"targets.{i}.g"] = np.ascontiguousarray(part.g, np.float64)
+            if part.copies is not None:
+                tensors[f"targets.{i}.{COPIES}"] = np.ascontiguousarray(part.copies, np.int64)
         return tensors
 
     save = Potentials.save  # the same writer: the header with its checksum, then the arrays
@@ -379,7 +407,7 @@ def holds_targets(path: str) -> bool:
     return isinstance(header, dict) and "targets" in header
 
 
-def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int) -> Mixture:
+def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int, copies=None) -> Mixture:
     if version < MIX_FORMAT_VERSION:
         raise damaged(path, f"several targets in a format version {version} file, which holds one")
     problem = validate_mixture(header, tensors)
@@ -398,9 +426,13 @@ def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], versi
             features=header["features"],
             arrays=arrays,
             format_version=version,
+            copies=(copies or {}).get(f"targets.{i}.{COPIES}"),
         )
         for i, entry in enumerate(header["targets"])
     ]
+    known = {f"targets.{i}.{COPIES}" for i in range(len(parts))}
+    if set(copies or {}) - known:
+        raise damaged(path, f"unexpected arrays: {', '.join(sorted(set(copies) - known))}")
     names = [entry["name"] for entry in header["targets"]]
     return Mixture(names, [float(entry["weight"]) for entry in header["targets"]], parts, version)
 

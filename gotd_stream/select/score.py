@@ -20,6 +20,7 @@ from gotd_stream.io.records import Record, Skips, read_records
 from gotd_stream.io.streams import STDIN
 from gotd_stream.progress import progress
 from gotd_stream.select.budget import Budget
+from gotd_stream.select.dedup import Guard
 from gotd_stream.select.mix import score_matrix
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
@@ -138,6 +139,9 @@ class Plan:
     mix: str | None = None
     units: Units = field(default_factory=Units)
     candidates: bool = False
+    guard: Guard = field(default_factory=Guard)  # the duplicate guard (select.dedup); Guard("off") turns it off
+    exclude: tuple = ()  # (reason, signatures) pairs: texts no selected unit may copy (select.dedup.read_exclude)
+    target_copies: bool = False  # allow units that copy a target text (the artifact's signatures)
 
     def __post_init__(self):
         from gotd_stream.errors import BadSetting
@@ -147,12 +151,49 @@ class Plan:
             raise BadSetting(f"a plan needs a Budget (k records or tokens), not {self.budget!r}")
         if self.mix is not None and self.mix not in MIXES:
             raise BadSetting(f"{setting('mix')} must be one of {', '.join(MIXES)}, not {self.mix!r}")
+        if not isinstance(self.guard, Guard):
+            raise BadSetting(f"{setting('dedup')} needs a select.dedup.Guard, not {self.guard!r}")
+        if self.exclude and not self.guard.on:
+            raise BadSetting(f"{setting('exclude')} finds copies by the guard's rule: it needs {setting('dedup')} on")
+        self.exclude = tuple(self.exclude)
+
+    def exclusions(self, artifact):
+        """What no selected unit may copy: the excluded texts, then the target's (unless allowed)."""
+        from gotd_stream.select.dedup import Exclusions, target_signatures
+
+        if not self.guard.on:
+            return None
+        found = Exclusions(self.guard)
+        for reason, sigs in self.exclude:
+            found.add(reason, sigs)
+        if not self.target_copies:
+            sigs = target_signatures(artifact)
+            if sigs is not None:
+                found.add("target copy", sigs)
+            else:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the artifact was fitted before target signatures were stored: units that copy a target text "
+                    f"are not dropped (fit again to check them; {setting('allow_target_copies')} silences this)"
+                )
+        return found if found else None
 
     def keeper(self, artifact):
         """A fresh keeper of this plan over `artifact` (select.keep.keeper_for: the method's rules checked)."""
         from gotd_stream.select.keep import keeper_for
 
-        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, artifact.fit_id)
+        exclusions = self.exclusions(artifact)
+        fit_id = artifact.fit_id
+        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, fit_id, self.guard, exclusions)
+
+    def guard_identity(self, artifact) -> dict:
+        """The guard's part of a --state identity (nothing when it is off, as before it existed)."""
+        if not self.guard.on:
+            return {}
+        from gotd_stream.select.dedup import exclusions_digest
+
+        return {**self.guard.identity(), "exclusions": exclusions_digest(self.exclusions(artifact))}
 
     def identity(self, artifact) -> dict:
         """What a --state folder must share with the run that made it (a shard's candidates depend on it)."""
@@ -164,6 +205,7 @@ class Plan:
                 "k": self.budget.k,
                 "text_field": self.units.text_field,
                 "mix": self.mix or "quota",
+                **self.guard_identity(artifact),
             }
         chunks = self.units.chunk_tokens
         counted = self.budget.tokens is not None or chunks is not None
@@ -173,6 +215,7 @@ class Plan:
             "unit": "doc" if chunks is None else f"chunk:{chunks}",
             "tokenizer": self.units.counter.name if counted else None,
             "text_field": self.units.text_field,
+            **self.guard_identity(artifact),
         }
 
 
