@@ -98,17 +98,16 @@ class _Targets:
     def offer_shard(self, shard, name: str) -> None:
         """A guarded shard's candidates read back (select.dedup.read_shard), under its cutoffs."""
         from gotd_stream.io.records import split_mixed
-        from gotd_stream.select.dedup import offer_shard
-        from gotd_stream.select.keep import NotScored
+        from gotd_stream.select.dedup import NotCandidates, offer_shard
 
         if len(shard.cutoffs) != len(self.prefixes):
-            raise NotScored(f"{name}: candidates of {len(shard.cutoffs)} rankings, not {len(self.prefixes)}")
+            raise NotCandidates(f"{name}: candidates of {len(shard.cutoffs)} rankings, not {len(self.prefixes)}")
         base = max(p.seq for p in self.prefixes)
         items = []
         for i, (_, _, _, line) in enumerate(shard.units):
             mixed = split_mixed(line) if line is not None else None
             if line is not None and (mixed is None or mixed.names != self.names):
-                raise NotScored(f"{name}: a candidate line without this artifact's gotd_scores")
+                raise NotCandidates(f"{name}: a candidate line without this artifact's gotd_scores")
             items.append(None if mixed is None else Entry(base + i, mixed.raw, np.array(mixed.scores, np.float64)))
         offer_shard(self.prefixes, shard, items)
         self.seq = base + len(shard.units)
