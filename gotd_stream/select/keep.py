@@ -249,7 +249,7 @@ def check_plan(
             f"several targets keep {setting('k')} whole records by their scores: {setting('tokens')}, "
             f"{setting('tokenizer')}, {setting('unit')} chunk and {setting('select')} sample apply to one target"
         )
-    if candidates and (mix or "quota") != "quota":
+    if candidates and (mix or "quota") != "quota" and not guarded:
         raise UsageProblem(f"{setting('candidates')} is for {setting('mix')} quota; a sum selection merges as it is")
 
 
