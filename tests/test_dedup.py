@@ -147,19 +147,19 @@ def test_a_margin_too_small_says_so(tmp_path):
     from gotd_stream.select.keep import RankKeeper
 
     rng = random.Random(3)
-    words = [rng.choice(NEAR + FAR) for _ in range(80)]
+    words = [f"w{i}" for i in range(80)]  # distinct words: every shingle once
     m = " ".join(words)
     p_text = " ".join(["apple", "pear", "plum", "fig", *words[4:]])
     q_text = " ".join([*words[:76], "apple", "pear", "plum", "fig"])
     z_text = text(rng, FAR)
     sigs = signatures([m, p_text, q_text])
     assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]) and not collide(sigs[1], sigs[2])
-    keeper = RankKeeper(Budget(k=2), "fit", guard=Guard("near", margin=0.0))
+    keeper = RankKeeper(Budget(k=2), "0123456789ab", guard=Guard("near", margin=0.0))
     keeper.offer(np.array([0.2, 0.3, 0.5]), [b'{"i":"p"}', b'{"i":"q"}', b'{"i":"z"}'], [p_text, q_text, z_text])
     keeper.offer(np.array([0.1]), [b'{"i":"m"}'], [m])
     with pytest.raises(MarginExceeded, match="dedup_margin"):
         keeper.selection()
-    roomy = RankKeeper(Budget(k=2), "fit", guard=Guard("near", margin=1.0))
+    roomy = RankKeeper(Budget(k=2), "0123456789ab", guard=Guard("near", margin=1.0))
     roomy.offer(np.array([0.2, 0.3, 0.5]), [b'{"i":"p"}', b'{"i":"q"}', b'{"i":"z"}'], [p_text, q_text, z_text])
     roomy.offer(np.array([0.1]), [b'{"i":"m"}'], [m])
     assert [item.raw for item in roomy.selection()] == [b'{"i":"m"}', b'{"i":"z"}']
