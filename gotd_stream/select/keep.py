@@ -238,10 +238,12 @@ def check_plan(
     pieces or a token counter were asked for; `guarded`: the duplicate guard is on (one target's candidates are
     then its prefix, for an exact merge)."""
     if not several:
-        if mix or (candidates and not guarded):
+        if mix:
+            raise OneTargetOnly(f"{setting('mix')} applies to several targets, and there is one")
+        if candidates and not guarded:
             raise OneTargetOnly(
-                f"{setting('mix') if mix else setting('candidates')} applies to several targets (or, for "
-                f"{setting('candidates')}, to one target with {setting('dedup')} on), and there is one"
+                f"{setting('candidates')} applies to several targets (or to one target with {setting('dedup')} "
+                "on), and there is one"
             )
         return
     if budget.k is None or budget.rule.name != "top" or counted:

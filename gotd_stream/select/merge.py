@@ -123,11 +123,14 @@ def merge_shard(keeper, budget, shard, name: str, k, tokens, mixture, fits: dict
             budget = Budget(k=k)
             keeper = budget_keeper(kind, budget, mixture, shard.guard)
         elif keeper.mix != kind:
-            raise MixedFits(f"{name}: the inputs mix sum and quota candidates")
+            raise MixedFits(f"{name}: the inputs mix sum selections and quota candidates")
         keeper.offer_shard(shard, name)
         return keeper, budget
     if len(shard.cutoffs) != 1:
-        raise QuotaLines(f"{name}: candidates of several targets: merge them with {setting('potentials')} and the artifact")
+        raise QuotaLines(
+            f"{name}:1: quota candidates of several targets: merge them with {setting('potentials')} and the "
+            "artifact they were scored with (it holds the targets' weights)"
+        )
     fits.setdefault(shard.fit_id, name)
     if len(fits) > 1:
         listed = ", ".join(f"{f} (first in {n})" for f, n in fits.items())
