@@ -215,7 +215,11 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         counted = budget.tokens is not None or unit == "chunk" or bool(p["tokenizer"])
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(
-            budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"], guard,
+            budget,
+            p["mix"],
+            gs.Units(text_field=p["text_field"]),
+            p["candidates"],
+            guard,
             target_copies=p["allow_target_copies"],
         )
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)

@@ -89,8 +89,12 @@ class _Targets:
             entries = {i: Entry(base + i, raws[i], scores[i].copy()) for i in union.tolist()}
             for prefix, rank, chosen in zip(self.prefixes, ranks, admitted, strict=True):
                 picked = chosen.tolist()
-                prefix.offer(rank[chosen], [sigs[i] for i in picked], [entries[i] for i in picked],
-                             seqs=[base + i for i in picked])
+                prefix.offer(
+                    rank[chosen],
+                    [sigs[i] for i in picked],
+                    [entries[i] for i in picked],
+                    seqs=[base + i for i in picked],
+                )
         self.seq = base + len(raws)
         for prefix in self.prefixes:
             prefix.seq = self.seq
@@ -263,9 +267,9 @@ class QuotaKeeper(_Targets):
         for t, prefix in enumerate(self.prefixes):
             if counts[t] < self.quotas[t] and prefix.cutoff < float("inf"):
                 raise MarginExceeded(
-                    f"the duplicate guard cannot tell the quota draft exactly: target {self.names[t]!r} ran out of the "
-                    f"eligible units its prefix holds ({counts[t]:,} of its quota {self.quotas[t]:,}); score again with "
-                    f"a larger {setting('dedup_margin')} (now {self.guard.margin!r})"
+                    f"the duplicate guard cannot tell the quota draft exactly: target {self.names[t]!r} ran out "
+                    f"of the eligible units its prefix holds ({counts[t]:,} of its quota {self.quotas[t]:,}); "
+                    f"score again with a larger {setting('dedup_margin')} (now {self.guard.margin!r})"
                 )
         found: dict[str, set[int]] = {}  # a unit dropped in several rankings counts once
         for t, prefix in enumerate(self.prefixes):

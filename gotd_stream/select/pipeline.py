@@ -82,7 +82,9 @@ def pick(
     if isinstance(executor, Share):  # a Slurm task: its block of the inputs, run by the executor inside
         paths, executor = executor.paths(paths), executor.inner
     if potentials is not None:
-        check_plan(isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates, plan.guard.on)
+        check_plan(
+            isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates, plan.guard.on
+        )
         keeper = executor.run(paths, featurizer, potentials, plan, counts, device, quiet)
         return Selection(keeper, potentials, featurizer, counts, failures_of(executor))
     check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates, plan.guard.on)
