@@ -75,14 +75,14 @@ def test_default_unit_is_pieces_under_tokens_and_records_under_k(lex):
 
 
 def test_budget_larger_than_the_corpus_keeps_everything_and_says_so(lex):
-    common = ["score", "-p", lex["art"], "--tokenizer", "estimate", "--tokens", "10M", *lex["shards"]]
+    common = ["score", "--dedup", "off", "-p", lex["art"], "--tokenizer", "estimate", "--tokens", "10M", *lex["shards"]]
     result = run([*common, "--unit", "doc"])
     assert len(result.stdout_bytes.splitlines()) == 150
     assert "fewer than 10,000,000 tokens: every usable record was kept" in result.stderr
     result = run(common)  # in pieces: more lines than records, and every token of them
     assert len(result.stdout_bytes.splitlines()) > 150
     assert "fewer than 10,000,000 tokens: every usable piece was kept" in result.stderr
-    result = run(["score", "-p", lex["art"], "-k", 1000, *lex["shards"]])
+    result = run(["score", "--dedup", "off", "-p", lex["art"], "-k", 1000, *lex["shards"]])
     assert "fewer than 1,000 usable records" in result.stderr
 
 
@@ -147,7 +147,19 @@ def test_chunks_trace_back_to_their_source_and_hold_at_most_the_chunk_size(lex, 
     long = {"id": "long", "meta": {"topic": "x"}, "text": "  " + " ".join(TOPICS["cooking"] * 30) + "\n"}
     src = write_jsonl(tmp_path / "long.jsonl", [*lex["docs"][:20], long])
     out = run(
-        ["score", "-p", lex["art"], "--unit", "chunk", "--chunk-tokens", 24, "--tokenizer", "estimate"]
+        [
+            "score",
+            "--dedup",
+            "off",
+            "-p",
+            lex["art"],
+            "--unit",
+            "chunk",
+            "--chunk-tokens",
+            24,
+            "--tokenizer",
+            "estimate",
+        ]
         + ["-k", 10_000, src, "-q"]
     ).stdout_bytes
     sources = {i + 1: d for i, d in enumerate([*lex["docs"][:20], long])}

@@ -95,10 +95,11 @@ def test_output_file_compressed_by_extension(corpus, tiny_model, fitted, suffix)
 
 def test_merge_of_shards_equals_one_run(corpus, tiny_model, fitted):
     docs = corpus["docs"]
+    # (the guard off: plain outputs merge without it)
     # duplicate texts across shards make exact ties: merge must break them exactly as one run does
     docs = docs + [dict(d, id=d["id"] + "-dup") for d in docs[:10]]
     shards = [write_jsonl(corpus["dir"] / f"part-{i}.jsonl", docs[i::4]) for i in range(4)]
-    common = ["-k", 25, "-p", fitted, "--model", tiny_model, "-q"]
+    common = ["-k", 25, "--dedup", "off", "-p", fitted, "--model", tiny_model, "-q"]
     whole = run(["score", *common, *shards]).stdout_bytes
     outputs = []
     for i, shard in enumerate(shards):
@@ -282,5 +283,7 @@ def test_many_documents_different_sizes_stay_in_order(tmp_path, tiny_model):
     docs = make_docs(300, seed=9)
     pool = write_jsonl(tmp_path / "pool.jsonl", docs)
     target = write_jsonl(tmp_path / "t.jsonl", make_docs(10, seed=8, topics=("astronomy",)))
-    out = run(["score", "--target", target, "-k", 300, "--model", tiny_model, "--batch-size", 4, pool, "-q"])
+    out = run(
+        ["score", "--dedup", "off", "--target", target, "-k", 300, "--model", tiny_model, "--batch-size", 4, pool, "-q"]
+    )
     assert sorted(r["id"] for r in selected(out.stdout_bytes)) == sorted(d["id"] for d in docs)

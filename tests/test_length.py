@@ -10,8 +10,7 @@ import random
 import orjson
 import pytest
 
-from gotd_stream.io.records import split_scored
-from gotd_stream.io.records import SHORT
+from gotd_stream.io.records import SHORT, split_scored
 from gotd_stream.select.units import chunks
 from tests.conftest import TOPICS, run, write_jsonl
 

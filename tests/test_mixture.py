@@ -164,7 +164,9 @@ def reference_draft(records: list[dict], names: list[str], weights: list[float],
 
 def every_score(data: dict, artifact: Path) -> list[dict]:
     """Every record with its per-target scores, in input order (a sum selection of everything, re-sorted)."""
-    everything = lines(run(["score", "-p", artifact, "--mix", "sum", "-k", 10_000, *data["shards"], "-q"]))
+    everything = lines(
+        run(["score", "--dedup", "off", "-p", artifact, "--mix", "sum", "-k", 10_000, *data["shards"], "-q"])
+    )
     order = {doc["id"]: i for i, doc in enumerate(data["docs"])}
     return sorted(everything, key=lambda r: order[r["id"]])
 
@@ -172,7 +174,7 @@ def every_score(data: dict, artifact: Path) -> list[dict]:
 @pytest.mark.parametrize("k", [1, 7, 10, 99, 250, 300, 400])
 def test_quota_shares_hold_exactly_and_follow_the_draft(data: dict, mixture: Path, k: int) -> None:
 
-    selected = lines(run(["score", "-p", mixture, "-k", k, *data["shards"], "-q"]))
+    selected = lines(run(["score", "--dedup", "off", "-p", mixture, "-k", k, *data["shards"], "-q"]))
     expected = quotas(min(k, 300), [0.7, 0.3]) if k <= 300 else None
     counted = [sum(1 for r in selected if r["gotd_target"] == name) for name in ("cook", "foot")]
     if expected is not None:
@@ -201,8 +203,8 @@ def test_identical_targets_split_one_ranking(data: dict) -> None:
     given reaching it first, and the second target takes the next ones down the ranking."""
     cooking = data["targets"]["cooking"]
     artifact = fit(data, "twins.gotd", f"a={cooking}:1", f"b={cooking}:1")
-    selected = lines(run(["score", "-p", artifact, "-k", 10, *data["shards"], "-q"]))
-    single = lines(run(["score", "--target", cooking, *LEXICAL, "-k", 10, *data["shards"]]))
+    selected = lines(run(["score", "--dedup", "off", "-p", artifact, "-k", 10, *data["shards"], "-q"]))
+    single = lines(run(["score", "--dedup", "off", "--target", cooking, *LEXICAL, "-k", 10, *data["shards"]]))
     assert sorted(r["id"] for r in selected) == sorted(r["id"] for r in single)  # the same ten documents
     assert [r["gotd_target"] for r in selected].count("a") == 5
     assert {r["id"] for r in selected if r["gotd_target"] == "a"} == {r["id"] for r in single[:5]}
@@ -216,9 +218,9 @@ def test_sum_is_the_weighted_sum_of_single_target_runs(data: dict, mixture: Path
     t = data["targets"]
     singles = {}
     for name, topic in (("cook", "cooking"), ("foot", "football")):
-        out = run(["score", "--target", t[topic], *LEXICAL, "-k", 10_000, *data["shards"]])
+        out = run(["score", "--dedup", "off", "--target", t[topic], *LEXICAL, "-k", 10_000, *data["shards"]])
         singles[name] = {r["id"]: r["gotd_score"] for r in lines(out)}
-    summed = lines(run(["score", "-p", mixture, "--mix", "sum", "-k", 10_000, *data["shards"], "-q"]))
+    summed = lines(run(["score", "--dedup", "off", "-p", mixture, "--mix", "sum", "-k", 10_000, *data["shards"], "-q"]))
     assert len(summed) == 300
     for r in summed:
         assert r["gotd_scores"] == {"cook": singles["cook"][r["id"]], "foot": singles["foot"][r["id"]]}
@@ -228,7 +230,7 @@ def test_sum_is_the_weighted_sum_of_single_target_runs(data: dict, mixture: Path
     expected = sorted(
         summed, key=lambda r: (0.7 * singles["cook"][r["id"]] + 0.3 * singles["foot"][r["id"]], order[r["id"]])
     )
-    top = lines(run(["score", "-p", mixture, "--mix", "sum", "-k", 25, *data["shards"], "-q"]))
+    top = lines(run(["score", "--dedup", "off", "-p", mixture, "--mix", "sum", "-k", 25, *data["shards"], "-q"]))
     assert [r["id"] for r in top] == [r["id"] for r in expected[:25]]
 
 
@@ -264,10 +266,10 @@ def test_merge_is_exact_where_each_shard_must_keep_more_than_its_quota(data: dic
 
 
 def test_sum_outputs_merge_as_they_are(data: dict, mixture: Path, tmp_path: Path) -> None:
-    one = run(["score", "-p", mixture, "--mix", "sum", "-k", 30, *data["shards"], "-q"]).stdout_bytes
+    one = run(["score", "--dedup", "off", "-p", mixture, "--mix", "sum", "-k", 30, *data["shards"], "-q"]).stdout_bytes
     parts = [tmp_path / f"s{i}.jsonl" for i in range(3)]
     for shard, part in zip(data["shards"], parts, strict=True):
-        run(["score", "-p", mixture, "--mix", "sum", "-k", 30, shard, "-o", part, "-q"])
+        run(["score", "--dedup", "off", "-p", mixture, "--mix", "sum", "-k", 30, shard, "-o", part, "-q"])
     assert run(["merge", "-k", 30, *parts, "-q"]).stdout_bytes == one
     assert run(["merge", "-p", mixture, "-k", 30, *parts, "-q"]).stdout_bytes == one
 
@@ -360,9 +362,11 @@ def test_mix_options_need_several_targets_and_fit_options_are_refused(data: dict
     stderr = run(["score", "--target", cooking, *LEXICAL, "--mix", "sum", "-k", 5, shard], code=2).stderr
     assert "--mix applies to several targets, and there is one" in stderr
     single = fit(data, "single.gotd", str(cooking))
-    stderr = run(["score", "-p", single, "--candidates", "-k", 5, shard], code=2).stderr
-    assert "--candidates applies to several targets" in stderr
-    stderr = run(["score", "-p", mixture, "--mix", "sum", "--candidates", "-k", 5, shard], code=2).stderr
+    stderr = run(["score", "--dedup", "off", "-p", single, "--candidates", "-k", 5, shard], code=2).stderr
+    assert "--candidates applies to several targets (or to one target with --dedup on)" in stderr
+    stderr = run(
+        ["score", "--dedup", "off", "-p", mixture, "--mix", "sum", "--candidates", "-k", 5, shard], code=2
+    ).stderr
     assert "--candidates is for --mix quota" in stderr
     for extra in (["--tokens", "500"], ["-k", 5, "--unit", "chunk"], ["-k", 5, "--select", "sample"]):
         stderr = run(["score", "-p", mixture, *extra, shard], code=2).stderr

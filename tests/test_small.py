@@ -213,7 +213,7 @@ def test_the_same_file_twice_is_refused(lexical, tmp_path):
     selected = tmp_path / "sel.jsonl"
     score(s, pool, "-o", selected, "-q")
     assert "is given twice" in run(["merge", "-k", 5, selected, selected], code=2).stderr
-    # a copy is another file: its duplicates are the user's to keep
+    # a copy is another file: its duplicates are the user's to keep (with --dedup off; the guard drops them)
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(pool.read_bytes())
-    assert score(s, pool, copy, "-k", 120, "-q").stdout.count("\n") == 120
+    assert score(s, pool, copy, "-k", 120, "--dedup", "off", "-q").stdout.count("\n") == 120

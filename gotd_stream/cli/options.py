@@ -24,6 +24,7 @@ from gotd_stream.features import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_MODE
 from gotd_stream.io.outputs import OutputError
 from gotd_stream.io.outputs import check_outputs as check_paths
 from gotd_stream.io.remote import is_url
+from gotd_stream.select.dedup import DEFAULT_DEDUP
 from gotd_stream.select.targets import check_name, check_weight
 from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS, DEFAULT_MIN_TOKENS
 
@@ -554,6 +555,64 @@ def selection_options(func: Callable) -> Callable:
         ),
     ]
     return _stack(options, func)
+
+
+def guard_options(func: Callable) -> Callable:
+    """The duplicate guard (select.dedup): what counts as a copy, the spares a shard keeps, the texts to avoid."""
+    options = [
+        click.option(
+            "--dedup",
+            type=click.Choice(["near", "exact", "off"]),
+            default=DEFAULT_DEDUP,
+            show_default=True,
+            help="Keep one of each group of copies, the best-ranked: near (MinHash of word 3-grams), exact "
+            "(the same text after case, punctuation and spacing are normalised), or off. With the guard on, merge "
+            "exactly from --state folders or --candidates outputs, not from plain selections.",
+        ),
+        click.option(
+            "--dedup-threshold",
+            type=Finite(min=0, max=1, min_open=True),
+            default=0.8,
+            show_default=True,
+            help="With --dedup near: the estimated Jaccard of word 3-grams at which two texts are copies.",
+        ),
+        click.option(
+            "--dedup-margin",
+            type=Finite(min=0),
+            default=0.5,
+            show_default=True,
+            help="Spare eligible units each shard keeps, a share of the budget, so that merges stay exact "
+            "when copies span shards (a merge that runs short says so).",
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            type=InputPath(exists=True, dir_okay=False),
+            help="Never select a copy of a text in this file (an evaluation split): JSONL read with --text-field, "
+            "or .txt with one text per line. Repeatable.",
+        ),
+        click.option(
+            "--allow-target-copies",
+            is_flag=True,
+            help="Keep units that copy a target text (dropped by default, from the artifact's signatures).",
+        ),
+    ]
+    return _stack(options, func)
+
+
+def guard_from(p: dict):
+    """The duplicate guard the flags name (exit 2 for values the library refuses)."""
+    from gotd_stream.select.dedup import Guard
+
+    with friendly_errors():
+        guard = Guard(p["dedup"], p["dedup_threshold"], p["dedup_margin"])
+    if guard.mode == "off":
+        for name in ("exclude", "allow_target_copies", "dedup_threshold", "dedup_margin"):
+            if given(name):
+                raise click.UsageError(f"{flag(name)} needs the guard: leave out --dedup off")
+    elif guard.mode == "exact" and given("dedup_threshold"):
+        raise click.UsageError("--dedup-threshold applies to --dedup near")
+    return guard
 
 
 def budget_from(k: int | None, tokens: int | None, select: str = "top", temperature: float = 0.05, seed: int = 0):

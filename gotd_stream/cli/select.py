@@ -35,6 +35,8 @@ from gotd_stream.cli.options import (
     fit_options,
     flag,
     given,
+    guard_from,
+    guard_options,
     inputs_argument,
     log,
     model_unused,
@@ -195,11 +197,13 @@ def semantic_model(settings: gs.FitSettings, models: gs.ModelSettings):
 @click.option(
     "--candidates",
     is_flag=True,
-    help="Quota: write every target's own top-k (for an exact `merge -p`) instead of the selection.",
+    help="Write what an exact `merge` needs instead of the selection: quota: every target's own top-k (merge "
+    "with -p); with the duplicate guard: each ranking's prefix, with the dropped units' signatures.",
 )
 @FORCE
 @selection_options
 @scorer_options
+@guard_options
 @shard_options
 @ray_options
 @fit_options
@@ -226,12 +230,14 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     """
     from gotd_stream.io.digests import digests
     from gotd_stream.select.artifact import holds_targets, space_of  # numpy: imported by the command, not --help
+    from gotd_stream.select.dedup import exclusion
     from gotd_stream.select.score import require_usable, selected_tokens
 
     if p["from_manifest"]:
         return replay(click.get_current_context(), p["from_manifest"], output, p["force"], quiet, inputs)
     started = time.time()
     budget, unit = score_budget(p)
+    guard = guard_from(p)
     inputs = resolve_inputs(inputs)
     paths = task_share(inputs, p["shard_index"], p["num_shards"])  # the share's flags checked, then its inputs
     share = (p["shard_index"], p["num_shards"]) if p["shard_index"] is not None else None
@@ -248,17 +254,27 @@ def score(inputs, output, no_score, quiet, **p) -> None:
             check_vectors(budget, unit == "chunk", bool(p["tokenizer"]))
         executor = executor_for(p["state"], p["wait"], None, models, share)
         plan = gs.Plan(
-            budget, p["mix"], gs.Units(text_field=p["text_field"]), p["candidates"], p["scorer"], p["cascade_share"]
+            budget,
+            p["mix"],
+            gs.Units(text_field=p["text_field"]),
+            p["candidates"],
+            p["scorer"],
+            p["cascade_share"],
+            guard,
+            target_copies=p["allow_target_copies"],
         )
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
         manifest = manifest_for(output, p["manifest"])
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         outputs["--manifest"] = manifest
-        named = {"-p": potentials, **target_reads(targets)}
+        named = {"-p": potentials, **target_reads(targets), **{f"--exclude {path}": path for path in p["exclude"]}}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
         check_table(output, paths)
+        plan.exclude = tuple(exclusion(path, guard, p["text_field"]) for path in p["exclude"])
         least = min_tokens_for(p["min_tokens"], several or vectors)
-        counter = token_counter(p["tokenizer"], p["model"], counted or bool(least)) if not (several or vectors) else None
+        counter = (
+            token_counter(p["tokenizer"], p["model"], counted or bool(least)) if not (several or vectors) else None
+        )
         plan.units = gs.Units(
             counter if counted or least else None,
             p["chunk_tokens"] if unit == "chunk" else None,
@@ -293,6 +309,7 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     )
     left_out = len(done.failed.failures) if done.failed is not None else 0
     where += f", {left_out} damaged shard{'s' if left_out > 1 else ''} left out" if left_out else ""
+    where += dropped_note(done.keeper, plan.guard, plan.candidates)
     sent = f" -> {output}" if output and output != "-" else ""
     read = (
         f"score: read {counts.scored + counts.dropped + counts.skips.total:,} {what}, scored {counts.scored:,}, "
@@ -321,6 +338,15 @@ def min_tokens_for(value: int, several: bool) -> int:
             raise click.UsageError("--min-tokens applies to one target, and there are several")
         return 0
     return value
+
+
+def dropped_note(keeper, guard, candidates: bool = False) -> str:
+    """What the duplicate guard dropped above the selection's last unit, by reason, for a summary line."""
+    if not guard.on or candidates:
+        return ""
+    dropped = keeper.dropped()
+    said = ", ".join(f"{n:,} {'as copies' if why == 'copy' else why}" for why, n in sorted(dropped.items()))
+    return f", dedup {guard.mode}: dropped {said or 'none'}"
 
 
 def score_budget(p: dict):
@@ -488,10 +514,11 @@ def merge(
         )
         return
     source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
+    guard = getattr(merged.keeper, "guard", None)
     log(
         f"merge: read {merged.read:,} records from {source}, selected {written:,}"
         + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
-        + f" (fit {merged.fit_id or 'none'})",
+        + f" (fit {merged.fit_id or 'none'}{dropped_note(merged.keeper, guard) if guard else ''})",
         quiet,
     )
 

@@ -50,6 +50,9 @@ COST_BOUND = 8.0  # <P, C> with P a probability plan and C <= 4
 NORM_TOLERANCE = 1e-2  # target rows are L2-normalised (or zero: a text without a word, in the lexical space)
 
 
+COPIES = "target_copies"  # the optional array of the target texts' signatures (select.dedup)
+
+
 class ArtifactError(RuntimeProblem):
     """Not a readable artifact of a version we understand; the message names the file."""
 
@@ -70,6 +73,10 @@ class Potentials:
     arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
     format_version: int = FORMAT_VERSION  # of the file it was read from
     student: object = None  # a select.distill.Student, or None: not part of the fit id (the teacher's scores)
+    # the target texts' duplicate-guard signatures (select.dedup.signatures: (m, 1 + PERMS) int64), so that no
+    # selected unit copies a target text; None in files fitted before they were stored. Not part of fit_id: they
+    # change nothing about what scores mean.
+    copies: np.ndarray | None = None
 
     @property
     def verified(self) -> bool:
@@ -125,6 +132,8 @@ class Potentials:
         tensors.update({name: np.ascontiguousarray(array) for name, array in self.arrays.items()})
         if self.student is not None:
             tensors.update(self.student.arrays(STUDENT_PREFIX))
+        if self.copies is not None:
+            tensors[COPIES] = np.ascontiguousarray(self.copies, np.int64)
         return tensors
 
     def save(self, path: str) -> None:
@@ -200,8 +209,13 @@ def _load(path: str) -> Potentials:
     if unknown:
         raise damaged(path, f"unknown header fields: {', '.join(sorted(map(brief, unknown)))}")
     tensors, students = split_students(tensors)
+    copies = {key: tensors.pop(key) for key in [key for key in tensors if key.endswith(COPIES)]}
+    for key, array in copies.items():
+        problem = validate_copies(key, array)
+        if problem:
+            raise damaged(path, problem)
     if version >= MIX_FORMAT_VERSION or "targets" in header:
-        return _load_mixture(path, header, tensors, version, students)
+        return _load_mixture(path, header, tensors, version, students, copies)
     problem = validate(header, tensors)
     student = None
     if not problem:
@@ -210,6 +224,8 @@ def _load(path: str) -> Potentials:
         problem = f"student arrays of targets in a file of one target: {', '.join(sorted(students))}"
     if problem:
         raise damaged(path, problem)
+    if set(copies) - {COPIES}:
+        raise damaged(path, f"unexpected arrays: {', '.join(sorted(set(copies) - {COPIES}))}")
     return Potentials(
         target=tensors.pop("target"),
         g=tensors.pop("g"),
@@ -222,6 +238,7 @@ def _load(path: str) -> Potentials:
         arrays=tensors,
         format_version=version,
         student=student,
+        copies=copies.get(COPIES),
     )
 
 
@@ -253,6 +270,15 @@ def checked_student(header, arrays: dict | None, where: str):
     if problem:
         return where + problem, None
     return None, restore(header, arrays)
+
+
+def validate_copies(name: str, array: np.ndarray) -> str | None:
+    """What is wrong with an array of target signatures (None: nothing)."""
+    from gotd_stream.select.dedup import PERMS
+
+    if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] != 1 + PERMS:
+        return f"{name} must be int64 of shape (texts, {1 + PERMS}), not {array.dtype} {list(array.shape)}"
+    return None
 
 
 def damaged(path: str, detail: str) -> ArtifactError:
@@ -452,7 +478,9 @@ def space_of(path: str) -> str | None:
     return features.get("space") if isinstance(features, dict) else None
 
 
-def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], version: int, students=None) -> Mixture:
+def _load_mixture(
+    path: str, header: dict, tensors: dict[str, np.ndarray], version: int, students=None, copies=None
+) -> Mixture:
     if version < MIX_FORMAT_VERSION:
         raise damaged(path, f"several targets in a format version {version} file, which holds one")
     problem = validate_mixture(header, tensors)
@@ -487,9 +515,13 @@ def _load_mixture(path: str, header: dict, tensors: dict[str, np.ndarray], versi
             arrays=arrays,
             format_version=version,
             student=own[i],
+            copies=(copies or {}).get(f"targets.{i}.{COPIES}"),
         )
         for i, entry in enumerate(header["targets"])
     ]
+    known = {f"targets.{i}.{COPIES}" for i in range(len(parts))}
+    if set(copies or {}) - known:
+        raise damaged(path, f"unexpected arrays: {', '.join(sorted(set(copies) - known))}")
     names = [entry["name"] for entry in header["targets"]]
     return Mixture(names, [float(entry["weight"]) for entry in header["targets"]], parts, version)
 

@@ -137,6 +137,17 @@ def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) ->
     from gotd_stream.select.state import StateError
 
     mixture = artifact if isinstance(artifact, Mixture) else None
+    if getattr(keeper, "guard", None) is not None:  # a guarded shard's prefix (select.dedup)
+        from gotd_stream.select.dedup import NotCandidates, read_shard
+
+        try:
+            shard = read_shard(enumerate(lines, 1), name)
+        except NotCandidates as exc:
+            raise StateError(f"{exc}; remove the state to start over") from None
+        if shard.fit_id != fit_id or shard.guard != keeper.guard:
+            raise StateError(f"{name}: not candidates of this artifact and guard; remove the state to start over")
+        keeper.offer_shard(shard, name)
+        return
     read = []
     for lineno, line in enumerate(lines, 1):
         try:

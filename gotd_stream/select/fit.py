@@ -206,6 +206,7 @@ def solve(
     `x`: the sample's rows when they are already embedded (several targets share one sample), `kept` their texts.
     """
     from gotd_stream.select.artifact import Potentials
+    from gotd_stream.select.dedup import signatures
     from gotd_stream.select.ot import fit_potentials
     from gotd_stream.version import __version__
 
@@ -241,6 +242,7 @@ def solve(
         fit=info,
         features=featurizer.describe(),
         arrays=featurizer.arrays(),
+        copies=signatures(target),  # so that no selected unit copies a target text (select.dedup)
     )
     if settings.distill:
         potentials.student = distil(potentials, kept or sample, x, target_kept, y, settings, device)

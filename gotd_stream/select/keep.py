@@ -74,15 +74,23 @@ class RankKeeper:
 
     mix = None
 
-    def __init__(self, budget: Budget, fit_id: str, counter=None):
+    def __init__(self, budget: Budget, fit_id: str, counter=None, guard=None, exclusions=None):
         self.budget, self.fit_id, self.counter = budget, fit_id, counter
-        self.heap = budget.keeper()
+        self.guard = guard if guard is not None and guard.on else None
+        if self.guard is None:
+            self.heap = budget.keeper()
+        else:  # the duplicate guard (select.dedup): a rank-prefix with its dropped units' signatures
+            from gotd_stream.select.dedup import Prefix
+
+            self.prefix = Prefix(self.guard, budget.k, budget.tokens, exclusions)
 
     def offer(self, scores: np.ndarray, raws: Sequence[bytes], texts=None, tokens=None) -> None:
         import numpy as np
 
         scores = scores[:, 0] if scores.ndim == 2 else scores
         ranks = self.budget.rule.ranks(scores, raws)
+        if self.guard is not None:
+            return self._offer_guarded(ranks, scores, raws, texts, tokens)
         if self.budget.tokens is None:
             tokens = np.zeros(len(raws), dtype=np.int64)  # a record budget counts no tokens
         else:
@@ -99,59 +107,143 @@ class RankKeeper:
         else:
             self.heap.offer(ranks, items, tokens)
 
+    def _offer_guarded(self, ranks, scores, raws, texts, tokens) -> None:
+        """Only the units that enter the prefix get a signature (and, under a token budget, their tokens)."""
+        import numpy as np
+
+        from gotd_stream.select.budget import Kept
+
+        admitted = np.flatnonzero(self.prefix.admits(ranks))
+        if not len(admitted):
+            self.prefix.seq += len(raws)
+            return
+        if texts is None:
+            raise UsageProblem("the duplicate guard needs the texts of what it is offered")
+        counts = np.zeros(len(admitted), np.int64)
+        if self.budget.tokens is not None:
+            known = np.full(len(raws), -1, np.int64) if tokens is None else np.array(tokens, np.int64)
+            counts = known[admitted]
+            missing = np.flatnonzero(counts < 0)
+            if len(missing):
+                counts[missing] = self.counter.count([texts[admitted[i]] for i in missing])
+        sigs = self.guard.signatures([texts[i] for i in admitted])
+        base = self.prefix.seq
+        items = [Kept(raws[i], float(scores[i]), int(counts[j])) for j, i in enumerate(admitted)]
+        self.prefix.offer(ranks[admitted], sigs, items, counts, seqs=[base + int(i) for i in admitted])
+        self.prefix.seq = base + len(raws)
+
+    def offer_shard(self, shard, name: str) -> None:
+        """A guarded shard's candidates read back (select.dedup.read_shard), offered under its cutoff."""
+        from gotd_stream.io.records import split_scored
+        from gotd_stream.select.budget import Kept
+        from gotd_stream.select.dedup import offer_shard
+
+        items, tokens = [], []
+        for _, _, _, line in shard.units:
+            item = None
+            if line is not None:
+                scored = split_scored(line)
+                if scored is None:
+                    raise NotScored(f"{name}: a candidate line without gotd_score/gotd_fit")
+                if self.budget.tokens is not None and scored.tokens is None:
+                    raise NotScored(f"{name}: a candidate line without gotd_tokens, under a token budget")
+                item = Kept(scored.raw, scored.score, scored.tokens or 0)
+            items.append(item)
+            tokens.append(item.tokens if item is not None else 0)
+        offer_shard([self.prefix], shard, items, tokens)
+
     def __len__(self) -> int:
-        return len(self.heap)
+        return len(self.heap) if self.guard is None else len(self.selection())
 
     @property
     def total(self) -> int:
         """Tokens held (a token budget)."""
+        if self.guard is not None:
+            return sum(item.tokens for item in self.selection())
         return self.heap.total
 
     def best_first(self) -> list[tuple[float, Kept]]:
+        if self.guard is not None:
+            return [(unit.rank, unit.item) for unit in self.prefix.selected()]
         return self.heap.best_first()
 
     def selection(self) -> list[Kept]:
-        return [item for _, item in self.heap.best_first()]
+        return [item for _, item in self.best_first()]
 
-    candidates = selection  # a best-first prefix merges exactly as it is
+    def dropped(self) -> dict[str, int]:
+        """The units ranked above the last selected one that the guard dropped, by reason (nothing: no guard)."""
+        return {} if self.guard is None else self.prefix.dropped()
+
+    def candidates(self) -> list[Kept]:
+        """A best-first prefix merges exactly as it is; with the guard, the lines carry the prefix."""
+        return self.selection()
 
     def lines(self, candidates: bool = False, no_score: bool = False) -> Iterator[bytes]:
         from gotd_stream.io.records import with_score
 
         counted, tag = self.budget.tokens is not None, self.budget.rule.tag
-        for item in self.selection():
+
+        def line_of(item) -> bytes:
             tokens = item.tokens if counted else None
-            yield item.raw if no_score else with_score(item.raw, item.score, self.fit_id, tokens, tag)
+            return with_score(item.raw, item.score, self.fit_id, tokens, tag)
+
+        if candidates and self.guard is not None:
+            from gotd_stream.select.dedup import prefixes_lines
+
+            yield from prefixes_lines([self.prefix], self.fit_id, line_of, tag)
+            return
+        for item in self.selection():
+            yield item.raw if no_score else line_of(item)
 
     def shares(self) -> dict[str, int]:
         return {}
 
 
 def keeper_for(
-    artifact, budget: Budget, mix: str | None = None, units=None, candidates: bool = False, fit_id: str | None = None
+    artifact,
+    budget: Budget,
+    mix: str | None = None,
+    units=None,
+    candidates: bool = False,
+    fit_id: str | None = None,
+    guard=None,
+    exclusions=None,
 ):
     """The keeper of `budget` over `artifact` (a Potentials: one target, or a Mixture: several), by `mix`;
-    `units` (select.score.Units) says what is scored and counts the tokens; `fit_id`: the artifact's, if known."""
+    `units` (select.score.Units) says what is scored and counts the tokens; `fit_id`: the artifact's, if known;
+    `guard` (select.dedup.Guard) and `exclusions`: the duplicate guard, when on."""
     from gotd_stream.select.artifact import Mixture
 
     counter = units.counter if units is not None else None
     chunks = units is not None and units.chunk_tokens is not None
-    check_plan(isinstance(artifact, Mixture), budget, mix, chunks or counter is not None, candidates)
+    guarded = guard is not None and guard.on
+    check_plan(isinstance(artifact, Mixture), budget, mix, chunks or counter is not None, candidates, guarded)
     fit_id = fit_id or artifact.fit_id
     if not isinstance(artifact, Mixture):
-        return RankKeeper(budget, fit_id, counter)
+        return RankKeeper(budget, fit_id, counter, guard, exclusions)
     from gotd_stream.select.mix import keeper
 
-    return keeper(mix or "quota", budget.k, artifact.weights, artifact.names, fit_id)
+    return keeper(mix or "quota", budget.k, artifact.weights, artifact.names, fit_id, guard, exclusions)
 
 
-def check_plan(several: bool, budget: Budget, mix: str | None, counted: bool = False, candidates: bool = False) -> None:
+def check_plan(
+    several: bool,
+    budget: Budget,
+    mix: str | None,
+    counted: bool = False,
+    candidates: bool = False,
+    guarded: bool = False,
+) -> None:
     """The method's rules on what one target (or `several`) keeps (typed errors naming settings); `counted`:
-    pieces or a token counter were asked for."""
+    pieces or a token counter were asked for; `guarded`: the duplicate guard is on (one target's candidates are
+    then its prefix, for an exact merge)."""
     if not several:
-        if mix or candidates:
+        if mix:
+            raise OneTargetOnly(f"{setting('mix')} applies to several targets, and there is one")
+        if candidates and not guarded:
             raise OneTargetOnly(
-                f"{setting('mix') if mix else setting('candidates')} applies to several targets, and there is one"
+                f"{setting('candidates')} applies to several targets (or to one target with {setting('dedup')} "
+                "on), and there is one"
             )
         return
     if budget.k is None or budget.rule.name != "top" or counted:
@@ -159,7 +251,7 @@ def check_plan(several: bool, budget: Budget, mix: str | None, counted: bool = F
             f"several targets keep {setting('k')} whole records by their scores: {setting('tokens')}, "
             f"{setting('tokenizer')}, {setting('unit')} chunk and {setting('select')} sample apply to one target"
         )
-    if candidates and (mix or "quota") != "quota":
+    if candidates and (mix or "quota") != "quota" and not guarded:
         raise UsageProblem(f"{setting('candidates')} is for {setting('mix')} quota; a sum selection merges as it is")
 
 

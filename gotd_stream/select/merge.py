@@ -8,6 +8,7 @@ bytes equal one `score` over everything. One `merge` for any number of targets: 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from gotd_stream.errors import UsageProblem, setting
@@ -44,6 +45,7 @@ def merge(
     from gotd_stream.io.streams import display_name
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.budget import Budget, Rule
+    from gotd_stream.select.dedup import is_guarded, read_shard
     from gotd_stream.select.keep import RankKeeper, offer_lines, read_line
 
     mixture = artifact if isinstance(artifact, Mixture) else None
@@ -53,10 +55,25 @@ def merge(
     rules: dict[str | None, str] = {}
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
     total = 0
+    guards: dict[str, str] = {}  # the guard of guarded candidates ("" for plain lines), and where first seen
     for path in paths:
         name = display_name(path)
         lines = []
-        for lineno, raw in selection_lines(path):  # JSONL, or a Parquet selection's rows as their lines
+        numbered = iter(selection_lines(path))  # JSONL, or a Parquet selection's rows as their lines
+        first = next(((n, raw) for n, raw in numbered if raw and not raw.isspace()), None)
+        if first is None:
+            continue
+        guarded = is_guarded(first[1])
+        guards.setdefault(read_shard([first], name).guard.tag if guarded else "", name)
+        if len(guards) > 1:
+            listed = ", ".join(f"{g or 'no guard'} (first in {n})" for g, n in guards.items())
+            raise MixedRules(f"the inputs were selected with different duplicate guards: {listed}")
+        if guarded:
+            shard = read_shard(itertools.chain([first], numbered), name)
+            keeper, budget = merge_shard(keeper, budget, shard, name, k, tokens, mixture, fits, rules)
+            total += len(shard.units)
+            continue
+        for lineno, raw in itertools.chain([first], numbered):
             if not raw or raw.isspace():
                 continue
             line = read_line(raw, name, lineno, mixture)
@@ -103,6 +120,46 @@ def merge(
     return Merged(keeper, expected or next(iter(fits), ""), total, budget)
 
 
+def merge_shard(keeper, budget, shard, name: str, k, tokens, mixture, fits: dict, rules: dict):
+    """A guarded shard's candidates (select.dedup) into the merge's keeper, made at the first one."""
+    from gotd_stream.select.budget import Budget, Rule
+    from gotd_stream.select.keep import RankKeeper
+
+    if mixture is not None:
+        if shard.fit_id != mixture.fit_id:
+            raise MixedFits(f"{name} was scored with fit {shard.fit_id}, not with the artifact's {mixture.fit_id}")
+        kind = "sum" if len(shard.cutoffs) == 1 else "quota"
+        if keeper is None:
+            budget = Budget(k=k)
+            keeper = budget_keeper(kind, budget, mixture, shard.fit_id, shard.guard)
+        elif keeper.mix != kind:
+            raise MixedFits(f"{name}: the inputs mix sum selections and quota candidates")
+        keeper.offer_shard(shard, name)
+        return keeper, budget
+    if len(shard.cutoffs) != 1:
+        raise QuotaLines(
+            f"{name}:1: quota candidates of several targets: merge them with {setting('potentials')} and the "
+            "artifact they were scored with (it holds the targets' weights)"
+        )
+    fits.setdefault(shard.fit_id, name)
+    if len(fits) > 1:
+        listed = ", ".join(f"{f} (first in {n})" for f, n in fits.items())
+        raise MixedFits(f"the inputs were scored with different potentials: {listed}")
+    rules.setdefault(shard.select, name)
+    if len(rules) > 1:
+        listed = ", ".join(f"{r or 'top'} (first in {n})" for r, n in rules.items())
+        raise MixedRules(f"the inputs were selected by different rules: {listed}")
+    if keeper is None:
+        try:
+            rule = Rule.from_tag(shard.select)
+        except ValueError:
+            raise NotScored(f"{name}: unknown gotd_select {shard.select!r}") from None
+        budget = Budget(k=k, tokens=tokens, rule=rule)
+        keeper = RankKeeper(budget, shard.fit_id, guard=shard.guard)
+    keeper.offer_shard(shard, name)
+    return keeper, budget
+
+
 def check_merge(several: bool, tokens: int | None, candidates: bool, no_score: bool) -> None:
     """What a merge of one target's lines, or of several targets' (`several`), can keep (typed errors)."""
     from gotd_stream.select.keep import OneTargetOnly
@@ -119,10 +176,10 @@ def check_merge(several: bool, tokens: int | None, candidates: bool, no_score: b
         )
 
 
-def budget_keeper(mix: str, budget, mixture, fit_id: str):
+def budget_keeper(mix: str, budget, mixture, fit_id: str | None = None, guard=None):
     from gotd_stream.select.mix import keeper
 
-    return keeper(mix, budget.k, mixture.weights, mixture.names, fit_id)
+    return keeper(mix, budget.k, mixture.weights, mixture.names, fit_id or mixture.fit_id, guard)
 
 
 def expected_id(artifact, scorer: str = "auto", cascade_share: float | None = None) -> str:

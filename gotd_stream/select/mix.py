@@ -68,8 +68,53 @@ class _Targets:
 
     mix = ""
 
-    def __init__(self, k: int, weights: list[float], names: list[str], fit_id: str):
+    def __init__(self, k: int, weights: list[float], names: list[str], fit_id: str, guard=None, exclusions=None):
         self.k, self.weights, self.names, self.fit_id, self.seq = k, list(weights), list(names), fit_id, 0
+        self.guard = guard if guard is not None and guard.on else None
+        if self.guard is not None:  # the duplicate guard (select.dedup): a rank-prefix per ranking
+            from gotd_stream.select.dedup import Prefix
+
+            rankings = 1 if self.mix == "sum" else len(self.weights)
+            self.prefixes = [Prefix(self.guard, k, None, exclusions) for _ in range(rankings)]
+
+    def _offer_guarded(self, ranks: list[np.ndarray], scores: np.ndarray, raws: Sequence[bytes], texts) -> None:
+        """Each ranking's prefix gets the units it admits; signatures are computed once, for their union."""
+        admitted = [np.flatnonzero(p.admits(r)) for p, r in zip(self.prefixes, ranks, strict=True)]
+        union = np.unique(np.concatenate(admitted)) if admitted else np.zeros(0, np.int64)
+        base = self.seq
+        if len(union):
+            if texts is None:
+                raise UsageProblem("the duplicate guard needs the texts of what it is offered")
+            sigs = dict(zip(union.tolist(), self.guard.signatures([texts[i] for i in union]), strict=True))
+            entries = {i: Entry(base + i, raws[i], scores[i].copy()) for i in union.tolist()}
+            for prefix, rank, chosen in zip(self.prefixes, ranks, admitted, strict=True):
+                picked = chosen.tolist()
+                prefix.offer(
+                    rank[chosen],
+                    [sigs[i] for i in picked],
+                    [entries[i] for i in picked],
+                    seqs=[base + i for i in picked],
+                )
+        self.seq = base + len(raws)
+        for prefix in self.prefixes:
+            prefix.seq = self.seq
+
+    def offer_shard(self, shard, name: str) -> None:
+        """A guarded shard's candidates read back (select.dedup.read_shard), under its cutoffs."""
+        from gotd_stream.io.records import split_mixed
+        from gotd_stream.select.dedup import NotCandidates, offer_shard
+
+        if len(shard.cutoffs) != len(self.prefixes):
+            raise NotCandidates(f"{name}: candidates of {len(shard.cutoffs)} rankings, not {len(self.prefixes)}")
+        base = max(p.seq for p in self.prefixes)
+        items = []
+        for i, (_, _, _, line) in enumerate(shard.units):
+            mixed = split_mixed(line) if line is not None else None
+            if line is not None and (mixed is None or mixed.names != self.names):
+                raise NotCandidates(f"{name}: a candidate line without this artifact's gotd_scores")
+            items.append(None if mixed is None else Entry(base + i, mixed.raw, np.array(mixed.scores, np.float64)))
+        offer_shard(self.prefixes, shard, items)
+        self.seq = base + len(shard.units)
 
     def _window(self, scores: np.ndarray, raws: Sequence[bytes]) -> _Window:
         window = _Window(self.seq, raws, scores)
@@ -84,6 +129,14 @@ class _Targets:
         from gotd_stream.io.records import with_scores
 
         names, fit_id = self.names, self.fit_id
+        if candidates and self.guard is not None:  # the prefixes, with the lines as below
+            from gotd_stream.select.dedup import prefixes_lines
+
+            def line_of(entry: Entry) -> bytes:
+                return with_scores(entry.raw, names, entry.scores, fit_id, self._value(entry))
+
+            yield from prefixes_lines(self.prefixes, fit_id, line_of)
+            return
         if candidates:  # sum candidates carry their sum, so that a merge of state folders knows the mix
             for entry in self.candidates():
                 yield with_scores(entry.raw, names, entry.scores, fit_id, self._value(entry))
@@ -104,16 +157,21 @@ class _Targets:
 
 
 class SumKeeper(_Targets):
-    """The k lowest weighted sums, ties to the earlier record."""
+    """The k lowest weighted sums, ties to the earlier record (with the guard: the k lowest eligible ones)."""
 
     mix = "sum"
 
-    def __init__(self, k: int, weights: list[float], names: list[str] = (), fit_id: str = ""):
-        super().__init__(k, weights, names, fit_id)
-        self.top = TopK(k)
+    def __init__(
+        self, k: int, weights: list[float], names: list[str] = (), fit_id: str = "", guard=None, exclusions=None
+    ):
+        super().__init__(k, weights, names, fit_id, guard, exclusions)
+        if self.guard is None:
+            self.top = TopK(k)
 
     def offer(self, scores: np.ndarray, raws: Sequence[bytes], texts=None, tokens=None) -> None:
         """A window (or a shard's candidates) in input order."""
+        if self.guard is not None:
+            return self._offer_guarded([weighted_sum(scores, self.weights)], scores, raws, texts)
         self.top.offer(weighted_sum(scores, self.weights), self._window(scores, raws))
 
     def _value(self, entry: Entry) -> float:
@@ -125,7 +183,12 @@ class SumKeeper(_Targets):
 
     def selection(self) -> list[tuple[Entry, float, int | None]]:
         """(entry, its weighted sum, None), best first."""
+        if self.guard is not None:
+            return [(unit.item, unit.rank, None) for unit in self.prefixes[0].selected()]
         return [(entry, value, None) for value, entry in self.top.best_first()]
+
+    def dropped(self) -> dict[str, int]:
+        return {} if self.guard is None else self.prefixes[0].dropped()
 
 
 class QuotaKeeper(_Targets):
@@ -133,13 +196,18 @@ class QuotaKeeper(_Targets):
 
     mix = "quota"
 
-    def __init__(self, k: int, weights: list[float], names: list[str] = (), fit_id: str = ""):
-        super().__init__(k, weights, names, fit_id)
+    def __init__(
+        self, k: int, weights: list[float], names: list[str] = (), fit_id: str = "", guard=None, exclusions=None
+    ):
+        super().__init__(k, weights, names, fit_id, guard, exclusions)
         self.quotas = quotas(k, weights)
-        self.tops = [TopK(k) for _ in weights]
+        if self.guard is None:
+            self.tops = [TopK(k) for _ in weights]
 
     def offer(self, scores: np.ndarray, raws: Sequence[bytes], texts=None, tokens=None) -> None:
         """A window (or a shard's candidates) in input order."""
+        if self.guard is not None:
+            return self._offer_guarded([scores[:, t] for t in range(len(self.weights))], scores, raws, texts)
         window = self._window(scores, raws)
         for t, top in enumerate(self.tops):
             top.offer(scores[:, t], window)
@@ -151,6 +219,8 @@ class QuotaKeeper(_Targets):
 
     def selection(self) -> list[tuple[Entry, float, int | None]]:
         """(entry, its score for the target it counts for, that target), in the order of the draft."""
+        if self.guard is not None:
+            return self._guarded_draft()[0]
         rankings = [[entry for _, entry in top.best_first()] for top in self.tops]
         taken: set[int] = set()
         counts = [0] * len(rankings)
@@ -166,9 +236,61 @@ class QuotaKeeper(_Targets):
                 break
         return picked
 
+    def _guarded_draft(self) -> tuple[list, dict[str, int]]:
+        """The quota draft over each target's eligible ranking, where a unit that collides with one already drafted
+        (for any target) is skipped like one already taken; and the units dropped, by reason. A target that runs
+        out of its prefix's eligible units before its quota, where the prefix was cut, cannot be told exactly."""
+        from gotd_stream.select.dedup import Index, MarginExceeded
 
-def keeper(mix: str, k: int, weights: list[float], names: list[str] = (), fit_id: str = "") -> SumKeeper | QuotaKeeper:
-    """The keeper of a mix ("quota" or "sum") for k documents."""
+        rankings = [[u for u in p.ordered() if u.why is None] for p in self.prefixes]
+        taken: set[int] = set()
+        drafted = Index(self.guard)
+        counts = [0] * len(rankings)
+        picked, skipped, depth = [], 0, [0] * len(rankings)
+        for rank in range(max(map(len, rankings), default=0)):
+            for t, ranking in enumerate(rankings):
+                if counts[t] >= self.quotas[t] or rank >= len(ranking):
+                    continue
+                unit = ranking[rank]
+                depth[t] = rank + 1
+                if unit.seq in taken:
+                    continue
+                if drafted.colliders(unit.sig):
+                    skipped += 1
+                    continue
+                taken.add(unit.seq)
+                drafted.add(unit.seq, unit.sig)
+                counts[t] += 1
+                picked.append((unit.item, float(unit.item.scores[t]), t))
+            if counts == self.quotas:
+                break
+        for t, prefix in enumerate(self.prefixes):
+            if counts[t] < self.quotas[t] and prefix.cutoff < float("inf"):
+                raise MarginExceeded(
+                    f"the duplicate guard cannot tell the quota draft exactly: target {self.names[t]!r} ran out "
+                    f"of the eligible units its prefix holds ({counts[t]:,} of its quota {self.quotas[t]:,}); "
+                    f"score again with a larger {setting('dedup_margin')} (now {self.guard.margin!r})"
+                )
+        found: dict[str, set[int]] = {}  # a unit dropped in several rankings counts once
+        for t, prefix in enumerate(self.prefixes):
+            last = rankings[t][depth[t] - 1].order if depth[t] else None
+            for unit in prefix.units.values():
+                if unit.why is not None and last is not None and unit.order < last:
+                    found.setdefault(unit.why, set()).add(unit.seq)
+        dropped = {why: len(seqs) for why, seqs in found.items()}
+        if skipped:
+            dropped["copy"] = dropped.get("copy", 0) + skipped
+        return picked, dropped
+
+    def dropped(self) -> dict[str, int]:
+        """The units the guard dropped above each target's last drafted one, by reason (nothing: no guard)."""
+        return {} if self.guard is None else self._guarded_draft()[1]
+
+
+def keeper(
+    mix: str, k: int, weights: list[float], names: list[str] = (), fit_id: str = "", guard=None, exclusions=None
+) -> SumKeeper | QuotaKeeper:
+    """The keeper of a mix ("quota" or "sum") for k documents; `guard`: the duplicate guard (select.dedup)."""
     if mix not in MIXES:
         raise UsageProblem(f"{setting('mix')} {mix!r} is not one of {', '.join(MIXES)}")
-    return (QuotaKeeper if mix == "quota" else SumKeeper)(k, weights, names, fit_id)
+    return (QuotaKeeper if mix == "quota" else SumKeeper)(k, weights, names, fit_id, guard, exclusions)

@@ -50,7 +50,7 @@ def check_select(
                 f"{setting('state')} needs {setting('potentials')} and input files (it records per-shard results)"
             )
         check_files(paths, setting("state"))
-    check_plan(several, plan.budget, plan.mix, counted, plan.candidates)
+    check_plan(several, plan.budget, plan.mix, counted, plan.candidates, plan.guard.on)
     if plan.candidates and no_score:
         raise UsageProblem(f"{setting('candidates')} writes the scores a merge needs: leave out {setting('no_score')}")
 
@@ -87,11 +87,13 @@ def pick(
     if isinstance(executor, Share):  # a Slurm task: its block of the inputs, run by the executor inside
         paths, executor = executor.paths(paths), executor.inner
     if potentials is not None:
-        check_plan(isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates)
+        check_plan(
+            isinstance(potentials, Mixture), plan.budget, plan.mix, _counted(plan), plan.candidates, plan.guard.on
+        )
         plan = reading(plan, featurizer)
         keeper = executor.run(paths, featurizer, potentials, plan, counts, device, quiet)
         return Selection(keeper, potentials, featurizer, counts, failures_of(executor))
-    check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates)
+    check_plan(len(targets) > 1, plan.budget, plan.mix, _counted(plan), plan.candidates, plan.guard.on)
     if settings.space == "vectors":
         check_vectors(plan.budget, plan.units.chunk_tokens is not None, plan.units.counter is not None)
     if rereadable(paths):

@@ -19,6 +19,7 @@ from gotd_stream.io.records import Record, Skips, read_records
 from gotd_stream.io.streams import STDIN, stat_input
 from gotd_stream.progress import progress
 from gotd_stream.select.budget import Budget
+from gotd_stream.select.dedup import DEFAULT_DEDUP, Guard
 from gotd_stream.select.mix import score_matrix
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
@@ -154,6 +155,9 @@ class Plan:
     candidates: bool = False
     scorer: str = "auto"  # select.distill.SCORERS: the student if the artifact holds one, else the teacher
     cascade_share: float | None = None  # the cascade's Q (None: DEFAULT_CASCADE_SHARE)
+    guard: Guard = field(default_factory=lambda: Guard(DEFAULT_DEDUP))  # the duplicate guard (select.dedup)
+    exclude: tuple = ()  # (reason, signatures) pairs: texts no selected unit may copy (select.dedup.read_exclude)
+    target_copies: bool = False  # allow units that copy a target text (the artifact's signatures)
 
     def __post_init__(self):
         from gotd_stream.errors import BadSetting
@@ -170,6 +174,12 @@ class Plan:
             check_share(self.cascade_share)
             if self.scorer != "cascade":
                 raise BadSetting(f"{setting('cascade_share')} applies to {setting('scorer')} cascade only")
+
+        if not isinstance(self.guard, Guard):
+            raise BadSetting(f"{setting('dedup')} needs a select.dedup.Guard, not {self.guard!r}")
+        if self.exclude and not self.guard.on:
+            raise BadSetting(f"{setting('exclude')} finds copies by the guard's rule: it needs {setting('dedup')} on")
+        self.exclude = tuple(self.exclude)
 
     def scoring(self, artifact) -> str:
         """The scorer this plan uses on `artifact`: student, teacher or cascade (select.distill.resolve)."""
@@ -188,11 +198,51 @@ class Plan:
 
         return scoring_id(artifact, self.scorer, self.share())
 
+    def exclusions(self, artifact):
+        """What no selected unit may copy: the excluded texts, then the target's (unless allowed)."""
+        from gotd_stream.select.dedup import Exclusions, target_signatures
+
+        if not self.guard.on:
+            return None
+        found = Exclusions(self.guard)
+        for reason, sigs in self.exclude:
+            found.add(reason, sigs)
+        if not self.target_copies:
+            sigs = target_signatures(artifact)
+            if sigs is not None:
+                found.add("target copy", sigs)
+            else:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the artifact was fitted before target signatures were stored: units that copy a target text "
+                    f"are not dropped (fit again to check them; {setting('allow_target_copies')} silences this)"
+                )
+        return found if found else None
+
     def keeper(self, artifact):
         """A fresh keeper of this plan over `artifact` (select.keep.keeper_for: the method's rules checked)."""
         from gotd_stream.select.keep import keeper_for
 
-        return keeper_for(artifact, self.budget, self.mix, self.units, self.candidates, self.scoring_id(artifact))
+        exclusions = self.exclusions(artifact)
+        return keeper_for(
+            artifact,
+            self.budget,
+            self.mix,
+            self.units,
+            self.candidates,
+            self.scoring_id(artifact),
+            self.guard,
+            exclusions,
+        )
+
+    def guard_identity(self, artifact) -> dict:
+        """The guard's part of a --state identity (nothing when it is off, as before it existed)."""
+        if not self.guard.on:
+            return {}
+        from gotd_stream.select.dedup import exclusions_digest
+
+        return {**self.guard.identity(), "exclusions": exclusions_digest(self.exclusions(artifact))}
 
     def identity(self, artifact) -> dict:
         """What a --state folder must share with the run that made it (a shard's candidates depend on it)."""
@@ -205,6 +255,7 @@ class Plan:
                 "text_field": self.units.text_field,
                 "mix": self.mix or "quota",
                 **({"min_tokens": self.units.min_tokens} if self.units.min_tokens else {}),
+                **self.guard_identity(artifact),
             }
         chunks, least = self.units.chunk_tokens, self.units.min_tokens
         counted = self.budget.tokens is not None or chunks is not None or bool(least)
@@ -215,6 +266,7 @@ class Plan:
             "tokenizer": self.units.counter.name if counted else None,
             "text_field": self.units.text_field,
             **({"min_tokens": least} if least else {}),
+            **self.guard_identity(artifact),
         }
 
 

@@ -1,0 +1,223 @@
+"""The duplicate guard: planted copies are kept once (the best-ranked), in every mode; merges and --state stay
+exact; a margin too small says so; --exclude and the target's texts are never selected."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gotd_stream.select.dedup import PERMS, Guard, MarginExceeded, signatures
+from tests.conftest import run, write_jsonl
+
+NEAR = "school garden market village river forest ocean mountain desert city harbour bridge tower castle meadow".split()
+FAR = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron sigma upsilon omega".split()
+
+
+def text(rng: random.Random, vocab: list[str], n: int = 60) -> str:
+    return " ".join(rng.choice(vocab) for _ in range(n))
+
+
+def variants(base: str) -> dict[str, str]:
+    """Planted copies of `base`: each must collide with it at the default threshold."""
+    words = base.split()
+    changed = [*words[:20], "zebra", *words[21:]]
+    return {
+        "case": base.upper(),
+        "space": base.replace(" ", "   \t "),
+        "punct": base.replace(" ", ", ") + "!",
+        "word": " ".join(changed),
+        "boiler": "Home | About us | Contact. " + base,
+    }
+
+
+def collide(a: np.ndarray, b: np.ndarray, threshold: float = 0.8) -> bool:
+    return a[0] == b[0] or np.count_nonzero(a[1:] == b[1:]) >= threshold * PERMS
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """Two shards of distinct texts, near the target or far from it; copies of the near ones in the other shard."""
+    d = tmp_path_factory.mktemp("dedup")
+    rng = random.Random(7)
+    near = [text(rng, NEAR) for _ in range(12)]
+    far = [text(rng, FAR) for _ in range(60)]
+    docs_a = [{"id": f"n{i}", "text": t} for i, t in enumerate(near)] + [
+        {"id": f"f{i}", "text": t} for i, t in enumerate(far[:30])
+    ]
+    docs_b = [{"id": f"f{i + 30}", "text": t} for i, t in enumerate(far[30:])]
+    for i in range(0, 6):  # copies of n0..n5, of every kind, across the shard boundary
+        for kind, copy in variants(near[i]).items():
+            docs_b.append({"id": f"n{i}-{kind}", "text": copy})
+    rng.shuffle(docs_b)
+    a, b = write_jsonl(d / "a.jsonl", docs_a), write_jsonl(d / "b.jsonl", docs_b)
+    target_a = write_jsonl(d / "ta.jsonl", [{"text": text(rng, NEAR)} for _ in range(6)])
+    target_b = write_jsonl(d / "tb.jsonl", [{"text": text(rng, NEAR[:8] + FAR[:4])} for _ in range(6)])
+    one = d / "one.gotd"
+    run(["fit", "--features", "lexical", "--target", target_a, a, b, "-o", one, "-q"])
+    two = d / "two.gotd"
+    run(["fit", "--features", "lexical", "--target", f"a={target_a}:0.5", "--target", f"b={target_b}:0.5", a, b,
+         "-o", two, "-q"])  # fmt: skip
+    return {"dir": d, "a": a, "b": b, "one": one, "two": two, "near": near, "target_a": target_a}
+
+
+def ids(out: bytes) -> list[str]:
+    return [json.loads(line)["id"] for line in out.splitlines()]
+
+
+def texts_of(out: bytes) -> list[str]:
+    return [json.loads(line)["text"] for line in out.splitlines()]
+
+
+def no_two_collide(out: bytes) -> None:
+    sigs = signatures(texts_of(out))
+    for i in range(len(sigs)):
+        for j in range(i):
+            assert not collide(sigs[i], sigs[j]), (ids(out)[j], ids(out)[i])
+
+
+def test_planted_copies_collide_and_distinct_texts_do_not(pool):
+    for base in pool["near"][:3]:
+        sigs = signatures([base, *variants(base).values()])
+        assert all(collide(sigs[0], s) for s in sigs[1:])
+    sigs = signatures(pool["near"])
+    assert not any(collide(sigs[i], sigs[j]) for i in range(len(sigs)) for j in range(i))
+
+
+def test_the_best_ranked_of_each_group_is_kept(pool):
+    """-k under the guard = the --dedup off ranking with every unit that collides with a better one removed."""
+    p, shards = pool, [pool["a"], pool["b"]]
+    ranking = run(["score", "-p", p["one"], "-k", 200, "--dedup", "off", *shards]).stdout_bytes
+    sigs = signatures(texts_of(ranking))
+    expected = [i for i in range(len(sigs)) if not any(collide(sigs[i], sigs[j]) for j in range(i))]
+    kept = run(["score", "-p", p["one"], "-k", 10, *shards])
+    assert ids(kept.stdout_bytes) == [ids(ranking)[i] for i in expected[:10]]
+    assert len(expected) < len(sigs)  # copies were in the way
+    off = ids(run(["score", "-p", p["one"], "-k", 10, "--dedup", "off", *shards]).stdout_bytes)
+    assert any("-" in name for name in off)  # without the guard, copies are selected
+    dropped = sum(1 for i in range(len(sigs)) if i not in expected and i < expected[9])
+    assert f"dedup near: dropped {dropped} as copies" in kept.stderr
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["-k", 10],
+        ["-k", 10, "--dedup", "exact"],
+        ["--tokens", 600],
+        ["-k", 10, "--unit", "chunk"],
+        ["-k", 10, "--select", "sample", "--temperature", 0.5],
+        ["-k", 10, "--mix", "sum"],
+        ["-k", 10, "--mix", "quota"],
+    ],
+    ids=["k", "exact", "tokens", "pieces", "sample", "sum", "quota"],
+)
+def test_copies_never_kept_twice_and_merges_equal_one_pass(pool, mode, tmp_path):
+    p = pool
+    artifact = p["two"] if "--mix" in mode else p["one"]
+    base = ["score", "-p", artifact, *mode]
+    one = run([*base, p["a"], p["b"]]).stdout_bytes
+    if "exact" in mode:  # only case, spacing and punctuation are exact copies
+        names = ids(one)
+        assert not any(f"{a}-{kind}" in names for a in names for kind in ("case", "space", "punct"))
+    else:
+        no_two_collide(one)
+    # shards merged (copies split across them) and --state resumed equal the one pass
+    parts = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.cand"
+        run([*base, "--candidates", p[name], "-o", out, "-q"])
+        parts.append(out)
+    merge = ["merge", "-k", 10] if "--tokens" not in mode else ["merge", "--tokens", 600]
+    if "--mix" in mode:
+        merge += ["-p", artifact]
+    assert run([*merge, *parts]).stdout_bytes == one
+    state = tmp_path / "state"
+    run([*base, "--state", state, p["a"], "-q"])
+    assert run([*base, "--state", state, p["a"], p["b"]]).stdout_bytes == one
+    assert run([*merge, state]).stdout_bytes == one
+
+
+def test_a_margin_too_small_says_so(tmp_path):
+    """P and Q do not collide, M collides with both and ranks above them; with no spare, Z (needed) was cut."""
+    from gotd_stream.select.budget import Budget
+    from gotd_stream.select.keep import RankKeeper
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(80)]  # distinct words: every shingle once
+    m = " ".join(words)
+    p_text = " ".join(["apple", "pear", "plum", "fig", *words[4:]])
+    q_text = " ".join([*words[:76], "apple", "pear", "plum", "fig"])
+    z_text = text(rng, FAR)
+    sigs = signatures([m, p_text, q_text])
+    assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]) and not collide(sigs[1], sigs[2])
+    keeper = RankKeeper(Budget(k=2), "0123456789ab", guard=Guard("near", margin=0.0))
+    keeper.offer(np.array([0.2, 0.3, 0.5]), [b'{"i":"p"}', b'{"i":"q"}', b'{"i":"z"}'], [p_text, q_text, z_text])
+    keeper.offer(np.array([0.1]), [b'{"i":"m"}'], [m])
+    with pytest.raises(MarginExceeded, match="dedup_margin"):
+        keeper.selection()
+    roomy = RankKeeper(Budget(k=2), "0123456789ab", guard=Guard("near", margin=1.0))
+    roomy.offer(np.array([0.2, 0.3, 0.5]), [b'{"i":"p"}', b'{"i":"q"}', b'{"i":"z"}'], [p_text, q_text, z_text])
+    roomy.offer(np.array([0.1]), [b'{"i":"m"}'], [m])
+    assert [item.raw for item in roomy.selection()] == [b'{"i":"m"}', b'{"i":"z"}']
+    # the command line: candidates written with no spare merge to a clear error, exit 1
+    cand = tmp_path / "short.cand"
+    cand.write_bytes(b"".join(line + b"\n" for line in keeper.lines(candidates=True)))
+    failed = run(["merge", "-k", 2, cand], code=1)
+    assert "--dedup-margin" in failed.stderr and "cannot tell the selection exactly" in failed.stderr
+
+
+def test_exclude_and_target_copies(pool, tmp_path):
+    p, shards = pool, [pool["a"], pool["b"]]
+    plain = run(["score", "-p", p["one"], "-k", 10, "--allow-target-copies", *shards]).stdout_bytes
+    best = texts_of(plain)[:3]  # an evaluation split: the three best texts, as copies of each kind
+    split_txt = tmp_path / "test.txt"
+    split_txt.write_text("\n".join(t.upper() for t in best[:2]) + "\n")
+    split_jsonl = write_jsonl(tmp_path / "test.jsonl", [{"text": variants(best[2])["word"]}])
+    done = run(["score", "-p", p["one"], "-k", 10, "--allow-target-copies", "--exclude", split_txt,
+                "--exclude", split_jsonl, *shards])  # fmt: skip
+    assert not set(texts_of(done.stdout_bytes)) & set(best)
+    sigs = signatures(texts_of(done.stdout_bytes))
+    held_out = signatures([t.upper() for t in best[:2]] + [variants(best[2])["word"]])
+    assert not any(collide(s, h) for s in sigs for h in held_out)
+    assert f"exclude {split_txt}" in done.stderr and f"exclude {split_jsonl}" in done.stderr
+    # the target's texts, planted in the corpus: dropped by default, kept when allowed
+    targets = [json.loads(line)["text"] for line in Path(p["target_a"]).read_text().splitlines()]
+    planted = write_jsonl(tmp_path / "planted.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(targets)])
+    guarded = run(["score", "-p", p["one"], "-k", 10, *shards, planted])
+    assert not any(name.startswith("t") for name in ids(guarded.stdout_bytes))
+    assert "target copy" in guarded.stderr
+    allowed = run(["score", "-p", p["one"], "-k", 10, "--allow-target-copies", *shards, planted]).stdout_bytes
+    assert any(name.startswith("t") for name in ids(allowed))
+
+
+def test_an_artifact_without_target_signatures_loads_and_warns(pool, tmp_path, caplog):
+    import gotd_stream as gs
+
+    old = gs.load(str(pool["one"]))
+    assert old.copies is not None and old.copies.shape[1] == 1 + PERMS
+    old.copies = None
+    path = tmp_path / "old.gotd"
+    old.save(str(path))
+    again = gs.load(str(path))
+    assert again.copies is None and again.fit_id == old.fit_id
+    done = run(["score", "-p", path, "-k", 3, pool["a"]])
+    assert "before target signatures were stored" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--dedup", "fuzzy"],
+        ["--dedup-threshold", 0],
+        ["--dedup-threshold", 1.5],
+        ["--dedup-margin", -1],
+        ["--dedup", "off", "--allow-target-copies"],
+        ["--dedup", "exact", "--dedup-threshold", 0.9],
+    ],
+)
+def test_bad_guard_flags_exit_2(pool, flags):
+    run(["score", "-p", pool["one"], "-k", 3, *flags, pool["a"]], code=2)
