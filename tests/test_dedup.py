@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from gotd_stream.select.dedup import PERMS, Guard, MarginExceeded, signatures
-from tests.conftest import run, write_jsonl
+from tests.conftest import run as run_cli
+from tests.conftest import write_jsonl
+
+
+def run(args: list, **kwargs):
+    """The CLI with the guard on (`--dedup near`, off by default) unless the test names a mode itself."""
+    if args and args[0] == "score" and "--dedup" not in args:
+        args = ["score", "--dedup", "near", *args[1:]]
+    return run_cli(args, **kwargs)
+
 
 NEAR = "school garden market village river forest ocean mountain desert city harbour bridge tower castle meadow".split()
 FAR = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda omicron sigma upsilon omega".split()

@@ -24,7 +24,7 @@ from gotd_stream.features import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_MODE
 from gotd_stream.io.outputs import OutputError
 from gotd_stream.io.outputs import check_outputs as check_paths
 from gotd_stream.io.remote import is_url
-from gotd_stream.select.dedup import DEFAULT_DEDUP
+from gotd_stream.select.guard import DEFAULT_DEDUP
 from gotd_stream.select.targets import check_name, check_weight
 from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS, DEFAULT_MIN_TOKENS
 

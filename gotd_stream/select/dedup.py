@@ -42,19 +42,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gotd_stream.errors import BadSetting, RuntimeProblem, setting
+from gotd_stream.select.guard import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODES
 
-MODES = ("near", "exact", "off")
-# What `score` does by default. Off for now: the planted-duplicates benchmark (bench/web.py) finds every selected
-# group kept two or more times without the guard, but a plain selection (no --candidates) carries nothing a merge
-# needs to stay exact under the guard, so turning it on by default would make today's `score -o part; merge part*`
-# pipelines inexact. The one line to change once plain outputs carry it.
-DEFAULT_DEDUP = "off"
 SHINGLE = 3  # words per shingle (3: one changed word in a 40-word text still leaves a Jaccard of 0.85)
 PERMS = 128  # MinHash rows
 BANDS, ROWS = 32, 4  # LSH bands x rows = PERMS
 SEED = 0x60D5  # fixed: signatures are the same everywhere, and stored in artifacts
-DEFAULT_THRESHOLD = 0.8
-DEFAULT_MARGIN = 0.5
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
 
