@@ -1,5 +1,5 @@
 """The model runners of the fast path: Engine for a transformer (sorted, padded batches, the forward pass in a
-thread of its own on a GPU) and BagEngine for a static model (one EmbeddingBag call per window)."""
+thread of its own on a GPU) and BagEngine for a static model (the mean of token rows, in numpy)."""
 
 from __future__ import annotations
 
