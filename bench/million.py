@@ -203,6 +203,15 @@ def corpus(cache: Path, docs: int) -> tuple[Path, Path, dict]:
         if stats.get("recipe") == RECIPE and stats.get("docs") == docs:
             log(f"reusing {path}")
             return path, target, stats
+    full, full_target, full_stats = cache / "million.jsonl.zst", cache / "million-target.jsonl", cache / "million.json"
+    if docs < DOCS and full.is_file() and full_stats.is_file():
+        # fewer documents: the first of the million's (shuffled) file, the same mix of sources
+        prefix(full, path, docs)
+        shutil.copyfile(full_target, target)
+        stats = dict(json.loads(full_stats.read_text()), docs=docs, prefix_of=full.name)
+        stats["per_source"] = {k: f"~{v * docs / DOCS:,.0f}" for k, v in stats["per_source"].items()}
+        stats_path.write_text(json.dumps(stats, indent=2) + "\n")
+        return path, target, stats
     stats = build(cache / "data", docs, path, target)
     stats_path.write_text(json.dumps(stats, indent=2) + "\n")
     return path, target, stats
@@ -286,7 +295,7 @@ def main() -> None:
         add(selector, "fit (10k reservoir sample of the file)", n, fitted, rate=False)
         model = "--model static" if "static" in flags else ""
         scored = score(name, artifact, model, path)
-        add(selector, f"`zstd -dc | gotd-stream score -k {K:,}`", n, scored)
+        add(selector, f"`zstd -dc \\| gotd-stream score -k {K:,}`", n, scored)
         total = {key: fitted[key] + scored[key] for key in ("seconds", "cpu_s")}
         total["rss_mib"] = max(fitted["rss_mib"], scored["rss_mib"])
         add(selector, "**fit + score**", n, total)
@@ -301,7 +310,7 @@ def main() -> None:
             add(selector, f"fit, --sample-size {sample:,}", n, fits[sample], rate=False)
         few = prefix(path, work / "prefix.jsonl.zst", args.minilm_docs)
         scored = score("minilm", work / f"minilm-{MINILM_SAMPLES[-1]}.gotd", "", few)
-        add(selector, f"`zstd -dc | gotd-stream score -k {K:,}` on a {args.minilm_docs:,}-document prefix",
+        add(selector, f"`zstd -dc \\| gotd-stream score -k {K:,}` on a {args.minilm_docs:,}-document prefix",
             args.minilm_docs, scored)  # fmt: skip
         scale = n / args.minilm_docs
         guess = {
@@ -320,7 +329,9 @@ def main() -> None:
         f"Python {platform.python_version()}",
         f"- corpus: {n:,} distinct documents of {stats['mean_chars']:.0f} characters on average, "
         f"{args.cache.name}/{path.name}: "
-        + ", ".join(f"{source} {count:,}" for source, count in stats["per_source"].items())
+        + ", ".join(f"{source} {count:,}" if isinstance(count, int) else f"{source} {count}"
+                    for source, count in stats["per_source"].items())
+        + (f" (the first {n:,} lines of {stats['prefix_of']}: expected counts)" if "prefix_of" in stats else "")
         + f" (the long texts cut into 300-1,500-character pieces in {stats['passes']} passes of their own "
         f"offsets and lengths); target: {TARGET_SIZE:,} held-out rotten-tomatoes reviews; k = {K:,}",
         "- wall: elapsed time of the whole pipeline (decompression included); CPU: user + system seconds of "
