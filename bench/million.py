@@ -329,8 +329,10 @@ def main() -> None:
         f"Python {platform.python_version()}",
         f"- corpus: {n:,} distinct documents of {stats['mean_chars']:.0f} characters on average, "
         f"{args.cache.name}/{path.name}: "
-        + ", ".join(f"{source} {count:,}" if isinstance(count, int) else f"{source} {count}"
-                    for source, count in stats["per_source"].items())
+        + ", ".join(
+            f"{source} {count:,}" if isinstance(count, int) else f"{source} {count}"
+            for source, count in stats["per_source"].items()
+        )
         + (f" (the first {n:,} lines of {stats['prefix_of']}: expected counts)" if "prefix_of" in stats else "")
         + f" (the long texts cut into 300-1,500-character pieces in {stats['passes']} passes of their own "
         f"offsets and lengths); target: {TARGET_SIZE:,} held-out rotten-tomatoes reviews; k = {K:,}",

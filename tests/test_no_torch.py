@@ -26,8 +26,8 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code or 0
-print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}), file=sys.stderr)
-""" % (HEAVY,)
+print(json.dumps({"code": code, "loaded": [m for m in HEAVY if m in sys.modules]}), file=sys.stderr)
+""".replace("HEAVY", repr(HEAVY))
 
 
 def loaded_by(args: list, stdin: bytes | None = None) -> tuple[dict, bytes]:
