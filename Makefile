@@ -47,6 +47,7 @@ bench: setup
 	$(PIP) install "data-selection==1.0.3" "nltk>=3.8" 2>&1 | $(QUIET_PIP)
 	$(PY) bench/speed.py
 	$(PY) bench/endtoend.py
+	$(PY) bench/million.py
 	$(PY) bench/throughput.py $(THROUGHPUT_ARGS)
 	$(PY) bench/throughput.py --standin .cache/standin --docs 30000 --out bench/results/throughput-cpu-standin.md
 	$(PY) bench/cluster.py

@@ -7,6 +7,7 @@ progress bars and warnings of transformers stay quiet: our commands report on st
 from __future__ import annotations
 
 import os
+import sys
 
 from gotd_stream.errors import UsageProblem, setting
 
@@ -41,9 +42,27 @@ def devices_here() -> list[str]:
     return found + (["mps"] if mps is not None and mps.is_available() else [])
 
 
+# Device files of the GPUs torch can use on Linux (NVIDIA, ROCm, WSL): without any, torch sees no CUDA device
+GPU_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def no_gpu_here() -> bool:
+    """Whether torch surely sees no CUDA device, known without importing torch (a second of a score's start-up):
+    on Linux no GPU device file, on macOS always (`auto` never picks mps). Elsewhere, or with torch loaded, False:
+    torch is asked."""
+    if "torch" in sys.modules:
+        return False
+    if sys.platform == "darwin":
+        return True
+    return sys.platform.startswith("linux") and not any(os.path.exists(path) for path in GPU_FILES)
+
+
 def pick_device(device: str) -> str:
     """`auto`: the GPU when torch sees one, else the CPU; else the name given, once it is known to work here
-    (DeviceUnavailable otherwise: torch's own failure comes late, as a traceback or an assertion)."""
+    (DeviceUnavailable otherwise: torch's own failure comes late, as a traceback or an assertion). `cpu`, and
+    `auto` on a machine without a GPU, need no torch."""
+    if device == "cpu" or (device == "auto" and no_gpu_here()):
+        return "cpu"
     import torch
 
     if device == "auto":

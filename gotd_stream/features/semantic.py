@@ -145,17 +145,13 @@ class Embedder(SemanticSpace):
         batch_tokens: int | None = None,
         workers: int | None = None,
     ):
-        import torch
-
         from gotd_stream.features.engine.batches import WINDOW_BATCHES
-        from gotd_stream.features.engine.runners import Engine
+        from gotd_stream.features.engine.runners import Engine, is_bag
+        from gotd_stream.features.static import load_static
 
         path, self.name = resolve_model(model)
         self.device = pick_device(device)
-        from gotd_stream.features.engine.runners import is_bag
-        from gotd_stream.features.static import load_static
-
-        # a static folder loads without sentence-transformers, whose import alone takes seconds
+        # a static folder loads without sentence-transformers and torch, whose imports alone take seconds
         self.model = load_static(path, self.device) or load_folder(path, self.device)
         static = self.model[0] if is_bag(self.model[0]) else None
         if self.device.startswith("cuda") and static is None:
@@ -188,8 +184,7 @@ class Embedder(SemanticSpace):
         # texts per plain encode() call, and per window (documents sorted by length together)
         self.batch_size = batch_size or 64
         self.window = self.engine.window if self.engine is not None else self.batch_size * WINDOW_BATCHES
-        with torch.no_grad():
-            self.fingerprint = fingerprint(self.model.state_dict())
+        self.fingerprint = fingerprint(self.model.state_dict())
 
     def settings(self) -> dict:
         """What the artifact records so that scoring embeds exactly as fitting did."""
@@ -238,13 +233,18 @@ class Embedder(SemanticSpace):
 
 
 def fingerprint(state_dict: dict) -> str:
-    """A hash of the weights rounded to fp16: the same model in fp32 or fp16, on any device, matches."""
+    """A hash of the weights rounded to fp16: the same model in fp32 or fp16, on any device, matches. The values
+    are torch tensors or numpy arrays (a static model loaded without torch): the same weights hash the same."""
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         tensor = state_dict[key]
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        if tensor.is_floating_point():
-            tensor = tensor.half()
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if isinstance(tensor, np.ndarray):
+            array = tensor.astype(np.float16) if np.issubdtype(tensor.dtype, np.floating) else tensor
+        else:
+            if tensor.is_floating_point():
+                tensor = tensor.half()
+            array = tensor.detach().cpu().numpy()
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]

@@ -14,7 +14,6 @@ distil once; a crash leaves no half folder. The cached folder is an ordinary sen
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -196,10 +195,11 @@ def distil(teacher, source_name: str):
     return SentenceTransformer(modules=[module], device="cpu")
 
 
-def load_static(folder: str, device: str):
+def load_static(folder: str, device: str = "cpu"):
     """A folder whose only module is a StaticEmbedding (what `distil` saves), loaded without sentence-transformers
-    (whose import alone takes seconds): a StaticBag, or None for any other folder (the caller loads it with
-    sentence-transformers). Weights from model.safetensors only."""
+    (whose import alone takes seconds) and without torch (a second more): a StaticModel, or None for any other
+    folder (the caller loads it with sentence-transformers). Weights from model.safetensors only. The mean of
+    token rows runs in numpy on the CPU whatever `device` is: a gather and a sum, no use for a GPU."""
     root = Path(folder)
     try:
         modules = json.loads((root / "modules.json").read_text())
@@ -215,66 +215,102 @@ def load_static(folder: str, device: str):
         and (root / "tokenizer.json").is_file()
     ):
         return None
+    import numpy as np
     from safetensors import safe_open
     from tokenizers import Tokenizer
 
     try:
-        with safe_open(str(root / "model.safetensors"), framework="pt") as fh:
+        with safe_open(str(root / "model.safetensors"), framework="np") as fh:
             if set(fh.keys()) != {"embedding.weight"}:
                 return None  # a model2vec layout (mapping, weights): sentence-transformers folds it
             weights = fh.get_tensor("embedding.weight")
         tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
-    except Exception as exc:  # safetensors and tokenizers raise their own types for damaged files
+    except Exception as exc:  # safetensors and tokenizers raise their own types for damaged files (bf16 too)
         raise unloadable(folder, str(exc)) from None
-    if weights.ndim != 2 or not weights.is_floating_point():
+    if weights.ndim != 2 or not np.issubdtype(weights.dtype, np.floating):
         raise unloadable(folder, "embedding.weight is not a matrix of floats")
-    return static_bag()(tokenizer, weights.float()).to(device)
+    return StaticModel(StaticBag(tokenizer, np.ascontiguousarray(weights, np.float32)))
 
 
-@functools.cache
-def static_bag():
-    """The StaticModel class (torch modules: built on first use, so that importing this module stays light)."""
+def bag_means(weights, ids, lengths):
+    """The mean of each text's token rows (float32): texts' `lengths` tokens one after the other in `ids`, a text
+    without tokens a zero row. Exactly torch's EmbeddingBag (mode mean) on the CPU, bit for bit: each row's sum
+    runs over its tokens in order in float32 (a sparse matrix of ones times the table: scipy adds row by row in
+    index order), then is divided by its length."""
     import numpy as np
-    import torch
+    from scipy import sparse
 
-    class StaticBag(torch.nn.Module):
-        """A StaticEmbedding as sentence-transformers runs it: the same tokenizer, without special tokens, and the
-        same EmbeddingBag (mean) under the same parameter name."""
+    lengths = np.asarray(lengths, np.int64)
+    bounds = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    ones = sparse.csr_matrix(
+        (np.ones(len(ids), weights.dtype), np.asarray(ids), bounds), shape=(len(lengths), len(weights))
+    )
+    sums = np.asarray(ones @ weights, dtype=np.float32)
+    used = lengths > 0
+    sums[used] /= lengths[used].astype(np.float32)[:, None]
+    return sums
 
-        def __init__(self, tokenizer, weights):
-            super().__init__()
-            self.embedding = torch.nn.EmbeddingBag.from_pretrained(weights, freeze=True, mode="mean")
-            self.tokenizer = tokenizer
-            self.tokenizer.no_padding()
 
-        def preprocess(self, texts: list[str]) -> dict:
-            ids = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
-            offsets = torch.from_numpy(np.cumsum([0] + [len(row) for row in ids[:-1]]))
-            return {"input_ids": torch.tensor([i for row in ids for i in row], dtype=torch.long), "offsets": offsets}
+class StaticBag:
+    """A StaticEmbedding as sentence-transformers runs it, in numpy: the same tokenizer, without special tokens,
+    and the same mean of token rows as its EmbeddingBag, under the same parameter name (`embedding.weight`)."""
 
-        def forward(self, features: dict) -> dict:
-            features["sentence_embedding"] = self.embedding(features["input_ids"], features["offsets"])
-            return features
+    def __init__(self, tokenizer, weights):
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
 
-    class StaticModel(torch.nn.Sequential):
-        """What SentenceTransformer is for a folder whose one module is a StaticEmbedding, as far as the Embedder
-        and the engine use it: model[0], preprocess, the forward pass, encode, and the same state_dict keys (so
-        the same fingerprint)."""
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.weights.shape[1])
 
-        def preprocess(self, texts: list[str]) -> dict:
-            return self[0].preprocess(texts)
+    def preprocess(self, texts: list[str]) -> dict:
+        """input_ids (flat) and offsets (each text's first token), as StaticEmbedding.tokenize gives them."""
+        import numpy as np
 
-        def get_embedding_dimension(self) -> int:
-            return self[0].embedding.embedding_dim
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        lengths = np.array([len(row) for row in ids], np.int64)
+        flat = np.fromiter((i for row in ids for i in row), np.int64, int(lengths.sum()))
+        return {"input_ids": flat, "offsets": np.cumsum(lengths) - lengths, "lengths": lengths}
 
-        def encode(self, texts: list[str], batch_size: int = 64, **_) -> np.ndarray:
-            """Rows in order, not normalised: SentenceTransformer.encode's answer for this model."""
-            device, parts = self[0].embedding.weight.device, []
-            with torch.inference_mode():
-                for i in range(0, len(texts), batch_size):
-                    features = self.preprocess(texts[i : i + batch_size])
-                    features = {key: value.to(device) for key, value in features.items()}
-                    parts.append(self(features)["sentence_embedding"].float().cpu().numpy())
-            return np.concatenate(parts) if parts else np.zeros((0, self.get_embedding_dimension()), np.float32)
+    def forward(self, features: dict) -> dict:
+        features["sentence_embedding"] = bag_means(self.weights, features["input_ids"], features["lengths"])
+        return features
 
-    return lambda tokenizer, weights: StaticModel(StaticBag(tokenizer, weights))
+
+class StaticModel:
+    """What SentenceTransformer is for a folder whose one module is a StaticEmbedding, as far as the Embedder
+    and the engine use it: model[0], preprocess, the forward pass, encode, and the same state_dict keys (so
+    the same fingerprint)."""
+
+    default_prompt_name = None
+
+    def __init__(self, bag: StaticBag):
+        self.bag = bag
+
+    def __getitem__(self, index: int) -> StaticBag:
+        return [self.bag][index]
+
+    def __call__(self, features: dict) -> dict:
+        return self.bag.forward(features)
+
+    def preprocess(self, texts: list[str]) -> dict:
+        return self.bag.preprocess(texts)
+
+    def get_embedding_dimension(self) -> int:
+        return self.bag.embedding_dim
+
+    def state_dict(self) -> dict:
+        return {"0.embedding.weight": self.bag.weights}
+
+    def eval(self) -> StaticModel:
+        return self
+
+    def encode(self, texts: list[str], batch_size: int = 64, **_):
+        """Rows in order, not normalised: SentenceTransformer.encode's answer for this model."""
+        import numpy as np
+
+        parts = [self(self.preprocess(texts[i : i + batch_size]))["sentence_embedding"] for i in
+                 range(0, len(texts), batch_size)]  # fmt: skip
+        return np.concatenate(parts) if parts else np.zeros((0, self.get_embedding_dimension()), np.float32)

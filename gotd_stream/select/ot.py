@@ -216,14 +216,18 @@ class CTransform:
     """
 
     def __init__(self, target: np.ndarray, g: np.ndarray, epsilon: float, device: str = "cpu"):
-        import torch
-
-        self.device = _torch_device(device)
+        # on the CPU the matmul is numpy's (exact on the grids, so the same bits as torch's), and scoring needs
+        # no torch at all: its import is most of a score's start-up
+        self.device = None if str(device) == "cpu" else _torch_device(device)
         y = np.asarray(target, np.float64)
         m = len(y)
         # Expanding |x - y|^2 leaves f = |x|^2 - eps * LSE_j(w_j + x . (2 y_j / eps))
         self.w = np.asarray(g, np.float64) / epsilon - math.log(m) - (y * y).sum(1) / epsilon
-        self.y_grid = torch.as_tensor(on_grid(2.0 * y / epsilon).T.copy()).to(self.device)
+        self.y_grid = on_grid(2.0 * y / epsilon).T.copy()
+        if self.device is not None:
+            import torch
+
+            self.y_grid = torch.as_tensor(self.y_grid).to(self.device)
         self.epsilon = epsilon
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -233,11 +237,15 @@ class CTransform:
         return np.concatenate(parts) if parts else np.zeros(0, np.float64)
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
         x64 = np.asarray(x, np.float64)
         squares = (x64 * x64).sum(1)
-        z = (torch.as_tensor(on_grid(x64, squares)).to(self.device) @ self.y_grid).cpu().numpy()  # x . 2 y_j / eps
+        grid = on_grid(x64, squares)
+        if self.device is None:
+            z = grid @ self.y_grid  # x . 2 y_j / eps
+        else:
+            import torch
+
+            z = (torch.as_tensor(grid).to(self.device) @ self.y_grid).cpu().numpy()
         z += self.w
         top = z.max(1)
         z -= top[:, None]

@@ -24,5 +24,5 @@ The parts, one idea each:
     batches.py    a window's texts sorted by length and cut into batches of at most `batch_tokens` padded tokens
     pipeline.py   stages as threads joined by bounded queues (a failure travels to the consumer); prefetch
     runners.py    the two model runners: Engine (a transformer: padded batches) and BagEngine (a static model:
-                  one EmbeddingBag call per window)
+                  the mean of token rows per window, in numpy)
 """

@@ -1,8 +1,9 @@
 """The model runners of the fast path: Engine for a transformer (sorted, padded batches, the forward pass in a
-thread of its own on a GPU) and BagEngine for a static model (one EmbeddingBag call per window)."""
+thread of its own on a GPU) and BagEngine for a static model (the mean of token rows, in numpy)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import queue
@@ -88,12 +89,10 @@ class Engine:
         pad_id: int,
         left_pad: bool,
     ):
-        import torch
-
         self.model, self.spec, self.dim = model, spec, dim
         self.extra, self.wants_types = extra, wants_types  # features besides the tensors (e.g. modality)
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
+        self.device = self._device(device)
+        self.cuda = str(self.device).startswith("cuda")
         self.threaded = self.cuda  # the forward pass in a thread of its own (see stream)
         self.batch_tokens = max(batch_tokens, spec.max_tokens)  # one full-length text always fits
         self.max_rows, self.workers = max_rows, workers
@@ -101,6 +100,25 @@ class Engine:
         self._pool = None
         self._pool_side: Any = None
         self._inline: Tokenize | None = None
+
+    def _device(self, device: str):
+        import torch
+
+        return torch.device(device)
+
+    @contextlib.contextmanager
+    def _cores(self) -> Iterator[None]:
+        """While streaming on the CPU with workers: torch threads for the cores the workers leave (else they wait
+        on each other)."""
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        if self.share_cores and self.workers > 0 and not self.cuda:
+            torch.set_num_threads(max(1, min(torch_threads, cpu_count() - self.workers)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(torch_threads)
 
     @classmethod
     def for_model(
@@ -250,22 +268,15 @@ class Engine:
                     return
 
         def forward() -> None:
-            import torch
-
-            with torch.inference_mode():
-                for item in receive(packed, stop):
-                    if not send(done, self._forward(item), stop):
-                        return
+            for item in receive(packed, stop):
+                if not send(done, self._forward(item), stop):
+                    return
 
         threads = [start_stage(read, tokenized, stop, "gotd-read"), start_stage(pack, packed, stop, "gotd-pack")]
         finished = False
         switch = sys.getswitchinterval()
-        import torch
-
-        torch_threads = torch.get_num_threads()
-        if self.share_cores and self.workers > 0 and not self.cuda:
-            # the workers hold cores of their own: torch threads for the rest only, or they wait on each other
-            torch.set_num_threads(max(1, min(torch_threads, cpu_count() - self.workers)))
+        cores = contextlib.ExitStack()  # the thread counts while streaming, restored in the finally
+        cores.enter_context(self._cores())
         try:
             if self.threaded:
                 # the GPU works through a window while this thread scores the previous one. Every torch op
@@ -277,16 +288,12 @@ class Engine:
             else:
                 # on the CPU the forward pass needs the cores anyway; in this thread its large buffers stay in
                 # one malloc arena (a second thread holding them would raise the peak RSS)
-                import torch
-
                 for item in receive(packed, stop):
-                    with torch.inference_mode():
-                        result = self._forward(item)
-                    yield result
+                    yield self._forward(item)
             finished = True
         finally:
             sys.setswitchinterval(switch)
-            torch.set_num_threads(torch_threads)
+            cores.close()
             stop.set()
             if not finished and self._pool is not None:
                 self.close()  # a failure or an early stop: drop the tokenising queued for windows never used
@@ -313,6 +320,12 @@ class Engine:
         return Packed(key, order, batches, chunk.side)
 
     def _forward(self, item: Packed) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        import torch
+
+        with torch.inference_mode():
+            return self._forward_batches(item)
+
+    def _forward_batches(self, item: Packed) -> tuple[Any, np.ndarray, np.ndarray | None]:
         import torch
 
         dev = self.device
@@ -344,8 +357,15 @@ class Engine:
 
 
 def is_bag(module) -> bool:
-    """Whether a model's first module is a StaticEmbedding: a text is the mean of its tokens' rows (an
-    EmbeddingBag over the ids of its tokenizer, a tokenizers.Tokenizer, without special tokens)."""
+    """Whether a model's first module is a StaticEmbedding: a text is the mean of its tokens' rows (our numpy
+    StaticBag, or sentence-transformers' EmbeddingBag, over the ids of its tokenizer, a tokenizers.Tokenizer,
+    without special tokens)."""
+    from gotd_stream.features.static import StaticBag
+
+    if isinstance(module, StaticBag):
+        return True
+    if "torch" not in sys.modules:  # no torch module can be loaded yet
+        return False
     from tokenizers import Tokenizer
     from torch import nn
 
@@ -354,18 +374,30 @@ def is_bag(module) -> bool:
     )
 
 
+def bag_table(module) -> np.ndarray:
+    """A bag module's table of token rows, float32 on the CPU (sentence-transformers' StaticEmbedding: copied
+    out of its EmbeddingBag once)."""
+    from gotd_stream.features.static import StaticBag
+
+    if isinstance(module, StaticBag):
+        return module.weights
+    return np.ascontiguousarray(module.embedding.weight.detach().float().cpu().numpy())
+
+
 BAG_WINDOW = 4096  # texts per window of a static model: no batches to sort, one bag call per window
 
 
 class BagEngine(Engine):
     """The engine for a StaticEmbedding model: the same reader, tokenizers (inline or in workers) and side
-    features, but no padding, no sorting and no batches: the window's token ids, flat, and their offsets go
-    through the model's own module chain in one call, exactly what SentenceTransformer.encode gives them (a
-    row's mean is computed over its own tokens, whatever bags come with it: the same bits in any window)."""
+    features, but no padding, no sorting, no batches and no torch: the window's token ids, flat, and their
+    lengths give each text the mean of its token rows in numpy on the CPU (features.static.bag_means), exactly
+    what SentenceTransformer.encode gives them (a row's mean is computed over its own tokens, whatever bags come
+    with it: the same bits in any window)."""
 
     inline_windows = 1  # a window takes well under a second here: a short input needs no worker processes
     chunk_docs = 1024  # the lexical half costs less per text in larger calls (the tokenizer's memory is small)
     share_cores = True  # the bag and the scoring need few cores, the workers the rest
+    table: np.ndarray  # the model's token rows, float32 (bag_table), set by for_bag
 
     @classmethod
     def for_bag(
@@ -387,7 +419,23 @@ class BagEngine(Engine):
             pad_id=0,
             left_pad=False,
         )
+        engine.table = bag_table(model[0])
         return engine if engine.agrees_with_model() else None
+
+    def _device(self, device: str) -> str:
+        return "cpu"  # the bag runs in numpy (the scores' device is the caller's)
+
+    @contextlib.contextmanager
+    def _cores(self) -> Iterator[None]:
+        """While streaming with workers: BLAS threads (the c-transform's matmul) for the cores the workers
+        leave, as few as one (else they wait on each other)."""
+        if not (self.share_cores and self.workers > 0):
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(max(1, cpu_count() - self.workers), user_api="blas"):
+            yield
 
     def agrees_with_model(self) -> bool:
         probes = PROBES
@@ -406,19 +454,13 @@ class BagEngine(Engine):
         return key, chunk
 
     def _forward(self, item: tuple[Any, Chunk]) -> tuple[Any, np.ndarray, np.ndarray | None]:
-        import torch
-
         from gotd_stream.features.base import unit_rows
+        from gotd_stream.features.static import bag_means
 
         key, chunk = item
         if not len(chunk.lengths):
             return key, np.zeros((0, self.dim), np.float32), chunk.side
-        offsets = np.concatenate([[0], np.cumsum(chunk.lengths, dtype=np.int64)[:-1]])
-        features = {
-            "input_ids": torch.from_numpy(chunk.ids).to(self.device).long(),
-            "offsets": torch.from_numpy(offsets).to(self.device),
-        }
-        emb = self.model(features)["sentence_embedding"].float().cpu().numpy()
+        emb = bag_means(self.table, chunk.ids, chunk.lengths)
         # normalised as the plain path does (numpy), so that both give the same bits
         return key, unit_rows(emb), chunk.side
 
