@@ -238,6 +238,9 @@ def has_distill(tool: str) -> bool:
     return "--distill" in help_text
 
 
+LOAD = os.getloadavg()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default=ROOT / ".cache", type=Path)
@@ -245,6 +248,7 @@ def main() -> None:
     parser.add_argument("--minilm-docs", type=int, default=20_000, help="the prefix MiniLM scores [20,000]")
     parser.add_argument("--skip-minilm", action="store_true", help="leave MiniLM out (its rows take many minutes)")
     parser.add_argument("--skip-dsir", action="store_true", help="leave DSIR out")
+    parser.add_argument("--distill-sample", type=int, help="the MiniLM teacher's fit sample [the default, 10,000]")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "million-cpu.md")
     args = parser.parse_args()
 
@@ -288,12 +292,14 @@ def main() -> None:
                  ("gotd lexical", "lexical", "--features lexical")]  # fmt: skip
     distill = has_distill(tool)
     if distill:
-        selectors.append(("gotd static-hybrid, --distill", "distill", "--features hybrid --model static --distill"))
+        # the default model (MiniLM-hybrid) as the teacher, its student scoring every document without the model
+        selectors.append(("gotd MiniLM-hybrid --distill, --scorer student", "distill", "--features hybrid --distill"))
     for selector, name, flags in selectors:
         artifact = work / f"{name}.gotd"
-        fitted = fit(name, artifact, flags)
-        add(selector, "fit (10k reservoir sample of the file)", n, fitted, rate=False)
-        model = "--model static" if "static" in flags else ""
+        sample = args.distill_sample if name == "distill" else None
+        fitted = fit(name, artifact, flags, sample)
+        add(selector, f"fit ({sample or 10_000:,}-document reservoir sample of the file)", n, fitted, rate=False)
+        model = "--model static" if "static" in flags else "--scorer student" if name == "distill" else ""
         scored = score(name, artifact, model, path)
         add(selector, f"`zstd -dc \\| gotd-stream score -k {K:,}`", n, scored)
         total = {key: fitted[key] + scored[key] for key in ("seconds", "cpu_s")}
@@ -324,7 +330,8 @@ def main() -> None:
     lines = [
         "# A million documents: gotd-stream against DSIR, fit and selection (bench/million.py)",
         "",
-        f"- device: {device_name('cpu')}, shared with other jobs while it ran: every wall time is an upper bound",
+        f"- device: {device_name('cpu')}; load average when it started: {LOAD:.1f} (above ~0.5, other jobs shared the "
+        "cores: every wall time is then an upper bound)",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; commit {commit()}; "
         f"Python {platform.python_version()}",
         f"- corpus: {n:,} distinct documents of {stats['mean_chars']:.0f} characters on average, "

@@ -19,7 +19,8 @@ from gotd_stream.io.records import Record, Skips, read_records
 from gotd_stream.io.streams import STDIN, stat_input
 from gotd_stream.progress import progress
 from gotd_stream.select.budget import Budget
-from gotd_stream.select.dedup import DEFAULT_DEDUP, Guard
+from gotd_stream.select.dedup import Guard
+from gotd_stream.select.guard import DEFAULT_DEDUP
 from gotd_stream.select.mix import score_matrix
 
 WINDOW_BYTES = 16 << 20  # input bytes per window at most (16k documents of ~1,000 characters)
