@@ -530,9 +530,9 @@ def dups_part(args, corpus: Corpus, work: Path) -> dict:
         art.unlink(missing_ok=True)
         timed([*GOTD, "fit", "--target", target, pool, *space_flags, "-o", art, "-q"])
         for budget in (["-k", K], ["--tokens", TOKENS]):
-            settings = [("off", ["--dedup", "off"] if guard else []), ("guard", [] if guard else None)]
+            settings = [("off", ["--dedup", "off"] if guard else []), ("guard", ["--dedup", "near"] if guard else None)]
             if "--exclude" in flags:
-                settings.append(("guard + --exclude", ["--exclude", eval_file]))
+                settings.append(("guard + --exclude", ["--dedup", "near", "--exclude", eval_file]))
             for label, extra in settings:
                 row = {"space": space, "budget": " ".join(map(str, budget)), "dedup": label}
                 if extra is None:
@@ -628,7 +628,8 @@ def warmups(args, corpus: Corpus, counter, work: Path, res: dict) -> dict:
     timed([*GOTD, "fit", "--target", target, pool, "-o", art, "-q"])
     selections = {}
     guard = "--dedup" in flags
-    settings = [("gotd, no guard", ["--dedup", "off"] if guard else [])] + ([("gotd, guard", [])] if guard else [])
+    settings = [("gotd, no guard", ["--dedup", "off"] if guard else [])]
+    settings += [("gotd, guard", ["--dedup", "near"])] if guard else []
     for label, extra in settings:
         for budget in cfg["budgets"]:
             sel = work / "dups" / f"warm-{re.sub(r'[^a-z]+', '-', label)}-{budget}.jsonl"

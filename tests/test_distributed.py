@@ -49,8 +49,7 @@ def test_tasks_merged_equal_one_run_and_each_reads_only_its_share(lexical):
     for i in range(3):
         out = d / f"task-{i}.jsonl"
         done = run(["score", "-p", lexical["artifact"], "-k", 25, "--shard-index", i, "--num-shards", 3,
-                    "--state", d / f"state-{i}", "--candidates", "-o", out, *shards])  # fmt: skip
-        # under the duplicate guard (the default) a task writes its prefix (--candidates) for an exact merge
+                    "--state", d / f"state-{i}", "-o", out, *shards])  # fmt: skip
         share_i = sorted(map(str, shards))[i * 7 // 3 : (i + 1) * 7 // 3]
         assert json.loads((d / f"state-{i}" / "inputs.json").read_text())["inputs"] == share_i
         assert f"read {40 * len(share_i)} records" in done.stderr  # its share, nothing else

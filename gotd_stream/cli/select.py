@@ -548,7 +548,7 @@ def merge(
 def embed(inputs, output, potentials, features, quiet, **p) -> None:
     """Embed the records of INPUTS into a float32 .npy matrix, one row per usable record, in order.
 
-    Without --potentials: sentence embeddings. With it: the artifact's space (semantic, lexical or hybrid).
+    Without --potentials: sentence embeddings. With it: the artifact's space (semantic, lexical, hybrid or vectors).
 
     \b
       gotd-stream embed shards/part-00.jsonl.zst -o part-00.npy
