@@ -53,6 +53,15 @@ print(f"{fitted - t} {time.perf_counter() - fitted}", file=sys.stderr)
 """
 
 
+def write_table(lines: list[str], out: Path) -> None:
+    """A results table: printed, and written to `out` (bench/million.py writes its own the same way)."""
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    log(f"wrote {out}")
+
+
 def log(message: str) -> None:
     print(f"[endtoend] {message}", file=sys.stderr, flush=True)
 
@@ -182,11 +191,7 @@ def main() -> None:
             f"| {row['selector']} | {row['what']} | {f'{docs:,}' if docs else '-'} | {r['seconds']:.1f} s | {rate} | "
             f"{r['cpu_s']:.1f} | {r['rss_mib']:,.0f} MiB | {size} | {row['note']} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-    log(f"wrote {args.out}")
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

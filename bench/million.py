@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.endtoend import DSIR_SCRIPT  # noqa: E402
+from bench.endtoend import DSIR_SCRIPT, write_table  # noqa: E402
 from bench.pool import (  # noqa: E402
     CHATTERBOT,
     DEBATES_MEMBER,
@@ -359,11 +359,7 @@ def main() -> None:
             f"| {row['selector']} | {row['step']} | {docs:,} | {r['seconds']:.1f} | {rate} | {r['cpu_s']:.1f} | "
             f"{r['rss_mib']:,.0f} MiB | {row['note']} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
-    log(f"wrote {args.out}")
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import click
 
@@ -159,17 +159,6 @@ def replay_argv(command: click.Command, run: dict) -> list[str]:
     return argv
 
 
-@contextlib.contextmanager
-def in_folder(folder: str) -> Iterator[None]:
-    """Run in `folder` (the recorded one: relative inputs keep their spelling), and come back."""
-    here = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-
-
 def replay(ctx: click.Context, path: str, output: str | None, force: bool, quiet: bool, inputs: tuple) -> None:
     """score --from-manifest: the recorded selection made again, to -o; a changed artifact or input refused."""
     extra = [name for name in ctx.params if name not in REPLAY_FLAGS and given_here(ctx, name)]
@@ -203,7 +192,7 @@ def replay(ctx: click.Context, path: str, output: str | None, force: bool, quiet
     folder = recorded["cwd"] if any(not os.path.isabs(p) for p in run["inputs"] if p != "-") else os.getcwd()
     if not os.path.isdir(folder):
         raise click.UsageError(f"{path} was made in {folder}, which is gone: its relative inputs cannot be found")
-    with in_folder(folder):
+    with contextlib.chdir(folder):  # the recorded folder: relative inputs keep their spelling
         with speaking(quiet):
             mf.check_inputs(recorded["inputs"] + recorded.get("targets", []))
             potentials = run["options"].get("potentials")
