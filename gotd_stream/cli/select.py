@@ -244,8 +244,10 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     ray = ray_settings(p["ray_address"], p["ray_actors"], p["ray_gpus"], paths)
     counts = gs.Counts(skips=gs.Skips(strict=p["strict"], budget=p["max_skipped"]))
     models, potentials = models_of(p), p["potentials"]
+    manifest = manifest_for(output, p["manifest"])
+    recorded = manifest is not None or p["state"] is not None  # a manifest goes beside -o and into --state
     with speaking(quiet), contextlib.ExitStack() as stack:
-        read = stack.enter_context(digests())  # each input's sha256 as it streams, for the manifest
+        read = stack.enter_context(digests()) if recorded else {}  # each input's sha256 as it streams
         targets, normalised = checked_targets(p["target"])
         several = len(targets) > 1 or bool(potentials and holds_targets(potentials))
         vectors = (space_of(potentials) if potentials else p["features"]) == "vectors"
@@ -264,7 +266,6 @@ def score(inputs, output, no_score, quiet, **p) -> None:
             target_copies=p["allow_target_copies"],
         )
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
-        manifest = manifest_for(output, p["manifest"])
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         outputs["--manifest"] = manifest
         named = {"-p": potentials, **target_reads(targets), **{f"--exclude {path}": path for path in p["exclude"]}}
@@ -289,9 +290,11 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         replayed = check_replayed(done.artifact.fit_id, read)
         written = gs.write_selection(output, done.keeper, no_score, plan.candidates, inputs=paths)
         held = selected_tokens(done.keeper, p["text_field"], counter) if counter else 0
-        sources = {"paths": paths, "targets": targets, "artifact": potentials or p["save_potentials"], "read": read}
-        made = score_manifest(started, output, dict(p, no_score=no_score), sources, done, plan, written, held, counter)
-        write_manifests(made, manifest, p["state"], replayed)
+        if recorded:
+            sources = {"paths": paths, "targets": targets, "artifact": potentials or p["save_potentials"], "read": read}
+            options = dict(p, no_score=no_score)
+            made = score_manifest(started, output, options, sources, done, plan, written, held, counter)
+            write_manifests(made, manifest, p["state"], replayed)
     said, failed = described_targets(targets, normalised), done.failed
     summarise(dict(p, output=output, quiet=quiet), done, plan, written, held, counter, cluster, said, several, unit)
     if failed is not None:
@@ -487,12 +490,13 @@ def merge(
     folders = [path for path in paths if os.path.isdir(path)]
     if folders and len(folders) < len(paths):
         raise click.UsageError("give merge either the outputs of score or its --state folders, not both")
-    with speaking(quiet), digests() as read:
+    manifest = manifest_for(output, manifest)
+    with speaking(quiet), contextlib.ExitStack() as stack:
+        read = stack.enter_context(digests()) if manifest is not None else {}  # the inputs' sha256, as they stream
         if folders:
             paths = merge_inputs(folders, k, tokens)
         several = bool(potentials and holds_targets(potentials))
         check_merge(several, tokens, candidates, no_score)
-        manifest = manifest_for(output, manifest)
         check_outputs({"-o": "-" if output is None else output, "--manifest": manifest}, paths, {"-p": potentials})
         check_table(output, paths)
         if cascade_share is not None and scorer != "cascade":
@@ -502,9 +506,10 @@ def merge(
         if artifact is not None and not several:
             expect_fit(merged.fit_id, expected_id(artifact, scorer, cascade_share), potentials)
         written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
-        settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
-        made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
-        write_manifests(made, manifest)
+        if manifest is not None:
+            settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
+            made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
+            write_manifests(made, manifest)
     if several:
         shares = merged.keeper.shares() if not candidates else {}
         log(

@@ -203,9 +203,12 @@ def read_records(paths: Iterable[str], text_field: str, skips: Skips, words: boo
     words = words and not isinstance(text_field, VectorField)
     for source, path in enumerate(expand_inputs(paths)):
         name = display_name(path)
-        rows = parquet_rows(path, text_field) if is_parquet(path) else None
-        if rows is None:
-            rows = arrow_rows(path, text_field) if is_arrow(path) else jsonl_rows(path, text_field)
+        if is_parquet(path):
+            rows = parquet_rows(path, text_field)
+        elif is_arrow(path):
+            rows = arrow_rows(path, text_field)
+        else:
+            rows = jsonl_rows(path, text_field)
         for lineno, raw, text, detail in rows:
             if raw is None:
                 skips.add(name, lineno, text, detail)

@@ -174,9 +174,7 @@ class RankKeeper:
         """The units ranked above the last selected one that the guard dropped, by reason (nothing: no guard)."""
         return {} if self.guard is None else self.prefix.dropped()
 
-    def candidates(self) -> list[Kept]:
-        """A best-first prefix merges exactly as it is; with the guard, the lines carry the prefix."""
-        return self.selection()
+    candidates = selection  # a best-first prefix merges exactly as it is; with the guard, lines() carries the prefix
 
     def lines(self, candidates: bool = False, no_score: bool = False) -> Iterator[bytes]:
         from gotd_stream.io.records import with_score
