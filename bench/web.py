@@ -586,63 +586,69 @@ def dups_report(res: dict) -> list[str]:
 # -- --warmup: SmolLM2 at token parity (bench/parity.py's functions) ------------------------------------------
 
 
-def warmups(args, corpus: Corpus, counter, work: Path, res: dict) -> dict:
+def warmups(args, corpus: Corpus, counter, work: Path, res: dict, parts=PARTS) -> dict:
     """gotd-chunk at parity's CPU budgets without and with the length rule (minilm-hybrid), and, on the planted
-    pool, DSIR against gotd without and with the guard; three seeds; perplexity of held-out target texts."""
+    pool, DSIR against gotd without and with the guard; three seeds; perplexity of held-out target texts. Only the
+    warm-ups of the parts run (`--parts`); the others are kept from the JSON file."""
     from bench.parity import eval_docs, warm_up
     from gotd_stream import finetune
 
     cfg = dict(SIZES[args.size])
     lm = finetune.load(None, keep_initial=True)
-    out = {"lengths": [], "dups": []}
-    tokens = counted(corpus.texts, counter, work / "tokens.npy")
-    rule = {0: piece_units(corpus, tokens, 0, counter, work)}
-    rule[DEFAULT_MIN_TOKENS] = piece_units(corpus, tokens, DEFAULT_MIN_TOKENS, counter, work, rule[0])
-    cached = minilm_rows(corpus, list(rule.values()), work)
-    for name in args.targets:
-        spec = TARGETS[name]
-        split = hold_out(corpus, name, spec["target"], spec["eval"])
-        folder = work / name
-        write_pool(folder, corpus, split)
-        potentials, featurizer = fit_space("minilm-hybrid", folder, cached, None)
-        in_pool = np.zeros(len(corpus.texts), bool)
-        in_pool[split.pool] = True
-        for least, u in rule.items():
-            r = np.flatnonzero(in_pool[u.doc])
-            scores = gotd_scores([u.texts[i] for i in r], potentials, featurizer)
+    previous = res.get("warmup", {})
+    out = {"lengths": previous.get("lengths", []), "dups": previous.get("dups", [])}  # a part not run: kept
+    if "lengths" in parts:
+        out["lengths"] = []
+        tokens = counted(corpus.texts, counter, work / "tokens.npy")
+        rule = {0: piece_units(corpus, tokens, 0, counter, work)}
+        rule[DEFAULT_MIN_TOKENS] = piece_units(corpus, tokens, DEFAULT_MIN_TOKENS, counter, work, rule[0])
+        cached = minilm_rows(corpus, list(rule.values()), work)
+        for name in args.targets:
+            spec = TARGETS[name]
+            split = hold_out(corpus, name, spec["target"], spec["eval"])
+            folder = work / name
+            write_pool(folder, corpus, split)
+            potentials, featurizer = fit_space("minilm-hybrid", folder, cached, None)
+            in_pool = np.zeros(len(corpus.texts), bool)
+            in_pool[split.pool] = True
+            for least, u in rule.items():
+                r = np.flatnonzero(in_pool[u.doc])
+                scores = gotd_scores([u.texts[i] for i in r], potentials, featurizer)
+                for budget in cfg["budgets"]:
+                    picked = r[keep(gs.Budget(tokens=budget), scores, [b"%d" % i for i in r], u.tokens[r])]
+                    texts = [u.texts[i] for i in picked]
+                    for seed in cfg["seeds"]:
+                        held = [corpus.texts[i] for i in eval_docs(split, cfg, seed)]
+                        order = np.random.default_rng([seed, 4]).permutation(len(texts))
+                        result = warm_up(lm, [texts[i] for i in order], held, cfg, seed)
+                        out["lengths"].append(
+                            {"target": name, "min_tokens": least, "budget": budget, "seed": seed} | result
+                        )
+                        log(f"warm-up {name} --min-tokens {least} {budget:,} seed {seed}: {result['after']:.3f}")
+    if "dups" in parts:
+        out["dups"] = []
+        pool, target, eval_file, _, rest = planted_pool(corpus, work, args.dups_pool)
+        flags = flags_of()
+        art = work / "dups" / "minilm.gotd"
+        art.unlink(missing_ok=True)
+        timed([*GOTD, "fit", "--target", target, pool, "-o", art, "-q"])
+        selections = {}
+        guard = "--dedup" in flags
+        settings = [("gotd, no guard", ["--dedup", "off"] if guard else [])]
+        settings += [("gotd, guard", ["--dedup", "near"])] if guard else []
+        for label, extra in settings:
             for budget in cfg["budgets"]:
-                picked = r[keep(gs.Budget(tokens=budget), scores, [b"%d" % i for i in r], u.tokens[r])]
-                texts = [u.texts[i] for i in picked]
-                for seed in cfg["seeds"]:
-                    held = [corpus.texts[i] for i in eval_docs(split, cfg, seed)]
-                    order = np.random.default_rng([seed, 4]).permutation(len(texts))
-                    result = warm_up(lm, [texts[i] for i in order], held, cfg, seed)
-                    out["lengths"].append(
-                        {"target": name, "min_tokens": least, "budget": budget, "seed": seed} | result
-                    )
-                    log(f"warm-up {name} --min-tokens {least} {budget:,} seed {seed}: {result['after']:.3f}")
-    pool, target, eval_file, _, rest = planted_pool(corpus, work, args.dups_pool)
-    flags = flags_of()
-    art = work / "dups" / "minilm.gotd"
-    art.unlink(missing_ok=True)
-    timed([*GOTD, "fit", "--target", target, pool, "-o", art, "-q"])
-    selections = {}
-    guard = "--dedup" in flags
-    settings = [("gotd, no guard", ["--dedup", "off"] if guard else [])]
-    settings += [("gotd, guard", ["--dedup", "near"])] if guard else []
-    for label, extra in settings:
-        for budget in cfg["budgets"]:
-            sel = work / "dups" / f"warm-{re.sub(r'[^a-z]+', '-', label)}-{budget}.jsonl"
-            timed([*GOTD, "score", "-p", art, "--tokens", budget, *extra, pool, "-o", sel])
-            selections[(label, budget)] = [r["text"] for r in read_lines(sel)]
-    selections.update(dsir_planted(pool, target, work, cfg["budgets"], counter))
-    for (label, budget), texts in selections.items():
-        for seed in cfg["seeds"]:
-            held = random.Random(seed).sample(rest, min(len(rest), 100))
-            order = np.random.default_rng([seed, 4]).permutation(len(texts))
-            result = warm_up(lm, [texts[i] for i in order], held, cfg, seed)
-            out["dups"].append({"selector": label, "budget": budget, "seed": seed} | result)
-            log(f"warm-up planted {label} {budget:,} seed {seed}: {result['after']:.3f}")
+                sel = work / "dups" / f"warm-{re.sub(r'[^a-z]+', '-', label)}-{budget}.jsonl"
+                timed([*GOTD, "score", "-p", art, "--tokens", budget, *extra, pool, "-o", sel])
+                selections[(label, budget)] = [r["text"] for r in read_lines(sel)]
+        selections.update(dsir_planted(pool, target, work, cfg["budgets"], counter))
+        for (label, budget), texts in selections.items():
+            for seed in cfg["seeds"]:
+                held = random.Random(seed).sample(rest, min(len(rest), 100))
+                order = np.random.default_rng([seed, 4]).permutation(len(texts))
+                result = warm_up(lm, [texts[i] for i in order], held, cfg, seed)
+                out["dups"].append({"selector": label, "budget": budget, "seed": seed} | result)
+                log(f"warm-up planted {label} {budget:,} seed {seed}: {result['after']:.3f}")
     return out
 
 
@@ -718,7 +724,7 @@ def main() -> None:
     if "dups" in parts:
         results["dups"] = dups_part(args, corpus, work)
     if args.warmup:
-        results["warmup"] = warmups(args, corpus, counter, work, results)
+        results["warmup"] = warmups(args, corpus, counter, work, results, parts)
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": round(time.time() - started),
