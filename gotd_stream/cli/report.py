@@ -7,6 +7,8 @@ import os
 import click
 
 import gotd_stream as gs
+from gotd_stream import manifest as mf
+from gotd_stream.cli.manifest import dropped_words
 from gotd_stream.cli.options import (
     CONTEXT,
     FORCE,
@@ -55,6 +57,11 @@ from gotd_stream.report.html import report_json
 )
 @click.option("--json", "as_json", is_flag=True, help="Write report.json's content alone (stdout or -o FILE).")
 @click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The selection's manifest, for what the duplicate guard dropped [default: SELECTED.manifest.json, if any].",
+)
+@click.option(
     "--examples",
     default=5,
     show_default=True,
@@ -71,7 +78,7 @@ from gotd_stream.report.html import report_json
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples the distances use.")
 @FORCE
 @common_options
-def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -> None:
+def report(selected, potentials, pool, reference, output, as_json, manifest, quiet, **p) -> None:
     """What a selection did, at a glance, before training on it: index.html (plots embedded) and report.json.
 
     OT distances from the target to the selection, to a sample of the pool and to a random subset of it; the
@@ -99,6 +106,9 @@ def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -
         names = {"potentials": potentials, "selected": "<stdin>" if selected == "-" else selected}
         if reference:
             names["reference"] = reference
+        recorded = selection_manifest(selected, manifest)
+        if recorded is not None:
+            names["manifest"] = manifest or mf.beside(selected)
         device = pick_device(models.device)
         made = gs.build_report(
             selected,
@@ -110,10 +120,22 @@ def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -
             skips=skips,
             device=device,
             names=names,
+            manifest=recorded,
         )
         wrote = write_made(made, output, as_json)
     summarise(made, skips, wrote, quiet)
     partial_success(p["max_skipped"], skips.total)
+
+
+def selection_manifest(selected: str, given: str | None) -> dict | None:
+    """The manifest --manifest names, else the one `score` or `merge` wrote beside SELECTED (none: None)."""
+    if given is None:
+        if selected == "-" or is_url(selected):
+            return None
+        given = mf.beside(selected)
+        if given is None or not os.path.isfile(given):
+            return None
+    return mf.load(given)
 
 
 def check_report_options(pool, reference, output, as_json) -> None:
@@ -142,6 +164,10 @@ def summarise(made: dict, skips, wrote: str, quiet: bool) -> None:
     moved = (
         "" if first.get("to_pool") is None else f", random subset {first['to_random']:.4f}, pool {first['to_pool']:.4f}"
     )
+    guard = made.get("guard")
+    if guard is not None:
+        said = "not known (no manifest)" if guard["dropped"] is None else dropped_words(guard["dropped"])
+        moved += f"; dedup {guard['dedup']}: {said}"
     log(
         f"report: {made['selection']['records']:,} selected records"
         f"{', pool sample ' + format(made['pool']['records'], ',') if made['pool'] else ''}, {skips.summary()}; "

@@ -13,6 +13,7 @@ import gotd_stream as gs
 from gotd_stream.cli.manifest import (
     check_replayed,
     describe_manifest,
+    dropped_words,
     manifest_for,
     manifest_option,
     merge_manifest,
@@ -347,9 +348,7 @@ def dropped_note(keeper, guard, candidates: bool = False) -> str:
     """What the duplicate guard dropped above the selection's last unit, by reason, for a summary line."""
     if not guard.on or candidates:
         return ""
-    dropped = keeper.dropped()
-    said = ", ".join(f"{n:,} {'as copies' if why == 'copy' else why}" for why, n in sorted(dropped.items()))
-    return f", dedup {guard.mode}: dropped {said or 'none'}"
+    return f", dedup {guard.mode}: {dropped_words(keeper.dropped())}"
 
 
 def score_budget(p: dict):
@@ -510,20 +509,22 @@ def merge(
             settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
             made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
             write_manifests(made, manifest)
+    guard = getattr(merged.keeper, "guard", None)
+    dropped = dropped_note(merged.keeper, guard, candidates) if guard else ""
     if several:
         shares = merged.keeper.shares() if not candidates else {}
         log(
             f"merge: read {merged.read:,} records from {len(paths)} inputs, "
-            f"{described_selection(written, shares, candidates)} (fit {merged.fit_id}, mix {merged.keeper.mix})",
+            f"{described_selection(written, shares, candidates)} (fit {merged.fit_id}, mix {merged.keeper.mix}"
+            f"{dropped})",
             quiet,
         )
         return
     source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
-    guard = getattr(merged.keeper, "guard", None)
     log(
         f"merge: read {merged.read:,} records from {source}, selected {written:,}"
         + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
-        + f" (fit {merged.fit_id or 'none'}{dropped_note(merged.keeper, guard) if guard else ''})",
+        + f" (fit {merged.fit_id or 'none'}{dropped})",
         quiet,
     )
 
