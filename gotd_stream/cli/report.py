@@ -57,11 +57,6 @@ from gotd_stream.report.html import report_json
 )
 @click.option("--json", "as_json", is_flag=True, help="Write report.json's content alone (stdout or -o FILE).")
 @click.option(
-    "--manifest",
-    type=click.Path(exists=True, dir_okay=False),
-    help="The selection's manifest, for what the duplicate guard dropped [default: SELECTED.manifest.json, if any].",
-)
-@click.option(
     "--examples",
     default=5,
     show_default=True,
@@ -78,7 +73,7 @@ from gotd_stream.report.html import report_json
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the samples the distances use.")
 @FORCE
 @common_options
-def report(selected, potentials, pool, reference, output, as_json, manifest, quiet, **p) -> None:
+def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -> None:
     """What a selection did, at a glance, before training on it: index.html (plots embedded) and report.json.
 
     OT distances from the target to the selection, to a sample of the pool and to a random subset of it; the
@@ -106,9 +101,7 @@ def report(selected, potentials, pool, reference, output, as_json, manifest, qui
         names = {"potentials": potentials, "selected": "<stdin>" if selected == "-" else selected}
         if reference:
             names["reference"] = reference
-        recorded = selection_manifest(selected, manifest)
-        if recorded is not None:
-            names["manifest"] = manifest or mf.beside(selected)
+        recorded, names["manifest"] = selection_manifest(selected)
         device = pick_device(models.device)
         made = gs.build_report(
             selected,
@@ -127,15 +120,13 @@ def report(selected, potentials, pool, reference, output, as_json, manifest, qui
     partial_success(p["max_skipped"], skips.total)
 
 
-def selection_manifest(selected: str, given: str | None) -> dict | None:
-    """The manifest --manifest names, else the one `score` or `merge` wrote beside SELECTED (none: None)."""
-    if given is None:
-        if selected == "-" or is_url(selected):
-            return None
-        given = mf.beside(selected)
-        if given is None or not os.path.isfile(given):
-            return None
-    return mf.load(given)
+def selection_manifest(selected: str) -> tuple[dict | None, str | None]:
+    """The manifest `score` or `merge` wrote beside SELECTED (SELECTED.manifest.json), and its path; none: None.
+    It holds what the duplicate guard dropped, which the selection's lines cannot."""
+    path = None if selected == "-" or is_url(selected) else mf.beside(selected)
+    if path is None or not os.path.isfile(path):
+        return None, None
+    return mf.load(path), path
 
 
 def check_report_options(pool, reference, output, as_json) -> None:
