@@ -327,6 +327,10 @@ def test_report_shows_what_the_guard_dropped(pool, tmp_path):
     assert f"dedup near: dropped {said['copies']} as copies, {excluded} exclude {held_out}" in summary
     html = (page / "index.html").read_text()
     assert "duplicate guard" in html and f"dropped {said['copies']} as copies" in html
+    recorded = json.loads(Path(f"{sel}.manifest.json").read_text())
+    assert recorded["plan"]["guard"]["dedup"] == "near" and recorded["counts"]["dropped_by_guard"] == expected
+    info = run(["info", f"{sel}.manifest.json"]).stdout
+    assert f"dropped {said['copies']} as copies, {excluded} exclude {held_out}" in info
     # moved without its manifest: the guard is known from the lines, its counts are not; moved with it, they are
     alone = tmp_path / "elsewhere" / "sel.jsonl"
     alone.parent.mkdir()

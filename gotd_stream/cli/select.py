@@ -216,8 +216,9 @@ def score(inputs, output, no_score, quiet, **p) -> None:
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
     "gotd_fit" (the artifact id) appended ("gotd_tokens" too under --tokens, "gotd_select" under --select
-    sample). With --target instead of --potentials it fits first: on files by a bottom-k sample (a first read),
-    on stdin on the first --sample-size records (kept in memory and scored too: nothing is read twice).
+    sample, "gotd_guard" under --dedup: such a selection merges only from --candidates or --state). With
+    --target instead of --potentials it fits first: on files by a bottom-k sample (a first read), on stdin on
+    the first --sample-size records (kept in memory and scored too: nothing is read twice).
 
     On a cluster: --ray scores the shards on a Ray actor pool; --shard-index I --num-shards N scores task I's
     share of INPUTS (a Slurm array), and `merge` joins the tasks' outputs or --state folders.
