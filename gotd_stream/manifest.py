@@ -191,11 +191,14 @@ def describe_plan(plan) -> dict:
             "counter": getattr(units.counter, "name", None),
         },
         "candidates": plan.candidates,
+        "guard": plan.guard.identity(),
     }
 
 
-def describe_counts(counts, selected: int, tokens: int | None) -> dict:
-    """A select.score.Counts as the summary line says it, and what was selected (`tokens`: None if uncounted)."""
+def describe_counts(counts, selected: int, tokens: int | None, dropped: dict[str, int] | None = None) -> dict:
+    """A select.score.Counts as the summary line says it, and what was selected (`tokens`: None if uncounted);
+    `dropped`: what the duplicate guard dropped above the selection's last unit, by reason ("copy", an
+    exclusion's), None when it was off or the output is candidates (a shard's counts are not the selection's)."""
     skipped = dict(sorted(counts.skips.counts.items()))
     described = {
         "read": counts.scored + counts.skips.total,
@@ -204,9 +207,7 @@ def describe_counts(counts, selected: int, tokens: int | None) -> dict:
         "skipped_by_reason": skipped,
         "reused_shards": counts.reused,
     }
-    if hasattr(counts, "duplicates"):
-        described["duplicates"] = counts.duplicates
-    described.update(selected=selected, selected_tokens=tokens)
+    described.update(selected=selected, selected_tokens=tokens, dropped_by_guard=dropped)
     return described
 
 

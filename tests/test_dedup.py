@@ -128,7 +128,10 @@ def test_copies_never_kept_twice_and_merges_equal_one_pass(pool, mode, tmp_path)
     p = pool
     artifact = p["two"] if "--mix" in mode else p["one"]
     base = ["score", "-p", artifact, *mode]
-    one = run([*base, p["a"], p["b"]]).stdout_bytes
+    done = run([*base, p["a"], p["b"]])
+    one = done.stdout_bytes
+    dropped = dropped_of(done.stderr)
+    assert dropped.get("copies", 0) > 0  # the guard had copies to drop in this mode: the equalities below test it
     if "exact" in mode:  # only case, spacing and punctuation are exact copies
         names = ids(one)
         assert not any(f"{a}-{kind}" in names for a in names for kind in ("case", "space", "punct"))
@@ -143,11 +146,80 @@ def test_copies_never_kept_twice_and_merges_equal_one_pass(pool, mode, tmp_path)
     merge = ["merge", "-k", 10] if "--tokens" not in mode else ["merge", "--tokens", 600]
     if "--mix" in mode:
         merge += ["-p", artifact]
-    assert run([*merge, *parts]).stdout_bytes == one
+    merged = run([*merge, *parts])
+    assert merged.stdout_bytes == one and dropped_of(merged.stderr) == dropped  # merge's summary counts them too
     state = tmp_path / "state"
     run([*base, "--state", state, p["a"], "-q"])
-    assert run([*base, "--state", state, p["a"], p["b"]]).stdout_bytes == one
+    resumed = run([*base, "--state", state, p["a"], p["b"]])
+    assert resumed.stdout_bytes == one and dropped_of(resumed.stderr) == dropped
     assert run([*merge, state]).stdout_bytes == one
+
+
+def dropped_of(summary: str) -> dict[str, int]:
+    """What a summary line says the guard dropped: {"copies": n, "target copy": m, ...} ({} for "none")."""
+    import re
+
+    found = re.search(r"dedup (?:near|exact): dropped ([^)]*)\)", summary)
+    assert found is not None, summary
+    if found.group(1) == "none":
+        return {}
+    parts = [part.split(" ", 1) for part in found.group(1).split(", ")]
+    return {why.removeprefix("as "): int(n.replace(",", "")) for n, why in parts}
+
+
+@pytest.mark.parametrize("budget", [["-k", 10], ["--tokens", 600]], ids=["k", "tokens"])
+def test_slurm_shares_under_the_guard_equal_one_pass(pool, budget, tmp_path):
+    """Each task scores its share of the inputs into its state folder (copies split across the shares); the
+    folders merge to the bytes and the counts of one pass, and the tasks' plain outputs are refused."""
+    p = pool
+    base = ["score", "-p", p["one"], *budget]
+    inputs = sorted([p["b"], p["a"]], key=str)  # a share is a block of the sorted paths
+    done = run([*base, *inputs])
+    assert dropped_of(done.stderr).get("copies", 0) > 0
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"task-{i}.jsonl"
+        run([*base, "--shard-index", i, "--num-shards", 2, "--state", tmp_path / f"state-{i}", "-o", out, *inputs])
+        outputs.append(out)
+    merge = ["merge", *budget]
+    merged = run([*merge, tmp_path / "state-1", tmp_path / "state-0"])
+    assert merged.stdout_bytes == done.stdout_bytes and dropped_of(merged.stderr) == dropped_of(done.stderr)
+    refused = run([*merge, *outputs], code=2).stderr
+    assert f"{outputs[0]}:1: a selection made with the duplicate guard (near:t=0.8:m=0.5)" in refused
+    assert "--candidates" in refused and "--state" in refused
+
+
+def test_a_plain_guarded_selection_says_so_and_merge_refuses_it(pool, tmp_path):
+    """Without --candidates a guarded selection lacks what an exact merge needs: its lines carry gotd_guard (in
+    JSONL and Parquet), and merge exits 2 naming the file instead of giving another selection."""
+    p = pool
+    for name, args in (("one", ["-k", 10]), ("sum", ["-k", 10, "--mix", "sum"]), ("quota", ["-k", 10])):
+        artifact = p["one"] if name == "one" else p["two"]
+        for suffix in (".jsonl", ".parquet"):
+            out = tmp_path / f"{name}{suffix}"
+            run(["score", "-p", artifact, *args, p["a"], "-o", out, "-q"])
+            merge = ["merge", "-k", 10] + (["-p", artifact] if name != "one" else [])
+            refused = run([*merge, out], code=2).stderr
+            assert f"{out}:1: a selection made with the duplicate guard (near:t=0.8:m=0.5) cannot be merged" in refused
+            assert "--candidates" in refused
+        lines = (tmp_path / f"{name}.jsonl").read_bytes().splitlines()
+        assert lines and all(b',"gotd_guard":"near:t=0.8:m=0.5","gotd_fit":"' in line for line in lines)
+        # the Parquet selection reads back as the same lines (report and merge see the tag)
+        from gotd_stream.io.parquet_out import selection_lines
+
+        assert [raw for _, raw in selection_lines(str(tmp_path / f"{name}.parquet"))] == lines
+    # without the guard, nothing changes: no tag, and the selection merges as before
+    off = tmp_path / "off.jsonl"
+    run(["score", "-p", p["one"], "-k", 10, "--dedup", "off", p["a"], "-o", off, "-q"])
+    assert b"gotd_guard" not in off.read_bytes()
+    assert run(["merge", "-k", 10, off]).stdout_bytes == off.read_bytes()
+    # a merged guarded selection is itself plain: tagged, and refused by a further merge
+    cand = tmp_path / "a.cand"
+    run(["score", "-p", p["one"], "-k", 10, "--candidates", p["a"], "-o", cand, "-q"])
+    merged = tmp_path / "merged.jsonl"
+    run(["merge", "-k", 10, cand, "-o", merged, "-q"])
+    assert merged.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert "a selection made with the duplicate guard" in run(["merge", "-k", 10, merged], code=2).stderr
 
 
 def test_a_margin_too_small_says_so(tmp_path):
@@ -230,3 +302,59 @@ def test_an_artifact_without_target_signatures_loads_and_warns(pool, tmp_path, c
 )
 def test_bad_guard_flags_exit_2(pool, flags):
     run(["score", "-p", pool["one"], "-k", 3, *flags, pool["a"]], code=2)
+
+
+def test_report_shows_what_the_guard_dropped(pool, tmp_path):
+    """report reads the guard from the lines and its counts (copies, each exclusion) from the selection's manifest,
+    for a score and for a merge; without a manifest it says the counts are not known."""
+    import shutil
+
+    p, shards = pool, [pool["a"], pool["b"]]
+    best = texts_of(run(["score", "-p", p["one"], "-k", 3, *shards]).stdout_bytes)[0]
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text(best.upper() + "\n")
+    sel = tmp_path / "sel.jsonl"
+    done = run(["score", "-p", p["one"], "-k", 10, "--exclude", held_out, *shards, "-o", sel])
+    said = dropped_of(done.stderr)
+    excluded = said[f"exclude {held_out}"]  # the best text and its planted copies
+    assert said["copies"] > 0 and excluded > 1
+    expected = {"copy": said["copies"], f"exclude {held_out}": excluded}
+    report = json.loads(run(["report", "-p", p["one"], sel, "--json"]).stdout)
+    assert report["guard"]["dedup"] == "near" and report["guard"]["dedup_threshold"] == 0.8
+    assert report["guard"]["dropped"] == expected and report["guard"]["note"] is None
+    page = tmp_path / "page"
+    summary = run(["report", "-p", p["one"], sel, "-o", page]).stderr
+    assert f"dedup near: dropped {said['copies']} as copies, {excluded} exclude {held_out}" in summary
+    html = (page / "index.html").read_text()
+    assert "duplicate guard" in html and f"dropped {said['copies']} as copies" in html
+    recorded = json.loads(Path(f"{sel}.manifest.json").read_text())
+    assert recorded["plan"]["guard"]["dedup"] == "near" and recorded["counts"]["dropped_by_guard"] == expected
+    info = run(["info", f"{sel}.manifest.json"]).stdout
+    assert f"dropped {said['copies']} as copies, {excluded} exclude {held_out}" in info
+    # moved without its manifest: the guard is known from the lines, its counts are not; moved with it, they are
+    alone = tmp_path / "elsewhere" / "sel.jsonl"
+    alone.parent.mkdir()
+    shutil.copy(sel, alone)
+    bare = run(["report", "-p", p["one"], alone, "--json"])
+    assert json.loads(bare.stdout)["guard"]["dropped"] is None and "not known (no manifest)" in bare.stderr
+    shutil.copy(f"{sel}.manifest.json", f"{alone}.manifest.json")
+    assert json.loads(run(["report", "-p", p["one"], alone, "--json"]).stdout)["guard"]["dropped"] == expected
+    # a manifest of another selection beside it: its counts are not shown, and the report says why
+    shutil.copy(sel, tmp_path / "short.jsonl")
+    (tmp_path / "short.jsonl").write_bytes(b"".join(sel.read_bytes().splitlines(keepends=True)[:4]))
+    shutil.copy(f"{sel}.manifest.json", tmp_path / "short.jsonl.manifest.json")
+    stale = json.loads(run(["report", "-p", p["one"], tmp_path / "short.jsonl", "--json"]).stdout)["guard"]
+    assert stale["dropped"] is None and "describes another selection" in stale["note"]
+    # a merge's manifest holds the same counts as the one pass's
+    parts = []
+    for name in ("a", "b"):
+        parts.append(tmp_path / f"{name}.cand")
+        run(["score", "-p", p["one"], "-k", 10, "--exclude", held_out, "--candidates", p[name], "-o", parts[-1]])
+    merged = tmp_path / "merged.jsonl"
+    run(["merge", "-k", 10, *parts, "-o", merged, "-q"])
+    assert merged.read_bytes() == sel.read_bytes()
+    assert json.loads(run(["report", "-p", p["one"], merged, "--json"]).stdout)["guard"]["dropped"] == expected
+    # the guard off: no guard in the report
+    off = tmp_path / "off.jsonl"
+    run(["score", "-p", p["one"], "-k", 10, "--dedup", "off", *shards, "-o", off, "-q"])
+    assert json.loads(run(["report", "-p", p["one"], off, "--json"]).stdout)["guard"] is None

@@ -232,3 +232,55 @@ def orjson_line(doc: dict) -> bytes:
     import orjson
 
     return orjson.dumps(doc) + b"\n"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Three shards with copies of the near texts planted across them (tests/test_dedup.py's kinds of copy), and
+    lexical artifacts of one target and of two: no model needed."""
+    import random
+
+    from tests.test_dedup import FAR, NEAR, text, variants
+
+    d = tmp_path_factory.mktemp("planted")
+    rng = random.Random(11)
+    near = [text(rng, NEAR) for _ in range(8)]
+    docs = [{"id": f"n{i}", "text": t} for i, t in enumerate(near)] + [
+        {"id": f"f{i}", "text": text(rng, FAR)} for i in range(36)
+    ]
+    for i in range(4):
+        docs += [{"id": f"n{i}-{kind}", "text": copy} for kind, copy in variants(near[i]).items()]
+    rng.shuffle(docs)
+    paths = [write_jsonl(d / f"part-{i}.jsonl", docs[i::3]) for i in range(3)]
+    target = write_jsonl(d / "target.jsonl", [{"text": text(rng, NEAR)} for _ in range(5)])
+    other = write_jsonl(d / "other.jsonl", [{"text": text(rng, NEAR[:8] + FAR[:4])} for _ in range(5)])
+    one, two = d / "one.gotd", d / "two.gotd"
+    run(["fit", "--features", "lexical", "--target", target, *paths, "-o", one, "-q"])
+    run(["fit", "--features", "lexical", "--target", f"a={target}:0.5", "--target", f"b={other}:0.5", *paths,
+         "-o", two, "-q"])  # fmt: skip
+    return {"dir": d, "shards": paths, "one": one, "two": two}
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [["-k", 8], ["--tokens", 500], ["-k", 8, "--mix", "quota"]],
+    ids=["k", "tokens", "quota"],
+)
+def test_the_duplicate_guard_on_ray_equals_a_local_run(cluster, planted, mode, tmp_path):
+    """With --dedup near the actors send back each shard's prefix (dropped units as signatures, spares): the
+    driver's merge, a --state folder merged later, and a local resume all give the local run's bytes and counts."""
+    from tests.test_dedup import dropped_of
+
+    artifact = planted["two"] if "--mix" in mode else planted["one"]
+    score = ["score", "--dedup", "near", "-p", artifact, *mode]
+    local = run([*score, *planted["shards"]])
+    assert dropped_of(local.stderr).get("copies", 0) > 0  # copies were in the way
+    state = tmp_path / "state"
+    on_ray = run([*score, "--ray", "--state", state, *planted["shards"]])
+    assert on_ray.stdout_bytes == local.stdout_bytes and "3 shards on" in on_ray.stderr
+    assert dropped_of(on_ray.stderr) == dropped_of(local.stderr)
+    merge = ["merge", *(["--tokens", 500] if "--tokens" in mode else ["-k", 8])]
+    merge += ["-p", artifact] if "--mix" in mode else []
+    assert run([*merge, state]).stdout_bytes == local.stdout_bytes
+    resumed = run([*score, "--state", state, *planted["shards"]])
+    assert resumed.stdout_bytes == local.stdout_bytes and "3 shards from" in resumed.stderr

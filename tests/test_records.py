@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gotd_stream.io.records import BadRecord, Skips, read_records, split_scored, with_score
+from gotd_stream.io.records import BadRecord, Skips, read_records, split_mixed, split_scored, with_score, with_scores
 
 BAD = {
     b'{"text": "ok one"}': None,
@@ -56,11 +56,20 @@ def test_score_suffix_roundtrip_and_stripped_on_reread(tmp_path):
     raw = b'{"text": "x", "meta": {"a": [1, 2]}}'
     line = with_score(raw, -0.123456789012345, "abcdef012345")
     assert line.endswith(b',"gotd_score":-0.123456789012345,"gotd_fit":"abcdef012345"}')
-    assert split_scored(line) == (raw, -0.123456789012345, "abcdef012345", None, None)
+    assert split_scored(line) == (raw, -0.123456789012345, "abcdef012345", None, None, None)
     both = with_score(raw, -1.5, "abcdef012345", tokens=42, select="sample:t=0.05:seed=3")
     suffix = b',"gotd_score":-1.5,"gotd_tokens":42,"gotd_select":"sample:t=0.05:seed=3","gotd_fit":"abcdef012345"}'
     assert both.endswith(suffix)
-    assert split_scored(both) == (raw, -1.5, "abcdef012345", 42, "sample:t=0.05:seed=3")
+    assert split_scored(both) == (raw, -1.5, "abcdef012345", 42, "sample:t=0.05:seed=3", None)
+    # a selection the duplicate guard chose carries its tag, before gotd_fit (merge refuses such a selection)
+    guarded = with_score(raw, -1.5, "abcdef012345", 42, "sample:t=0.05:seed=3", "near:t=0.8:m=0.5")
+    assert guarded.endswith(
+        b'"gotd_select":"sample:t=0.05:seed=3","gotd_guard":"near:t=0.8:m=0.5","gotd_fit":"abcdef012345"}'
+    )
+    assert split_scored(guarded) == (raw, -1.5, "abcdef012345", 42, "sample:t=0.05:seed=3", "near:t=0.8:m=0.5")
+    mixed = with_scores(raw, ["a", "b"], [-1.0, -2.0], "abcdef012345", -1.5, None, "exact:t=0.8:m=0.5")
+    assert split_mixed(mixed).guard == "exact:t=0.8:m=0.5" and split_mixed(mixed).raw == raw
+    assert split_mixed(with_scores(raw, ["a"], [-1.0], "abcdef012345", -1.0)).guard is None
     assert split_scored(raw) is None
     path = tmp_path / "selected.jsonl"
     path.write_bytes(line + b"\n")

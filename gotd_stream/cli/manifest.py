@@ -89,7 +89,9 @@ def score_manifest(started, output, options, sources, done, plan, written, held,
         space=artifact.features,
         model=artifact.model,
         counts=dict(
-            mf.describe_counts(done.counts, written, held if counter is not None else None),
+            mf.describe_counts(
+                done.counts, written, held if counter is not None else None, guard_dropped(done.keeper, plan.candidates)
+            ),
             tokens_counted_with=getattr(counter, "name", None),
         ),
         failed_shards={mf.mask(path): why for path, why in failed.items()},
@@ -101,6 +103,7 @@ def score_manifest(started, output, options, sources, done, plan, written, held,
 def merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings) -> dict:
     """merge's manifest: its inputs (a state folder's shard files), the merged budget, what was selected."""
     budget, rule = merged.budget, merged.budget.rule
+    guard = getattr(merged.keeper, "guard", None)
     return mf.build(
         "merge",
         started,
@@ -114,13 +117,23 @@ def merge_manifest(started, output, paths, folders, merged, artifact, potentials
             "mix": getattr(merged.keeper, "mix", None),
             "candidates": settings["candidates"],
             "no_score": settings["no_score"],
+            "guard": guard.identity() if guard is not None else {"dedup": "off"},
         },
         counts={
             "read": merged.read,
             "selected": written,
             "selected_tokens": merged.keeper.total if budget.tokens is not None else None,
+            "dropped_by_guard": guard_dropped(merged.keeper, settings["candidates"]),
         },
     )
+
+
+def guard_dropped(keeper, candidates: bool) -> dict[str, int] | None:
+    """What the duplicate guard dropped above the selection's last unit, by reason; None when it was off, or when
+    the output is candidates (a shard's prefix: its counts are not a selection's)."""
+    if getattr(keeper, "guard", None) is None or candidates:
+        return None
+    return dict(sorted(keeper.dropped().items()))
 
 
 def score_run(ctx: click.Context, options: dict, paths: list[str], fitted: bool) -> dict:
@@ -267,7 +280,7 @@ def describe_manifest(manifest: dict, name: str) -> list[str]:
         lines.append(
             f"counts:          read {counts.get('read', 0):,}, skipped {counts.get('skipped', 0):,}"
             + (f" ({skipped})" if skipped else "")
-            + (f", duplicates {counts['duplicates']:,}" if "duplicates" in counts else "")
+            + (f", {dropped_words(counts['dropped_by_guard'])}" if counts.get("dropped_by_guard") is not None else "")
             + f", selected {counts.get('selected', 0):,}"
             + (f" holding {tokens:,} tokens" if tokens else "")
         )
@@ -278,3 +291,9 @@ def describe_manifest(manifest: dict, name: str) -> list[str]:
     if manifest.get("replayed_from"):
         lines.append(f"made again from: {manifest['replayed_from']}")
     return lines
+
+
+def dropped_words(dropped: dict[str, int]) -> str:
+    """What the duplicate guard dropped, in words: `dropped 3 as copies, 1 exclude test.txt` (or none)."""
+    said = ", ".join(f"{n:,} {'as copies' if why == 'copy' else why}" for why, n in sorted(dropped.items()))
+    return f"dropped {said or 'none'}"

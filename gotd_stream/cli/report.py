@@ -7,6 +7,8 @@ import os
 import click
 
 import gotd_stream as gs
+from gotd_stream import manifest as mf
+from gotd_stream.cli.manifest import dropped_words
 from gotd_stream.cli.options import (
     CONTEXT,
     FORCE,
@@ -99,6 +101,7 @@ def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -
         names = {"potentials": potentials, "selected": "<stdin>" if selected == "-" else selected}
         if reference:
             names["reference"] = reference
+        recorded, names["manifest"] = selection_manifest(selected)
         device = pick_device(models.device)
         made = gs.build_report(
             selected,
@@ -110,10 +113,20 @@ def report(selected, potentials, pool, reference, output, as_json, quiet, **p) -
             skips=skips,
             device=device,
             names=names,
+            manifest=recorded,
         )
         wrote = write_made(made, output, as_json)
     summarise(made, skips, wrote, quiet)
     partial_success(p["max_skipped"], skips.total)
+
+
+def selection_manifest(selected: str) -> tuple[dict | None, str | None]:
+    """The manifest `score` or `merge` wrote beside SELECTED (SELECTED.manifest.json), and its path; none: None.
+    It holds what the duplicate guard dropped, which the selection's lines cannot."""
+    path = None if selected == "-" or is_url(selected) else mf.beside(selected)
+    if path is None or not os.path.isfile(path):
+        return None, None
+    return mf.load(path), path
 
 
 def check_report_options(pool, reference, output, as_json) -> None:
@@ -142,6 +155,10 @@ def summarise(made: dict, skips, wrote: str, quiet: bool) -> None:
     moved = (
         "" if first.get("to_pool") is None else f", random subset {first['to_random']:.4f}, pool {first['to_pool']:.4f}"
     )
+    guard = made.get("guard")
+    if guard is not None:
+        said = "not known (no manifest)" if guard["dropped"] is None else dropped_words(guard["dropped"])
+        moved += f"; dedup {guard['dedup']}: {said}"
     log(
         f"report: {made['selection']['records']:,} selected records"
         f"{', pool sample ' + format(made['pool']['records'], ',') if made['pool'] else ''}, {skips.summary()}; "

@@ -13,6 +13,7 @@ import gotd_stream as gs
 from gotd_stream.cli.manifest import (
     check_replayed,
     describe_manifest,
+    dropped_words,
     manifest_for,
     manifest_option,
     merge_manifest,
@@ -215,8 +216,9 @@ def score(inputs, output, no_score, quiet, **p) -> None:
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
     "gotd_fit" (the artifact id) appended ("gotd_tokens" too under --tokens, "gotd_select" under --select
-    sample). With --target instead of --potentials it fits first: on files by a bottom-k sample (a first read),
-    on stdin on the first --sample-size records (kept in memory and scored too: nothing is read twice).
+    sample, "gotd_guard" under --dedup: such a selection merges only from --candidates or --state). With
+    --target instead of --potentials it fits first: on files by a bottom-k sample (a first read), on stdin on
+    the first --sample-size records (kept in memory and scored too: nothing is read twice).
 
     On a cluster: --ray scores the shards on a Ray actor pool; --shard-index I --num-shards N scores task I's
     share of INPUTS (a Slurm array), and `merge` joins the tasks' outputs or --state folders.
@@ -347,9 +349,7 @@ def dropped_note(keeper, guard, candidates: bool = False) -> str:
     """What the duplicate guard dropped above the selection's last unit, by reason, for a summary line."""
     if not guard.on or candidates:
         return ""
-    dropped = keeper.dropped()
-    said = ", ".join(f"{n:,} {'as copies' if why == 'copy' else why}" for why, n in sorted(dropped.items()))
-    return f", dedup {guard.mode}: dropped {said or 'none'}"
+    return f", dedup {guard.mode}: {dropped_words(keeper.dropped())}"
 
 
 def score_budget(p: dict):
@@ -510,20 +510,22 @@ def merge(
             settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
             made = merge_manifest(started, output, paths, folders, merged, artifact, potentials, written, settings)
             write_manifests(made, manifest)
+    guard = getattr(merged.keeper, "guard", None)
+    dropped = dropped_note(merged.keeper, guard, candidates) if guard else ""
     if several:
         shares = merged.keeper.shares() if not candidates else {}
         log(
             f"merge: read {merged.read:,} records from {len(paths)} inputs, "
-            f"{described_selection(written, shares, candidates)} (fit {merged.fit_id}, mix {merged.keeper.mix})",
+            f"{described_selection(written, shares, candidates)} (fit {merged.fit_id}, mix {merged.keeper.mix}"
+            f"{dropped})",
             quiet,
         )
         return
     source = f"{len(paths)} shards in {len(folders)} state folders" if folders else f"{len(paths)} inputs"
-    guard = getattr(merged.keeper, "guard", None)
     log(
         f"merge: read {merged.read:,} records from {source}, selected {written:,}"
         + (f" holding {merged.keeper.total:,} tokens" if tokens is not None else "")
-        + f" (fit {merged.fit_id or 'none'}{dropped_note(merged.keeper, guard) if guard else ''})",
+        + f" (fit {merged.fit_id or 'none'}{dropped})",
         quiet,
     )
 

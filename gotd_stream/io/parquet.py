@@ -43,7 +43,15 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 1024  # rows converted to Python at a time
 # What `score` adds to a selected record, as a Parquet selection's columns (io.parquet_out): left out of a record
 # read from a file that has `gotd_fit`, as a JSONL line's appended fields are (re-scoring a selection)
-SCORE_COLUMNS = ("gotd_scores", "gotd_target", "gotd_score", "gotd_tokens", "gotd_select", "gotd_fit")
+SCORE_COLUMNS = (
+    "gotd_scores",
+    "gotd_target",
+    "gotd_score",
+    "gotd_tokens",
+    "gotd_select",
+    "gotd_guard",
+    "gotd_fit",
+)
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 DAY = 86_400
 

@@ -8,6 +8,7 @@ A row is the record's own columns, then what `score` appends to a JSONL line, as
     gotd_score    float64: the calibrated gradient (one target), or the quota's or sum's value
     gotd_tokens   int64: the row's tokens (a token budget)
     gotd_select   string: the rule, when it is a sample (`sample:t=...:seed=...`)
+    gotd_guard    string: the duplicate guard's tag, when it chose the selection (`near:t=...:m=...`)
     gotd_fit      string: the artifact's id
 
 (each only when the selection's lines carry it; a piece's `gotd_source` and `gotd_span` are record columns, as
@@ -149,6 +150,8 @@ def _split(line: bytes, loads: Callable) -> _Row:
             suffix["gotd_target"] = mixed.target
         if mixed.value is not None:
             suffix["gotd_score"] = mixed.value
+        if mixed.guard is not None:
+            suffix["gotd_guard"] = mixed.guard
         raw = mixed.raw
     else:
         scored = split_scored(line)
@@ -160,6 +163,8 @@ def _split(line: bytes, loads: Callable) -> _Row:
                 suffix["gotd_tokens"] = scored.tokens
             if scored.select is not None:
                 suffix["gotd_select"] = scored.select
+            if scored.guard is not None:
+                suffix["gotd_guard"] = scored.guard
     values = loads(raw)
     if not isinstance(values, dict):
         raise SchemaClash("a selected line is not a JSON object")
@@ -296,6 +301,7 @@ def _schema_of(lines: Callable[[], Iterable[bytes]], known, loads: Callable):
         "gotd_score": pa.float64(),
         "gotd_tokens": pa.int64(),
         "gotd_select": pa.string(),
+        "gotd_guard": pa.string(),
         "gotd_fit": pa.string(),
     }
     fields += [pa.field(name, kind) for name, kind in scores.items() if name in suffix]
@@ -646,5 +652,7 @@ def _with_suffix(raw: bytes, scores: dict) -> bytes:
     several = scores.get("gotd_scores")
     if several is not None:
         value, target = scores.get("gotd_score"), scores.get("gotd_target")
-        return with_scores(raw, list(several), list(several.values()), fit, value, target)
-    return with_score(raw, scores["gotd_score"], fit, scores.get("gotd_tokens"), scores.get("gotd_select"))
+        return with_scores(raw, list(several), list(several.values()), fit, value, target, scores.get("gotd_guard"))
+    return with_score(
+        raw, scores["gotd_score"], fit, scores.get("gotd_tokens"), scores.get("gotd_select"), scores.get("gotd_guard")
+    )

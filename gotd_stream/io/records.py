@@ -29,12 +29,15 @@ RULES = frozenset({SHORT})  # reasons counted and shown, but not bad: --strict a
 
 # What `score` appends to each selected line; recognised (and stripped) when a selection is read again.
 # `score` writes gotd_score, then gotd_tokens when tokens were counted and gotd_select when the rule was not the
-# plain top scores, then gotd_fit, always in this order and always last.
+# plain top scores, then gotd_guard when the duplicate guard chose the selection (its tag, select.dedup.Guard),
+# then gotd_fit, always in this order and always last.
+_GUARD = rb'(?:,"gotd_guard":"([a-z0-9.:=eE+-]+)")?'
 _SUFFIX = re.compile(
     rb',"gotd_score":(-?[0-9][0-9.eE+-]*)(?:,"gotd_tokens":([0-9]+))?(?:,"gotd_select":"([a-z0-9.:=eE+-]+)")?'
-    rb',"gotd_fit":"([0-9a-f]+)"\}$'
+    + _GUARD
+    + rb',"gotd_fit":"([0-9a-f]+)"\}$'
 )
-_SUFFIX_MAX = 192  # longer than any suffix we write: only the tail of a line is searched
+_SUFFIX_MAX = 256  # longer than any suffix we write: only the tail of a line is searched
 
 
 def _find_suffix(line: bytes) -> re.Match | None:
@@ -48,11 +51,11 @@ def _find_suffix(line: bytes) -> re.Match | None:
 # line counts for and its score there; in a sum selection the weighted sum; in quota candidates neither.
 _NAME = rb"[A-Za-z0-9_.-]{1,64}"  # select/targets.py's NAME_PATTERN
 _NUMBER = rb"-?[0-9][0-9.eE+-]*"
-_MIXED = re.compile(
-    rb',"gotd_scores":\{("' + _NAME + rb'":' + _NUMBER + rb'(?:,"' + _NAME + rb'":' + _NUMBER + rb")*)\}"
-    rb'(?:,"gotd_target":"(' + _NAME + rb')")?(?:,"gotd_score":(' + _NUMBER + rb'))?,"gotd_fit":"([0-9a-f]+)"\}$'
-)
-_MIXED_MAX = 32 * (64 + 4 + 25) + 200  # MAX_TARGETS names and numbers, and the rest of the suffix
+_TARGET = rb'(?:,"gotd_target":"(' + _NAME + rb')")?'
+_VALUE = rb'(?:,"gotd_score":(' + _NUMBER + rb"))?"
+_SCORES = rb',"gotd_scores":\{("' + _NAME + rb'":' + _NUMBER + rb'(?:,"' + _NAME + rb'":' + _NUMBER + rb")*)\}"
+_MIXED = re.compile(_SCORES + _TARGET + _VALUE + _GUARD + rb',"gotd_fit":"([0-9a-f]+)"\}$')
+_MIXED_MAX = 32 * (64 + 4 + 25) + 260  # MAX_TARGETS names and numbers, and the rest of the suffix
 _PAIR = re.compile(rb'"(' + _NAME + rb')":(' + _NUMBER + rb")")
 
 
@@ -243,11 +246,21 @@ def jsonl_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, 
             yield lineno, parsed[0], parsed[1], ""
 
 
-def with_score(raw: bytes, score: float, fit_id: str, tokens: int | None = None, select: str | None = None) -> bytes:
-    """The original line with the score (its tokens, the selection rule) and the artifact id appended last."""
+def with_score(
+    raw: bytes,
+    score: float,
+    fit_id: str,
+    tokens: int | None = None,
+    select: str | None = None,
+    guard: str | None = None,
+) -> bytes:
+    """The original line with the score (its tokens, the selection rule, the guard's tag) and the artifact id
+    appended last."""
     extra = b"" if tokens is None else b',"gotd_tokens":' + str(tokens).encode()
     if select is not None:
         extra += b',"gotd_select":"' + select.encode() + b'"'
+    if guard is not None:
+        extra += b',"gotd_guard":"' + guard.encode() + b'"'
     return raw[:-1] + b',"gotd_score":' + repr(score).encode() + extra + b',"gotd_fit":"' + fit_id.encode() + b'"}'
 
 
@@ -259,6 +272,7 @@ class Scored(NamedTuple):
     fit_id: str
     tokens: int | None = None
     select: str | None = None
+    guard: str | None = None  # the duplicate guard's tag: a plain selection it chose (no merge can be exact)
 
 
 def split_scored(line: bytes) -> Scored | None:
@@ -267,13 +281,14 @@ def split_scored(line: bytes) -> Scored | None:
     match = _find_suffix(line)
     if match is None:
         return None
-    tokens, select = match.group(2), match.group(3)
+    tokens, select, guard = match.group(2), match.group(3), match.group(4)
     return Scored(
         line[: match.start()] + b"}",
         float(match.group(1)),
-        match.group(4).decode(),
+        match.group(5).decode(),
         None if tokens is None else int(tokens),
         None if select is None else select.decode(),
+        None if guard is None else guard.decode(),
     )
 
 
@@ -287,19 +302,28 @@ class Mixed:
     target: str | None  # quota selections: the target the line counts for
     value: float | None  # quota: its score for that target; sum: the weighted sum; quota candidates: None
     fit_id: str
+    guard: str | None = None  # the duplicate guard's tag: a plain selection it chose (no merge can be exact)
 
 
 def with_scores(
-    raw: bytes, names: list[str], scores, fit_id: str, value: float | None = None, target: str | None = None
+    raw: bytes,
+    names: list[str],
+    scores,
+    fit_id: str,
+    value: float | None = None,
+    target: str | None = None,
+    guard: str | None = None,
 ) -> bytes:
-    """The original line with every target's score appended (`gotd_scores`), then `gotd_target` and `gotd_score`
-    when given, and the artifact id last."""
+    """The original line with every target's score appended (`gotd_scores`), then `gotd_target`, `gotd_score` and
+    `gotd_guard` when given, and the artifact id last."""
     pairs = ",".join(f'"{name}":{float(score)!r}' for name, score in zip(names, scores, strict=True))
     out = raw[:-1] + b',"gotd_scores":{' + pairs.encode() + b"}"
     if target is not None:
         out += b',"gotd_target":"' + target.encode() + b'"'
     if value is not None:
         out += b',"gotd_score":' + repr(float(value)).encode()
+    if guard is not None:
+        out += b',"gotd_guard":"' + guard.encode() + b'"'
     return out + b',"gotd_fit":"' + fit_id.encode() + b'"}'
 
 
@@ -317,5 +341,6 @@ def split_mixed(line: bytes) -> Mixed | None:
         [float(number) for _, number in pairs],
         target.decode() if target is not None else None,
         float(value) if value is not None else None,
-        match.group(4).decode(),
+        match.group(5).decode(),
+        None if match.group(4) is None else match.group(4).decode(),
     )

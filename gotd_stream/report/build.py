@@ -81,6 +81,7 @@ class Records:
     scores: list[list[float]] = field(default_factory=list)  # each target's score (one column for one target)
     values: list[float] = field(default_factory=list)  # the selection's gotd_score
     counted: list[str | None] = field(default_factory=list)  # quota: the target each line counts for
+    guards: set[str] = field(default_factory=set)  # the duplicate guard's tags the lines carry (gotd_guard)
     skipped: dict[str, int] = field(default_factory=dict)
     rows: np.ndarray | None = None  # the pool's features, all of them
 
@@ -133,11 +134,12 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
             if mixed is None:
                 raise NotScored(f"{name}:{lineno}: {_unscored(artifact)}")
             fit_id, scores, value, target = mixed.fit_id, mixed.scores, mixed.value, mixed.target
+            guard = mixed.guard
         else:
             scored = split_scored(line)
             if scored is None:
                 raise NotScored(f"{name}:{lineno}: {_unscored(artifact)}")
-            value, fit_id = scored.score, scored.fit_id
+            value, fit_id, guard = scored.score, scored.fit_id, scored.guard
             scores, target = [value], None
         if fit_id != expected:
             raise MixedFits(
@@ -156,6 +158,8 @@ def read_selection(path: str, artifact: Potentials | Mixture, settings: ReportSe
         found.scores.append(scores)
         found.values.append(value)
         found.counted.append(target)
+        if guard is not None:
+            found.guards.add(guard)
         found.groups.append(group_value(raw, settings.group_field) if settings.group_field else None)
     found.skipped = dict(skips.counts - before)
     if not found.texts:
@@ -375,8 +379,10 @@ def build_report(
     skips: Skips | None = None,
     device: str = "cpu",
     names: dict | None = None,
+    manifest: dict | None = None,
 ) -> dict:
-    """Everything report.json holds (see the module's docstring and README, *report*); `names` labels the inputs."""
+    """Everything report.json holds (see the module's docstring and README, *report*); `names` labels the inputs;
+    `manifest`: the selection's (manifest.load), for what the duplicate guard dropped."""
     if reference and not pool:
         raise UsageProblem(f"{setting('reference')} needs {setting('pool')}: it checks the pool against it")
     skips = skips if skips is not None else Skips()
@@ -447,10 +453,45 @@ def build_report(
     if isinstance(artifact, Mixture) and report["selection"]["mix"] == "quota":
         report["counted"] = {name: selection.counted.count(name) for name in artifact.names}
     report["composition"] = composition(selection, pooled, settings.group_field) if settings.group_field else None
+    report["guard"] = guard_of(selection, artifact, manifest, names.get("manifest"))
     report["reference"] = None
     if reference:
         report["reference"] = check_reference(reference, featurizer, settings, skips, pool_rows, targets, names)
     return report
+
+
+def guard_of(selection: Records, artifact, manifest: dict | None, name: str | None) -> dict | None:
+    """The duplicate guard's part of a report: its settings, as the lines' gotd_guard (or the manifest) record
+    them, and what it dropped above the selection's last unit, by reason ("copy", "target copy", "exclude FILE"),
+    which only the selection's manifest holds (`dropped` None without one, or with one that describes another
+    selection: `note` says which). None when the guard was off."""
+    from gotd_stream.select.dedup import Guard
+
+    recorded = (manifest or {}).get("plan") or {}
+    settings = recorded.get("guard") or {}
+    tag = next(iter(sorted(selection.guards)), None)
+    if tag is None and settings.get("dedup", "off") == "off":
+        return None
+    if tag is not None:
+        guard = Guard.from_tag(tag)
+        settings = {"dedup": guard.mode, "dedup_threshold": guard.threshold, "dedup_margin": guard.margin}
+    part = {**settings, "dropped": None, "manifest": name, "note": None}
+    if manifest is None:
+        part["note"] = "no manifest beside the selection: the counts of what the guard dropped are in it"
+        return part
+    counts = manifest.get("counts") or {}
+    fit_id = (manifest.get("artifact") or {}).get("fit_id")
+    if fit_id != artifact.fit_id or counts.get("selected") != len(selection) + sum(selection.skipped.values()):
+        part["note"] = (
+            f"the manifest describes another selection (fit {fit_id}, {counts.get('selected')} records): "
+            "its counts are not shown"
+        )
+        return part
+    if counts.get("dropped_by_guard") is None:
+        part["note"] = "the manifest does not record what the guard dropped"
+        return part
+    part["dropped"] = dict(counts["dropped_by_guard"])
+    return part
 
 
 def _indices(n: int, size: int, seed: int) -> list[int]:

@@ -231,6 +231,7 @@ def render_html(report: dict) -> str:
         "<tr><th>pool sample</th><td>"
         + (f"{_e(pool['path'])}: {pool['records']:,} records{_skipped(pool)}" if pool else "not given (--pool)")
         + "</td></tr>",
+        *_guard_row(report.get("guard")),
         f"<tr><th>made</th><td>{_e(report['created'])} by gotd-stream {_e(report['gotd_stream'])}</td></tr>",
         "</table>",
     ]
@@ -309,6 +310,21 @@ def render_html(report: dict) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>gotd-stream report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def _guard_row(guard: dict | None) -> list[str]:
+    """The duplicate guard's row: its mode, and what it dropped (from the selection's manifest) or why not known."""
+    if guard is None:
+        return []
+    mode = guard["dedup"] + (f", threshold {guard['dedup_threshold']:g}" if guard["dedup"] == "near" else "")
+    dropped = guard["dropped"]
+    if dropped is None:
+        said = f"dropped: not known ({guard['note']})"
+    else:
+        said = "dropped " + (
+            ", ".join(f"{n:,} {'as copies' if why == 'copy' else why}" for why, n in sorted(dropped.items())) or "none"
+        )
+    return [f"<tr><th>duplicate guard</th><td>{_e(mode)}; {_e(said)}</td></tr>"]
 
 
 def _skipped(part: dict) -> str:

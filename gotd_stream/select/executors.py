@@ -133,7 +133,7 @@ def shards_through(state, paths, featurizer, artifact, plan, counts, device="cpu
 def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) -> None:
     """A shard's saved candidates, offered to `keeper`; lines of another artifact are a damaged state."""
     from gotd_stream.select.artifact import Mixture
-    from gotd_stream.select.keep import NotScored, QuotaLines, offer_lines, read_line
+    from gotd_stream.select.keep import GuardedSelection, NotScored, QuotaLines, offer_lines, read_line
     from gotd_stream.select.state import StateError
 
     mixture = artifact if isinstance(artifact, Mixture) else None
@@ -152,7 +152,7 @@ def offer_saved(keeper, lines: list[bytes], artifact, fit_id: str, name: str) ->
     for lineno, line in enumerate(lines, 1):
         try:
             parsed = read_line(line, name, lineno, mixture)
-        except (NotScored, QuotaLines):
+        except (NotScored, QuotaLines, GuardedSelection):
             parsed = None
         if parsed is None or parsed.fit_id != fit_id or (mixture is not None and parsed.names != mixture.names):
             raise StateError(f"{name}:{lineno}: not a candidate line of this artifact; remove the state to start over")

@@ -3,9 +3,10 @@ guard itself)."""
 
 MODES = ("near", "exact", "off")
 # What `score` does by default. Off for now: the planted-duplicates benchmark (bench/web.py) finds every selected
-# group kept two or more times without the guard, but a plain selection (no --candidates) carries nothing a merge
-# needs to stay exact under the guard, so turning it on by default would make today's `score -o part; merge part*`
-# pipelines inexact. The one line to change once plain outputs carry it.
+# group kept two or more times without the guard. A plain selection (no --candidates) carries nothing a merge needs
+# to stay exact under the guard; its lines carry the guard's tag (gotd_guard) and `merge` refuses them (exit 2,
+# select.keep.GuardedSelection), so turning the guard on by default would make today's
+# `score -o part; merge part*` pipelines fail, saying to score with --candidates or --state, never inexact.
 DEFAULT_DEDUP = "off"
 DEFAULT_THRESHOLD = 0.8  # the estimated Jaccard of word 3-grams at which two texts are copies
 DEFAULT_MARGIN = 0.5  # spare eligible units a keeper holds, a share of the budget

@@ -47,6 +47,11 @@ class MixedRules(UsageProblem):
     """The inputs were selected by different rules (top scores, or samples with other settings)."""
 
 
+class GuardedSelection(UsageProblem):
+    """A plain selection the duplicate guard chose, given to a merge: it lacks what an exact merge needs (the
+    dropped units and spares of the shard's prefix, which only candidate lines and state folders carry)."""
+
+
 class OneTargetOnly(UsageProblem):
     """A setting that applies to one target given with several (or one that needs several, with one)."""
 
@@ -181,17 +186,18 @@ class RankKeeper:
 
         counted, tag = self.budget.tokens is not None, self.budget.rule.tag
 
-        def line_of(item) -> bytes:
+        def line_of(item, guard: str | None = None) -> bytes:
             tokens = item.tokens if counted else None
-            return with_score(item.raw, item.score, self.fit_id, tokens, tag)
+            return with_score(item.raw, item.score, self.fit_id, tokens, tag, guard)
 
         if candidates and self.guard is not None:
             from gotd_stream.select.dedup import prefixes_lines
 
             yield from prefixes_lines([self.prefix], self.fit_id, line_of, tag)
             return
+        guard = self.guard.tag if self.guard is not None else None  # a guarded selection says so: never merged
         for item in self.selection():
-            yield item.raw if no_score else line_of(item)
+            yield item.raw if no_score else line_of(item, guard)
 
     def shares(self) -> dict[str, int]:
         return {}
@@ -274,6 +280,8 @@ def read_line(line: bytes, name: str, lineno: int, mixture=None) -> Line:  # noq
     from gotd_stream.io.records import split_mixed, split_scored
 
     mixed = split_mixed(line)
+    if mixed is not None and mixed.guard is not None:
+        raise guarded_selection(name, lineno, mixed.guard)
     if mixture is not None:
         if mixed is None:
             raise NotScored(
@@ -304,7 +312,18 @@ def read_line(line: bytes, name: str, lineno: int, mixture=None) -> Line:  # noq
             f"{name}:{lineno}: no gotd_score/gotd_fit at the end of the line: merge takes the outputs "
             f"of `gotd-stream score` written without {setting('no_score')}"
         )
+    if scored.guard is not None:
+        raise guarded_selection(name, lineno, scored.guard)
     return Line(scored.raw, [scored.score], scored.tokens, scored.select, scored.fit_id)
+
+
+def guarded_selection(name: str, lineno: int, guard: str) -> GuardedSelection:
+    """The refusal of a plain guarded selection where a merge (or a state folder) expects lines it can join."""
+    return GuardedSelection(
+        f"{name}:{lineno}: a selection made with the duplicate guard ({guard}) cannot be merged exactly: it lacks "
+        "the units the guard dropped and the spares a merge needs; score each shard with "
+        f"{setting('candidates')} (or into a {setting('state')} folder) and merge those"
+    )
 
 
 def offer_lines(keeper, lines: Sequence[Line], targets: int = 1) -> None:

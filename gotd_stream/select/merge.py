@@ -1,5 +1,7 @@
 """The global selection of several `score` outputs: exact, because every output is a best-first prefix (one
-target) or a shard's candidates (several targets: select.mix).
+target) or a shard's candidates (several targets: select.mix; the duplicate guard: select.dedup). A plain
+selection the guard chose carries its tag (gotd_guard) and is refused (GuardedSelection): it lacks the dropped
+units and spares an exact merge needs.
 
 Offered in the order of their shards, the per-shard lines give exactly the selection of one pass over all shards
 (ties go to the earlier record in both; select.budget says why for token budgets and samples), so the merged
@@ -12,9 +14,9 @@ import itertools
 from dataclasses import dataclass
 
 from gotd_stream.errors import UsageProblem, setting
-from gotd_stream.select.keep import MixedFits, MixedRules, NotScored, QuotaLines
+from gotd_stream.select.keep import GuardedSelection, MixedFits, MixedRules, NotScored, QuotaLines
 
-__all__ = ["Merged", "MixedFits", "MixedRules", "NotScored", "QuotaLines", "check_merge", "merge"]
+__all__ = ["GuardedSelection", "Merged", "MixedFits", "MixedRules", "NotScored", "QuotaLines", "check_merge", "merge"]
 
 
 @dataclass

@@ -141,9 +141,10 @@ class _Targets:
             for entry in self.candidates():
                 yield with_scores(entry.raw, names, entry.scores, fit_id, self._value(entry))
             return
+        guard = self.guard.tag if self.guard is not None else None  # a guarded selection says so: never merged
         for entry, value, t in self.selection():
             target = names[t] if t is not None else None
-            yield entry.raw if no_score else with_scores(entry.raw, names, entry.scores, fit_id, value, target)
+            yield entry.raw if no_score else with_scores(entry.raw, names, entry.scores, fit_id, value, target, guard)
 
     def _value(self, entry: Entry) -> float | None:
         return None
