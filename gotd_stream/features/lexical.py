@@ -30,14 +30,7 @@ def hashed_tf(texts: list[str], buckets: int, char_budget: int | None = None):
     """Sparse (len(texts), buckets) matrix of sublinear term frequencies 1 + log(count) of unigrams and bigrams."""
     from scipy import sparse
 
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    hashes: list[int] = []
-    for i, text in enumerate(texts):
-        words = WORD.findall((text[:char_budget] if char_budget else text).lower())
-        lengths[i] = len(words)
-        hashes.extend(map(zlib.crc32, map(str.encode, words)))
-    h = np.array(hashes, dtype=np.uint64)
-    doc = np.repeat(np.arange(len(texts)), lengths)
+    doc, h = word_hashes(texts, char_budget)
     inside = doc[1:] == doc[:-1]  # word pairs that do not straddle two documents
     with np.errstate(over="ignore"):
         bigrams = (h[:-1] * _BIGRAM_MIX) ^ h[1:]
@@ -47,6 +40,76 @@ def hashed_tf(texts: list[str], buckets: int, char_budget: int | None = None):
     tf.sum_duplicates()
     tf.data = 1.0 + np.log(tf.data)
     return tf
+
+
+def word_hashes(texts: list[str], char_budget: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's text index and crc32 (uint64), in order: the words of WORD in each text's first char_budget
+    characters, lower-cased, UTF-8 encoded.
+
+    ASCII texts (most of a corpus) are cut and hashed in numpy all at once (_ascii_hashes), the others one by
+    one as re and zlib do it; both give the same words and the same hashes (tests/test_features.py)."""
+    ascii_ids, ascii_parts, other_doc, other_hashes = [], [], [], []
+    for i, text in enumerate(texts):
+        part = text[:char_budget] if char_budget else text
+        if part.isascii():
+            ascii_ids.append(i)
+            ascii_parts.append(part)
+        else:
+            words = WORD.findall(part.lower())
+            other_doc.append(np.full(len(words), i, dtype=np.int64))
+            other_hashes.append(np.fromiter(map(zlib.crc32, map(str.encode, words)), np.uint64, len(words)))
+    doc, h = _ascii_hashes(ascii_parts)
+    doc = np.asarray(ascii_ids, dtype=np.int64)[doc] if len(doc) else doc
+    if other_doc:  # merged by text, each text's words in order (a stable sort keeps them so)
+        doc, h = np.concatenate([doc, *other_doc]), np.concatenate([h, *other_hashes])
+        order = np.argsort(doc, kind="stable")
+        doc, h = doc[order], h[order]
+    return doc, h
+
+
+def _crc_table() -> np.ndarray:
+    """The CRC-32 (IEEE, zlib.crc32's) table of every byte."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1).astype(np.uint32)
+    return table
+
+
+_CRC = _crc_table()
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A") : ord("Z") + 1] += 32  # str.lower on ASCII
+_WORDCHAR = np.zeros(256, dtype=bool)  # \w on ASCII: letters, digits, the underscore
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+    _WORDCHAR[_c] = True
+
+
+def _ascii_hashes(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(index into parts, crc32) of each \\w+ word of lower-cased ASCII texts, in order, without a Python object
+    per word: the texts joined by a space (no word spans two), the words' bounds from a mask, and the CRC-32 of
+    every word advanced one byte at a time, the words sorted longest first so that each step is a prefix of them."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    joined = " ".join(parts).encode("ascii")
+    data = _LOWER[np.frombuffer(joined, dtype=np.uint8)]
+    word = np.zeros(len(data) + 2, dtype=bool)
+    word[1:-1] = _WORDCHAR[data]
+    edges = np.flatnonzero(word[1:] != word[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    lengths = ends - starts
+    offsets = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])  # where each text starts in `joined`
+    doc = np.searchsorted(offsets, starts, side="right") - 1
+    small = np.int16 if len(lengths) and lengths.max() < 1 << 15 else np.int64  # int16: numpy's radix sort
+    order = np.argsort(-lengths.astype(small), kind="stable")  # any order by length would do: scattered back
+    at, size = starts[order], lengths[order]
+    crc = np.full(len(order), 0xFFFFFFFF, dtype=np.uint32)
+    longest = int(size[0]) if len(size) else 0
+    alive = np.searchsorted(-size, -np.arange(longest), side="left")  # words longer than k, for each k
+    for k, live in enumerate(alive.tolist()):
+        c = crc[:live]
+        crc[:live] = _CRC[(c ^ data[at[:live] + k]) & 0xFF] ^ (c >> 8)
+    hashes = np.empty(len(order), dtype=np.uint64)
+    hashes[order] = crc ^ np.uint32(0xFFFFFFFF)
+    return doc.astype(np.int64), hashes
 
 
 def _l2_rows(matrix):
