@@ -138,7 +138,7 @@ def test_words_are_hashed_in_numpy_as_re_and_zlib_hash_them_one_by_one():
         return np.array(docs, np.int64), np.array(hashes, np.uint64)
 
     rng = random.Random(0)
-    alphabet = "aZ_ 9.\n\t-éÉ\u00a0İß" + "x" * 6
+    alphabet = "aZ_ 9.\n\t-éÉ\u00a0İß²٠\U0001f600\U00010400\ud800" + "x" * 6  # Latin-1, BMP, other planes
     cases = [[], [""], ["", "A"], ["a b a b", ""], ["x" * 5000, "Hello World_1 foo-bar"], TEXTS]
     cases += [
         ["".join(rng.choices(alphabet, k=rng.randint(0, 80))) for _ in range(rng.randint(1, 9))] for _ in range(300)
@@ -151,3 +151,10 @@ def test_words_are_hashed_in_numpy_as_re_and_zlib_hash_them_one_by_one():
             np.testing.assert_array_equal(docs, want_docs)
             np.testing.assert_array_equal(hashes, want_hashes)
     assert len(word_hashes(["plain ascii words here"], None)[1]) == 4
+
+
+def test_the_numpy_word_rule_is_re_s_on_every_code_point_of_the_basic_plane():
+    from gotd_stream.features.lexical import WORD, _bmp_word_chars
+
+    table = _bmp_word_chars()
+    assert [c for c in range(0x10000) if bool(WORD.fullmatch(chr(c))) != table[c]] == []
