@@ -118,3 +118,43 @@ def test_lexical_needs_no_model_and_refuses_a_mismatch(corpus, monkeypatch):
     assert "pass -p" in run(["embed", "--features", "lexical", corpus["pool"], "-o", npy], code=2).stderr
     run(["embed", "-p", pot_file, "--features", "lexical", corpus["pool"], "-o", npy, "-q"])
     assert np.load(npy).shape == (120, 256)
+
+
+def test_words_are_hashed_in_numpy_as_re_and_zlib_hash_them_one_by_one():
+    """hashed_tf cuts ASCII texts into words and hashes them in numpy (features.lexical.word_hashes): the same
+    words, text by text and in order, and the same crc32 as WORD.findall and zlib.crc32 give, on every mix of
+    ASCII and other texts and with or without a character budget."""
+    import random
+    import zlib
+
+    from gotd_stream.features.lexical import WORD, word_hashes
+
+    def expected(texts, budget):
+        docs, hashes = [], []
+        for i, text in enumerate(texts):
+            words = WORD.findall((text[:budget] if budget else text).lower())
+            docs += [i] * len(words)
+            hashes += [zlib.crc32(w.encode()) for w in words]
+        return np.array(docs, np.int64), np.array(hashes, np.uint64)
+
+    rng = random.Random(0)
+    alphabet = "aZ_ 9.\n\t-éÉ\u00a0İß²٠\U0001f600\U00010400\ud800" + "x" * 6  # Latin-1, BMP, other planes
+    cases = [[], [""], ["", "A"], ["a b a b", ""], ["x" * 5000, "Hello World_1 foo-bar"], TEXTS]
+    cases += [
+        ["".join(rng.choices(alphabet, k=rng.randint(0, 80))) for _ in range(rng.randint(1, 9))] for _ in range(300)
+    ]
+    for texts in cases:
+        for budget in (None, 4096, 7):
+            docs, hashes = word_hashes(texts, budget)
+            want_docs, want_hashes = expected(texts, budget)
+            assert docs.dtype == np.int64 and hashes.dtype == np.uint64
+            np.testing.assert_array_equal(docs, want_docs)
+            np.testing.assert_array_equal(hashes, want_hashes)
+    assert len(word_hashes(["plain ascii words here"], None)[1]) == 4
+
+
+def test_the_numpy_word_rule_is_re_s_on_every_code_point_of_the_basic_plane():
+    from gotd_stream.features.lexical import WORD, _bmp_word_chars
+
+    table = _bmp_word_chars()
+    assert [c for c in range(0x10000) if bool(WORD.fullmatch(chr(c))) != table[c]] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import orjson
 import pytest
@@ -202,3 +203,39 @@ def test_a_bpe_piece_of_indented_code_used_to_overflow_and_no_longer_does(lex, c
     out = run(["score", "-p", lex["art"], "--tokens", "10M", "--chunk-tokens", 32, "--tokenizer", counters["bpe"], src])
     tokens = [split_scored(line).tokens for line in out.stdout_bytes.splitlines()]
     assert max(tokens) <= 32 and sum(tokens) >= count(counters["bpe"], INDENTED) * 0.9
+
+
+# texts for the tokenizer's exact fast path (features.tokens.Tokenizer.word_counts) and those it leaves to the
+# tokenizer: control characters that join words (\x0b, \x1c, \x85), accents, an added token written out
+FAST_CASES = [
+    LONG,
+    "“Quoted” — dashes… and\u00a0no-break spaces, 42 numbers; URLs: http://x.org/a_b?c=1 " * 9,
+    "tab\tnew\nline\r\nreturn " * 30,
+    "ab\x0bcd ef\x1cgh ij\x85kl " * 40,
+    "café naïve Zürich " * 30,
+    "an [UNK] token and [CLS] too " * 30,
+    " ".join(["supercalifragilisticexpialidocious" * 4] * 3),  # one word over a piece: cut inside
+]
+
+
+@pytest.mark.parametrize("which", ["wordpiece", "model"])
+def test_the_fast_word_counts_cut_the_pieces_one_encoding_cuts(lex, counters, tmp_path, monkeypatch, which):
+    """A BERT-like counter sizes the words of the usual texts from a cache of word counts (no encoding of the
+    text): the command writes the same bytes as when every text is encoded, and the fast path did apply."""
+    from gotd_stream.features.tokens import Tokenizer
+
+    rng = random.Random(5)
+    texts = FAST_CASES + [" ".join(rng.choices(FAST_CASES, k=2))[: rng.randint(50, 3000)] for _ in range(40)]
+    src = write_jsonl(tmp_path / "fast.jsonl", [{"i": i, "text": t} for i, t in enumerate(texts)])
+    args = ["score", "-p", lex["art"], "--tokens", "10M", "--chunk-tokens", 16, "--tokenizer", counters[which]]
+    fast = run([*args, src, "-q"]).stdout_bytes
+    counter = Tokenizer(Path(counters[which]), which)
+    known = [counter.word_counts(t) for t in texts]
+    assert known[0] is not None and known[1] is not None and known[2] is not None
+    assert known[3] is None and known[4] is None and known[5] is None  # left to the tokenizer
+    for text, sizes in zip(texts, known, strict=True):
+        if sizes is not None:
+            assert len(sizes) == len(text.split()) and sum(sizes) == count(counters[which], text)
+    monkeypatch.setattr(Tokenizer, "word_counts", lambda self, text: None)  # every text encoded whole
+    assert run([*args, src, "-q"]).stdout_bytes == fast
+    assert len(fast.splitlines()) > len(texts)

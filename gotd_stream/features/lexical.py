@@ -8,7 +8,9 @@ stored in the artifact. No model, no GPU.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import zlib
 
 import numpy as np
@@ -30,14 +32,7 @@ def hashed_tf(texts: list[str], buckets: int, char_budget: int | None = None):
     """Sparse (len(texts), buckets) matrix of sublinear term frequencies 1 + log(count) of unigrams and bigrams."""
     from scipy import sparse
 
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    hashes: list[int] = []
-    for i, text in enumerate(texts):
-        words = WORD.findall((text[:char_budget] if char_budget else text).lower())
-        lengths[i] = len(words)
-        hashes.extend(map(zlib.crc32, map(str.encode, words)))
-    h = np.array(hashes, dtype=np.uint64)
-    doc = np.repeat(np.arange(len(texts)), lengths)
+    doc, h = word_hashes(texts, char_budget)
     inside = doc[1:] == doc[:-1]  # word pairs that do not straddle two documents
     with np.errstate(over="ignore"):
         bigrams = (h[:-1] * _BIGRAM_MIX) ^ h[1:]
@@ -47,6 +42,117 @@ def hashed_tf(texts: list[str], buckets: int, char_budget: int | None = None):
     tf.sum_duplicates()
     tf.data = 1.0 + np.log(tf.data)
     return tf
+
+
+def word_hashes(texts: list[str], char_budget: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's text index and crc32 (uint64), in order: the words of WORD in each text's first char_budget
+    characters, lower-cased, UTF-8 encoded.
+
+    Texts of ASCII (most of a corpus) and of the Basic Multilingual Plane are cut and hashed in numpy, a group
+    at once (_ascii_hashes, _bmp_hashes); the few others (emoji, other planes) one by one as re and zlib do it.
+    Every way gives the words and hashes of that one (tests/test_features.py)."""
+    ascii_ids, ascii_parts, bmp_ids, bmp_parts, other_doc, other_hashes = [], [], [], [], [], []
+    for i, text in enumerate(texts):
+        part = text[:char_budget] if char_budget else text
+        if part.isascii():
+            ascii_ids.append(i)
+            ascii_parts.append(part)
+            continue
+        lowered = part.lower()
+        if not _ASTRAL.search(lowered):
+            bmp_ids.append(i)
+            bmp_parts.append(lowered)
+            continue
+        words = WORD.findall(lowered)
+        other_doc.append(np.full(len(words), i, dtype=np.int64))
+        other_hashes.append(np.fromiter(map(zlib.crc32, map(str.encode, words)), np.uint64, len(words)))
+    docs, hashes = other_doc, other_hashes
+    for ids, (doc, h) in ((ascii_ids, _ascii_hashes(ascii_parts)), (bmp_ids, _bmp_hashes(bmp_parts))):
+        docs.append(np.asarray(ids, dtype=np.int64)[doc] if len(doc) else doc)
+        hashes.append(h)
+    doc, h = np.concatenate(docs), np.concatenate(hashes)
+    if bool(ascii_ids) + bool(bmp_ids) + bool(other_doc) > 1:  # by text, each one's words in order (stable)
+        order = np.argsort(doc, kind="stable")
+        doc, h = doc[order], h[order]
+    return doc, h
+
+
+def _crc_table() -> np.ndarray:
+    """The CRC-32 (IEEE, zlib.crc32's) table of every byte."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1).astype(np.uint32)
+    return table
+
+
+_CRC = _crc_table()
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A") : ord("Z") + 1] += 32  # str.lower on ASCII
+_WORDCHAR = np.zeros(256, dtype=bool)  # \w on ASCII: letters, digits, the underscore
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+    _WORDCHAR[_c] = True
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+@functools.cache
+def _bmp_word_chars() -> np.ndarray:
+    """\\w of re on every code point of the Basic Multilingual Plane: str.isalnum, or the underscore."""
+    return np.array([chr(c).isalnum() or c == 0x5F for c in range(0x10000)], dtype=bool)
+
+
+def _runs(word: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each run of True in `word`."""
+    padded = np.zeros(len(word) + 2, dtype=bool)
+    padded[1:-1] = word
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[0::2], edges[1::2]
+
+
+def _text_of(parts: list[str], starts: np.ndarray) -> np.ndarray:
+    """Which of `parts`, joined by one space, each position in `starts` lies in."""
+    offsets = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])
+    return (np.searchsorted(offsets, starts, side="right") - 1).astype(np.int64)
+
+
+def _ascii_hashes(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(index into parts, crc32) of each \\w+ word of lower-cased ASCII texts, in order, without a Python object
+    per word: the texts joined by a space (no word spans two), the words' bounds from a mask (_crc_words)."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    data = _LOWER[np.frombuffer(" ".join(parts).encode("ascii"), dtype=np.uint8)]
+    starts, ends = _runs(_WORDCHAR[data])
+    return _text_of(parts, starts), _crc_words(data, starts, ends - starts)
+
+
+def _bmp_hashes(lowered: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """_ascii_hashes for lower-cased texts of the Basic Multilingual Plane: the words found on the code points,
+    hashed on the UTF-8 bytes (1 to 3 a code point; a lone surrogate, never in a word, 3 as surrogatepass)."""
+    if not lowered:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    joined = " ".join(lowered)
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    starts, ends = _runs(_bmp_word_chars()[codes])
+    byte_at = np.zeros(len(codes) + 1, dtype=np.int64)
+    np.cumsum(1 + (codes >= 0x80) + (codes >= 0x800), out=byte_at[1:])
+    data = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    return _text_of(lowered, starts), _crc_words(data, byte_at[starts], byte_at[ends] - byte_at[starts])
+
+
+def _crc_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """zlib.crc32 of each word data[start:start + length], all words advanced one byte at a time, sorted longest
+    first so that each step is a prefix of them."""
+    small = np.int16 if len(lengths) and lengths.max() < 1 << 15 else np.int64  # int16: numpy's radix sort
+    order = np.argsort(-lengths.astype(small), kind="stable")  # any order by length would do: scattered back
+    at, size = starts[order], lengths[order]
+    crc = np.full(len(order), 0xFFFFFFFF, dtype=np.uint32)
+    longest = int(size[0]) if len(size) else 0
+    alive = np.searchsorted(-size, -np.arange(longest), side="left")  # words longer than k, for each k
+    for k, live in enumerate(alive.tolist()):
+        c = crc[:live]
+        crc[:live] = _CRC[(c ^ data[at[:live] + k]) & 0xFF] ^ (c >> 8)
+    hashes = np.empty(len(order), dtype=np.uint64)
+    hashes[order] = crc ^ np.uint32(0xFFFFFFFF)
+    return hashes
 
 
 def _l2_rows(matrix):

@@ -59,6 +59,7 @@ class Tokenizer:
         self.additive = _additive(self._tok)
         self.name = name
         self._path = path
+        self._words: WordCounts | None | bool = False  # made on first use (False: not yet looked at)
 
     def __reduce__(self):
         """Pickled as its path (a few bytes, not the vocabulary): a Ray actor's arguments must stay small, or Ray
@@ -70,11 +71,57 @@ class Tokenizer:
         from one encoding (select.units cuts pieces with it)."""
         return [start for start, _ in self._tok.encode(text, add_special_tokens=False).offsets]
 
+    def word_counts(self, text: str) -> list[int] | None:
+        """The token count of each whitespace-separated word of `text` (str.split's words), which add up to the
+        text's own count; None when only the tokenizer itself can tell (select.units then encodes the text).
+
+        For a BERT-like tokenizer and the usual texts (features.wordpiece: the known characters, no added token
+        written out) a word's tokens do not depend on its neighbours, so each distinct word is counted once
+        (a bounded cache): select.units cuts pieces from these counts, the same ones one encoding would give,
+        at a fraction of the tokenizer's cost (its normaliser tracks every character's alignment)."""
+        words = self._words
+        if words is False:
+            words = self._words = WordCounts.for_tokenizer(self._tok)
+        if words is None:
+            return None
+        return words(text)
+
     def count(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.int64)
         encoded = self._tok.encode_batch(list(texts), add_special_tokens=False)
         return np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
+
+
+class WordCounts(dict):
+    """word -> its token count under a BERT-like tokenizer (features.wordpiece's exact rules), computed on first
+    sight from the tokenizer's own WordPiece model; bounded like wordpiece.Pieces."""
+
+    def __init__(self, fast):
+        super().__init__()
+        self.fast = fast
+
+    @classmethod
+    def for_tokenizer(cls, tok) -> WordCounts | None:
+        from gotd_stream.features.wordpiece import WordPieceWords
+
+        fast = WordPieceWords.for_tokenizer(tok)
+        return None if fast is None else cls(fast)
+
+    def __call__(self, text: str) -> list[int] | None:
+        fast = self.fast
+        if not fast.known.fullmatch(text) or (fast.added is not None and fast.added.search(text)):
+            return None
+        return list(map(self.__getitem__, text.split()))
+
+    def __missing__(self, word: str) -> int:
+        from gotd_stream.features.wordpiece import CACHE_WORDS, WORD
+
+        if len(self) >= CACHE_WORDS:
+            self.clear()
+        pieces = self.fast.pieces
+        n = self[word] = sum(len(pieces[part]) for part in WORD.findall(word.lower()))
+        return n
 
 
 # Pipelines whose count of a text is exactly the sum of the counts of its whitespace-separated words: a normaliser

@@ -70,18 +70,26 @@ def chunks(text: str, max_tokens: int, counter, min_tokens: int = 0) -> list[tup
     max_tokens (exact for WordPiece and the estimate, close for byte-level BPE, which counts runs of spaces and
     tabs), then every piece is counted whole and one over is re-packed by bisection. A single word over
     max_tokens is cut inside (_cut_word). A text that fits whole is one piece over all of it. A tokenizer that
-    gives its tokens' offsets (features.tokens.Tokenizer.starts) sizes the words from one encoding of the text;
-    one whose counts add up over words exactly (`additive`) needs no second count.
+    gives its words' counts (features.tokens.Tokenizer.word_counts: a BERT-like one, on the usual texts) or its
+    tokens' offsets (Tokenizer.starts) sizes the words from them, the same counts either way; one whose counts
+    add up over words exactly (`additive`) needs no second count.
     """
-    starts_of = getattr(counter, "starts", None)
+    sized = getattr(counter, "word_counts", None)
+    sizes = sized(text) if sized is not None else None  # each word's count, where the counter knows them apart
+    starts_of = getattr(counter, "starts", None) if sizes is None else None
     starts = starts_of(text) if starts_of is not None else None
-    total = len(starts) if starts is not None else int(counter.count([text])[0])
+    if sizes is not None:
+        total = sum(sizes)
+    else:
+        total = len(starts) if starts is not None else int(counter.count([text])[0])
     if total <= max_tokens:
         return [(0, len(text), total)]
-    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    words = [m.span() for m in _WORD.finditer(text)]
     if not words:
         return []
-    if starts is not None:  # each token to the word it starts in, or the whitespace before that word
+    if sizes is not None:  # str.split's words are _WORD's, in order: the counts are theirs
+        pass
+    elif starts is not None:  # each token to the word it starts in, or the whitespace before that word
         import numpy as np
 
         ends = np.fromiter((e for _, e in words), dtype=np.int64, count=len(words))
