@@ -3,6 +3,7 @@ exact; a margin too small says so; --exclude and the target's texts are never se
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gotd_stream.select.dedup import PERMS, Guard, MarginExceeded, signatures
+from gotd_stream.select.dedup import MIN_SHINGLES, PERMS, WIDTH, Guard, MarginExceeded, signatures
+from gotd_stream.select.guard import DEFAULT_THRESHOLD
 from tests.conftest import run as run_cli
 from tests.conftest import write_jsonl
 
@@ -43,8 +45,16 @@ def variants(base: str) -> dict[str, str]:
     }
 
 
-def collide(a: np.ndarray, b: np.ndarray, threshold: float = 0.8) -> bool:
-    return a[0] == b[0] or np.count_nonzero(a[1:] == b[1:]) >= threshold * PERMS
+def collide(a: np.ndarray, b: np.ndarray, threshold: float = 0.7) -> bool:
+    """The rule, written out: equal exact keys, or (both of MIN_SHINGLES shingles or more) an estimated
+    containment of the smaller 2-gram set in the other of at least `threshold`."""
+    if a[0] == b[0]:
+        return True
+    small = min(a[1], b[1])
+    if small < MIN_SHINGLES:
+        return False
+    jaccard = np.count_nonzero(a[2:] == b[2:]) / PERMS
+    return jaccard * (a[1] + b[1]) / (1 + jaccard) / small >= threshold - 1e-12
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +195,7 @@ def test_slurm_shares_under_the_guard_equal_one_pass(pool, budget, tmp_path):
     merged = run([*merge, tmp_path / "state-1", tmp_path / "state-0"])
     assert merged.stdout_bytes == done.stdout_bytes and dropped_of(merged.stderr) == dropped_of(done.stderr)
     refused = run([*merge, *outputs], code=2).stderr
-    assert f"{outputs[0]}:1: a selection made with the duplicate guard (near:t=0.8:m=0.5)" in refused
+    assert f"{outputs[0]}:1: a selection made with the duplicate guard (near:t=0.7:m=0.5)" in refused
     assert "--candidates" in refused and "--state" in refused
 
 
@@ -200,10 +210,10 @@ def test_a_plain_guarded_selection_says_so_and_merge_refuses_it(pool, tmp_path):
             run(["score", "-p", artifact, *args, p["a"], "-o", out, "-q"])
             merge = ["merge", "-k", 10] + (["-p", artifact] if name != "one" else [])
             refused = run([*merge, out], code=2).stderr
-            assert f"{out}:1: a selection made with the duplicate guard (near:t=0.8:m=0.5) cannot be merged" in refused
+            assert f"{out}:1: a selection made with the duplicate guard (near:t=0.7:m=0.5) cannot be merged" in refused
             assert "--candidates" in refused
         lines = (tmp_path / f"{name}.jsonl").read_bytes().splitlines()
-        assert lines and all(b',"gotd_guard":"near:t=0.8:m=0.5","gotd_fit":"' in line for line in lines)
+        assert lines and all(b',"gotd_guard":"near:t=0.7:m=0.5","gotd_fit":"' in line for line in lines)
         # the Parquet selection reads back as the same lines (report and merge see the tag)
         from gotd_stream.io.parquet_out import selection_lines
 
@@ -230,8 +240,8 @@ def test_a_margin_too_small_says_so(tmp_path):
     rng = random.Random(3)
     words = [f"w{i}" for i in range(80)]  # distinct words: every shingle once
     m = " ".join(words)
-    p_text = " ".join(["apple", "pear", "plum", "fig", *words[4:]])
-    q_text = " ".join([*words[:76], "apple", "pear", "plum", "fig"])
+    p_text = " ".join(words[:55])  # P and Q are inside M; they share 29 of their 54 2-grams
+    q_text = " ".join(words[25:])
     z_text = text(rng, FAR)
     sigs = signatures([m, p_text, q_text])
     assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]) and not collide(sigs[1], sigs[2])
@@ -279,7 +289,7 @@ def test_an_artifact_without_target_signatures_loads_and_warns(pool, tmp_path, c
     import gotd_stream as gs
 
     old = gs.load(str(pool["one"]))
-    assert old.copies is not None and old.copies.shape[1] == 1 + PERMS
+    assert old.copies is not None and old.copies.shape[1] == WIDTH
     old.copies = None
     path = tmp_path / "old.gotd"
     old.save(str(path))
@@ -320,7 +330,7 @@ def test_report_shows_what_the_guard_dropped(pool, tmp_path):
     assert said["copies"] > 0 and excluded > 1
     expected = {"copy": said["copies"], f"exclude {held_out}": excluded}
     report = json.loads(run(["report", "-p", p["one"], sel, "--json"]).stdout)
-    assert report["guard"]["dedup"] == "near" and report["guard"]["dedup_threshold"] == 0.8
+    assert report["guard"]["dedup"] == "near" and report["guard"]["dedup_threshold"] == DEFAULT_THRESHOLD
     assert report["guard"]["dropped"] == expected and report["guard"]["note"] is None
     page = tmp_path / "page"
     summary = run(["report", "-p", p["one"], sel, "-o", page]).stderr
@@ -358,3 +368,97 @@ def test_report_shows_what_the_guard_dropped(pool, tmp_path):
     off = tmp_path / "off.jsonl"
     run(["score", "-p", p["one"], "-k", 10, "--dedup", "off", *shards, "-o", off, "-q"])
     assert json.loads(run(["report", "-p", p["one"], off, "--json"]).stdout)["guard"] is None
+
+
+# short texts (issue 23's planted reviews are 20-40 words): the rule is containment of 2-grams, not 3-gram Jaccard
+
+REVIEWS = [
+    "A sincerely crafted picture that deserves to be seen by everyone who loves the old westerns of the fifties.",
+    "Too gory to be a comedy and too silly to be an effective horror film, it falls between every chair.",
+    "Although it follows the standard formula, the voice cast brings real warmth to a story we know by heart.",
+    "The director has made a substantive movie out of several slight ideas, and the actors carry it home well.",
+    "Evokes the style and flash of the double cross thrillers without ever finding a pulse of its own.",
+    "A quiet, patient drama about two brothers who inherit a failing farm and a grudge they cannot drop.",
+]
+BOILER = "Posted by admin | Share this review | Comments (0)"
+
+
+def short_copies(base: str) -> dict[str, str]:
+    """The planted edits of bench/web.py on a short review: a changed word, a boilerplate line in front."""
+    words = base.split(" ")
+    return {"word": " ".join([*words[:5], "really", *words[6:]]), "boiler": f"{BOILER}\n{base}"}
+
+
+def test_short_texts_with_a_changed_word_or_a_boilerplate_line_collide():
+    for base in REVIEWS:
+        copies = short_copies(base)
+        sigs = signatures([base, copies["word"], copies["boiler"]])
+        assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]) and collide(sigs[1], sigs[2]), base
+        assert Guard().signatures([base, copies["word"]]).shape == (2, WIDTH)
+    # a Jaccard rule would not: the boilerplate copy's 3-gram Jaccard with the review is under 0.7
+    words = [t.lower().split() for t in (REVIEWS[0], short_copies(REVIEWS[0])["boiler"])]
+    grams = [set(zip(w, w[1:], w[2:], strict=False)) for w in words]
+    assert len(grams[0] & grams[1]) / len(grams[0] | grams[1]) < 0.7
+
+
+def test_distinct_short_texts_sharing_words_do_not_collide():
+    """Reviews that share a few words or a phrase, and texts under 9 words that differ by one word."""
+    distinct = [
+        *REVIEWS,
+        "A sincerely crafted picture, but the westerns it loves were never this slow or this pleased with itself.",
+        "Too silly to be a comedy and too dull to be anything else, the film wastes a fine cast on nothing.",
+        "Fairly run of the mill.",
+        "The only thing worse than a run of the mill picture is one that wants to be profound.",
+        "A pure delight.",
+        "A real delight.",
+    ]
+    sigs = signatures(distinct)
+    pairs = [(i, j) for i in range(len(sigs)) for j in range(i)]
+    assert not [(distinct[j], distinct[i]) for i, j in pairs if collide(sigs[i], sigs[j])]
+    assert sigs[distinct.index("A pure delight."), 1] < MIN_SHINGLES  # too short: only the exact key counts
+
+
+def test_short_review_copies_kept_once_by_score(tmp_path):
+    """A pool of short reviews with their planted copies: the guard keeps one of each group and every
+    distinct review; without it, copies are selected."""
+    rng = random.Random(11)
+    docs = [{"id": f"r{i}", "text": t} for i, t in enumerate(REVIEWS)]
+    for i, base in enumerate(REVIEWS):
+        docs += [{"id": f"r{i}-{kind}", "text": copy} for kind, copy in short_copies(base).items()]
+    far = [{"id": f"f{i}", "text": text(rng, FAR, 20)} for i in range(30)]
+    pool = write_jsonl(tmp_path / "pool.jsonl", docs + far)
+    target = write_jsonl(tmp_path / "t.jsonl", [{"text": t} for t in REVIEWS[::-1]])
+    art = tmp_path / "a.gotd"
+    run(["fit", "--features", "lexical", "--target", target, pool, "-o", art, "-q"])
+    k = 2 * len(REVIEWS)
+    off = ids(run(["score", "-p", art, "-k", k, "--dedup", "off", pool]).stdout_bytes)
+    assert sum(1 for name in off if name.startswith("r")) > len(REVIEWS)  # copies bought
+    kept = ids(run(["score", "-p", art, "-k", k, "--allow-target-copies", pool]).stdout_bytes)
+    groups = sorted(name.split("-")[0] for name in kept if name.startswith("r"))
+    assert groups == sorted(f"r{i}" for i in range(len(REVIEWS)))  # every review once, the rest far texts
+
+
+def test_signatures_of_the_older_rule_are_refused_or_ignored_with_a_message(pool, tmp_path):
+    import gotd_stream as gs
+
+    # candidate lines whose signatures lack the sizes (the older rule): merge names the line and what to do
+    cand = tmp_path / "a.cand"
+    run(["score", "-p", pool["one"], "-k", 5, "--candidates", pool["a"], "-o", cand, "-q"])
+    lines = cand.read_bytes().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(b'{"gotd_ranks":'))
+    row = json.loads(lines[at])
+    sig = np.frombuffer(base64.b64decode(row["gotd_sig"]), "<i8")
+    row["gotd_sig"] = base64.b64encode(np.delete(sig, 1).astype("<i8").tobytes()).decode()
+    lines[at] = json.dumps(row, separators=(",", ":")).encode()
+    old = tmp_path / "old.cand"
+    old.write_bytes(b"\n".join(lines) + b"\n")
+    failed = run(["merge", "-k", 5, old], code=1)
+    assert f"old.cand:{at + 1}" in failed.stderr and "older rule" in failed.stderr
+    # an artifact whose target signatures are the older rule's: it loads and scores, and the guard says why
+    # it cannot drop target copies
+    art = gs.load(str(pool["one"]))
+    art.copies = np.delete(art.copies, 1, axis=1)
+    path = tmp_path / "old.gotd"
+    art.save(str(path))
+    done = run(["score", "-p", path, "-k", 3, pool["a"]])
+    assert "older duplicate rule" in done.stderr and len(done.stdout_bytes.splitlines()) == 3

@@ -24,7 +24,7 @@ from gotd_stream.features import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_MODE
 from gotd_stream.io.outputs import OutputError
 from gotd_stream.io.outputs import check_outputs as check_paths
 from gotd_stream.io.remote import is_url
-from gotd_stream.select.guard import DEFAULT_DEDUP
+from gotd_stream.select.guard import DEFAULT_DEDUP, DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from gotd_stream.select.targets import check_name, check_weight
 from gotd_stream.select.units import DEFAULT_CHUNK_TOKENS, DEFAULT_MIN_TOKENS
 
@@ -565,21 +565,23 @@ def guard_options(func: Callable) -> Callable:
             type=click.Choice(["near", "exact", "off"]),
             default=DEFAULT_DEDUP,
             show_default=True,
-            help="Keep one of each group of copies, the best-ranked: near (MinHash of word 3-grams), exact "
+            help="Keep one of each group of copies, the best-ranked: near (MinHash of word 2-grams), exact "
             "(the same text after case, punctuation and spacing are normalised), or off. With the guard on, merge "
             "exactly from --state folders or --candidates outputs, not from plain selections.",
         ),
         click.option(
             "--dedup-threshold",
             type=Finite(min=0, max=1, min_open=True),
-            default=0.8,
+            default=DEFAULT_THRESHOLD,
             show_default=True,
-            help="With --dedup near: the estimated Jaccard of word 3-grams at which two texts are copies.",
+            help="With --dedup near: two texts of 9 words or more are copies when this share of the shorter "
+            "one's word pairs (2-grams) is in the other, as MinHash estimates it (a boilerplate line added, a word "
+            "changed); shorter texts are copies only when equal after normalising.",
         ),
         click.option(
             "--dedup-margin",
             type=Finite(min=0),
-            default=0.5,
+            default=DEFAULT_MARGIN,
             show_default=True,
             help="Spare eligible units each shard keeps, a share of the budget, so that merges stay exact "
             "when copies span shards (a merge that runs short says so).",

@@ -73,7 +73,7 @@ class Potentials:
     arrays: dict = field(default_factory=dict)  # what the space fitted (lexical IDF and projection)
     format_version: int = FORMAT_VERSION  # of the file it was read from
     student: object = None  # a select.distill.Student, or None: not part of the fit id (the teacher's scores)
-    # the target texts' duplicate-guard signatures (select.dedup.signatures: (m, 1 + PERMS) int64), so that no
+    # the target texts' duplicate-guard signatures (select.dedup.signatures: (m, WIDTH) int64), so that no
     # selected unit copies a target text; None in files fitted before they were stored. Not part of fit_id: they
     # change nothing about what scores mean.
     copies: np.ndarray | None = None
@@ -274,10 +274,11 @@ def checked_student(header, arrays: dict | None, where: str):
 
 def validate_copies(name: str, array: np.ndarray) -> str | None:
     """What is wrong with an array of target signatures (None: nothing)."""
-    from gotd_stream.select.dedup import PERMS
+    from gotd_stream.select.dedup import OLD_WIDTH, WIDTH
 
-    if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] != 1 + PERMS:
-        return f"{name} must be int64 of shape (texts, {1 + PERMS}), not {array.dtype} {list(array.shape)}"
+    # an older rule's signatures (OLD_WIDTH) load: scoring works, and the guard warns that it cannot use them
+    if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] not in (WIDTH, OLD_WIDTH):
+        return f"{name} must be int64 of shape (texts, {WIDTH}), not {array.dtype} {list(array.shape)}"
     return None
 
 

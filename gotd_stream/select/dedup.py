@@ -4,10 +4,20 @@ What is a copy (`Guard`, one rule everywhere):
 
     normalise   NFKC, casefold, the words (\\w+ runs) joined by one space: case, punctuation and whitespace
                 runs do not count. Its 64-bit blake2b is the *exact key*.
-    near        a MinHash of the normalised text's 3-word shingles (128 multiply-shift hashes of a fixed seed;
-                a text of under 3 words is one shingle), cut into 32 bands of 4 rows.
-    collide     two units collide when their exact keys are equal, or (mode near) they share a band and their
-                estimated Jaccard (the share of equal MinHash rows) is at least the threshold.
+    near        the normalised text's distinct 2-word shingles (a text of one word is one shingle): their number,
+                and a MinHash of them (128 multiply-shift hashes of a fixed seed), cut into 42 bands of 3 rows.
+    collide     two units collide when their exact keys are equal, or (mode near) both have at least
+                MIN_SHINGLES (8) shingles, they share a band, and the estimated *containment* of the smaller
+                shingle set in the other (|A∩B| / min(|A|, |B|), from the share of equal MinHash rows and the two
+                sizes: `near_copies`) is at least the threshold (0.7).
+
+Why containment of 2-grams (notes/nearrule.md has the measurement): a short review (20 words) with one word
+changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate line prepended 0.5-0.7, while its
+2-gram containment stays at 0.9 and 1.0; among 10,000 distinct pool texts the pairs it flags at 0.7 are reposted
+tweets (another link, an "RT @x:" in front) and not distinct texts. Under 8 shingles (9 words) distinct texts
+share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review): only the exact key counts. A
+short text inside a much longer one (a quote in an article) is seldom found: the bands find pairs whose Jaccard
+is above about 0.3, so sizes within about three times of each other.
 
 The rule is order-free, so it is exact: a unit is *dropped* when a better-ranked unit (by the keeper's own rank:
 the score, the sample key, the weighted sum) collides with it, whether or not that one is itself kept; the
@@ -44,9 +54,12 @@ import numpy as np
 from gotd_stream.errors import BadSetting, RuntimeProblem, setting
 from gotd_stream.select.guard import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODES
 
-SHINGLE = 3  # words per shingle (3: one changed word in a 40-word text still leaves a Jaccard of 0.85)
+SHINGLE = 2  # words per shingle (notes/nearrule.md: 2-grams keep a changed word's copy of a 20-word review)
 PERMS = 128  # MinHash rows
-BANDS, ROWS = 32, 4  # LSH bands x rows = PERMS
+BANDS, ROWS = 42, 3  # LSH bands x rows (126 of the PERMS rows): a pair at an estimated Jaccard of 0.4 meets in one
+MIN_SHINGLES = 8  # below it (texts of under 9 words) only the exact key counts: too few shingles to tell copies
+WIDTH = 2 + PERMS  # a signature: exact key, number of distinct shingles, MinHash rows
+OLD_WIDTH = 1 + PERMS  # the rule before (3-word shingles, Jaccard, no sizes): refused with a clear message
 SEED = 0x60D5  # fixed: signatures are the same everywhere, and stored in artifacts
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -79,7 +92,7 @@ _MIX, _A, _B = _parameters()
 
 
 def _shingles(words: list[str]) -> np.ndarray:
-    """32-bit hashes of the 5-word shingles (one shingle for a shorter text; none for a text without a word)."""
+    """32-bit hashes of the SHINGLE-word shingles (one shingle for a shorter text; none for a text without a word)."""
     if not words:
         return np.zeros(0, np.uint64)
     h = np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words), np.uint64, len(words))
@@ -92,16 +105,18 @@ def _shingles(words: list[str]) -> np.ndarray:
 
 
 def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
-    """(n, 1 + PERMS) int64: each text's exact key, then its MinHash (zeros when not `near`)."""
-    out = np.zeros((len(texts), 1 + PERMS), np.int64)
+    """(n, WIDTH) int64: each text's exact key, its number of distinct shingles, then its MinHash (the last two
+    zeros when not `near`)."""
+    out = np.zeros((len(texts), WIDTH), np.int64)
     if not len(texts):
         return out
     normals = [normalise(t) for t in texts]
     out[:, 0] = [exact_key(n) for n in normals]
     if not near:
         return out
-    parts = [_shingles(n.split(" ") if n else []) for n in normals]
+    parts = [np.unique(_shingles(n.split(" ") if n else [])) for n in normals]
     sizes = np.array([len(p) for p in parts])
+    out[:, 1] = sizes
     empty = sizes == 0
     if empty.any():  # no word: a signature of its own (it collides by its exact key only)
         parts = [p if len(p) else np.zeros(1, np.uint64) for p in parts]
@@ -111,10 +126,42 @@ def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
     with np.errstate(over="ignore"):
         for lo in range(0, PERMS, 32):  # bounded memory: a slab of hashes at a time
             hashed = (allsh[:, None] * _A[None, lo : lo + 32] + _B[None, lo : lo + 32]) >> np.uint64(32)
-            out[:, 1 + lo : 1 + lo + 32] = np.minimum.reduceat(hashed, starts, axis=0).astype(np.int64)
+            out[:, 2 + lo : 2 + lo + 32] = np.minimum.reduceat(hashed, starts, axis=0).astype(np.int64)
     if empty.any():
-        out[empty, 1:] = -1 - np.arange(PERMS)  # never equal to a real row (those are in [0, 2^32))
+        out[empty, 2:] = -1 - np.arange(PERMS)  # never equal to a real row (those are in [0, 2^32))
     return out
+
+
+def near_copies(sig: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
+    """Which rows of `others` are near copies of `sig`: both have at least MIN_SHINGLES shingles and the
+    estimated containment of the smaller shingle set in the other's is at least `threshold`.
+
+    The share of equal MinHash rows estimates the Jaccard J = |A∩B| / |A∪B|; with the stored sizes a and b,
+    |A∩B| = J (a + b) / (1 + J), and the containment is that over min(a, b). Symmetric, and it reads the two
+    signatures only (what merges, --state and the shards' exactness rest on). Compared without a division,
+    as eq (a + b) >= threshold (PERMS + eq) min(a, b), with eq the number of equal rows."""
+    others = np.atleast_2d(others)
+    eq = np.count_nonzero(others[:, 2:] == sig[2:], axis=1).astype(np.float64)
+    a, b = float(sig[1]), others[:, 1].astype(np.float64)
+    small = np.minimum(a, b)
+    return (small >= MIN_SHINGLES) & (eq * (a + b) >= threshold * (PERMS + eq) * small)
+
+
+class OldSignature(ValueError):
+    """A signature of an older rule (select.dedup's: fewer columns): written by an earlier gotd-stream."""
+
+
+def check_width(width: int, what: str) -> None:
+    """Refuse signatures of another width, saying what to do when they are an older rule's."""
+    if width == WIDTH:
+        return
+    if width == OLD_WIDTH:
+        raise OldSignature(
+            f"{what} holds duplicate signatures of the older rule ({OLD_WIDTH} values: 3-word shingles, Jaccard), "
+            f"not this gotd-stream's ({WIDTH}: {SHINGLE}-word shingles, containment); write it again with this "
+            f"gotd-stream"
+        )
+    raise ValueError(f"{what} holds signatures of {width} values, not {WIDTH}")
 
 
 def encode_sig(sig: np.ndarray) -> str:
@@ -123,8 +170,9 @@ def encode_sig(sig: np.ndarray) -> str:
 
 def decode_sig(text: str) -> np.ndarray:
     raw = base64.b64decode(text, validate=True)
-    if len(raw) != 8 * (1 + PERMS):
-        raise ValueError(f"a signature of {len(raw)} bytes, not {8 * (1 + PERMS)}")
+    if len(raw) % 8:
+        raise ValueError(f"a signature of {len(raw)} bytes, not {8 * WIDTH}")
+    check_width(len(raw) // 8, "the line")
     return np.frombuffer(raw, "<i8").astype(np.int64)
 
 
@@ -190,14 +238,14 @@ class Index:
         self.sigs: dict[int, np.ndarray] = {}
 
     def _band_keys(self, sig: np.ndarray) -> list[bytes]:
-        rows = sig[1:].tobytes()
+        rows = sig[2:].tobytes()
         step = 8 * ROWS
         return [bytes([b]) + rows[b * step : (b + 1) * step] for b in range(BANDS)]
 
     def add(self, ident: int, sig: np.ndarray) -> None:
         self.sigs[ident] = sig
         self.exact.setdefault(int(sig[0]), []).append(ident)
-        if self.guard.near:
+        if self.guard.near and sig[1] >= MIN_SHINGLES:  # a shorter text collides by its exact key only
             for key in self._band_keys(sig):
                 self.bands.setdefault(key, []).append(ident)
 
@@ -208,7 +256,7 @@ class Index:
     def colliders(self, sig: np.ndarray) -> set[int]:
         """The live signatures that collide with `sig`."""
         found = {i for i in self.exact.get(int(sig[0]), ()) if i in self.sigs}
-        if not self.guard.near:
+        if not self.guard.near or sig[1] < MIN_SHINGLES:
             return found
         seen: set[int] = set(found)
         for key in self._band_keys(sig):
@@ -218,12 +266,11 @@ class Index:
             live = [i for i in bucket if i in self.sigs]
             if len(live) != len(bucket):
                 bucket[:] = live
-            for i in live:
-                if i in seen:
-                    continue
-                seen.add(i)
-                if np.count_nonzero(self.sigs[i][1:] == sig[1:]) >= self.guard.threshold * PERMS:
-                    found.add(i)
+            seen.update(live)
+        candidates = sorted(seen - found)
+        if candidates:
+            near = near_copies(sig, np.stack([self.sigs[i] for i in candidates]), self.guard.threshold)
+            found.update(i for i, hit in zip(candidates, near.tolist(), strict=True) if hit)
         return found
 
 
@@ -376,7 +423,7 @@ class Prefix:
 
 # candidate lines: a shard's prefixes (one per ranking), for merge and --state
 #
-#   {"gotd_guard":"near:t=0.8:m=0.5","gotd_cutoffs":[C or null, ...],"gotd_select":...,"gotd_fit":"..."}
+#   {"gotd_guard":"near:t=0.7:m=0.5","gotd_cutoffs":[C or null, ...],"gotd_select":...,"gotd_fit":"..."}
 #   {"gotd_ranks":[r or null, ...],"gotd_whys":[null or "copy" or a reason, ...],"gotd_sig":"...","gotd_fit":...}
 #   the unit's own line (as `score` writes it), when it is eligible in some ranking
 #
@@ -471,6 +518,8 @@ def read_shard(lines: Iterable[tuple[int, bytes]], name: str, rankings: int | No
                 raise ValueError("a line without its rank line")
             shard.units.append((*pending, line))
             pending = None
+        except OldSignature as exc:
+            raise NotCandidates(f"{name}:{lineno}: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise NotCandidates(f"{name}:{lineno}: not a line of guarded candidates ({exc})") from None
     if shard is None:
@@ -531,13 +580,23 @@ def exclusion(path: str, guard: Guard, text_field: str = "text") -> tuple[str, n
     return f"exclude {display_name(path)}", guard.signatures(read_exclude(path, text_field))
 
 
-def target_signatures(artifact) -> np.ndarray | None:
-    """The target texts' signatures an artifact carries (None for one fitted before they were stored)."""
+def stored_signatures(artifact) -> list[np.ndarray]:
+    """Every target signature array an artifact carries (one per target; none for a file fitted before)."""
     parts = getattr(artifact, "parts", None)
-    if parts is not None:  # several targets: every target's texts
-        found = [part.copies for part in parts if part.copies is not None]
-        return np.concatenate(found) if found else None
-    return getattr(artifact, "copies", None)
+    arrays = [part.copies for part in parts] if parts is not None else [getattr(artifact, "copies", None)]
+    return [a for a in arrays if a is not None]
+
+
+def target_signatures(artifact) -> np.ndarray | None:
+    """The target texts' signatures an artifact carries, of this rule (None for one fitted before they were
+    stored, or under the older rule: `stale_target_signatures` tells which)."""
+    found = [a for a in stored_signatures(artifact) if a.shape[1] == WIDTH]
+    return np.concatenate(found) if found else None
+
+
+def stale_target_signatures(artifact) -> bool:
+    """Whether the artifact's target signatures are an older rule's (fitted by an earlier gotd-stream)."""
+    return any(a.shape[1] != WIDTH for a in stored_signatures(artifact))
 
 
 def exclusions_digest(exclusions: Exclusions | None) -> str | None:

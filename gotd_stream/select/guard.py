@@ -8,7 +8,7 @@ MODES = ("near", "exact", "off")
 # select.keep.GuardedSelection), so turning the guard on by default would make today's
 # `score -o part; merge part*` pipelines fail, saying to score with --candidates or --state, never inexact.
 DEFAULT_DEDUP = "off"
-DEFAULT_THRESHOLD = 0.8  # the estimated Jaccard of word 3-grams at which two texts are copies
+DEFAULT_THRESHOLD = 0.7  # the estimated containment of word 2-grams at which two texts are copies (select.dedup)
 DEFAULT_MARGIN = 0.5  # spare eligible units a keeper holds, a share of the budget
 
 __all__ = ["DEFAULT_DEDUP", "DEFAULT_MARGIN", "DEFAULT_THRESHOLD", "MODES"]

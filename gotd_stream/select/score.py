@@ -201,7 +201,7 @@ class Plan:
 
     def exclusions(self, artifact):
         """What no selected unit may copy: the excluded texts, then the target's (unless allowed)."""
-        from gotd_stream.select.dedup import Exclusions, target_signatures
+        from gotd_stream.select.dedup import Exclusions, stale_target_signatures, target_signatures
 
         if not self.guard.on:
             return None
@@ -215,9 +215,14 @@ class Plan:
             else:
                 import logging
 
+                why = (
+                    "the artifact's target signatures are of an older duplicate rule (an earlier gotd-stream fitted it)"
+                    if stale_target_signatures(artifact)
+                    else "the artifact was fitted before target signatures were stored"
+                )
                 logging.getLogger(__name__).warning(
-                    "the artifact was fitted before target signatures were stored: units that copy a target text "
-                    f"are not dropped (fit again to check them; {setting('allow_target_copies')} silences this)"
+                    f"{why}: units that copy a target text are not dropped (fit again to check them; "
+                    f"{setting('allow_target_copies')} silences this)"
                 )
         return found if found else None
 
