@@ -726,6 +726,7 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated parity targets")
     parser.add_argument("--dups-pool", type=int, default=30_000, help="records of the real pool in part 3")
     parser.add_argument("--warmup", action="store_true", help="also the SmolLM2 warm-ups (an idle machine: long)")
+    parser.add_argument("--warmup-only", action="store_true", help="only the --parts warm-ups")
     parser.add_argument("--size", default="cpu", choices=tuple(SIZES), help="the warm-ups' size (bench/parity.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/web-cpu.md")
     args = parser.parse_args()
@@ -740,14 +741,14 @@ def main() -> None:
     counter = gs.token_counter()
     json_path = args.out.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
-    if "lengths" in parts:
+    if "lengths" in parts and not args.warmup_only:
         results["lengths"] = lengths(args, corpus, counter, work)
         results["lengths"]["favoured"] = favoured(results["lengths"])
-    if "long" in parts:
+    if "long" in parts and not args.warmup_only:
         results["long"] = long_part(args, corpus, counter, work)
-    if "dups" in parts:
+    if "dups" in parts and not args.warmup_only:
         results["dups"] = dups_part(args, corpus, work)
-    if args.warmup:
+    if args.warmup or args.warmup_only:
         results["warmup"] = warmups(args, corpus, counter, work, results, parts)
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
