@@ -11,8 +11,8 @@ What is a copy (`Guard`, one rule everywhere):
                 shingle set in the other (|A∩B| / min(|A|, |B|), from the share of equal MinHash rows and the two
                 sizes: `near_copies`) is at least the threshold (0.7).
 
-Why containment of 2-grams (notes/nearrule.md has the measurement): a short review (20 words) with one word
-changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate line prepended 0.5-0.7, while its
+Why containment of 2-grams (the measurement: BENCHMARKS.md, "Planted duplicates"; scripts in bench/dedup_rule/): a
+short review (20 words) with one word changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate line prepended 0.5-0.7, while its
 2-gram containment stays at 0.9 and 1.0; among 10,000 distinct pool texts the pairs it flags at 0.7 are reposted
 tweets (another link, an "RT @x:" in front) and not distinct texts. Under 8 shingles (9 words) distinct texts
 share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review): only the exact key counts. A
@@ -54,7 +54,7 @@ import numpy as np
 from gotd_stream.errors import BadSetting, RuntimeProblem, setting
 from gotd_stream.select.guard import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODES
 
-SHINGLE = 2  # words per shingle (notes/nearrule.md: 2-grams keep a changed word's copy of a 20-word review)
+SHINGLE = 2  # words per shingle (BENCHMARKS.md: 2-grams keep a changed word's copy of a 20-word review)
 PERMS = 128  # MinHash rows
 BANDS, ROWS = 42, 3  # LSH bands x rows (126 of the PERMS rows): a pair at an estimated Jaccard of 0.4 meets in one
 MIN_SHINGLES = 8  # below it (texts of under 9 words) only the exact key counts: too few shingles to tell copies

@@ -1,4 +1,4 @@
-# ruff: noqa: E402, E501, E731  (a measurement script of notes/nearrule.md, run as is)
+# ruff: noqa: E402, E501, E731  (a measurement script behind the near rule, BENCHMARKS.md "Planted duplicates"; run as is from the repo root)
 """The implemented rule (select.dedup) on a planted pool: planted pairs caught, and distinct texts flagged."""
 
 import collections

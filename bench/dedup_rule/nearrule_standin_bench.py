@@ -1,4 +1,4 @@
-# ruff: noqa: E402, E501, E731  (a measurement script of notes/nearrule.md, run as is)
+# ruff: noqa: E402, E501, E731  (a measurement script behind the near rule, BENCHMARKS.md "Planted duplicates"; run as is from the repo root)
 """Stand-in for bench/web.py part 3 (no embeddings needed): the old rule (main) and the new (this worktree) on
 /tmp/standin.jsonl, lexical space, -k 1000 and --tokens 80000."""
 

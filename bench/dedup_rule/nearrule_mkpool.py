@@ -1,4 +1,4 @@
-# ruff: noqa: E402, E501, E731  (a measurement script of notes/nearrule.md, run as is)
+# ruff: noqa: E402, E501, E731  (a measurement script behind the near rule, BENCHMARKS.md "Planted duplicates"; run as is from the repo root)
 """A stand-in for bench/web.py's planted pool without the embeddings: 50 reviews planted with bench.web.variant,
 in a seeded 10,000-text subsample of the mixed pool (news chunks, tweets, reviews)."""
 
