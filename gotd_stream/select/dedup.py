@@ -12,12 +12,12 @@ What is a copy (`Guard`, one rule everywhere):
                 sizes: `near_copies`) is at least the threshold (0.7).
 
 Why containment of 2-grams (the measurement: BENCHMARKS.md, "Planted duplicates"; scripts in bench/dedup_rule/): a
-short review (20 words) with one word changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate
-line prepended 0.5-0.7, while its 2-gram containment stays at 0.9 and 1.0; among 10,000 distinct pool texts the pairs it flags at 0.7 are reposted
-tweets (another link, an "RT @x:" in front) and not distinct texts. Under 8 shingles (9 words) distinct texts
-share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review): only the exact key counts. A
-short text inside a much longer one (a quote in an article) is seldom found: the bands find pairs whose Jaccard
-is above about 0.3, so sizes within about three times of each other.
+short review (20 words) with one word changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate line
+prepended 0.5-0.7, while its 2-gram containment stays at 0.9 and 1.0; among 10,000 distinct pool texts the pairs it
+flags at 0.7 are reposted tweets (another link, an "RT @x:" in front) and not distinct texts. Under 8 shingles (9
+words) distinct texts share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review): only the
+exact key counts. A short text inside a much longer one (a quote in an article) is seldom found: the bands find
+pairs whose Jaccard is above about 0.3, so sizes within about three times of each other.
 
 The rule is order-free, so it is exact: a unit is *dropped* when a better-ranked unit (by the keeper's own rank:
 the score, the sample key, the weighted sum) collides with it, whether or not that one is itself kept; the
