@@ -654,8 +654,9 @@ def warmups(args, corpus: Corpus, counter, work: Path, res: dict, parts=PARTS) -
         pool, target, eval_file, _, rest = planted_pool(corpus, work, args.dups_pool)
         flags = flags_of()
         art = work / "dups" / "minilm.gotd"
-        art.unlink(missing_ok=True)
-        timed([*GOTD, "fit", "--target", target, pool, "-o", art, "-q"])
+        if not (args.reuse and art.exists()):  # --reuse: the artifact and selections of an earlier run
+            art.unlink(missing_ok=True)
+            timed([*GOTD, "fit", "--target", target, pool, "-o", art, "-q"])
         selections = {}
         guard = "--dedup" in flags
         settings = [("gotd, no guard", ["--dedup", "off"] if guard else [])]
@@ -663,7 +664,8 @@ def warmups(args, corpus: Corpus, counter, work: Path, res: dict, parts=PARTS) -
         for label, extra in settings:
             for budget in cfg["budgets"]:
                 sel = work / "dups" / f"warm-{re.sub(r'[^a-z]+', '-', label)}-{budget}.jsonl"
-                timed([*GOTD, "score", "-p", art, "--tokens", budget, *extra, pool, "-o", sel])
+                if not (args.reuse and sel.exists()):
+                    timed([*GOTD, "score", "-p", art, "--tokens", budget, *extra, pool, "-o", sel, "--force"])
                 selections[(label, budget)] = [r["text"] for r in read_lines(sel)]
         selections.update(dsir_planted(pool, target, work, cfg["budgets"], counter))
         for (label, budget), texts in selections.items():
@@ -727,6 +729,7 @@ def main() -> None:
     parser.add_argument("--dups-pool", type=int, default=30_000, help="records of the real pool in part 3")
     parser.add_argument("--warmup", action="store_true", help="also the SmolLM2 warm-ups (an idle machine: long)")
     parser.add_argument("--warmup-only", action="store_true", help="only the --parts warm-ups")
+    parser.add_argument("--reuse", action="store_true", help="warm-ups: keep the planted pool's artifact, selections")
     parser.add_argument("--size", default="cpu", choices=tuple(SIZES), help="the warm-ups' size (bench/parity.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/web-cpu.md")
     args = parser.parse_args()
