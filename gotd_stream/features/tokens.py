@@ -15,10 +15,14 @@ where runs of spaces and tabs are tokens too), then counts each piece whole and 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gotd_stream.errors import UsageProblem, setting
+
+if TYPE_CHECKING:
+    from gotd_stream.features.wordpiece import WordPieceWords
 
 ESTIMATE = "estimate"
 CHARS_PER_TOKEN = 4
@@ -59,7 +63,7 @@ class Tokenizer:
         self.additive = _additive(self._tok)
         self.name = name
         self._path = path
-        self._words: WordCounts | None | bool = False  # made on first use (False: not yet looked at)
+        self._words: WordPieceWords | None | bool = False  # made on first use (False: not yet looked at)
 
     def __reduce__(self):
         """Pickled as its path (a few bytes, not the vocabulary): a Ray actor's arguments must stay small, or Ray
@@ -81,47 +85,16 @@ class Tokenizer:
         at a fraction of the tokenizer's cost (its normaliser tracks every character's alignment)."""
         words = self._words
         if words is False:
-            words = self._words = WordCounts.for_tokenizer(self._tok)
-        if words is None:
-            return None
-        return words(text)
+            from gotd_stream.features.wordpiece import WordPieceWords
+
+            words = self._words = WordPieceWords.for_tokenizer(self._tok)
+        return None if words is None else words.word_counts(text)
 
     def count(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.int64)
         encoded = self._tok.encode_batch(list(texts), add_special_tokens=False)
         return np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
-
-
-class WordCounts(dict):
-    """word -> its token count under a BERT-like tokenizer (features.wordpiece's exact rules), computed on first
-    sight from the tokenizer's own WordPiece model; bounded like wordpiece.Pieces."""
-
-    def __init__(self, fast):
-        super().__init__()
-        self.fast = fast
-
-    @classmethod
-    def for_tokenizer(cls, tok) -> WordCounts | None:
-        from gotd_stream.features.wordpiece import WordPieceWords
-
-        fast = WordPieceWords.for_tokenizer(tok)
-        return None if fast is None else cls(fast)
-
-    def __call__(self, text: str) -> list[int] | None:
-        fast = self.fast
-        if not fast.known.fullmatch(text) or (fast.added is not None and fast.added.search(text)):
-            return None
-        return list(map(self.__getitem__, text.split()))
-
-    def __missing__(self, word: str) -> int:
-        from gotd_stream.features.wordpiece import CACHE_WORDS, WORD
-
-        if len(self) >= CACHE_WORDS:
-            self.clear()
-        pieces = self.fast.pieces
-        n = self[word] = sum(len(pieces[part]) for part in WORD.findall(word.lower()))
-        return n
 
 
 # Pipelines whose count of a text is exactly the sum of the counts of its whitespace-separated words: a normaliser

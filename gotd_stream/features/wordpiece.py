@@ -46,6 +46,7 @@ class WordPieceWords:
         # the tokenizer finds its added tokens in the raw text before anything else: leave those texts to it
         self.added = re.compile("|".join(map(re.escape, added)), re.IGNORECASE) if added else None
         self.pieces = Pieces(tokenizer.model)
+        self.counts = Counts(self.pieces)
 
     @classmethod
     def for_tokenizer(cls, tokenizer) -> WordPieceWords | None:
@@ -62,14 +63,23 @@ class WordPieceWords:
         spaces = "".join(c for c in SPACES if _space(tokenizer, c))
         return cls(tokenizer, punctuation, spaces)
 
+    def knows(self, text: str) -> bool:
+        """Whether `text` is one this fast path cuts as the tokenizer does (else the tokenizer must do it)."""
+        return self.known.fullmatch(text) is not None and (self.added is None or not self.added.search(text))
+
     def ids(self, text: str, max_tokens: int) -> list[int] | None:
         """The first `max_tokens` ids of `text` without special tokens, or None: the tokenizer must do it."""
-        if not self.known.fullmatch(text):
-            return None
-        if self.added is not None and self.added.search(text):
+        if not self.knows(text):
             return None
         pieces = map(self.pieces.__getitem__, WORD.findall(text.lower()))
         return list(islice(chain.from_iterable(pieces), max_tokens))
+
+    def word_counts(self, text: str) -> list[int] | None:
+        """The token count of each whitespace-separated word of `text` (str.split's), or None: the tokenizer must
+        do it. A word's tokens do not depend on its neighbours here, so each distinct word is counted once."""
+        if not self.knows(text):
+            return None
+        return list(map(self.counts.__getitem__, text.split()))
 
 
 class Pieces(dict):
@@ -84,6 +94,20 @@ class Pieces(dict):
             self.clear()
         pieces = self[word] = [token.id for token in self.model.tokenize(word)]
         return pieces
+
+
+class Counts(dict):
+    """whitespace-separated word -> its token count (the sum of its WORD parts' pieces), on first sight; bounded."""
+
+    def __init__(self, pieces: Pieces):
+        super().__init__()
+        self.pieces = pieces
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= CACHE_WORDS:
+            self.clear()
+        n = self[word] = sum(len(self.pieces[part]) for part in WORD.findall(word.lower()))
+        return n
 
 
 def _alone(tokenizer, char: str) -> bool:

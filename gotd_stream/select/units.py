@@ -75,27 +75,26 @@ def chunks(text: str, max_tokens: int, counter, min_tokens: int = 0) -> list[tup
     add up over words exactly (`additive`) needs no second count.
     """
     sized = getattr(counter, "word_counts", None)
-    sizes = sized(text) if sized is not None else None  # each word's count, where the counter knows them apart
-    starts_of = getattr(counter, "starts", None) if sizes is None else None
-    starts = starts_of(text) if starts_of is not None else None
+    sizes = sized(text) if sized is not None else None  # each word's count (str.split's words are _WORD's)
+    starts = None
     if sizes is not None:
         total = sum(sizes)
     else:
+        starts_of = getattr(counter, "starts", None)
+        starts = starts_of(text) if starts_of is not None else None
         total = len(starts) if starts is not None else int(counter.count([text])[0])
     if total <= max_tokens:
         return [(0, len(text), total)]
     words = [m.span() for m in _WORD.finditer(text)]
     if not words:
         return []
-    if sizes is not None:  # str.split's words are _WORD's, in order: the counts are theirs
-        pass
-    elif starts is not None:  # each token to the word it starts in, or the whitespace before that word
+    if sizes is None and starts is not None:  # each token to the word it starts in, or the whitespace before it
         import numpy as np
 
         ends = np.fromiter((e for _, e in words), dtype=np.int64, count=len(words))
         where = np.searchsorted(ends, np.asarray(starts, dtype=np.int64), side="right")
         sizes = np.bincount(where, minlength=len(words) + 1)[: len(words)].tolist()
-    else:
+    elif sizes is None:
         before = [0] + [e for _, e in words[:-1]]
         sizes = counter.count([text[b:e] for b, (_, e) in zip(before, words, strict=True)]).tolist()
     ranges: list[tuple[int, int]] = []
