@@ -11,6 +11,8 @@ and cut deterministically) written as .jsonl.zst:
 - end to end, a real shell pipeline `zstd -dc corpus | python -m gotd_stream score -p P -k K` in the semantic
   and the hybrid space; a run on a few documents gives the start-up time, subtracted in the "marginal" rows;
 - the peak RSS of the same pipeline at M and 10 M documents;
+- end to end as well, the hybrid fit's distilled scorers (`fit --distill`): `score --scorer student` (no model)
+  and `--scorer cascade` (the model embeds only the records the student lets through);
 - the lexical half of the hybrid space alone (hash, TF-IDF, projection; one process), to check that hybrid
   end to end costs no more per document than that over semantic end to end (issue 6).
 
@@ -530,40 +532,47 @@ def main() -> None:
     env_note = f"decompressor: {decompress.split()[0] if 'zstd -dc' in decompress else 'python zstandard'}"
     os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
     spaces = ("semantic", "hybrid")
-    for space in spaces:
+    for space, flags in (("semantic", ""), ("hybrid", ""), ("hybrid-distill", "--distill")):
         fit = (
-            f"{tool} fit --target {target} {fit_sample} --features {space} --sample-size {3000 if big else 300} "
-            f"--target-size 300 {model_arg} --device {device} -q -o {work / f'{space}-{tag}.gotd'}"
+            f"{tool} fit --target {target} {fit_sample} --features {space.split('-')[0]} {flags} "
+            f"--sample-size {3000 if big else 300} --target-size 300 {model_arg} --device {device} -q "
+            f"-o {work / f'{space}-{tag}.gotd'}"
         )
         log(f"fit ({space}): {fit}")
         run_pipeline(fit, work / f"fit-{space}.log")
+    # the distilled scorers of a hybrid fit (`fit --distill`): the student alone, and the cascade, whose teacher
+    # embeds only the records the student lets through (about --cascade-share of them)
+    scorers = {"student": "--scorer student", "cascade": "--scorer cascade"}
 
     def score(space: str, path: Path, keep: int) -> dict:
-        pot = work / f"{space}-{tag}.gotd"
-        command = f"{decompress} {path} | {tool} score -p {pot} -k {keep} {model_arg} --device {device} -q"
+        pot = work / f"{'hybrid-distill' if space in scorers else space}-{tag}.gotd"
+        extra = scorers.get(space, "")
+        command = f"{decompress} {path} | {tool} score -p {pot} -k {keep} {extra} {model_arg} --device {device} -q"
         return run_pipeline(f"{command} -o {work / 'selected.jsonl'}", work / f"score-{space}.log")
 
     # the two spaces alternate, each run `repeats` times; the fastest run of each counts (the least disturbed)
     small = max(100, n_docs // 100)
     small_corpus = corpus_file(source, small, 1, work, tag)
-    runs: dict[str, dict[str, list[dict]]] = {space: {"start": [], "full": []} for space in spaces}
+    piped = (*spaces, *scorers)
+    runs: dict[str, dict[str, list[dict]]] = {space: {"start": [], "full": []} for space in piped}
     for _ in range(args.repeats):
-        for space in spaces:
+        for space in piped:
             runs[space]["start"].append(score(space, small_corpus, min(k, small)))
             runs[space]["full"].append(score(space, corpus, k))
     marginals = {}
-    for space in spaces:
+    for space in piped:
+        name = f"hybrid --distill, --scorer {space}" if space in scorers else space
         start = min(runs[space]["start"], key=lambda r: r["seconds"])
         full = min(runs[space]["full"], key=lambda r: r["seconds"])
         spread = max(r["seconds"] for r in runs[space]["full"]) / full["seconds"] - 1
         marginals[space] = (n_docs - small) / max(1e-9, full["seconds"] - start["seconds"])
         add(
-            f"end to end, {space}: wall clock incl. start-up ({n_docs:,} docs)",
+            f"end to end, {name}: wall clock incl. start-up ({n_docs:,} docs)",
             n_docs / full["seconds"],
             f"fastest of {args.repeats} (slowest +{spread:.0%}); start-up ~{start['seconds']:.1f}s; {env_note}",
             full,
         )
-        add(f"end to end, {space}: marginal (start-up subtracted)", marginals[space], f"{n_docs - small:,} docs")
+        add(f"end to end, {name}: marginal (start-up subtracted)", marginals[space], f"{n_docs - small:,} docs")
     e2e_semantic, e2e_hybrid = marginals["semantic"], marginals["hybrid"]
     # CPU seconds per document of the whole pipeline (median run): hybrid's extra work, wherever it runs
     cpu_per_doc = {space: statistics.median(r["cpu_s"] for r in runs[space]["full"]) / n_docs for space in spaces}
@@ -623,6 +632,8 @@ def main() -> None:
         f"{large_rss['rss_mib']:,.0f} MiB largest process ({large_rss['rss_mib'] / small_rss['rss_mib']:.2f}x), "
         f"{small_rss['tree_mib']:,.0f} -> {large_rss['tree_mib']:,.0f} MiB whole tree, sampled every 0.2 s "
         f"({large_rss['tree_mib'] / max(1e-9, small_rss['tree_mib']):.2f}x)",
+        f"- the distilled scorers of the hybrid fit, end to end (marginal) against the hybrid teacher: student "
+        f"{marginals['student'] / e2e_hybrid:,.1f}x, cascade {marginals['cascade'] / e2e_hybrid:,.1f}x",
         f"- embeddings: cosine of our engine to plain encode on {plain_docs:,} documents: min {cosine.min():.6f}",
         hybrid_verdict(e2e_semantic, e2e_hybrid, lexical_rate),
         f"- CPU time of the whole pipeline (all processes, median of {args.repeats}): semantic "

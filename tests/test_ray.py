@@ -263,8 +263,16 @@ def planted(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "mode",
-    [["-k", 8], ["--tokens", 500], ["-k", 8, "--mix", "quota"]],
-    ids=["k", "tokens", "quota"],
+    [
+        ["-k", 8],
+        ["--tokens", 500],
+        ["--tokens", 500, "--unit", "doc"],
+        ["-k", 8, "--unit", "chunk"],
+        ["-k", 8, "--select", "sample", "--temperature", 0.5],
+        ["-k", 8, "--mix", "sum"],
+        ["-k", 8, "--mix", "quota"],
+    ],
+    ids=["k", "tokens", "tokens-doc", "pieces", "sample", "sum", "quota"],
 )
 def test_the_duplicate_guard_on_ray_equals_a_local_run(cluster, planted, mode, tmp_path):
     """With --dedup near the actors send back each shard's prefix (dropped units as signatures, spares): the
