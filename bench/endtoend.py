@@ -125,31 +125,30 @@ def main() -> None:
     distil = f"{sys.executable} -c \"import gotd_stream as gs; gs.ModelSettings(model='static').load()\""
     add("gotd static-hybrid", "distil all-MiniLM-L6-v2 (once per machine)", None, run_pipeline(distil, work / "d.log"))
 
-    selectors = [("gotd static-hybrid", "hybrid", "--model static", corpus, len(pool), target)]
+    # (name, space, fit flags, score flags, corpus scored, its documents, target); one fit per (space, fit flags,
+    # target): the distilled rows share MiniLM-hybrid's `fit --distill`
+    selectors = [("gotd static-hybrid", "hybrid", "--model static", "--model static", corpus, len(pool), target)]
     if args.small_target:  # the c-transform's cost grows with the target: the same with a smaller one
         few = write(work / "target-small.jsonl", [texts[i] for i in target_rows[: args.small_target]], zst=False)
-        selectors.append((f"gotd static-hybrid, {args.small_target}-text target", "hybrid", "--model static", corpus,
-                          len(pool), few))  # fmt: skip
+        selectors.append((f"gotd static-hybrid, {args.small_target}-text target", "hybrid", "--model static",
+                          "--model static", corpus, len(pool), few))  # fmt: skip
     if not args.skip_minilm:
-        selectors.append(("gotd MiniLM-hybrid", "hybrid", "", minilm, args.minilm_docs, target))
-        # one `fit --distill` (MiniLM-hybrid, the student trained on its sample) for two scorers: the student on
-        # every document, the cascade (the teacher on ~5% of the records) on MiniLM's subset
-        name = "gotd MiniLM-hybrid --distill"
-        selectors.append((f"{name}, --scorer student", "hybrid", "--scorer student", corpus, len(pool), target))
-        selectors.append((f"{name}, --scorer cascade", "hybrid", "--scorer cascade", minilm, args.minilm_docs, target))
-    selectors.append(("gotd lexical", "lexical", "", corpus, len(pool), target))
-    fitted_distill: Path | None = None
-    for number, (name, space, model, scored, n, aim) in enumerate(selectors):
-        artifact = work / f"{number}.gotd"
-        if "--scorer" in model and fitted_distill is not None:
-            artifact = fitted_distill  # the same artifact: its fit is the row above
-        else:
-            extra = "--distill" if "--scorer" in model else model
-            fit = f"{tool} fit --target {aim} {corpus} --features {space} {extra} -q -o {artifact}"
-            what = f"fit{' --distill' if '--scorer' in model else ''}: 10k reservoir sample of the corpus file"
+        selectors.append(("gotd MiniLM-hybrid", "hybrid", "", "", minilm, args.minilm_docs, target))
+        # the student on every document; the cascade (the teacher on ~5% of the records) on MiniLM's subset
+        distilled = "gotd MiniLM-hybrid --distill"
+        selectors.append((f"{distilled}, --scorer student", "hybrid", "--distill", "--scorer student", corpus,
+                          len(pool), target))  # fmt: skip
+        selectors.append((f"{distilled}, --scorer cascade", "hybrid", "--distill", "--scorer cascade", minilm,
+                          args.minilm_docs, target))  # fmt: skip
+    selectors.append(("gotd lexical", "lexical", "", "", corpus, len(pool), target))
+    fitted: dict[tuple, Path] = {}
+    for name, space, fit_flags, model, scored, n, aim in selectors:
+        artifact = fitted.get((space, fit_flags, aim))
+        if artifact is None:
+            artifact = fitted[(space, fit_flags, aim)] = work / f"{len(fitted)}.gotd"
+            fit = f"{tool} fit --target {aim} {corpus} --features {space} {fit_flags} -q -o {artifact}"
+            what = f"fit{' --distill' if '--distill' in fit_flags else ''}: 10k reservoir sample of the corpus file"
             add(name, what, len(pool), run_pipeline(fit, work / "fit.log"), size=artifact.stat().st_size)
-            if "--scorer" in model:
-                fitted_distill = artifact
 
         def score(path: Path, artifact=artifact, model=model) -> dict:
             command = f"{unzstd} {path} | {tool} score -p {artifact} -k {K} {model} -q -o {work / 'selected.jsonl'}"

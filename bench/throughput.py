@@ -532,9 +532,10 @@ def main() -> None:
     env_note = f"decompressor: {decompress.split()[0] if 'zstd -dc' in decompress else 'python zstandard'}"
     os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
     spaces = ("semantic", "hybrid")
-    for space, flags in (("semantic", ""), ("hybrid", ""), ("hybrid-distill", "--distill")):
+    for space, features, flags in (("semantic", "semantic", ""), ("hybrid", "hybrid", ""),
+                                   ("hybrid-distill", "hybrid", "--distill")):  # fmt: skip
         fit = (
-            f"{tool} fit --target {target} {fit_sample} --features {space.split('-')[0]} {flags} "
+            f"{tool} fit --target {target} {fit_sample} --features {features} {flags} "
             f"--sample-size {3000 if big else 300} --target-size 300 {model_arg} --device {device} -q "
             f"-o {work / f'{space}-{tag}.gotd'}"
         )
