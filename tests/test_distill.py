@@ -114,11 +114,12 @@ def test_student_ranks_target_like_documents_first(fitted):
     texts = [d["text"] for d in fitted["docs"]]
     teacher = gs.score_texts(texts, gs.featurizer_for(artifact, gs.ModelSettings()), artifact)
     assert spearman(artifact.student(texts), teacher) > 0.8
-    # auto is the student on a distilled artifact; its lines carry the student's id, not the fit's
-    auto = score(fitted["distilled"], fitted["shards"])
-    assert auto.stdout_bytes == score(fitted["distilled"], fitted["shards"], "--scorer", "student").stdout_bytes
-    assert "scorer student: gotd_fit" in auto.stderr
+    # the student's lines carry its id, not the fit's
     assert {d["gotd_fit"] for d in chosen} == {artifact.student_id}
+    # auto is the cascade on a distilled artifact: the student's sieve, the teacher's scores
+    auto = score(fitted["distilled"], fitted["shards"])
+    assert auto.stdout_bytes == score(fitted["distilled"], fitted["shards"], "--scorer", "cascade").stdout_bytes
+    assert "scorer cascade" in auto.stderr and "below the cascade threshold" in auto.stderr
 
 
 def test_teacher_on_a_distilled_artifact_is_the_plain_selection(fitted):
@@ -140,8 +141,16 @@ def test_bad_cascade_share_is_refused(fitted, value):
 
 
 def test_cascade_share_needs_the_cascade(fitted):
-    result = score(fitted["distilled"], fitted["shards"], "--cascade-share", "0.5", code=2)
+    result = score(fitted["distilled"], fitted["shards"], "--scorer", "teacher", "--cascade-share", "0.5", code=2)
     assert "--cascade-share" in result.stderr and "--scorer" in result.stderr
+    # auto is the cascade only where the artifact holds a student
+    result = score(fitted["plain"], fitted["shards"], "--cascade-share", "0.5", code=2)
+    assert "--cascade-share" in result.stderr and "--distill" in result.stderr
+    auto = score(fitted["distilled"], fitted["shards"], "--cascade-share", "0.5")
+    assert (
+        auto.stdout_bytes
+        == score(fitted["distilled"], fitted["shards"], "--scorer", "cascade", "--cascade-share", "0.5").stdout_bytes
+    )
 
 
 def test_cascade_keeps_teacher_scores_of_passing_records(fitted):
@@ -185,7 +194,9 @@ def test_merge_refuses_student_with_teacher_lines(fitted, tmp_path):
     result = run(["merge", "-k", 5, student, teacher], code=2)
     assert "different potentials or scorers" in result.stderr
     # with the artifact: the scorer named must be the one the lines were scored by
-    run(["merge", "-k", 5, "-p", fitted["distilled"], student])
+    run(["merge", "-k", 5, "-p", fitted["distilled"], "--scorer", "student", student])
+    result = run(["merge", "-k", 5, "-p", fitted["distilled"], student], code=2)  # auto: the cascade
+    assert "scored by its student, pass --scorer student" in result.stderr
     result = run(["merge", "-k", 5, "-p", fitted["distilled"], "--scorer", "teacher", student], code=2)
     assert "not with" in result.stderr
 
@@ -258,3 +269,69 @@ def test_several_targets_one_student_each(fitted, tmp_path):
     assert merged.stdout_bytes == whole.stdout_bytes
     refused = run(["merge", "-k", 20, "-p", mix, "--scorer", "student", *outs], code=2)
     assert "not with the artifact" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def transformer_fits(tiny_model, tmp_path_factory):
+    """Default fits with a transformer teacher: on 1,200 documents (a student by default) and on 300 (none)."""
+    d = tmp_path_factory.mktemp("auto")
+    docs = make_docs(1200, seed=8)
+    big, small = write_jsonl(d / "big.jsonl", docs), write_jsonl(d / "small.jsonl", docs[:300])
+    target = write_jsonl(d / "target.jsonl", make_docs(12, seed=9, topics=("football",)))
+    paths = {"dir": d, "big": big, "small": small}
+    for name, corpus in (("big", big), ("small", small)):
+        paths[f"{name}.gotd"] = d / f"{name}.gotd"
+        run(["fit", "--model", tiny_model, "--target", target, corpus, "-o", paths[f"{name}.gotd"], "-q"])
+    return paths
+
+
+def test_default_fit_distills_a_transformer_teacher_and_score_uses_the_cascade(transformer_fits, tiny_model):
+    import gotd_stream as gs
+
+    big, small = gs.load(str(transformer_fits["big.gotd"])), gs.load(str(transformer_fits["small.gotd"]))
+    assert big.student is not None  # the default on a transformer space with a sample of 1,000 or more
+    assert small.student is None  # 300 documents: too few to teach a student
+    result = run(
+        ["score", "-p", transformer_fits["big.gotd"], "--model", tiny_model, "-k", 10, transformer_fits["big"]]
+    )
+    assert "scorer cascade" in result.stderr and "below the cascade threshold" in result.stderr
+    cascade = run(
+        [
+            "score",
+            "-p",
+            transformer_fits["big.gotd"],
+            "--model",
+            tiny_model,
+            "-k",
+            10,
+            "--scorer",
+            "cascade",
+            transformer_fits["big"],
+        ]
+    )
+    assert result.stdout_bytes == cascade.stdout_bytes and len(lines(result)) == 10
+    plain = run(
+        ["score", "-p", transformer_fits["small.gotd"], "--model", tiny_model, "-k", 10, transformer_fits["small"]]
+    )
+    assert "cascade" not in plain.stderr and len(lines(plain)) == 10
+
+
+def test_thin_cascade_margin_is_warned(transformer_fits, tiny_model):
+    # a 5% share of 1,200 documents sends the model about 60: too few to be sure of a top 50, enough for a top 10
+    args = ["score", "-p", transformer_fits["big.gotd"], "--model", tiny_model, transformer_fits["big"]]
+    thin = run([*args, "-k", 50])
+    assert "warning: the cascade sent the model only" in thin.stderr and "--cascade-share" in thin.stderr
+    assert "warning" not in run([*args, "-k", 10]).stderr
+    assert "warning" not in run([*args, "-k", 50, "--cascade-share", "0.5"]).stderr
+
+
+def test_explicit_distill_wins_over_the_default(transformer_fits, tiny_model, tiny_static):
+    import gotd_stream as gs
+
+    d = transformer_fits["dir"]
+    target = d / "target.jsonl"
+    forced, static = d / "forced.gotd", d / "static.gotd"
+    run(["fit", "--model", tiny_model, "--distill", "--target", target, transformer_fits["small"], "-o", forced, "-q"])
+    assert gs.load(str(forced)).student is not None
+    run(["fit", "--model", tiny_static, "--target", target, transformer_fits["big"], "-o", static, "-q"])
+    assert gs.load(str(static)).student is None  # a static model is already cheap: no student by default

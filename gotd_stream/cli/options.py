@@ -493,13 +493,13 @@ def scorer_options(func: Callable) -> Callable:
             default="auto",
             show_default=True,
             help="student (the artifact's distilled scorer: no model), teacher (the fit's space), or cascade "
-            "(the teacher scores only what the student puts in its --cascade-share); auto: student if the artifact "
-            "holds one.",
+            "(the teacher scores only what the student puts in its --cascade-share); auto: cascade if the artifact "
+            "holds a student, else teacher.",
         ),
         click.option(
             "--cascade-share",
             type=Finite(min=0, max=1, min_open=True),
-            help=f"With --scorer cascade: the share Q of the fit sample's student scores a record must be within "
+            help=f"With the cascade: the share Q of the fit sample's student scores a record must be within "
             f"to reach the teacher [default: {DEFAULT_CASCADE_SHARE}].",
         ),
     ]

@@ -87,9 +87,8 @@ from gotd_stream.select.targets import MIXES
 @click.option(
     "--distill/--no-distill",
     default=DEFAULT_DISTILL,
-    show_default=True,
-    help="Also train a distilled scorer (hashed n-grams, linear) of the fit's scores, that `score` uses without "
-    "the model (--scorer).",
+    help="Also train a distilled scorer (hashed n-grams, linear) of the fit's scores, that `score` uses to send only "
+    "likely keepers to the model (--scorer). [default: on when the space embeds with a transformer model]",
 )
 @fit_options
 @ray_options
@@ -334,6 +333,12 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
     log(f"{read}, selected {written:,} {what}{counted}{sent} ({fit}{where})", quiet)
     short_of(plan.budget, held, written, what, quiet)
+    if kind == "cascade" and counts.dropped and not plan.candidates and counts.scored < 2 * written:
+        log(
+            f"score: warning: the cascade sent the model only {counts.scored:,} {what} for {written:,} selected, "
+            "too thin a margin to be sure they are the model's own best: raise --cascade-share, or --scorer teacher",
+            quiet,
+        )
 
 
 def min_tokens_for(value: int, several: bool) -> int:
@@ -499,12 +504,12 @@ def merge(
         check_merge(several, tokens, candidates, no_score)
         check_outputs({"-o": "-" if output is None else output, "--manifest": manifest}, paths, {"-p": potentials})
         check_table(output, paths)
-        if cascade_share is not None and scorer != "cascade":
-            raise click.UsageError("--cascade-share needs --scorer cascade")
+        if cascade_share is not None and scorer not in ("auto", "cascade"):
+            raise click.UsageError("--cascade-share needs --scorer cascade (or auto)")
         artifact = load_artifact(potentials) if potentials else None
         merged = gs.merge(paths, k, tokens, artifact, scorer, cascade_share)
         if artifact is not None and not several:
-            expect_fit(merged.fit_id, expected_id(artifact, scorer, cascade_share), potentials)
+            expect_fit(merged.fit_id, artifact, scorer, cascade_share, potentials)
         written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
         if manifest is not None:
             settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
@@ -715,7 +720,14 @@ def check_table(output: str | None, paths: list[str]) -> None:
         record_schema(paths)
 
 
-def expect_fit(found: str, expected: str, potentials: str) -> None:
-    """merge -p: the inputs must be scored with that artifact (an empty input has no fit to compare)."""
-    if found and found != expected:
-        raise click.UsageError(f"the inputs were scored with fit {found}, not with {potentials} (fit {expected})")
+def expect_fit(found: str, artifact, scorer: str, share: float | None, potentials: str) -> None:
+    """merge -p: the inputs must be scored with that artifact by `scorer` (an empty input has no fit to compare);
+    where another scorer of the same artifact made them, the error names it."""
+    expected = expected_id(artifact, scorer, share)
+    if not found or found == expected:
+        return
+    hint = ""
+    if artifact.student is not None:
+        other = next((s for s in ("student", "teacher") if expected_id(artifact, s) == found), None)
+        hint = f": they were scored by its {other}, pass --scorer {other}" if other and other != scorer else ""
+    raise click.UsageError(f"the inputs were scored with fit {found}, not with {potentials} (fit {expected}){hint}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -34,9 +35,17 @@ from gotd_stream.text import CHAR_BUDGET
 if TYPE_CHECKING:  # numpy and the lexical space load with the first student (the CLI reads SCORERS for --help)
     import numpy as np
 
-# Whether `fit` trains a student when not told: the one line to change to switch the default.
-DEFAULT_DISTILL = False
-SCORERS = ("auto", "student", "teacher", "cascade")  # auto: the student if the artifact holds one, else the teacher
+log = logging.getLogger(__name__)
+
+# Whether `fit` trains a student when not told. None: when the teacher embeds with a transformer (the semantic and
+# hybrid spaces on any model but a static one), where it pays; a cheap teacher needs no student.
+DEFAULT_DISTILL = None
+# Fewest fit-sample documents a default fit trains a student on: fewer teach it too little to trust its ranking
+# (an explicit --distill trains one on any sample).
+STUDENT_MIN_SAMPLE = 1000
+# auto: the cascade if the artifact holds a student (it matched the teacher's warm-up in 8 of 8 parity cells, the
+# student alone in 7: BENCHMARKS.md), else the teacher
+SCORERS = ("auto", "student", "teacher", "cascade")
 DEFAULT_CASCADE_SHARE = 0.05
 STUDENT_WINDOW = 4096  # texts the student scores at a time (any size gives the same bits)
 STUDENT_ARRAYS = ("rows", "weights", "sample")
@@ -276,16 +285,27 @@ def students_of(artifact) -> list[Student] | None:
 
 
 def resolve(artifact, scorer: str) -> str:
-    """The scorer a run uses: `auto` is the student when the artifact holds one, else the teacher."""
+    """The scorer a run uses: `auto` is the cascade when the artifact holds a student, else the teacher."""
     has = students_of(artifact) is not None
     if scorer == "auto":
-        return "student" if has else "teacher"
+        return "cascade" if has else "teacher"
     if scorer in ("student", "cascade") and not has:
         raise NoStudent(
             f"{setting('scorer')} {scorer} needs a distilled scorer in the artifact, and it holds none: fit it with "
             f"{setting('distill')}, or score with {setting('scorer')} teacher"
         )
     return scorer
+
+
+def wants_student(distill: bool | None, space: str, embedder, sample_size: int) -> bool:
+    """Whether a fit trains a student: `distill` if given, else (None) when its space embeds with a transformer
+    and its sample has at least STUDENT_MIN_SAMPLE documents to learn from."""
+    if distill is not None:
+        return distill
+    costly = space in ("semantic", "hybrid") and embedder is not None and not getattr(embedder, "static", False)
+    if costly and sample_size < STUDENT_MIN_SAMPLE:
+        log.info("no distilled scorer: the fit sample has %d documents, under %d", sample_size, STUDENT_MIN_SAMPLE)
+    return costly and sample_size >= STUDENT_MIN_SAMPLE
 
 
 def check_share(share) -> None:

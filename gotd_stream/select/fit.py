@@ -13,12 +13,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gotd_stream.errors import BadSetting, UsageProblem, is_number, positive, setting, whole
 from gotd_stream.features.base import LEXICAL_BUCKETS, LEXICAL_DIM
-from gotd_stream.select.distill import DEFAULT_DISTILL
+from gotd_stream.select.distill import DEFAULT_DISTILL, wants_student
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,7 +53,9 @@ class FitSettings:
     buckets: int | None = None  # None: LEXICAL_BUCKETS
     dim: int | None = None  # None: LEXICAL_DIM
     info: dict = field(default_factory=dict)  # recorded in the artifact's fit header
-    distill: bool = DEFAULT_DISTILL  # also train a student of the teacher's scores (select.distill), for `score`
+    # also train a student of the teacher's scores (select.distill), for `score`; None: when the teacher embeds
+    # with a transformer (select.distill.wants_student)
+    distill: bool | None = DEFAULT_DISTILL
     student: object = None  # its select.distill.StudentSettings (None: the defaults)
 
     def __post_init__(self):
@@ -77,8 +79,8 @@ class FitSettings:
         if self.space != "vectors" and self.vector_field is not None:
             raise BadSetting(f"{setting('vector_field')} applies to the vectors space only, not to {self.space}")
 
-        if not isinstance(self.distill, bool):
-            raise BadSetting(f"{setting('distill')} must be True or False, not {self.distill!r}")
+        if self.distill is not None and not isinstance(self.distill, bool):
+            raise BadSetting(f"{setting('distill')} must be True, False or None (auto), not {self.distill!r}")
 
     def field(self, width: int | None = None) -> str:
         """The field records are read by: the text field, or in the vectors space the vector field (of `width`)."""
@@ -349,6 +351,7 @@ def fit(
         sample, seen, records = [r.text for r in head], len(head), itertools.chain(head, candidates)
         info = {"sampling": "stream prefix", "candidates_seen": len(head)}
     featurizer = build_space(sample, embedder, settings, width.value)
+    settings = replace(settings, distill=wants_student(settings.distill, settings.space, embedder, len(sample)))
     infos = [
         dict(settings.info, **info, **({"target_file": t.path} if t.path else {}), target_seen=n, seed=settings.seed)
         if info
@@ -399,8 +402,6 @@ def sample_candidates(
 
 
 def _with_info(settings: FitSettings, info: dict) -> FitSettings:
-    from dataclasses import replace
-
     return replace(settings, info={**settings.info, **info})
 
 

@@ -173,7 +173,7 @@ class Plan:
             raise BadSetting(f"{setting('scorer')} must be one of {', '.join(SCORERS)}, not {self.scorer!r}")
         if self.cascade_share is not None:
             check_share(self.cascade_share)
-            if self.scorer != "cascade":
+            if self.scorer not in ("auto", "cascade"):
                 raise BadSetting(f"{setting('cascade_share')} applies to {setting('scorer')} cascade only")
 
         if not isinstance(self.guard, Guard):
@@ -184,9 +184,15 @@ class Plan:
 
     def scoring(self, artifact) -> str:
         """The scorer this plan uses on `artifact`: student, teacher or cascade (select.distill.resolve)."""
-        from gotd_stream.select.distill import resolve
+        from gotd_stream.select.distill import NoStudent, resolve
 
-        return resolve(artifact, self.scorer)
+        kind = resolve(artifact, self.scorer)
+        if self.cascade_share is not None and kind != "cascade":
+            raise NoStudent(
+                f"{setting('cascade_share')} applies to the cascade, which needs a distilled scorer in the artifact, "
+                f"and it holds none: fit it with {setting('distill')}"
+            )
+        return kind
 
     def share(self) -> float:
         from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE
