@@ -8,6 +8,14 @@ reaches the teacher only when its student score is within the sample's Q-quantil
 docs/s on one core. Student settings (buckets, ridge, tail weight, target rows) are compared on the same recalls.
 
     python bench/distill.py [--pool 20000] [--cache .cache] [--out bench/results/distill.md]
+    python bench/distill.py --sample-sizes 2000,5000,10000 [--out bench/results/distill-samples.md]
+
+`--sample-sizes`: the fit's own cost, as a quality question (issue 22). For each sample size n, the teacher is
+fitted on a seeded n-text sample (the smaller samples are prefixes of the larger draw's order: the same texts
+plus more) and its student trained on it; against the default fit's selection (the 10,000-text teacher's top 1%
+of the pool), it reports the recall of the n-sample teacher's own top 1% and of the default scorer's (the cascade
+at Q = 0.05, its student taught on n texts), and the fit's seconds on cached rows (OT and the student: the
+embedding of n texts is apart, at the model's documents/s).
 
 The pool is a seeded subsample of bench/baselines.py's corpus (less each target's held-out groups), so that its
 MiniLM embeddings (cached under --cache) take minutes, not an hour, on a shared 2-core machine.
@@ -178,6 +186,70 @@ def run_target(name, texts, pool, target, embedder, sample_size: int) -> list[di
     return rows, ks
 
 
+def run_sizes(name, texts, pool, target, embedder, sizes: list[int], reference: int) -> list[dict]:
+    """Per sample size: the recall of the reference (default-sample) teacher's top 1% by the smaller fit's teacher
+    and by its cascade at the default share, and the fit's seconds (select/fit.py on cached rows)."""
+    from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE, StudentSettings, train
+
+    pool_texts = [texts[i] for i in pool]
+    target_texts = [texts[i] for i in target]
+    order = np.random.default_rng(SEED).permutation(len(pool_texts))
+    k = max(1, round(len(pool_texts) * 0.01))
+    settings = gs.FitSettings(target_size=len(target_texts), distill=False)
+    scores, rows = {}, []
+    for n in sorted(set(sizes) | {reference}, reverse=True):  # the reference first: the others are measured on it
+        sample = [pool_texts[i] for i in np.sort(order[:n])]
+        t = time.time()
+        fitted = gs.fit(gs.Texts(sample), gs.Texts(target_texts), embedder, settings)
+        teacher = gs.score_texts(pool_texts, fitted.featurizer, fitted.potentials)
+        fit_s = time.time() - t
+        t = time.time()
+        sample_scores = gs.score_texts(sample, fitted.featurizer, fitted.potentials)
+        target_scores = gs.score_texts(target_texts, fitted.featurizer, fitted.potentials)
+        student = train(sample, sample_scores, StudentSettings(), target_texts, target_scores)
+        train_s = time.time() - t
+        scores[n] = teacher
+        best = top(scores[reference], k)
+        own = student(pool_texts)
+        passed = np.flatnonzero(own <= student.threshold(DEFAULT_CASCADE_SHARE))
+        chosen = passed[top(teacher[passed], k)] if len(passed) else passed
+        row = {"target": name, "sample": n, "teacher recall": recall(top(teacher, k), best)}
+        row.update({"cascade recall": recall(chosen, best), "passed": len(passed) / len(pool_texts)})
+        row.update({"student recall": recall(top(own, k), best), "fit_s": fit_s, "train_s": train_s, "k": k})
+        rows.append(row)
+        log(f"{name} sample {n}: " + ", ".join(f"{key} {v:.3f}" for key, v in row.items() if isinstance(v, float)))
+    return rows
+
+
+def sizes_table(rows: list[dict], pool_size: int, reference: int, command: str) -> str:
+    k = rows[0]["k"]
+    out = [
+        "# The fit's sample size: what a smaller (cheaper) MiniLM fit keeps of the default's selection",
+        "",
+        f"`{command}` ({time.strftime('%Y-%m-%d')}, 2-core CPU). Pool: {pool_size:,} texts (a seeded subsample "
+        f"of the parity corpus, less the targets' held-out groups). Reference: the teacher fitted on "
+        f"{reference:,} texts (the default sample), its top {k:,} (1%). Each smaller sample holds the same "
+        "seeded order's first n texts. Recall: the share of the reference's top 1% that a selector's top 1% holds "
+        f"(the cascade: the teacher's top {k:,} among the records its student passes at Q = 0.05).",
+        "",
+        "| target | sample | teacher recall | cascade recall (the default scorer) | share passed | student alone | "
+        "OT fit s (cached rows) | student train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["target"], r["sample"])):
+        out.append(
+            f"| {r['target']} | {r['sample']:,} | {r['teacher recall']:.3f} | {r['cascade recall']:.3f} | "
+            f"{r['passed']:.3f} | {r['student recall']:.3f} | {r['fit_s']:.1f} | {r['train_s']:.1f} |"
+        )
+    out += ["", "| sample | mean teacher recall | mean cascade recall | min cascade recall |", "|---|---|---|---|"]
+    for n in sorted({r["sample"] for r in rows}):
+        chosen = [r for r in rows if r["sample"] == n]
+        cascade = [r["cascade recall"] for r in chosen]
+        teacher = np.mean([r["teacher recall"] for r in chosen])
+        out.append(f"| {n:,} | {teacher:.3f} | {np.mean(cascade):.3f} | {min(cascade):.3f} |")
+    return "\n".join(out) + "\n"
+
+
 def table(rows: list[dict], ks: list[int], pool_size: int, command: str) -> str:
     k1, k2 = ks
     out = [
@@ -230,17 +302,27 @@ def main() -> None:
     parser.add_argument("--embed-only", action="store_true", help="Only embed the pool (cached), then stop.")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, of the parity targets")
     parser.add_argument("--sample-size", type=int, default=10_000)
+    parser.add_argument("--sample-sizes", help="comma-separated: the sample-size study against --sample-size's fit")
     args = parser.parse_args()
     started = time.time()
     texts, labels, pool, targets, embedder = prepared(args.cache, args.pool)
     if args.embed_only:
         log(f"embedded in {time.time() - started:.0f}s")
         return
+    command = "python bench/distill.py " + " ".join(sys.argv[1:])
+    if args.sample_sizes:
+        sizes = [int(n) for n in args.sample_sizes.split(",")]
+        rows = []
+        for name in args.targets.split(","):
+            rows += run_sizes(name, texts, pool, targets[name], embedder, sizes, args.sample_size)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(sizes_table(rows, len(pool), args.sample_size, command.strip()))
+        log(f"wrote {args.out} in {time.time() - started:.0f}s")
+        return
     rows, ks = [], None
     for name in args.targets.split(","):
         got, ks = run_target(name, texts, pool, targets[name], embedder, args.sample_size)
         rows += got
-    command = "python bench/distill.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table(rows, ks, len(pool), command.strip()))
     log(f"wrote {args.out} in {time.time() - started:.0f}s")

@@ -316,13 +316,43 @@ def test_default_fit_distills_a_transformer_teacher_and_score_uses_the_cascade(t
     assert "cascade" not in plain.stderr and len(lines(plain)) == 10
 
 
-def test_thin_cascade_margin_is_warned(transformer_fits, tiny_model):
-    # a 5% share of 1,200 documents sends the model about 60: too few to be sure of a top 50, enough for a top 10
+def test_the_cascade_share_follows_the_budget(transformer_fits, tiny_model):
+    import gotd_stream as gs
+    from gotd_stream.select.distill import CASCADE_MARGIN, CHARS_PER_TOKEN, DEFAULT_CASCADE_SHARE, cascade_share
+
+    artifact = gs.load(str(transformer_fits["big.gotd"]))
+    assert artifact.fit["candidates_seen"] == 1200
+    # k = 10 keeps 0.8% of the corpus: the floor; k = 50 keeps 4.2%: the teacher sees CASCADE_MARGIN times that
+    assert cascade_share(artifact, 10, None) == DEFAULT_CASCADE_SHARE
+    assert cascade_share(artifact, 50, None) == pytest.approx(CASCADE_MARGIN * 50 / 1200, abs=1e-4)
+    assert cascade_share(artifact, 600, None) == 1.0
+    chars = artifact.student.info["sample_chars"]
+    assert chars > 0
+    tokens = 2000
+    assert cascade_share(artifact, None, tokens) == pytest.approx(
+        CASCADE_MARGIN * tokens / (1200 * chars / CHARS_PER_TOKEN), abs=1e-4
+    )
     args = ["score", "-p", transformer_fits["big.gotd"], "--model", tiny_model, transformer_fits["big"]]
-    thin = run([*args, "-k", 50])
+    wide = run([*args, "-k", 50])
+    assert f"above its {cascade_share(artifact, 50, None):g}-quantile" in wide.stderr and len(lines(wide)) == 50
+    assert "warning" not in wide.stderr
+    # told a share too small for the budget: fewer records reach the teacher than twice the kept, and it says so
+    thin = run([*args, "-k", 50, "--cascade-share", "0.05"])
     assert "warning: the cascade sent the model only" in thin.stderr and "--cascade-share" in thin.stderr
-    assert "warning" not in run([*args, "-k", 10]).stderr
-    assert "warning" not in run([*args, "-k", 50, "--cascade-share", "0.5"]).stderr
+
+
+def test_cascade_shards_merge_with_the_artifact_at_their_budget(transformer_fits, tiny_model, tmp_path):
+    docs = [orjson.loads(line) for line in transformer_fits["big"].read_bytes().splitlines()]
+    shards = [write_jsonl(tmp_path / f"s{i}.jsonl", docs[i::3]) for i in range(3)]
+    base = ["score", "-p", transformer_fits["big.gotd"], "--model", tiny_model, "-k", 60]
+    one = run([*base, *shards])
+    outs = [tmp_path / f"out{i}.jsonl" for i in range(3)]
+    for shard, out in zip(shards, outs, strict=True):
+        run([*base, shard, "-o", out, "-q"])
+    merged = run(["merge", "-k", 60, "-p", transformer_fits["big.gotd"], *outs])
+    assert merged.stdout_bytes == one.stdout_bytes and len(lines(merged)) == 60
+    other = run(["merge", "-k", 30, "-p", transformer_fits["big.gotd"], *outs], code=2)
+    assert "merge with the budget they were scored with" in other.stderr
 
 
 def test_explicit_distill_wins_over_the_default(transformer_fits, tiny_model, tiny_static):

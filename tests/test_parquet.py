@@ -356,3 +356,26 @@ def test_two_columns_of_one_name_are_refused_naming_them(tmp_path, twice):
     if twice == "text":
         assert "the text field 'text' is ambiguous" in failed.stderr
     assert "rename or drop one" in failed.stderr and not (tmp_path / "t.gotd").exists()
+
+
+def test_a_footer_whose_column_names_are_not_utf8_is_a_named_corrupt_input(tmp_path):
+    """pyarrow decodes the footer's column names itself and raises UnicodeDecodeError: a damaged file, exit 1."""
+    import re
+
+    from gotd_stream.io.streams import CorruptInput
+
+    good = tmp_path / "good.parquet"
+    fineweb(good, make_docs(10), row_group_size=4)
+    raw = good.read_bytes()
+    corrupt = 0
+    for found in re.finditer(b"text", raw):  # the name in the schema, and in the metadata pyarrow keeps beside it
+        damaged = bytearray(raw)
+        damaged[found.start()] = 0xF4  # a 4-byte UTF-8 lead followed by ASCII: not UTF-8
+        bad = tmp_path / "bad.parquet"
+        bad.write_bytes(bytes(damaged))
+        try:
+            list(read_records([str(bad)], "text", Skips()))
+        except CorruptInput as exc:
+            assert "bad.parquet: corrupt or truncated Parquet file" in str(exc)
+            corrupt += 1
+    assert corrupt >= 1  # the schema's copy of the name: pyarrow cannot decode it

@@ -484,7 +484,7 @@ def budget_options(func: Callable) -> Callable:
 
 def scorer_options(func: Callable) -> Callable:
     """Which scorer: the distilled student, the teacher (the fit's space and the c-transform), or the cascade."""
-    from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE, SCORERS
+    from gotd_stream.select.distill import CASCADE_MARGIN, DEFAULT_CASCADE_SHARE, SCORERS
 
     options = [
         click.option(
@@ -500,7 +500,8 @@ def scorer_options(func: Callable) -> Callable:
             "--cascade-share",
             type=Finite(min=0, max=1, min_open=True),
             help=f"With the cascade: the share Q of the fit sample's student scores a record must be within "
-            f"to reach the teacher [default: {DEFAULT_CASCADE_SHARE}].",
+            f"to reach the teacher [default: {CASCADE_MARGIN} times the share of the fit's corpus the budget keeps, "
+            f"at least {DEFAULT_CASCADE_SHARE}].",
         ),
     ]
     return _stack(options, func)

@@ -321,7 +321,8 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     )
     kind = plan.scoring(done.artifact)
     if kind == "cascade":
-        read += f", {counts.dropped:,} below the cascade threshold (student score above its {plan.share():g}-quantile)"
+        share = plan.share(done.artifact)
+        read += f", {counts.dropped:,} below the cascade threshold (student score above its {share:g}-quantile)"
     fit = f"fit {done.artifact.fit_id}"
     if kind != "teacher":
         fit += f", scorer {kind}: gotd_fit {done.keeper.fit_id}"
@@ -509,7 +510,7 @@ def merge(
         artifact = load_artifact(potentials) if potentials else None
         merged = gs.merge(paths, k, tokens, artifact, scorer, cascade_share)
         if artifact is not None and not several:
-            expect_fit(merged.fit_id, artifact, scorer, cascade_share, potentials)
+            expect_fit(merged.fit_id, artifact, scorer, cascade_share, potentials, k, tokens)
         written = gs.write_selection(output, merged.keeper, no_score, candidates, inputs=paths)
         if manifest is not None:
             settings = {"read": read, "candidates": candidates, "no_score": no_score, "scorer": scorer}
@@ -720,14 +721,21 @@ def check_table(output: str | None, paths: list[str]) -> None:
         record_schema(paths)
 
 
-def expect_fit(found: str, artifact, scorer: str, share: float | None, potentials: str) -> None:
-    """merge -p: the inputs must be scored with that artifact by `scorer` (an empty input has no fit to compare);
-    where another scorer of the same artifact made them, the error names it."""
-    expected = expected_id(artifact, scorer, share)
+def expect_fit(found: str, artifact, scorer: str, share, potentials: str, k, tokens) -> None:
+    """merge -p: the inputs must be scored with that artifact by `scorer` under this budget (an empty input has no
+    fit to compare); where another scorer of the same artifact made them, the error names it."""
+    from gotd_stream.select.distill import resolve
+
+    expected = expected_id(artifact, scorer, share, k, tokens)
     if not found or found == expected:
         return
     hint = ""
     if artifact.student is not None:
         other = next((s for s in ("student", "teacher") if expected_id(artifact, s) == found), None)
         hint = f": they were scored by its {other}, pass --scorer {other}" if other and other != scorer else ""
+        if not hint and resolve(artifact, scorer) == "cascade":
+            hint = (
+                ": a cascade's lines carry its share, which the budget sets: merge with the budget they were scored "
+                "with, or the --cascade-share they were scored with"
+            )
     raise click.UsageError(f"the inputs were scored with fit {found}, not with {potentials} (fit {expected}){hint}")

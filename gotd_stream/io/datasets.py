@@ -96,7 +96,7 @@ def arrow_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None, 
         with pa.memory_map(path) as source:
             schema, batches = _open(source)
             yield from batch_rows(name, schema.names, batches, text_field)
-    except (pa.ArrowException, OSError, CorruptInput) as exc:
+    except (pa.ArrowException, OSError, CorruptInput, UnicodeDecodeError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         raise CorruptInput(f"{name}: corrupt or truncated Arrow file ({exc})") from None
@@ -115,7 +115,7 @@ def arrow_schema(path: str):
         if is_arrow(path):
             with pa.memory_map(path) as source:
                 return _open(source)[0]
-    except (pa.ArrowException, CorruptInput) as exc:
+    except (pa.ArrowException, CorruptInput, UnicodeDecodeError) as exc:  # the last: a schema's names damaged
         raise CorruptInput(f"{display_name(path)}: corrupt or truncated file ({exc})") from None
     return None
 

@@ -137,7 +137,7 @@ def parquet_rows(path: str, text_field: str) -> Iterator[tuple[int, bytes | None
     try:
         parquet = pq.ParquetFile(RemoteReader(path) if is_url(path) else path)
         yield from batch_rows(name, parquet.schema_arrow.names, parquet.iter_batches(batch_size=BATCH_ROWS), text_field)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: a footer's names damaged
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None

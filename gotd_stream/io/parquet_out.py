@@ -636,7 +636,7 @@ def selection_lines(path: str) -> Iterator[tuple[int, bytes]]:
                 row += 1
                 raw = row_json({c: got[c][j] for c in record})
                 yield row, _with_suffix(raw, {c: got[c][j] for c in SCORE_COLUMNS if c in got})
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: a footer's names damaged
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         raise CorruptInput(f"{name}: corrupt or truncated Parquet file ({exc})") from None

@@ -46,7 +46,13 @@ STUDENT_MIN_SAMPLE = 1000
 # auto: the cascade if the artifact holds a student (it matched the teacher's warm-up in 8 of 8 parity cells, the
 # student alone in 7: BENCHMARKS.md), else the teacher
 SCORERS = ("auto", "student", "teacher", "cascade")
-DEFAULT_CASCADE_SHARE = 0.05
+DEFAULT_CASCADE_SHARE = 0.05  # the least share Q the cascade sends the teacher when not told (cascade_share)
+# ... raised, when the budget keeps more of the corpus, to this many times the share it keeps: the teacher then sees
+# several times what it keeps (at Q = 0.05 and 1% kept, 5 times, the cascade kept 95-100% of the teacher's top 1%)
+CASCADE_MARGIN = 5
+# a token budget's share of the corpus is read from the sample's mean characters at this many characters a token:
+# more than English text has (about 4), so that the share is not underestimated
+CHARS_PER_TOKEN = 5
 STUDENT_WINDOW = 4096  # texts the student scores at a time (any size gives the same bits)
 STUDENT_ARRAYS = ("rows", "weights", "sample")
 TAIL_SHARE = 0.1  # the sample's lowest teacher scores, which the tail weight favours
@@ -201,6 +207,7 @@ def train(
         "tail": settings.tail,
         "with_target": settings.with_target,
         "training_rows": len(rows_text),
+        "sample_chars": round(sum(map(len, texts)) / max(len(texts), 1), 1),  # for cascade_share's token budgets
     }
     student = Student(used, weights, bias, np.zeros(0), info)
     own = student(list(texts))
@@ -221,7 +228,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- in the artifact -----------------------------------------------------------------------------------------------
 
-INFO_FIELDS = {"ridge", "tail", "training_rows", "spearman", "with_target"}
+INFO_FIELDS = {"ridge", "tail", "training_rows", "spearman", "with_target", "sample_chars"}
 
 
 def validate(header, arrays: dict[str, np.ndarray]) -> str | None:
@@ -242,6 +249,8 @@ def validate(header, arrays: dict[str, np.ndarray]) -> str | None:
     for key, value in LEXICAL_RECIPE.items():
         if header.get(key) != value:
             return f"student {key} {brief(header.get(key))} differs from this gotd-stream's {value!r}"
+    if "sample_chars" in header and not (is_real(header["sample_chars"]) and header["sample_chars"] > 0):
+        return f"student sample_chars {brief(header['sample_chars'])} is not a positive number"
     if not is_real(header.get("bias")):
         return f"student bias {brief(header.get('bias'))} is not a finite number"
     missing = [name for name in STUDENT_ARRAYS if name not in arrays]
@@ -306,6 +315,26 @@ def wants_student(distill: bool | None, space: str, embedder, sample_size: int) 
     if costly and sample_size < STUDENT_MIN_SAMPLE:
         log.info("no distilled scorer: the fit sample has %d documents, under %d", sample_size, STUDENT_MIN_SAMPLE)
     return costly and sample_size >= STUDENT_MIN_SAMPLE
+
+
+def cascade_share(artifact, k: int | None, tokens: int | None) -> float:
+    """The cascade's Q when not told: DEFAULT_CASCADE_SHARE, or CASCADE_MARGIN times the share of the corpus the
+    budget keeps where that is more (at most 1). The corpus is what the fit's bottom-k sample was drawn from
+    (candidates_seen); a token budget's share counts the sample's mean length at CHARS_PER_TOKEN. Only the artifact
+    and the budget decide it, so every shard, --state and merge use the same Q. A fit on a stream's prefix has not
+    seen the corpus: DEFAULT_CASCADE_SHARE (the summary warns when the margin is thin)."""
+    fit = getattr(artifact, "fit", None) or {}
+    seen, students = fit.get("candidates_seen"), students_of(artifact) or []
+    if fit.get("sampling") != "bottom-k" or not is_real(seen) or seen < 1 or (k is None and tokens is None):
+        return DEFAULT_CASCADE_SHARE
+    if k is not None:
+        kept = k / seen
+    else:
+        chars = [s.info.get("sample_chars") for s in students]
+        if not chars or not all(is_real(c) and c > 0 for c in chars):
+            return DEFAULT_CASCADE_SHARE  # a student from before sample_chars was stored
+        kept = tokens / (seen * max(min(chars) / CHARS_PER_TOKEN, 1.0))
+    return min(1.0, max(DEFAULT_CASCADE_SHARE, math.ceil(CASCADE_MARGIN * kept * 1e4) / 1e4))
 
 
 def check_share(share) -> None:

@@ -52,7 +52,7 @@ def merge(
 
     mixture = artifact if isinstance(artifact, Mixture) else None
     check_merge(mixture is not None, tokens, candidates=False, no_score=False)
-    expected = expected_id(mixture, scorer, cascade_share) if mixture is not None else None
+    expected = expected_id(mixture, scorer, cascade_share, k, tokens) if mixture is not None else None
     fits: dict[str, str] = {}
     rules: dict[str | None, str] = {}
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
@@ -184,10 +184,16 @@ def budget_keeper(mix: str, budget, mixture, fit_id: str | None = None, guard=No
     return keeper(mix, budget.k, mixture.weights, mixture.names, fit_id or mixture.fit_id, guard)
 
 
-def expected_id(artifact, scorer: str = "auto", cascade_share: float | None = None) -> str:
-    """The gotd_fit that lines scored against `artifact` by `scorer` carry (select.distill.scoring_id)."""
+def expected_id(
+    artifact, scorer: str = "auto", cascade_share: float | None = None, k: int | None = None, tokens: int | None = None
+) -> str:
+    """The gotd_fit that lines scored against `artifact` by `scorer` under the budget (`k` or `tokens`) carry
+    (select.distill.scoring_id; the cascade's share, when not given, is the budget's: cascade_share)."""
+    from gotd_stream.select.distill import cascade_share as budget_share
     from gotd_stream.select.distill import check_share, scoring_id
 
     if cascade_share is not None:
         check_share(cascade_share)
+    else:
+        cascade_share = budget_share(artifact, k, tokens)
     return scoring_id(artifact, scorer, cascade_share)

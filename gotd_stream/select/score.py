@@ -154,8 +154,8 @@ class Plan:
     mix: str | None = None
     units: Units = field(default_factory=Units)
     candidates: bool = False
-    scorer: str = "auto"  # select.distill.SCORERS: the student if the artifact holds one, else the teacher
-    cascade_share: float | None = None  # the cascade's Q (None: DEFAULT_CASCADE_SHARE)
+    scorer: str = "auto"  # select.distill.SCORERS: the cascade if the artifact holds a student, else the teacher
+    cascade_share: float | None = None  # the cascade's Q (None: from the budget, select.distill.cascade_share)
     guard: Guard = field(default_factory=lambda: Guard(DEFAULT_DEDUP))  # the duplicate guard (select.dedup)
     exclude: tuple = ()  # (reason, signatures) pairs: texts no selected unit may copy (select.dedup.read_exclude)
     target_copies: bool = False  # allow units that copy a target text (the artifact's signatures)
@@ -194,16 +194,19 @@ class Plan:
             )
         return kind
 
-    def share(self) -> float:
-        from gotd_stream.select.distill import DEFAULT_CASCADE_SHARE
+    def share(self, artifact) -> float:
+        """The cascade's Q: --cascade-share, else what the budget asks of `artifact` (select.distill.cascade_share)."""
+        from gotd_stream.select.distill import cascade_share
 
-        return self.cascade_share if self.cascade_share is not None else DEFAULT_CASCADE_SHARE
+        if self.cascade_share is not None:
+            return self.cascade_share
+        return cascade_share(artifact, self.budget.k, self.budget.tokens)
 
     def scoring_id(self, artifact) -> str:
         """The id its lines carry (gotd_fit): the fit id for the teacher, another for the student or a cascade."""
         from gotd_stream.select.distill import scoring_id
 
-        return scoring_id(artifact, self.scorer, self.share())
+        return scoring_id(artifact, self.scorer, self.share(artifact))
 
     def exclusions(self, artifact):
         """What no selected unit may copy: the excluded texts, then the target's (unless allowed)."""
@@ -325,7 +328,7 @@ def score(
         return keeper
     scorers = scorers or scorers_of(artifact, device)
     if kind == "cascade":
-        records = cascaded(records, students_of(artifact), plan.share(), counts)
+        records = cascaded(records, students_of(artifact), plan.share(artifact), counts)
     with progress(quiet, "score") as bar:
         for window, emb in embedded(records, featurizer, counts.skips, bar):
             raws, texts = [r.raw for r in window], [r.text for r in window]
