@@ -253,7 +253,7 @@ def select_gotd(
     The pool file is the pool in corpus order; the k lowest scores, ties to the earlier record.
     `settings` (a FitSettings) replaces the tool's defaults.
     """
-    settings = settings or gs.FitSettings(space=space, seed=SEED)
+    settings = settings or gs.FitSettings(space=space, seed=SEED, distill=False)  # the teacher only
     texts = [corpus.texts[i] for i in split.pool]
     target = [corpus.texts[i] for i in split.target]
     fitted = gotd_fit(texts, target, CachedEmbedder(corpus.texts, corpus.emb), settings, split.name)

@@ -166,7 +166,8 @@ def run_target(name, texts, pool, target, embedder, sample_size: int) -> list[di
     target_texts = [texts[i] for i in target]
     sample, _ = reservoir(iter(pool_texts), sample_size, SEED)
     t = time.time()
-    fitted = gs.fit(gs.Texts(sample), gs.Texts(target_texts), embedder, gs.FitSettings(target_size=len(target_texts)))
+    settings = gs.FitSettings(target_size=len(target_texts), distill=False)  # the students are trained below
+    fitted = gs.fit(gs.Texts(sample), gs.Texts(target_texts), embedder, settings)
     teacher = gs.score_texts(pool_texts, fitted.featurizer, fitted.potentials)
     sample_scores = gs.score_texts(sample, fitted.featurizer, fitted.potentials)
     target_scores = gs.score_texts(target_texts, fitted.featurizer, fitted.potentials)

@@ -62,7 +62,7 @@ def mixture_pool(corpus: Corpus, names: list[str]) -> tuple[dict, np.ndarray]:
 
 def score_pool(corpus: Corpus, splits: dict, pool: np.ndarray, weights: dict) -> tuple[object, np.ndarray, dict]:
     """The mixture fitted as `fit --target a=..:w ...` fits it, and every pool document's per-target scores."""
-    settings = gs.FitSettings(seed=SEED)
+    settings = gs.FitSettings(seed=SEED, distill=False)  # the teacher only
     texts = [corpus.texts[i] for i in pool]
     sample, _ = reservoir(texts, settings.sample_size, settings.seed)
     targets = []

@@ -268,7 +268,7 @@ def in_order(order: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
 
 
 def settings_for(space: str = "hybrid") -> gs.FitSettings:
-    return gs.FitSettings(space=space, seed=SEED)
+    return gs.FitSettings(space=space, seed=SEED, distill=False)  # the student only where asked: tool_fit
 
 
 def raw_records(corpus: Corpus, docs: np.ndarray) -> list[bytes]:

@@ -153,7 +153,7 @@ def minilm_rows(corpus: Corpus, unit_sets: list[Units], work: Path) -> CachedEmb
 
 def fit_space(space: str, folder: Path, cached: CachedEmbedder, static):
     """(potentials, featurizer) as `score --target target.jsonl pool.jsonl` fits them in `space`."""
-    settings = gs.FitSettings(space="lexical" if space == "lexical" else "hybrid", seed=SEED)
+    settings = gs.FitSettings(space="lexical" if space == "lexical" else "hybrid", seed=SEED, distill=False)
     embedder = {"lexical": None, "static-hybrid": static, "minilm-hybrid": cached}[space]
     started = time.time()
     fitted = gs.fit([str(folder / "pool.jsonl")], str(folder / "target.jsonl"), embedder, settings)

@@ -317,12 +317,15 @@ def wants_student(distill: bool | None, space: str, embedder, sample_size: int) 
     return costly and sample_size >= STUDENT_MIN_SAMPLE
 
 
-def cascade_share(artifact, k: int | None, tokens: int | None) -> float:
-    """The cascade's Q when not told: DEFAULT_CASCADE_SHARE, or CASCADE_MARGIN times the share of the corpus the
-    budget keeps where that is more (at most 1). The corpus is what the fit's bottom-k sample was drawn from
-    (candidates_seen); a token budget's share counts the sample's mean length at CHARS_PER_TOKEN. Only the artifact
-    and the budget decide it, so every shard, --state and merge use the same Q. A fit on a stream's prefix has not
-    seen the corpus: DEFAULT_CASCADE_SHARE (the summary warns when the margin is thin)."""
+def cascade_share(artifact, k: int | None, tokens: int | None, told: float | None = None) -> float:
+    """The cascade's Q: `told` (--cascade-share) if given, else DEFAULT_CASCADE_SHARE or CASCADE_MARGIN times the
+    share of the corpus the budget keeps where that is more (at most 1). The corpus is what the fit's bottom-k sample
+    was drawn from (candidates_seen); a token budget's share counts the sample's mean length at CHARS_PER_TOKEN.
+    Only the artifact and the budget decide it, so every shard, --state and merge use the same Q. A fit on a
+    stream's prefix has not seen the corpus: DEFAULT_CASCADE_SHARE (the summary warns when the margin is thin)."""
+    if told is not None:
+        check_share(told)
+        return told
     fit = getattr(artifact, "fit", None) or {}
     seen, students = fit.get("candidates_seen"), students_of(artifact) or []
     if fit.get("sampling") != "bottom-k" or not is_real(seen) or seen < 1 or (k is None and tokens is None):

@@ -189,11 +189,6 @@ def expected_id(
 ) -> str:
     """The gotd_fit that lines scored against `artifact` by `scorer` under the budget (`k` or `tokens`) carry
     (select.distill.scoring_id; the cascade's share, when not given, is the budget's: cascade_share)."""
-    from gotd_stream.select.distill import cascade_share as budget_share
-    from gotd_stream.select.distill import check_share, scoring_id
+    from gotd_stream.select import distill
 
-    if cascade_share is not None:
-        check_share(cascade_share)
-    else:
-        cascade_share = budget_share(artifact, k, tokens)
-    return scoring_id(artifact, scorer, cascade_share)
+    return distill.scoring_id(artifact, scorer, distill.cascade_share(artifact, k, tokens, cascade_share))

@@ -198,9 +198,7 @@ class Plan:
         """The cascade's Q: --cascade-share, else what the budget asks of `artifact` (select.distill.cascade_share)."""
         from gotd_stream.select.distill import cascade_share
 
-        if self.cascade_share is not None:
-            return self.cascade_share
-        return cascade_share(artifact, self.budget.k, self.budget.tokens)
+        return cascade_share(artifact, self.budget.k, self.budget.tokens, self.cascade_share)
 
     def scoring_id(self, artifact) -> str:
         """The id its lines carry (gotd_fit): the fit id for the teacher, another for the student or a cascade."""
