@@ -495,7 +495,7 @@ def planted_pool(corpus: Corpus, work: Path, size: int) -> tuple[Path, Path, Pat
 
 def copies_kept(kept: list[dict], short: set[str] = frozenset()) -> dict:
     """Units of a planted group beyond its first, and their tokens, as shares of the selection; `short`: the
-    groups whose text is too short for the near rule (select.dedup.MIN_SHINGLES), counted apart."""
+    groups whose text is too short for the near rule (select.dedup.SHORT_WORDS), counted apart."""
     seen: dict[str, int] = {}
     extra = extra_tokens = groups_twice = 0
     for r in kept:
@@ -522,18 +522,14 @@ def copies_kept(kept: list[dict], short: set[str] = frozenset()) -> dict:
 
 
 def short_groups(pool: Path) -> set[str]:
-    """The planted groups whose text has fewer words than the near rule needs (select.dedup.MIN_SHINGLES + 1):
+    """The planted groups whose text has fewer words than the near rule compares (select.dedup.SHORT_WORDS):
     only their exact copies can collide (a changed word in "A pure delight." is another text)."""
-    from gotd_stream.select.dedup import MIN_SHINGLES, SHINGLE, normalise
+    from gotd_stream.select.dedup import SHORT_WORDS, normalise
 
     out = set()
     for r in read_lines(pool):
         rid = str(r.get("id", ""))
-        if (
-            rid.startswith("plant-")
-            and rid.endswith("-0")
-            and len(normalise(r["text"]).split()) < MIN_SHINGLES + SHINGLE - 1
-        ):
+        if rid.startswith("plant-") and rid.endswith("-0") and len(normalise(r["text"]).split()) < SHORT_WORDS:
             out.add(rid.rsplit("-", 1)[0])
     return out
 
@@ -583,7 +579,7 @@ def dups_report(res: dict) -> list[str]:
         f"evaluation split of {EVAL_PLANTED} more held-out reviews, in a pool of {res['records']:,} records (a seeded",
         "subsample of the reviews target's pool). Copies: units of a planted group beyond its first (their share of",
         "the kept units, and of their tokens); groups kept twice: planted groups with more than one unit kept; the",
-        "goal is 0. Of them, short: groups whose text has under 9 words, where the near rule compares exact keys",
+        "goal is 0. Of them, short: groups whose text has under 5 words, where the near rule compares exact keys",
         f"only ({len(res.get('short_groups', []))} of the {len(res['groups'])} groups).",
         "",
         "| space | budget | guard | units | copies | share | token share | groups kept | kept twice | of them short "
@@ -624,8 +620,9 @@ def warmups(args, corpus: Corpus, counter, work: Path, res: dict, parts=PARTS) -
     if "lengths" in parts:
         out["lengths"] = []
         tokens = counted(corpus.texts, counter, work / "tokens.npy")
+        least_tried = args.min_tokens_tried  # the rule tried against none
         rule = {0: piece_units(corpus, tokens, 0, counter, work)}
-        rule[DEFAULT_MIN_TOKENS] = piece_units(corpus, tokens, DEFAULT_MIN_TOKENS, counter, work, rule[0])
+        rule[least_tried] = piece_units(corpus, tokens, least_tried, counter, work, rule[0])
         cached = minilm_rows(corpus, list(rule.values()), work)
         for name in args.targets:
             spec = TARGETS[name]
@@ -635,13 +632,24 @@ def warmups(args, corpus: Corpus, counter, work: Path, res: dict, parts=PARTS) -
             potentials, featurizer = fit_space("minilm-hybrid", folder, cached, None)
             in_pool = np.zeros(len(corpus.texts), bool)
             in_pool[split.pool] = True
+            chosen: dict[int, list[str]] = {}  # budget -> the texts selected without the rule
             for least, u in rule.items():
                 r = np.flatnonzero(in_pool[u.doc])
                 scores = gotd_scores([u.texts[i] for i in r], potentials, featurizer)
                 for budget in cfg["budgets"]:
                     picked = r[keep(gs.Budget(tokens=budget), scores, [b"%d" % i for i in r], u.tokens[r])]
                     texts = [u.texts[i] for i in picked]
+                    same = least and texts == chosen.get(budget)  # the rule changed nothing: the same warm-ups
+                    chosen.setdefault(budget, texts)
                     for seed in cfg["seeds"]:
+                        if same:
+                            row = next(
+                                x
+                                for x in out["lengths"]
+                                if (x["target"], x["min_tokens"], x["budget"], x["seed"]) == (name, 0, budget, seed)
+                            )
+                            out["lengths"].append(row | {"min_tokens": least, "same_selection": True})
+                            continue
                         held = [corpus.texts[i] for i in eval_docs(split, cfg, seed)]
                         order = np.random.default_rng([seed, 4]).permutation(len(texts))
                         result = warm_up(lm, [texts[i] for i in order], held, cfg, seed)
@@ -730,6 +738,12 @@ def main() -> None:
     parser.add_argument("--warmup", action="store_true", help="also the SmolLM2 warm-ups (an idle machine: long)")
     parser.add_argument("--warmup-only", action="store_true", help="only the --parts warm-ups")
     parser.add_argument("--reuse", action="store_true", help="warm-ups: keep the planted pool's artifact, selections")
+    parser.add_argument(
+        "--min-tokens-tried",
+        type=int,
+        default=DEFAULT_MIN_TOKENS or 8,
+        help="the warm-ups' length rule against none (default: the tool's default, or 8 while that is off)",
+    )
     parser.add_argument("--size", default="cpu", choices=tuple(SIZES), help="the warm-ups' size (bench/parity.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/web-cpu.md")
     args = parser.parse_args()

@@ -11,17 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gotd_stream.select.dedup import MIN_SHINGLES, PERMS, WIDTH, Guard, MarginExceeded, signatures
+from gotd_stream.select.dedup import (
+    MIN_SHINGLES,
+    PERMS,
+    WIDTH,
+    Guard,
+    MarginExceeded,
+    short_changes,
+    signatures,
+)
 from gotd_stream.select.guard import DEFAULT_THRESHOLD
 from tests.conftest import run as run_cli
 from tests.conftest import write_jsonl
 
 
 def run(args: list, **kwargs):
-    """The CLI with the guard on (`--dedup near`, off by default) unless the test names a mode itself."""
-    if args and args[0] == "score" and "--dedup" not in args:
-        args = ["score", "--dedup", "near", *args[1:]]
-    return run_cli(args, **kwargs)
+    """The CLI as a user runs it, the guard at its default (near) unless the test names a mode itself."""
+    return run_cli(args, guard=True, **kwargs)
+
+
+def test_the_guard_is_on_by_default(pool):
+    done = run_cli(["score", "-p", pool["one"], "-k", 10, pool["a"], pool["b"]], guard=True)
+    lines = done.stdout_bytes.splitlines()
+    assert lines and all(b',"gotd_guard":"near:t=0.6:m=0.5","gotd_fit":"' in line for line in lines)
+    assert "dedup near: dropped" in done.stderr
 
 
 NEAR = "school garden market village river forest ocean mountain desert city harbour bridge tower castle meadow".split()
@@ -45,15 +58,20 @@ def variants(base: str) -> dict[str, str]:
     }
 
 
-def collide(a: np.ndarray, b: np.ndarray, threshold: float = 0.7) -> bool:
+def collide(a: np.ndarray, b: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """The rule, written out: equal exact keys, or (both of MIN_SHINGLES shingles or more) an estimated
-    containment of the smaller 2-gram set in the other of at least `threshold`."""
+    containment of the smaller 2-gram set in the other of at least `threshold`, or (both of SHORT_WORDS to
+    MIN_SHINGLES words) the same words but for at most `short_changes` of them in place."""
     if a[0] == b[0]:
         return True
+    words_a, words_b = a[2 + PERMS :], b[2 + PERMS :]
+    if np.count_nonzero(words_a) and np.count_nonzero(words_a) == np.count_nonzero(words_b):
+        if np.count_nonzero(words_a != words_b) <= short_changes(np.count_nonzero(words_a)):
+            return True
     small = min(a[1], b[1])
     if small < MIN_SHINGLES:
         return False
-    jaccard = np.count_nonzero(a[2:] == b[2:]) / PERMS
+    jaccard = np.count_nonzero(a[2 : 2 + PERMS] == b[2 : 2 + PERMS]) / PERMS
     return jaccard * (a[1] + b[1]) / (1 + jaccard) / small >= threshold - 1e-12
 
 
@@ -163,6 +181,17 @@ def test_copies_never_kept_twice_and_merges_equal_one_pass(pool, mode, tmp_path)
     resumed = run([*base, "--state", state, p["a"], p["b"]])
     assert resumed.stdout_bytes == one and dropped_of(resumed.stderr) == dropped
     assert run([*merge, state]).stdout_bytes == one
+    # plain selections written to files merge through the prefix files beside them, listed or not
+    plain = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        run([*base, p[name], "-o", out, "-q"])
+        assert (tmp_path / f"{name}.jsonl.guard.zst").is_file()
+        plain.append(out)
+    merged = run([*merge, *plain])
+    assert merged.stdout_bytes == one and dropped_of(merged.stderr) == dropped
+    both = [plain[0], tmp_path / "a.jsonl.guard.zst", plain[1]]  # a glob that matches the prefix files too
+    assert run([*merge, *both]).stdout_bytes == one
 
 
 def dropped_of(summary: str) -> dict[str, int]:
@@ -180,7 +209,8 @@ def dropped_of(summary: str) -> dict[str, int]:
 @pytest.mark.parametrize("budget", [["-k", 10], ["--tokens", 600]], ids=["k", "tokens"])
 def test_slurm_shares_under_the_guard_equal_one_pass(pool, budget, tmp_path):
     """Each task scores its share of the inputs into its state folder (copies split across the shares); the
-    folders merge to the bytes and the counts of one pass, and the tasks' plain outputs are refused."""
+    folders merge to the bytes and the counts of one pass, and so do the tasks' plain outputs (their prefix
+    files beside them)."""
     p = pool
     base = ["score", "-p", p["one"], *budget]
     inputs = sorted([p["b"], p["a"]], key=str)  # a share is a block of the sorted paths
@@ -194,42 +224,56 @@ def test_slurm_shares_under_the_guard_equal_one_pass(pool, budget, tmp_path):
     merge = ["merge", *budget]
     merged = run([*merge, tmp_path / "state-1", tmp_path / "state-0"])
     assert merged.stdout_bytes == done.stdout_bytes and dropped_of(merged.stderr) == dropped_of(done.stderr)
-    refused = run([*merge, *outputs], code=2).stderr
-    assert f"{outputs[0]}:1: a selection made with the duplicate guard (near:t=0.7:m=0.5)" in refused
-    assert "--candidates" in refused and "--state" in refused
+    plain = run([*merge, *outputs])
+    assert plain.stdout_bytes == done.stdout_bytes and dropped_of(plain.stderr) == dropped_of(done.stderr)
 
 
-def test_a_plain_guarded_selection_says_so_and_merge_refuses_it(pool, tmp_path):
-    """Without --candidates a guarded selection lacks what an exact merge needs: its lines carry gotd_guard (in
-    JSONL and Parquet), and merge exits 2 naming the file instead of giving another selection."""
+def test_a_plain_guarded_selection_merges_through_its_prefix_file(pool, tmp_path):
+    """A guarded selection says so (its lines carry gotd_guard, in JSONL and Parquet); written to a file, its
+    prefix (spares, dropped units) goes to FILE.guard.zst, which merge reads in its place. Written to stdout, or
+    beside a prefix file of another selection, merge exits 2 naming the file instead of giving another one."""
     p = pool
     for name, args in (("one", ["-k", 10]), ("sum", ["-k", 10, "--mix", "sum"]), ("quota", ["-k", 10])):
-        artifact = p["one"] if name == "one" else p["two"]
+        artifact = p["two"] if name != "one" else p["one"]
+        merge = ["merge", "-k", 10] + (["-p", artifact] if name != "one" else [])
+        whole = run(["score", "-p", artifact, *args, p["a"], p["b"]]).stdout_bytes
         for suffix in (".jsonl", ".parquet"):
-            out = tmp_path / f"{name}{suffix}"
-            run(["score", "-p", artifact, *args, p["a"], "-o", out, "-q"])
-            merge = ["merge", "-k", 10] + (["-p", artifact] if name != "one" else [])
-            refused = run([*merge, out], code=2).stderr
-            assert f"{out}:1: a selection made with the duplicate guard (near:t=0.7:m=0.5) cannot be merged" in refused
-            assert "--candidates" in refused
-        lines = (tmp_path / f"{name}.jsonl").read_bytes().splitlines()
-        assert lines and all(b',"gotd_guard":"near:t=0.7:m=0.5","gotd_fit":"' in line for line in lines)
+            outs = []
+            for shard in ("a", "b"):
+                out = tmp_path / f"{name}-{shard}{suffix}"
+                run(["score", "-p", artifact, *args, p[shard], "-o", out, "-q"])
+                assert Path(f"{out}.guard.zst").is_file()
+                outs.append(out)
+            assert run([*merge, *outs]).stdout_bytes == whole, (name, suffix)
+        lines = (tmp_path / f"{name}-a.jsonl").read_bytes().splitlines()
+        assert lines and all(b',"gotd_guard":"near:t=0.6:m=0.5","gotd_fit":"' in line for line in lines)
         # the Parquet selection reads back as the same lines (report and merge see the tag)
         from gotd_stream.io.parquet_out import selection_lines
 
-        assert [raw for _, raw in selection_lines(str(tmp_path / f"{name}.parquet"))] == lines
-    # without the guard, nothing changes: no tag, and the selection merges as before
+        assert [raw for _, raw in selection_lines(str(tmp_path / f"{name}-a.parquet"))] == lines
+        # stdout has nowhere to put a prefix file: the saved output is refused, saying what to do
+        saved = tmp_path / f"{name}-stdout.jsonl"
+        saved.write_bytes(run(["score", "-p", artifact, *args, p["a"]]).stdout_bytes)
+        refused = run([*merge, saved], code=2).stderr
+        assert f"{saved}:1: a selection made with the duplicate guard (near:t=0.6:m=0.5) cannot be merged" in refused
+        assert f"no {saved}.guard.zst beside it" in refused and "--candidates" in refused
+    # a prefix file that belongs to another selection (the output edited, or written again elsewhere) is refused
+    edited = tmp_path / "one-a.jsonl"
+    edited.write_bytes(b"\n".join(edited.read_bytes().splitlines()[:-1]) + b"\n")
+    refused = run(["merge", "-k", 10, edited], code=2).stderr
+    assert f"{edited}.guard.zst is not the prefix file of {edited}" in refused
+    # without the guard, nothing changes: no tag, no prefix file, and the selection merges as before
     off = tmp_path / "off.jsonl"
     run(["score", "-p", p["one"], "-k", 10, "--dedup", "off", p["a"], "-o", off, "-q"])
-    assert b"gotd_guard" not in off.read_bytes()
+    assert b"gotd_guard" not in off.read_bytes() and not Path(f"{off}.guard.zst").exists()
     assert run(["merge", "-k", 10, off]).stdout_bytes == off.read_bytes()
-    # a merged guarded selection is itself plain: tagged, and refused by a further merge
+    # a merged guarded selection written to a file gets its own prefix file: merges of merges stay exact
     cand = tmp_path / "a.cand"
     run(["score", "-p", p["one"], "-k", 10, "--candidates", p["a"], "-o", cand, "-q"])
     merged = tmp_path / "merged.jsonl"
     run(["merge", "-k", 10, cand, "-o", merged, "-q"])
-    assert merged.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
-    assert "a selection made with the duplicate guard" in run(["merge", "-k", 10, merged], code=2).stderr
+    assert merged.read_bytes() == run(["score", "-p", p["one"], "-k", 10, p["a"]]).stdout_bytes
+    assert run(["merge", "-k", 10, merged]).stdout_bytes == merged.read_bytes()
 
 
 def test_a_margin_too_small_says_so(tmp_path):
@@ -418,6 +462,62 @@ def test_distinct_short_texts_sharing_words_do_not_collide():
     assert sigs[distinct.index("A pure delight."), 1] < MIN_SHINGLES  # too short: only the exact key counts
 
 
+SHORT = [  # 5, 6, 7 and 8 words
+    "A fascinating and fun film.",
+    "Spend your Benjamins on a matinee.",
+    "A chick flick for guys, mostly fun.",
+    "Smart, sad and funny about families at war.",
+]
+
+
+def changed(text: str, place: int, word: str) -> str:
+    words = text.split(" ")
+    words[place] = word
+    return " ".join(words)
+
+
+def test_texts_of_five_to_eight_words_are_compared_word_by_word():
+    """One changed word in place is a copy, and two in a text of 7-8 words (two copies with another word changed
+    each); more changes, another number of words, or a text under 5 words is another text."""
+    from gotd_stream.select.dedup import Index
+
+    for base in SHORT:
+        longer = len(base.split()) >= 7
+        one, other = changed(base, 0, "really"), changed(base, 3, "quite")
+        both = changed(one, 3, "quite")
+        three = changed(both, 1, "truly")
+        sigs = signatures([base, one, other, both, three, base + " Indeed"])
+        assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]), base
+        assert collide(sigs[1], sigs[2]) == longer and collide(sigs[0], sigs[3]) == longer, base
+        assert not collide(sigs[0], sigs[4]) and not collide(sigs[0], sigs[5])
+        index = Index(Guard())
+        for i, sig in enumerate(sigs[1:], 1):
+            index.add(i, sig)
+        assert index.colliders(sigs[0]) == ({1, 2, 3} if longer else {1, 2}), base  # the bands find the rule's
+    # distinct reviews that share a frame: two words in five, or one word in a text under 5 words
+    assert not collide(*signatures(["A moving and important film.", "A strong and touching film."]))
+    assert not collide(*signatures(["A pure delight.", "A pure disaster."]))
+    assert not collide(*signatures(["Feral and uncomfortable.", "Feral and really"]))
+
+
+def test_two_copies_each_with_another_word_changed_collide():
+    """The planted pool's 14-word review whose two copies, each with its own changed word, came out at a
+    containment of 0.69: both were kept while the review itself ranked below them."""
+    base = "Pure of intention and passably diverting, His Secret Life is light, innocuous and unremarkable."
+    sigs = signatures([base, changed(base, 2, "really"), changed(base, 9, "quite")])
+    assert collide(sigs[0], sigs[1]) and collide(sigs[0], sigs[2]) and collide(sigs[1], sigs[2])
+
+
+def test_signatures_of_an_older_rule_are_refused_by_name():
+    from gotd_stream.select.dedup import OLD_WIDTHS, OldSignature, check_width
+
+    for width, rule in OLD_WIDTHS.items():
+        with pytest.raises(OldSignature, match=f"older rule \\({width} values: {rule}\\)"):
+            check_width(width, "the line")
+    with pytest.raises(ValueError, match="signatures of 7 values"):
+        check_width(7, "the line")
+
+
 def test_short_review_copies_kept_once_by_score(tmp_path):
     """A pool of short reviews with their planted copies: the guard keeps one of each group and every
     distinct review; without it, copies are selected."""
@@ -441,24 +541,40 @@ def test_short_review_copies_kept_once_by_score(tmp_path):
 def test_signatures_of_the_older_rule_are_refused_or_ignored_with_a_message(pool, tmp_path):
     import gotd_stream as gs
 
-    # candidate lines whose signatures lack the sizes (the older rule): merge names the line and what to do
+    # candidate lines whose signatures are an older rule's (without the sizes; without the short texts' words):
+    # merge names the line and what to do
     cand = tmp_path / "a.cand"
     run(["score", "-p", pool["one"], "-k", 5, "--candidates", pool["a"], "-o", cand, "-q"])
-    lines = cand.read_bytes().splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(b'{"gotd_ranks":'))
-    row = json.loads(lines[at])
-    sig = np.frombuffer(base64.b64decode(row["gotd_sig"]), "<i8")
-    row["gotd_sig"] = base64.b64encode(np.delete(sig, 1).astype("<i8").tobytes()).decode()
-    lines[at] = json.dumps(row, separators=(",", ":")).encode()
-    old = tmp_path / "old.cand"
-    old.write_bytes(b"\n".join(lines) + b"\n")
-    failed = run(["merge", "-k", 5, old], code=1)
-    assert f"old.cand:{at + 1}" in failed.stderr and "older rule" in failed.stderr
+    for older in (lambda sig: np.delete(sig[: 2 + PERMS], 1), lambda sig: sig[: 2 + PERMS]):
+        lines = cand.read_bytes().splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(b'{"gotd_ranks":'))
+        row = json.loads(lines[at])
+        sig = np.frombuffer(base64.b64decode(row["gotd_sig"]), "<i8")
+        row["gotd_sig"] = base64.b64encode(older(sig).astype("<i8").tobytes()).decode()
+        lines[at] = json.dumps(row, separators=(",", ":")).encode()
+        old = tmp_path / "old.cand"
+        old.write_bytes(b"\n".join(lines) + b"\n")
+        failed = run(["merge", "-k", 5, old], code=1)
+        assert f"old.cand:{at + 1}" in failed.stderr and "older rule" in failed.stderr
     # an artifact whose target signatures are the older rule's: it loads and scores, and the guard says why
     # it cannot drop target copies
     art = gs.load(str(pool["one"]))
-    art.copies = np.delete(art.copies, 1, axis=1)
+    art.copies = art.copies[:, : 2 + PERMS]
     path = tmp_path / "old.gotd"
     art.save(str(path))
     done = run(["score", "-p", path, "-k", 3, pool["a"]])
     assert "older duplicate rule" in done.stderr and len(done.stdout_bytes.splitlines()) == 3
+
+
+def test_a_prefix_file_that_would_overwrite_an_input_is_refused_before_any_work(pool, tmp_path):
+    """The prefix file is an output like -o: one that is an input (or -p) is refused, exit 2, nothing written."""
+    import shutil
+
+    shutil.copy(pool["a"], tmp_path / "sel.jsonl.guard.zst")
+    refused = run(["score", "-p", pool["one"], "-k", 5, tmp_path / "sel.jsonl.guard.zst", "-o", tmp_path / "sel.jsonl"],
+                  code=2)  # fmt: skip
+    assert "-o (its prefix file)" in refused.stderr and not (tmp_path / "sel.jsonl").exists()
+    assert (tmp_path / "sel.jsonl.guard.zst").read_bytes() == pool["a"].read_bytes()
+    # without the guard there is no prefix file, so nothing to refuse
+    run(["score", "-p", pool["one"], "-k", 5, "--dedup", "off", pool["a"], "-o", tmp_path / "off.jsonl", "-q"])
+    assert not (tmp_path / "off.jsonl.guard.zst").exists()

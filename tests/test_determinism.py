@@ -145,7 +145,7 @@ def test_omp_num_threads_changes_no_byte(shards, tiny_model):
     args = ["score", "-q", "--features", "hybrid", "--target", shards["target"], "--model", tiny_model]
     args += ["--sample-size", 100, "-k", 1000, *paths]
     with threads(4), threadpool_limits(4, user_api="blas"):
-        here = run([*args, "--save-potentials", d / "here.gotd", "-o", d / "here.jsonl"])
+        here = run([*args, "--save-potentials", d / "here.gotd", "-o", d / "here.jsonl"], guard=True)  # as the other
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "gotd_stream", *map(str, args), "--save-potentials", d / "one.gotd"]
     done = subprocess.run([*command, "-o", d / "one.jsonl"], env=env, capture_output=True, timeout=300)

@@ -160,7 +160,8 @@ def test_the_slurm_example_chain_gives_the_bytes_of_one_run(lexical, tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert b"submitted: fit" in done.stdout and b"Traceback" not in done.stderr
     assert (work / "task.gotd").read_bytes() == lexical["artifact"].read_bytes()  # the same fit as above
-    one_run = run(["score", "-p", work / "task.gotd", "-k", 25, *sorted(shards), "-o", tmp_path / "one.jsonl.zst"])
+    one = ["score", "-p", work / "task.gotd", "-k", 25, *sorted(shards), "-o", tmp_path / "one.jsonl.zst"]
+    one_run = run(one, guard=True)  # the example runs the default guard
     assert one_run.exit_code == 0
     assert (work / "selected.jsonl.zst").read_bytes() == (tmp_path / "one.jsonl.zst").read_bytes()
     assert sorted(p.name for p in work.glob("task-*.jsonl.zst")) == ["task-0.jsonl.zst", "task-1.jsonl.zst",

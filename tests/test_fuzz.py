@@ -541,7 +541,7 @@ def test_cli_score_selects_exactly_the_good_records(
     stream = join(lines, crlf, final_newline)
     payload = {"plain": stream, "zstd": zstd_frame(stream), "gzip": gzip_member(stream)}[kind]
     path = put(workdir, payload, "input.jsonl")
-    args = ["score", "-p", artifact, "-k", 1000, "--model", tiny_model, path]
+    args = ["score", "-p", artifact, "-k", 1000, "--model", tiny_model, "--dedup", "off", path]  # copies: all kept
     with no_hang(120):
         result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     by_id = {obj["id"]: obj for obj in (orjson.loads(line.data) for line in lines if line.text is not None)}
@@ -670,7 +670,10 @@ SOURCES = {"pool": "pool.jsonl", "target": "target.jsonl", "artifact": "task.got
 LEX = ["--features", "lexical", "--sample-size", "30"]
 OUTPUT_COMMANDS: dict[str, tuple[set[str], Callable[[str, str], list[str]]]] = {  # name -> (what it reads, args)
     "fit": ({"pool", "target"}, lambda out, _: ["fit", "--target", "target.jsonl", "pool.jsonl", *LEX, "-o", out]),
-    "score -p": ({"pool", "artifact"}, lambda out, _: ["score", "-p", "task.gotd", "-k", "3", "pool.jsonl", "-o", out]),
+    "score -p": (
+        {"pool", "artifact"},
+        lambda out, _: ["score", "-p", "task.gotd", "-k", "3", "--dedup", "off", "pool.jsonl", "-o", out],
+    ),
     "score --target": (
         {"pool", "target"},
         lambda out, saved: [

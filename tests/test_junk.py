@@ -12,21 +12,18 @@ import json
 import numpy as np
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from gotd_stream.cli import cli
 from gotd_stream.text import wordless
 from tests.conftest import make_docs, write_jsonl
+from tests.conftest import run as run_cli
 
 JUNK = ["", "   ", "!!! ??? ...", "\U0001f600\U0001f389\u2728", "- - - - -"]
 SPACES = ("lexical", "semantic", "hybrid")
 
 
 def run(args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
+    """conftest's run (make_docs' records are near copies of each other: the guard off unless asked)."""
+    return run_cli(args, code=code)
 
 
 @pytest.fixture(scope="module")

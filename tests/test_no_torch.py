@@ -55,7 +55,7 @@ def test_score_never_imports_torch_for_a_lexical_or_static_artifact(corpus, tiny
     model = [] if space == "lexical" else ["--model", tiny_static]
     features = {"lexical": "lexical", "static-hybrid": "hybrid", "static-semantic": "semantic"}[space]
     run(["fit", "--target", corpus["target"], corpus["pool"], "--features", features, *model, "-o", pot, "-q"])
-    expected = run(["score", "-p", pot, "-k", 10, corpus["pool"], *model, "-q"]).stdout_bytes
+    expected = run(["score", "-p", pot, "-k", 10, corpus["pool"], *model, "-q"], guard=True).stdout_bytes
     # from a file and from stdin, as `zstd -dc corpus | gotd-stream score -p A -k K` does
     report, out = loaded_by(["score", "-p", pot, "-k", 10, corpus["pool"], *model, *device_args(), "-q"])
     assert report["loaded"] == [] and out == expected

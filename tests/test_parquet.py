@@ -136,7 +136,7 @@ def test_a_pipe_is_read_whole_not_peeked_at_for_parquet(tmp_path):
     target = write_jsonl(tmp_path / "target.jsonl", make_docs(8, seed=8, topics=("cooking",)))
     artifact = tmp_path / "t.gotd"
     run(["fit", "--features", "lexical", "--target", target, shard, "-o", artifact, "-q"])
-    direct = run(["score", "-p", artifact, "-k", 5, shard]).stdout_bytes
+    direct = run(["score", "-p", artifact, "-k", 5, shard], guard=True).stdout_bytes  # the default, as the pipe
     command = f"{sys.executable} -m gotd_stream score -p {artifact} -k 5 <(cat {shard})"
     env = dict(os.environ, PYTHONPATH=str(root))
     piped = subprocess.run(["bash", "-c", command], env=env, capture_output=True, timeout=120)

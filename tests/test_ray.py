@@ -145,7 +145,7 @@ def tool(*args, env: dict | None = None, timeout: float = 240) -> subprocess.Com
 def test_a_fresh_local_cluster_and_joining_a_running_one_with_auto(cluster, shards, tiny_model):
     artifact = shards["dir"] / "task.gotd"
     run(["fit", "--features", "lexical", "--target", shards["target"], *shards["shards"], "-o", artifact, "-q"])
-    local = run(["score", "-p", artifact, "-k", 12, *shards["shards"]]).stdout_bytes
+    local = run(["score", "-p", artifact, "-k", 12, *shards["shards"]], guard=True).stdout_bytes  # the default
     fresh = tool("score", "--ray", "-p", artifact, "-k", 12, *shards["shards"])  # starts, then stops, its own
     assert fresh.returncode == 0 and fresh.stdout == local, fresh.stderr.decode()[-2000:]
     assert b"Traceback" not in fresh.stderr

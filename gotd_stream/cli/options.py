@@ -567,8 +567,9 @@ def guard_options(func: Callable) -> Callable:
             default=DEFAULT_DEDUP,
             show_default=True,
             help="Keep one of each group of copies, the best-ranked: near (MinHash of word 2-grams), exact "
-            "(the same text after case, punctuation and spacing are normalised), or off. With the guard on, merge "
-            "exactly from --state folders or --candidates outputs, not from plain selections.",
+            "(the same text after case, punctuation and spacing are normalised), or off. With the guard on, -o FILE "
+            "also writes FILE.guard.zst, what an exact merge of FILE needs (a selection on stdout merges only from "
+            "--state folders or --candidates outputs).",
         ),
         click.option(
             "--dedup-threshold",
@@ -577,7 +578,8 @@ def guard_options(func: Callable) -> Callable:
             show_default=True,
             help="With --dedup near: two texts of 9 words or more are copies when this share of the shorter "
             "one's word pairs (2-grams) is in the other, as MinHash estimates it (a boilerplate line added, a word "
-            "changed); shorter texts are copies only when equal after normalising.",
+            "changed); texts of 5-8 words when they differ in at most 2 words in place; shorter texts only when "
+            "equal after normalising.",
         ),
         click.option(
             "--dedup-margin",

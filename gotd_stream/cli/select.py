@@ -215,7 +215,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
 
     The score is the calibrated OT gradient (lower is better); each selected line gets "gotd_score" and
     "gotd_fit" (the artifact id) appended ("gotd_tokens" too under --tokens, "gotd_select" under --select
-    sample, "gotd_guard" under --dedup: such a selection merges only from --candidates or --state). With
+    sample, "gotd_guard" unless --dedup off: -o FILE then writes FILE.guard.zst beside it, for `merge`). With
     --target instead of --potentials it fits first: on files by a bottom-k sample (a first read), on stdin on
     the first --sample-size records (kept in memory and scored too: nothing is read twice).
 
@@ -232,7 +232,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
     from gotd_stream.io.digests import digests
     from gotd_stream.select.artifact import holds_targets, space_of  # numpy: imported by the command, not --help
     from gotd_stream.select.dedup import exclusion
-    from gotd_stream.select.score import require_usable, selected_tokens
+    from gotd_stream.select.score import prefix_file, require_usable, selected_tokens
 
     if p["from_manifest"]:
         return replay(click.get_current_context(), p["from_manifest"], output, p["force"], quiet, inputs)
@@ -269,6 +269,7 @@ def score(inputs, output, no_score, quiet, **p) -> None:
         check_select(paths, plan, executor, potentials, targets, p["save_potentials"], no_score, several, counted)
         outputs = {"-o": "-" if output is None else output, "--save-potentials": p["save_potentials"]}
         outputs["--manifest"] = manifest
+        outputs["-o (its prefix file)"] = prefix_file(output, guard.on and not p["candidates"] and not no_score)
         named = {"-p": potentials, **target_reads(targets), **{f"--exclude {path}": path for path in p["exclude"]}}
         check_outputs(outputs, paths, named, binary=("--save-potentials",))
         check_table(output, paths)
@@ -333,7 +334,8 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
         return
     counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
     log(f"{read}, selected {written:,} {what}{counted}{sent} ({fit}{where})", quiet)
-    short_of(plan.budget, held, written, what, quiet)
+    dropped = sum(done.keeper.dropped().values()) if plan.guard.on and not plan.candidates else 0
+    short_of(plan.budget, held, written, what, quiet, dropped)
     if kind == "cascade" and counts.dropped and not plan.candidates and counts.scored < 2 * written:
         log(
             f"score: warning: the cascade sent the model only {counts.scored:,} {what} for {written:,} selected, "
@@ -404,12 +406,16 @@ def score_source(p: dict, models, potentials: str | None, targets: list, cluster
     }
 
 
-def short_of(budget, held: int, written: int, what: str, quiet: bool) -> None:
-    """Say so when the input held less than the budget."""
+def short_of(budget, held: int, written: int, what: str, quiet: bool, dropped: int = 0) -> None:
+    """Say so when the input held less than the budget (once the duplicate guard had `dropped` units)."""
+    but = f" once the duplicate guard dropped {dropped:,}" if dropped else ""
+    every = "eligible" if dropped else "usable"
     if budget.tokens is not None and held < budget.tokens:
-        log(f"score: the input held fewer than {budget.tokens:,} tokens: every usable {what[:-1]} was kept", quiet)
+        log(
+            f"score: the input held fewer than {budget.tokens:,} tokens{but}: every {every} {what[:-1]} was kept", quiet
+        )
     elif budget.k is not None and written < budget.k:
-        log(f"score: the input held fewer than {budget.k:,} usable {what}: every one was kept", quiet)
+        log(f"score: the input held fewer than {budget.k:,} {every} {what}{but}: every one was kept", quiet)
 
 
 def token_counter(tokenizer: str | None, model: str | None, needed: bool):
@@ -489,6 +495,7 @@ def merge(
     """
     from gotd_stream.io.digests import digests
     from gotd_stream.select.artifact import holds_targets  # numpy: imported by the command, not by --help
+    from gotd_stream.select.score import prefix_file
 
     started = time.time()
     budget_from(k, tokens)
@@ -503,7 +510,9 @@ def merge(
             paths = merge_inputs(folders, k, tokens)
         several = bool(potentials and holds_targets(potentials))
         check_merge(several, tokens, candidates, no_score)
-        check_outputs({"-o": "-" if output is None else output, "--manifest": manifest}, paths, {"-p": potentials})
+        outputs = {"-o": "-" if output is None else output, "--manifest": manifest}
+        outputs["-o (its prefix file)"] = prefix_file(output, not candidates and not no_score)
+        check_outputs(outputs, paths, {"-p": potentials})
         check_table(output, paths)
         if cascade_share is not None and scorer not in ("auto", "cascade"):
             raise click.UsageError("--cascade-share needs --scorer cascade (or auto)")

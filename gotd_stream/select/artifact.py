@@ -274,10 +274,10 @@ def checked_student(header, arrays: dict | None, where: str):
 
 def validate_copies(name: str, array: np.ndarray) -> str | None:
     """What is wrong with an array of target signatures (None: nothing)."""
-    from gotd_stream.select.dedup import OLD_WIDTH, WIDTH
+    from gotd_stream.select.dedup import OLD_WIDTHS, WIDTH
 
-    # an older rule's signatures (OLD_WIDTH) load: scoring works, and the guard warns that it cannot use them
-    if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] not in (WIDTH, OLD_WIDTH):
+    # an older rule's signatures (OLD_WIDTHS) load: scoring works, and the guard warns that it cannot use them
+    if array.dtype != np.int64 or array.ndim != 2 or (array.shape[1] != WIDTH and array.shape[1] not in OLD_WIDTHS):
         return f"{name} must be int64 of shape (texts, {WIDTH}), not {array.dtype} {list(array.shape)}"
     return None
 

@@ -6,18 +6,32 @@ What is a copy (`Guard`, one rule everywhere):
                 runs do not count. Its 64-bit blake2b is the *exact key*.
     near        the normalised text's distinct 2-word shingles (a text of one word is one shingle): their number,
                 and a MinHash of them (128 multiply-shift hashes of a fixed seed), cut into 42 bands of 3 rows.
+    short       a text of SHORT_WORDS (5) to 8 words also keeps a hash of each word, in place.
     collide     two units collide when their exact keys are equal, or (mode near) both have at least
                 MIN_SHINGLES (8) shingles, they share a band, and the estimated *containment* of the smaller
                 shingle set in the other (|A∩B| / min(|A|, |B|), from the share of equal MinHash rows and the two
-                sizes: `near_copies`) is at least the threshold (0.7).
+                sizes: `near_copies`) is at least the threshold (0.6); or both have 5-8 words, the same number,
+                and differ in at most `short_changes` places: 1 for 5-6 words, 2 for 7-8.
 
 Why containment of 2-grams (the measurement: BENCHMARKS.md, "Planted duplicates"; scripts in bench/dedup_rule/): a
 short review (20 words) with one word changed keeps only 0.7 of its 3-gram Jaccard, and one with a boilerplate line
 prepended 0.5-0.7, while its 2-gram containment stays at 0.9 and 1.0; among 10,000 distinct pool texts the pairs it
 flags at 0.7 are reposted tweets (another link, an "RT @x:" in front) and not distinct texts. Under 8 shingles (9
-words) distinct texts share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review): only the
-exact key counts. A short text inside a much longer one (a quote in an article) is seldom found: the bands find
-pairs whose Jaccard is above about 0.3, so sizes within about three times of each other.
+words) distinct texts share too much ("Fairly run-of-the-mill." is 0.75 contained in a longer review), so a text
+of 5-8 words is compared word by word instead: one changed word in place is a copy, and in a text of 7-8 words two
+are (two copies of one text, each with another word changed). Among the 88,610 distinct texts of the real pool the
+pairs this joins are templated tweets ("@x thanks for the RT", "NPR RSS error http://n.pr/...") and 4 pairs of
+reviews ("one of the best/worst movies of the year"); two changes in 5-word texts would join 11 pairs of distinct
+reviews ("A moving and important film." and "A strong and touching film."): bench/dedup_rule/nearrule_short.py.
+So two copies of a 5-6-word text with another word changed each are two texts, as no lexical rule tells them
+from two reviews. Under 5 words only the exact key counts ("A pure delight." and "A pure disaster." are two).
+Two copies of one text, each with its own edit, share less with each other than with the text: at 0.7, two
+14-word copies with a different word changed each came out at 0.69 and were both kept (the text itself ranked
+below them); 0.6 joins every pair of every planted group of 9 words or more, and what it adds among distinct
+pool texts (190 pairs per 10,050 texts against 112 at 0.7) is templated tweets. A short text inside a much
+longer one (a quote in an article, a 5-word review under a boilerplate line) is seldom found: the bands find
+pairs whose Jaccard is above about 0.3, so sizes within about three times of each other, and under 9 words
+containment is not used.
 
 The rule is order-free, so it is exact: a unit is *dropped* when a better-ranked unit (by the keeper's own rank:
 the score, the sample key, the weighted sum) collides with it, whether or not that one is itself kept; the
@@ -42,7 +56,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import math
+import os
 import re
 import unicodedata
 import zlib
@@ -57,12 +73,22 @@ from gotd_stream.select.guard import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODES
 SHINGLE = 2  # words per shingle (BENCHMARKS.md: 2-grams keep a changed word's copy of a 20-word review)
 PERMS = 128  # MinHash rows
 BANDS, ROWS = 42, 3  # LSH bands x rows (126 of the PERMS rows): a pair at an estimated Jaccard of 0.4 meets in one
-MIN_SHINGLES = 8  # below it (texts of under 9 words) only the exact key counts: too few shingles to tell copies
-WIDTH = 2 + PERMS  # a signature: exact key, number of distinct shingles, MinHash rows
-OLD_WIDTH = 1 + PERMS  # the rule before (3-word shingles, Jaccard, no sizes): refused with a clear message
+MIN_SHINGLES = 8  # below it (texts of under 9 words) containment is not used: too few shingles to tell copies
+SHORT_WORDS = 5  # a text of 5 to MIN_SHINGLES words is compared word by word; under 5, by its exact key only
+SHORT_LONGER = 7  # a short text of this many words may differ by 2 words in place, a shorter one by 1
+WIDTH = 2 + PERMS + MIN_SHINGLES  # a signature: exact key, number of distinct shingles, MinHash rows, word hashes
+OLD_WIDTHS = {  # the rules before, refused with a clear message
+    1 + PERMS: "3-word shingles, Jaccard",
+    2 + PERMS: "2-word shingles, containment at 0.7, short texts by their exact key",
+}
 SEED = 0x60D5  # fixed: signatures are the same everywhere, and stored in artifacts
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def short_changes(words: int) -> int:
+    """The words two short texts of `words` words each may differ by, in place, and still be copies."""
+    return 2 if words >= SHORT_LONGER else 1
 
 
 class MarginExceeded(RuntimeProblem):
@@ -104,9 +130,15 @@ def _shingles(words: list[str]) -> np.ndarray:
     return acc >> np.uint64(32)
 
 
+def _word_hash(word: str) -> int:
+    """A word's nonzero 63-bit hash (zero marks no word in a short text's row)."""
+    digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") >> 1) or 1
+
+
 def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
-    """(n, WIDTH) int64: each text's exact key, its number of distinct shingles, then its MinHash (the last two
-    zeros when not `near`)."""
+    """(n, WIDTH) int64: each text's exact key, its number of distinct shingles, its MinHash, then (a text of
+    SHORT_WORDS to MIN_SHINGLES words) a hash of each word in place; all but the key zeros when not `near`."""
     out = np.zeros((len(texts), WIDTH), np.int64)
     if not len(texts):
         return out
@@ -114,7 +146,11 @@ def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
     out[:, 0] = [exact_key(n) for n in normals]
     if not near:
         return out
-    parts = [np.unique(_shingles(n.split(" ") if n else [])) for n in normals]
+    split = [n.split(" ") if n else [] for n in normals]
+    for i, words in enumerate(split):
+        if SHORT_WORDS <= len(words) <= MIN_SHINGLES:
+            out[i, 2 + PERMS : 2 + PERMS + len(words)] = [_word_hash(w) for w in words]
+    parts = [np.unique(_shingles(words)) for words in split]
     sizes = np.array([len(p) for p in parts])
     out[:, 1] = sizes
     empty = sizes == 0
@@ -128,8 +164,13 @@ def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
             hashed = (allsh[:, None] * _A[None, lo : lo + 32] + _B[None, lo : lo + 32]) >> np.uint64(32)
             out[:, 2 + lo : 2 + lo + 32] = np.minimum.reduceat(hashed, starts, axis=0).astype(np.int64)
     if empty.any():
-        out[empty, 2:] = -1 - np.arange(PERMS)  # never equal to a real row (those are in [0, 2^32))
+        out[empty, 2 : 2 + PERMS] = -1 - np.arange(PERMS)  # never equal to a real row (those are in [0, 2^32))
     return out
+
+
+def short_words(sig: np.ndarray) -> int:
+    """How many words a signature's short-text row holds (0: not a text of SHORT_WORDS to MIN_SHINGLES words)."""
+    return int(np.count_nonzero(sig[2 + PERMS :]))
 
 
 def near_copies(sig: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
@@ -139,12 +180,19 @@ def near_copies(sig: np.ndarray, others: np.ndarray, threshold: float) -> np.nda
     The share of equal MinHash rows estimates the Jaccard J = |A∩B| / |A∪B|; with the stored sizes a and b,
     |A∩B| = J (a + b) / (1 + J), and the containment is that over min(a, b). Symmetric, and it reads the two
     signatures only (what merges, --state and the shards' exactness rest on). Compared without a division,
-    as eq (a + b) >= threshold (PERMS + eq) min(a, b), with eq the number of equal rows."""
+    as eq (a + b) >= threshold (PERMS + eq) min(a, b), with eq the number of equal rows. Texts of 5-8 words:
+    the same number of words, at most `short_changes` of them changed in place (the threshold does not apply)."""
     others = np.atleast_2d(others)
-    eq = np.count_nonzero(others[:, 2:] == sig[2:], axis=1).astype(np.float64)
+    eq = np.count_nonzero(others[:, 2 : 2 + PERMS] == sig[2 : 2 + PERMS], axis=1).astype(np.float64)
     a, b = float(sig[1]), others[:, 1].astype(np.float64)
     small = np.minimum(a, b)
-    return (small >= MIN_SHINGLES) & (eq * (a + b) >= threshold * (PERMS + eq) * small)
+    near = (small >= MIN_SHINGLES) & (eq * (a + b) >= threshold * (PERMS + eq) * small)
+    words = short_words(sig)
+    if not words:
+        return near
+    theirs = np.count_nonzero(others[:, 2 + PERMS :], axis=1)
+    changed = np.count_nonzero(others[:, 2 + PERMS :] != sig[2 + PERMS :], axis=1)
+    return near | ((theirs == words) & (changed <= short_changes(words)))
 
 
 class OldSignature(ValueError):
@@ -155,11 +203,11 @@ def check_width(width: int, what: str) -> None:
     """Refuse signatures of another width, saying what to do when they are an older rule's."""
     if width == WIDTH:
         return
-    if width == OLD_WIDTH:
+    if width in OLD_WIDTHS:
         raise OldSignature(
-            f"{what} holds duplicate signatures of the older rule ({OLD_WIDTH} values: 3-word shingles, Jaccard), "
-            f"not this gotd-stream's ({WIDTH}: {SHINGLE}-word shingles, containment); write it again with this "
-            f"gotd-stream"
+            f"{what} holds duplicate signatures of an older rule ({width} values: {OLD_WIDTHS[width]}), not this "
+            f"gotd-stream's ({WIDTH}: {SHINGLE}-word shingles, containment, short texts word by word); write it "
+            f"again with this gotd-stream"
         )
     raise ValueError(f"{what} holds signatures of {width} values, not {WIDTH}")
 
@@ -238,14 +286,26 @@ class Index:
         self.sigs: dict[int, np.ndarray] = {}
 
     def _band_keys(self, sig: np.ndarray) -> list[bytes]:
-        rows = sig[2:].tobytes()
-        step = 8 * ROWS
-        return [bytes([b]) + rows[b * step : (b + 1) * step] for b in range(BANDS)]
+        """The MinHash bands of a text of MIN_SHINGLES shingles or more; for one of 5-8 words, its words with
+        `short_changes` places masked, each way (two texts that differ in those places share that key)."""
+        if sig[1] >= MIN_SHINGLES:
+            rows = sig[2 : 2 + PERMS].tobytes()
+            step = 8 * ROWS
+            return [bytes([b]) + rows[b * step : (b + 1) * step] for b in range(BANDS)]
+        words = short_words(sig)
+        if not words:
+            return []
+        keys = []
+        for masked in itertools.combinations(range(words), short_changes(words)):
+            row = sig[2 + PERMS :].copy()
+            row[list(masked)] = 0
+            keys.append(b"w" + bytes(masked) + row.tobytes())
+        return keys
 
     def add(self, ident: int, sig: np.ndarray) -> None:
         self.sigs[ident] = sig
         self.exact.setdefault(int(sig[0]), []).append(ident)
-        if self.guard.near and sig[1] >= MIN_SHINGLES:  # a shorter text collides by its exact key only
+        if self.guard.near:  # a text under 5 words has no band: it collides by its exact key only
             for key in self._band_keys(sig):
                 self.bands.setdefault(key, []).append(ident)
 
@@ -256,7 +316,7 @@ class Index:
     def colliders(self, sig: np.ndarray) -> set[int]:
         """The live signatures that collide with `sig`."""
         found = {i for i in self.exact.get(int(sig[0]), ()) if i in self.sigs}
-        if not self.guard.near or sig[1] < MIN_SHINGLES:
+        if not self.guard.near:
             return found
         seen: set[int] = set(found)
         for key in self._band_keys(sig):
@@ -423,7 +483,8 @@ class Prefix:
 
 # candidate lines: a shard's prefixes (one per ranking), for merge and --state
 #
-#   {"gotd_guard":"near:t=0.7:m=0.5","gotd_cutoffs":[C or null, ...],"gotd_select":...,"gotd_fit":"..."}
+#   {"gotd_guard":"near:t=0.6:m=0.5","gotd_cutoffs":[C or null, ...],"gotd_select":...,"gotd_fit":"...",
+#    "gotd_of":{"lines":N,"sha256":"..."} (only in the prefix file beside a plain selection: which one it is)}
 #   {"gotd_ranks":[r or null, ...],"gotd_whys":[null or "copy" or a reason, ...],"gotd_sig":"...","gotd_fit":...}
 #   the unit's own line (as `score` writes it), when it is eligible in some ranking
 #
@@ -467,13 +528,14 @@ def is_guarded(line: bytes) -> bool:
 @dataclass
 class Shard:
     """A shard's prefixes read back: the guard, each ranking's cutoff, the rule, and its units in input order as
-    (ranks, whys, signature, own line or None)."""
+    (ranks, whys, signature, own line or None); `of`: the plain selection a prefix file was written beside."""
 
     guard: Guard
     cutoffs: list[float]
     fit_id: str
     select: str | None
     units: list[tuple[list, list, np.ndarray, bytes | None]]
+    of: dict | None = None
 
 
 class NotCandidates(RuntimeProblem):
@@ -496,7 +558,11 @@ def read_shard(lines: Iterable[tuple[int, bytes]], name: str, rankings: int | No
                 if rankings is not None and len(cuts) != rankings:
                     raise ValueError(f"{len(cuts)} rankings, not {rankings}")
                 rankings = len(cuts)
-                shard = Shard(Guard.from_tag(obj["gotd_guard"]), cuts, obj["gotd_fit"], obj["gotd_select"], [])
+                of = obj.get("gotd_of")
+                if of is not None and not (isinstance(of, dict) and {"lines", "sha256"} <= set(of)):
+                    raise ValueError(f"gotd_of is {of!r}")
+                guard = Guard.from_tag(obj["gotd_guard"])
+                shard = Shard(guard, cuts, obj["gotd_fit"], obj["gotd_select"], [], of)
                 continue
             if line.startswith(b'{"gotd_ranks":'):
                 if pending is not None:
@@ -546,6 +612,53 @@ def offer_shard(prefixes: Sequence[Prefix], shard: Shard, items: list, tokens: l
         )
     for prefix in prefixes:
         prefix.seq = base + len(shard.units)
+
+
+# the prefix file: beside a plain guarded selection written to a file, what a merge of it needs
+#
+# A plain selection holds the kept units only; an exact merge also needs the shard's spares and the dropped units'
+# signatures (the module's docstring). `score -o FILE` under the guard writes them, as the candidate lines of
+# `--candidates`, to FILE + PREFIX_SUFFIX; `merge FILE` reads that file in FILE's place, once it has checked
+# that the prefix file is FILE's (the number of lines and the sha256 of the selection's lines as written).
+
+PREFIX_SUFFIX = ".guard.zst"
+
+
+def prefix_path(output: str) -> str:
+    """Where the prefix file of a plain guarded selection written to `output` goes."""
+    return output + PREFIX_SUFFIX
+
+
+class SelectionDigest:
+    """The number of lines and the sha256 of a selection's lines (each with its newline), as they are written."""
+
+    def __init__(self) -> None:
+        self.lines, self.sha = 0, hashlib.sha256()
+
+    def add(self, line: bytes) -> None:
+        self.lines += 1
+        self.sha.update(line + b"\n")
+
+    def of(self) -> dict:
+        return {"lines": self.lines, "sha256": self.sha.hexdigest()}
+
+
+def header_of(header: bytes, of: dict) -> bytes:
+    """A candidates header that also says which plain selection its prefix file stands beside."""
+    import json
+
+    return header[:-1] + b',"gotd_of":' + json.dumps(of, separators=(",", ":")).encode() + b"}"
+
+
+def existing_prefix(path: str) -> str | None:
+    """The prefix file beside a plain guarded selection at `path`, if there is one (a URL's is looked up there)."""
+    from gotd_stream.io.remote import filesystem, is_url
+
+    beside = prefix_path(path)
+    if is_url(beside):
+        fs, where = filesystem(beside)
+        return beside if fs.exists(where) else None
+    return beside if os.path.isfile(beside) else None
 
 
 # exclusions: held-out texts, and the target's

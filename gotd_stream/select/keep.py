@@ -48,8 +48,9 @@ class MixedRules(UsageProblem):
 
 
 class GuardedSelection(UsageProblem):
-    """A plain selection the duplicate guard chose, given to a merge: it lacks what an exact merge needs (the
-    dropped units and spares of the shard's prefix, which only candidate lines and state folders carry)."""
+    """A plain selection the duplicate guard chose, given to a merge without the prefix file written beside it
+    (or beside another selection's): it lacks what an exact merge needs (the dropped units and spares of the
+    shard's prefix, which prefix files, candidate lines and state folders carry)."""
 
 
 class OneTargetOnly(UsageProblem):
@@ -317,12 +318,15 @@ def read_line(line: bytes, name: str, lineno: int, mixture=None) -> Line:  # noq
     return Line(scored.raw, [scored.score], scored.tokens, scored.select, scored.fit_id)
 
 
-def guarded_selection(name: str, lineno: int, guard: str) -> GuardedSelection:
-    """The refusal of a plain guarded selection where a merge (or a state folder) expects lines it can join."""
+def guarded_selection(name: str, lineno: int, guard: str, beside: str | None = None) -> GuardedSelection:
+    """The refusal of a plain guarded selection where a merge (or a state folder) expects lines it can join;
+    `beside`: the prefix file a merge looked for and did not find."""
+    missing = f"there is no {beside} beside it (`score -o FILE` writes one; stdout cannot)" if beside else ""
     return GuardedSelection(
-        f"{name}:{lineno}: a selection made with the duplicate guard ({guard}) cannot be merged exactly: it lacks "
-        "the units the guard dropped and the spares a merge needs; score each shard with "
-        f"{setting('candidates')} (or into a {setting('state')} folder) and merge those"
+        f"{name}:{lineno}: a selection made with the duplicate guard ({guard}) cannot be merged exactly without "
+        f"the units the guard dropped and the spares a merge needs{': ' + missing if missing else ''}; score "
+        f"each shard with -o FILE, with {setting('candidates')} or into a {setting('state')} folder and merge "
+        f"those, or with {setting('dedup')} off"
     )
 
 

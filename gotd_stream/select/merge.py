@@ -1,7 +1,8 @@
 """The global selection of several `score` outputs: exact, because every output is a best-first prefix (one
 target) or a shard's candidates (several targets: select.mix; the duplicate guard: select.dedup). A plain
-selection the guard chose carries its tag (gotd_guard) and is refused (GuardedSelection): it lacks the dropped
-units and spares an exact merge needs.
+selection the guard chose carries its tag (gotd_guard): it lacks the dropped units and spares an exact merge
+needs, so it merges through the prefix file `score -o FILE` wrote beside it (FILE.guard.zst: those candidates),
+and is refused (GuardedSelection) without one.
 
 Offered in the order of their shards, the per-shard lines give exactly the selection of one pass over all shards
 (ties go to the earlier record in both; select.budget says why for token budgets and samples), so the merged
@@ -11,6 +12,7 @@ bytes equal one `score` over everything. One `merge` for any number of targets: 
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 
 from gotd_stream.errors import UsageProblem, setting
@@ -47,7 +49,7 @@ def merge(
     from gotd_stream.io.streams import display_name
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.budget import Budget, Rule
-    from gotd_stream.select.dedup import is_guarded, read_shard
+    from gotd_stream.select.dedup import is_guarded, prefix_path, read_shard
     from gotd_stream.select.keep import RankKeeper, offer_lines, read_line
 
     mixture = artifact if isinstance(artifact, Mixture) else None
@@ -58,6 +60,7 @@ def merge(
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
     total = 0
     guards: dict[str, str] = {}  # the guard of guarded candidates ("" for plain lines), and where first seen
+    given = {_normal(path) for path in paths}
     for path in paths:
         name = display_name(path)
         lines = []
@@ -66,12 +69,19 @@ def merge(
         if first is None:
             continue
         guarded = is_guarded(first[1])
-        guards.setdefault(read_shard([first], name).guard.tag if guarded else "", name)
+        shard = None
+        if not guarded and plain_guard(first[1]) is not None:  # a plain guarded selection: its prefix file
+            if _normal(prefix_path(path)) in given:
+                continue  # merged in its own place among the inputs
+            shard = beside_prefix(path, name, itertools.chain([first], numbered), plain_guard(first[1]), first[0])
+            guarded = True
+        elif guarded:
+            shard = read_shard(itertools.chain([first], numbered), name)
+        guards.setdefault(shard.guard.tag if guarded else "", name)
         if len(guards) > 1:
             listed = ", ".join(f"{g or 'no guard'} (first in {n})" for g, n in guards.items())
             raise MixedRules(f"the inputs were selected with different duplicate guards: {listed}")
         if guarded:
-            shard = read_shard(itertools.chain([first], numbered), name)
             keeper, budget = merge_shard(keeper, budget, shard, name, k, tokens, mixture, fits, rules)
             total += len(shard.units)
             continue
@@ -120,6 +130,51 @@ def merge(
         budget = Budget(k=k, tokens=tokens)
         keeper = budget_keeper("quota", budget, mixture, expected) if mixture is not None else RankKeeper(budget, "")
     return Merged(keeper, expected or next(iter(fits), ""), total, budget)
+
+
+def _normal(path: str) -> str:
+    from gotd_stream.io.remote import is_url
+
+    return path if is_url(path) else os.path.normpath(os.path.abspath(path))
+
+
+def plain_guard(line: bytes) -> str | None:
+    """The duplicate guard's tag on a line of a plain selection (one target's or several targets'), or None."""
+    from gotd_stream.io.records import split_mixed, split_scored
+
+    mixed = split_mixed(line)
+    if mixed is not None:
+        return mixed.guard
+    scored = split_scored(line)
+    return scored.guard if scored is not None else None
+
+
+def beside_prefix(path: str, name: str, lines, tag: str, lineno: int):
+    """The prefix file beside the plain guarded selection at `path` (select.dedup), read as its shard, once its
+    header names this selection: the number of lines and (a JSONL selection) their sha256."""
+    from gotd_stream.io.parquet import is_parquet
+    from gotd_stream.io.streams import display_name, read_lines
+    from gotd_stream.select.dedup import SelectionDigest, existing_prefix, prefix_path, read_shard
+    from gotd_stream.select.keep import guarded_selection
+
+    found = existing_prefix(path)
+    if found is None:
+        raise guarded_selection(name, lineno, tag, prefix_path(name))
+    digest = SelectionDigest()
+    for _, raw in lines:
+        if raw and not raw.isspace():
+            digest.add(raw)
+    shard = read_shard(read_lines(found), display_name(found))
+    mine = digest.of()
+    if is_parquet(path):  # its rows come back as lines of their own spelling: the number of them is checked
+        mine["sha256"] = shard.of.get("sha256") if shard.of else None
+    if shard.of != mine or shard.guard.tag != tag:
+        raise GuardedSelection(
+            f"{display_name(found)} is not the prefix file of {name} as it is now (written with another "
+            f"selection: {shard.of} against {mine}); score it again with -o {name}, or merge the shards' "
+            f"{setting('candidates')} or {setting('state')} folders"
+        )
+    return shard
 
 
 def merge_shard(keeper, budget, shard, name: str, k, tokens, mixture, fits: dict, rules: dict):

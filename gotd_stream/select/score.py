@@ -363,13 +363,45 @@ def write_selection(
     from gotd_stream.io.parquet_out import is_parquet_output, write_parquet
 
     if is_parquet_output(output):
-        return write_parquet(output, lambda: keeper.lines(candidates, no_score), inputs)
-    written = 0
-    with atomic_output(output) as sink:
-        for line in keeper.lines(candidates, no_score):
-            sink.write(line + b"\n")
-            written += 1
+        written = write_parquet(output, lambda: keeper.lines(candidates, no_score), inputs)
+    else:
+        written = 0
+        with atomic_output(output) as sink:
+            for line in keeper.lines(candidates, no_score):
+                sink.write(line + b"\n")
+                written += 1
+    guard = getattr(keeper, "guard", None)
+    beside = prefix_file(output, guard is not None and guard.on and not candidates and not no_score)
+    if beside is not None:
+        write_prefix(beside, keeper)
     return written
+
+
+def prefix_file(output: str | None, guarded: bool) -> str | None:
+    """Where a plain selection written to `output` puts its prefix file (select.dedup), when `guarded` (the
+    guard on, the scores written): beside a regular file or a URL; None for stdout, a device or a FIFO."""
+    from gotd_stream.io.outputs import resolve_sink
+    from gotd_stream.io.remote import is_url
+    from gotd_stream.select.dedup import prefix_path
+
+    if not guarded or output is None or output == "-":
+        return None
+    return prefix_path(output) if is_url(output) or resolve_sink(output).kind == "file" else None
+
+
+def write_prefix(path: str, keeper) -> None:
+    """The prefix file of the plain selection just written: the keeper's candidate lines, their header naming
+    the selection (its lines and their sha256, as `keeper.lines` gives them)."""
+    from gotd_stream.select.dedup import SelectionDigest, header_of
+
+    digest = SelectionDigest()
+    for line in keeper.lines(False, False):
+        digest.add(line)
+    lines = iter(keeper.lines(True, False))
+    with atomic_output(path) as sink:
+        sink.write(header_of(next(lines), digest.of()) + b"\n")
+        for line in lines:
+            sink.write(line + b"\n")
 
 
 def selected_tokens(keeper, text_field: str, counter) -> int:
