@@ -44,9 +44,10 @@ from gotd_stream.text import WORD
 
 UNITS = ("doc", "chunk")
 MIN_CHUNK_TOKENS = 8  # below this a piece is a word or two: no longer a text to warm a model up on
-# The fewest tokens of a unit that score keeps (`--min-tokens`). Off until bench/web.py's --warmup run decides: the
-# proxies (target share, OT distance) cannot tell N = 0, 4 and 8 apart (bench/results/web-cpu.md), and the rule
-# needs a token count of every record, which the fast spaces do not otherwise pay for.
+# The fewest tokens of a unit that score keeps (`--min-tokens`). Off, by measurement: the proxies (target share, OT
+# distance) cannot tell N = 0, 4 and 8 apart, and bench/web.py's warm-ups at token parity were no better with N = 8
+# in any of 8 cells, worse on every seed in 2 (BENCHMARKS.md, "Fragments and length"); the rule would also need a
+# token count of every record, which the fast spaces do not otherwise pay for.
 DEFAULT_MIN_TOKENS = 0
 PREFIX_CHARS = 4096  # a long text is counted for the rule on its first words: they hold N tokens or it is short
 # A piece the embedding model reads whole: a record longer than that is scored on its first tokens alone, while a
