@@ -339,9 +339,14 @@ def oracle_text(line: bytes) -> str | None:
 @given(data=noisy_bytes)
 def test_random_bytes_never_raise(workdir: Path, data: bytes) -> None:
     """Plain input of any bytes: no exception, no hang, and each line is either exactly one record or one skip."""
-    # those would be read as compressed streams (a zstd frame, a skippable frame, a gzip member) or as Parquet
+    from gotd_stream.io.datasets import is_arrow
+
+    # those would be read as compressed streams (a zstd frame, a skippable frame, a gzip member), as Parquet or as
+    # Arrow (`ARROW1`, or a stream's 0xFFFFFFFF and a length): the damaged-files properties below test those
     assume(not (data.startswith((GZIP_MAGIC, streams.PARQUET_MAGIC)) or streams._is_zstd(data)))
-    records, skips = read_all(put(workdir, data))
+    path = put(workdir, data)
+    assume(not is_arrow(str(path)))
+    records, skips = read_all(path)
     lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 BOM opening the input is not part of it
     if lines[-1] == b"":
         lines.pop()
