@@ -302,24 +302,28 @@ class Index:
             keys.append(b"w" + bytes(masked) + row.tobytes())
         return keys
 
-    def add(self, ident: int, sig: np.ndarray) -> None:
+    def keys(self, sig: np.ndarray) -> list[bytes]:
+        """The buckets `sig` goes to beside its exact key (none under --dedup exact, or for a text under 5 words):
+        computed once per unit, then given to `colliders` and `add` of every index it meets."""
+        return self._band_keys(sig) if self.guard.near else []
+
+    def add(self, ident: int, sig: np.ndarray, keys: list[bytes] | None = None) -> None:
         self.sigs[ident] = sig
         self.exact.setdefault(int(sig[0]), []).append(ident)
-        if self.guard.near:  # a text under 5 words has no band: it collides by its exact key only
-            for key in self._band_keys(sig):
-                self.bands.setdefault(key, []).append(ident)
+        for key in self.keys(sig) if keys is None else keys:
+            self.bands.setdefault(key, []).append(ident)
 
     def remove(self, ident: int) -> None:
         """Forget `ident` (lazily: the buckets are filtered when looked up)."""
         self.sigs.pop(ident, None)
 
-    def colliders(self, sig: np.ndarray) -> set[int]:
-        """The live signatures that collide with `sig`."""
+    def colliders(self, sig: np.ndarray, keys: list[bytes] | None = None) -> set[int]:
+        """The live signatures that collide with `sig` (`keys`: its `keys`, when known already)."""
         found = {i for i in self.exact.get(int(sig[0]), ()) if i in self.sigs}
         if not self.guard.near:
             return found
         seen: set[int] = set(found)
-        for key in self._band_keys(sig):
+        for key in self.keys(sig) if keys is None else keys:
             bucket = self.bands.get(key)
             if not bucket:
                 continue
@@ -347,10 +351,10 @@ class Exclusions:
             index.add(i, sig)
         self.indexes.append((reason, index))
 
-    def reason(self, sig: np.ndarray) -> str | None:
-        """Why a unit with `sig` may not be selected (the first reason that holds), or None."""
+    def reason(self, sig: np.ndarray, keys: list[bytes] | None = None) -> str | None:
+        """Why a unit with `sig` (and its Index.keys) may not be selected (the first reason that holds), or None."""
         for reason, index in self.indexes:
-            if index.colliders(sig):
+            if index.colliders(sig, keys):
                 return reason
         return None
 
@@ -406,25 +410,26 @@ class Prefix:
             if rank > self.cutoff:
                 continue
             sig = sigs[i]
+            keys = self.index.keys(sig)  # once: the exclusions' indexes and this one look the same buckets up
             why = whys[i] if whys is not None else None
             if why is None and self.exclusions is not None:
-                why = self.exclusions.reason(sig)
+                why = self.exclusions.reason(sig, keys)
             unit = Unit(rank, seq, sig, items[i] if why is None else None, int(tokens[i]) if tokens is not None else 0)
             unit.why = why
-            self._insert(seq, unit)
+            self._insert(seq, unit, keys)
         self._truncate()
 
-    def _insert(self, ident: int, unit: Unit) -> None:
+    def _insert(self, ident: int, unit: Unit, keys: list[bytes]) -> None:
         self.units[ident] = unit
         if unit.why not in (None, "copy"):
             return  # excluded: counted, never blocks
-        for other in self.index.colliders(unit.sig):
+        for other in self.index.colliders(unit.sig, keys):
             held = self.units[other]
             if held.order < unit.order:
                 unit.why, unit.item = "copy", None
             elif held.why is None:
                 held.why, held.item = "copy", None
-        self.index.add(ident, unit.sig)
+        self.index.add(ident, unit.sig, keys)
 
     def ordered(self) -> list[Unit]:
         return sorted(self.units.values(), key=lambda u: u.order)
@@ -630,7 +635,8 @@ def prefix_path(output: str) -> str:
 
 
 class SelectionDigest:
-    """The number of lines and the sha256 of a selection's lines (each with its newline), as they are written."""
+    """The number of lines and the sha256 of a selection's lines (each with its newline), as they are written;
+    `counted(n)`: a Parquet selection, whose rows read back as lines of their own spelling, by its rows alone."""
 
     def __init__(self) -> None:
         self.lines, self.sha = 0, hashlib.sha256()
@@ -639,8 +645,11 @@ class SelectionDigest:
         self.lines += 1
         self.sha.update(line + b"\n")
 
+    def counted(self, lines: int) -> None:
+        self.lines, self.sha = lines, None
+
     def of(self) -> dict:
-        return {"lines": self.lines, "sha256": self.sha.hexdigest()}
+        return {"lines": self.lines, "sha256": self.sha.hexdigest() if self.sha is not None else None}
 
 
 def header_of(header: bytes, of: dict) -> bytes:

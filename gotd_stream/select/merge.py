@@ -12,7 +12,6 @@ bytes equal one `score` over everything. One `merge` for any number of targets: 
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 
 from gotd_stream.errors import UsageProblem, setting
@@ -46,7 +45,7 @@ def merge(
     selections, merged by the mix they were made by, and scored by `scorer` (select.distill: a student's or a
     cascade's lines carry their own id)."""
     from gotd_stream.io.parquet_out import selection_lines
-    from gotd_stream.io.streams import display_name
+    from gotd_stream.io.streams import absolute, display_name
     from gotd_stream.select.artifact import Mixture
     from gotd_stream.select.budget import Budget, Rule
     from gotd_stream.select.dedup import is_guarded, prefix_path, read_shard
@@ -60,7 +59,7 @@ def merge(
     budget = keeper = None  # made at the first line, which names the rule (or the mix)
     total = 0
     guards: dict[str, str] = {}  # the guard of guarded candidates ("" for plain lines), and where first seen
-    given = {_normal(path) for path in paths}
+    given = {absolute(path) for path in paths}
     for path in paths:
         name = display_name(path)
         lines = []
@@ -71,7 +70,7 @@ def merge(
         guarded = is_guarded(first[1])
         shard = None
         if not guarded and plain_guard(first[1]) is not None:  # a plain guarded selection: its prefix file
-            if _normal(prefix_path(path)) in given:
+            if absolute(prefix_path(path)) in given:
                 continue  # merged in its own place among the inputs
             shard = beside_prefix(path, name, itertools.chain([first], numbered), plain_guard(first[1]), first[0])
             guarded = True
@@ -132,12 +131,6 @@ def merge(
     return Merged(keeper, expected or next(iter(fits), ""), total, budget)
 
 
-def _normal(path: str) -> str:
-    from gotd_stream.io.remote import is_url
-
-    return path if is_url(path) else os.path.normpath(os.path.abspath(path))
-
-
 def plain_guard(line: bytes) -> str | None:
     """The duplicate guard's tag on a line of a plain selection (one target's or several targets'), or None."""
     from gotd_stream.io.records import split_mixed, split_scored
@@ -167,7 +160,7 @@ def beside_prefix(path: str, name: str, lines, tag: str, lineno: int):
     shard = read_shard(read_lines(found), display_name(found))
     mine = digest.of()
     if is_parquet(path):  # its rows come back as lines of their own spelling: the number of them is checked
-        mine["sha256"] = shard.of.get("sha256") if shard.of else None
+        mine["sha256"] = None
     if shard.of != mine or shard.guard.tag != tag:
         raise GuardedSelection(
             f"{display_name(found)} is not the prefix file of {name} as it is now (written with another "

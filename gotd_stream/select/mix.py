@@ -256,11 +256,12 @@ class QuotaKeeper(_Targets):
                 depth[t] = rank + 1
                 if unit.seq in taken:
                     continue
-                if drafted.colliders(unit.sig):
+                keys = drafted.keys(unit.sig)
+                if drafted.colliders(unit.sig, keys):
                     skipped += 1
                     continue
                 taken.add(unit.seq)
-                drafted.add(unit.seq, unit.sig)
+                drafted.add(unit.seq, unit.sig, keys)
                 counts[t] += 1
                 picked.append((unit.item, float(unit.item.scores[t]), t))
             if counts == self.quotas:

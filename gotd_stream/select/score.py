@@ -19,7 +19,7 @@ from gotd_stream.io.records import Record, Skips, read_records
 from gotd_stream.io.streams import STDIN, stat_input
 from gotd_stream.progress import progress
 from gotd_stream.select.budget import Budget
-from gotd_stream.select.dedup import Guard
+from gotd_stream.select.dedup import Guard, SelectionDigest, header_of, prefix_path
 from gotd_stream.select.guard import DEFAULT_DEDUP
 from gotd_stream.select.mix import score_matrix
 
@@ -362,18 +362,20 @@ def write_selection(
     record columns keep the types of the Parquet and Arrow files among `inputs`."""
     from gotd_stream.io.parquet_out import is_parquet_output, write_parquet
 
+    guard = getattr(keeper, "guard", None)
+    beside = prefix_file(output, guard is not None and guard.on and not candidates and not no_score)
+    digest = SelectionDigest()  # of the lines as written: the prefix file names the selection it stands beside
     if is_parquet_output(output):
         written = write_parquet(output, lambda: keeper.lines(candidates, no_score), inputs)
+        digest.counted(written)
     else:
-        written = 0
         with atomic_output(output) as sink:
             for line in keeper.lines(candidates, no_score):
                 sink.write(line + b"\n")
-                written += 1
-    guard = getattr(keeper, "guard", None)
-    beside = prefix_file(output, guard is not None and guard.on and not candidates and not no_score)
+                digest.add(line)
+        written = digest.lines
     if beside is not None:
-        write_prefix(beside, keeper)
+        write_prefix(beside, keeper, digest.of())
     return written
 
 
@@ -382,24 +384,18 @@ def prefix_file(output: str | None, guarded: bool) -> str | None:
     guard on, the scores written): beside a regular file or a URL; None for stdout, a device or a FIFO."""
     from gotd_stream.io.outputs import resolve_sink
     from gotd_stream.io.remote import is_url
-    from gotd_stream.select.dedup import prefix_path
 
-    if not guarded or output is None or output == "-":
+    if not guarded:
         return None
     return prefix_path(output) if is_url(output) or resolve_sink(output).kind == "file" else None
 
 
-def write_prefix(path: str, keeper) -> None:
-    """The prefix file of the plain selection just written: the keeper's candidate lines, their header naming
-    the selection (its lines and their sha256, as `keeper.lines` gives them)."""
-    from gotd_stream.select.dedup import SelectionDigest, header_of
-
-    digest = SelectionDigest()
-    for line in keeper.lines(False, False):
-        digest.add(line)
+def write_prefix(path: str, keeper, of: dict) -> None:
+    """The prefix file of the plain selection just written (`of`: its SelectionDigest): the keeper's candidate
+    lines, their header naming that selection."""
     lines = iter(keeper.lines(True, False))
     with atomic_output(path) as sink:
-        sink.write(header_of(next(lines), digest.of()) + b"\n")
+        sink.write(header_of(next(lines), of) + b"\n")
         for line in lines:
             sink.write(line + b"\n")
 
