@@ -163,6 +163,14 @@ def test_cascade_keeps_teacher_scores_of_passing_records(fitted):
     passed = passing([artifact.student], 0.5, [d["text"] for d in fitted["docs"]])
     assert 0 < len(kept) == int(passed.sum()) < len(fitted["docs"])
     assert f"{len(fitted['docs']) - len(kept)} below the cascade threshold" in result.stderr
+    # k = 500 is more than the cascade passed: its share was short, not the input
+    below = len(fitted["docs"]) - len(kept)
+    assert (
+        f"the records the cascade passed ({below} were below its threshold: raise --cascade-share) held fewer "
+        "than 500 usable records: every one was kept" in result.stderr
+    )
+    plain = score(fitted["plain"], fitted["shards"], k=500)
+    assert "score: the input held fewer than 500 usable records: every one was kept" in plain.stderr
     teacher = {d["id"]: d["gotd_score"] for d in lines(score(fitted["plain"], fitted["shards"], k=500))}
     assert all(d["gotd_score"] == teacher[d["id"]] for d in kept)  # the teacher's own scores
     assert len({d["gotd_fit"] for d in kept}) == 1 and kept[0]["gotd_fit"] != artifact.fit_id

@@ -42,6 +42,24 @@ def test_a_static_model_fits_scores_and_is_checked_like_any_model(corpus, tiny_m
     assert "pass --model static, or static:DIR with the folder it was distilled from" in refused.stderr
 
 
+def test_an_artifact_of_the_packaged_static_model_scores_without_naming_it(
+    corpus, tiny_model, tiny_static, monkeypatch
+):
+    """`fit --model static` then `score -p A`: the artifact says its model was the packaged one distilled, so score
+    distils (or finds) that one without `--model static`; another model named is still refused."""
+    from gotd_stream.features import semantic
+
+    monkeypatch.setattr(semantic, "packaged_model", lambda: (tiny_model, "tiny-st"))  # the packaged model, tiny
+    d = corpus["dir"]
+    pot = d / "packaged-static.gotd"
+    run(["fit", "--target", corpus["target"], corpus["pool"], "--model", "static", "-o", pot, "-q"])
+    assert "model:           static tiny-st (fingerprint" in run(["info", pot]).stdout
+    named = run(["score", "-p", pot, "-k", 10, corpus["pool"], "--model", "static", "-q"]).stdout
+    assert run(["score", "-p", pot, "-k", 10, corpus["pool"], "-q"]).stdout == named and named.count("\n") == 10
+    refused = run(["score", "-p", pot, "-k", 10, corpus["pool"], "--model", tiny_model], code=2)
+    assert "was fitted with model static tiny-st" in refused.stderr
+
+
 def test_the_public_api_gives_a_static_embedder_for_any_space(tiny_static):
     docs = [d["text"] for d in make_docs(60, seed=3)]
     target = [d["text"] for d in make_docs(12, seed=4, topics=("football",))]

@@ -335,7 +335,7 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     counted = f" holding {held:,} tokens (counted with {counter.name})" if counter is not None else ""
     log(f"{read}, selected {written:,} {what}{counted}{sent} ({fit}{where})", quiet)
     dropped = sum(done.keeper.dropped().values()) if plan.guard.on and not plan.candidates else 0
-    short_of(plan.budget, held, written, what, quiet, dropped)
+    short_of(plan.budget, held, written, what, quiet, dropped, counts.dropped if kind == "cascade" else 0)
     if kind == "cascade" and counts.dropped and not plan.candidates and counts.scored < 2 * written:
         log(
             f"score: warning: the cascade sent the model only {counts.scored:,} {what} for {written:,} selected, "
@@ -406,16 +406,18 @@ def score_source(p: dict, models, potentials: str | None, targets: list, cluster
     }
 
 
-def short_of(budget, held: int, written: int, what: str, quiet: bool, dropped: int = 0) -> None:
-    """Say so when the input held less than the budget (once the duplicate guard had `dropped` units)."""
+def short_of(budget, held: int, written: int, what: str, quiet: bool, dropped: int = 0, below: int = 0) -> None:
+    """Say so when the input held less than the budget (once the duplicate guard had `dropped` units, and the
+    cascade left `below` out: then its share, not the input, was short)."""
     but = f" once the duplicate guard dropped {dropped:,}" if dropped else ""
     every = "eligible" if dropped else "usable"
+    held_in = "the input held"
+    if below:
+        held_in = f"the {what} the cascade passed ({below:,} were below its threshold: raise --cascade-share) held"
     if budget.tokens is not None and held < budget.tokens:
-        log(
-            f"score: the input held fewer than {budget.tokens:,} tokens{but}: every {every} {what[:-1]} was kept", quiet
-        )
+        log(f"score: {held_in} fewer than {budget.tokens:,} tokens{but}: every {every} {what[:-1]} was kept", quiet)
     elif budget.k is not None and written < budget.k:
-        log(f"score: the input held fewer than {budget.k:,} {every} {what}{but}: every one was kept", quiet)
+        log(f"score: {held_in} fewer than {budget.k:,} {every} {what}{but}: every one was kept", quiet)
 
 
 def token_counter(tokenizer: str | None, model: str | None, needed: bool):

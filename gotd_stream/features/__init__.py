@@ -10,6 +10,7 @@ This module stays light (no numpy, no torch at import): the command line reads i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,6 +190,12 @@ def featurizer_for(
             f"{setting('max_tokens')} {settings.max_tokens} differs from the {fitted['max_tokens']} the potentials "
             f"were fitted with ({name}); leave it out"
         )
+    if settings.model is None and _static(fitted):
+        from gotd_stream.features.semantic import packaged_model
+        from gotd_stream.features.static import STATIC
+
+        if fitted["name"] == f"{STATIC} {packaged_model()[1]}":  # fitted with `--model static`: no need to say it again
+            settings = dataclasses.replace(settings, model=STATIC)
     embedder = settings.load(fitted["max_tokens"])
     if embedder.fingerprint != fitted["fingerprint"]:
         from gotd_stream.features.semantic import resolve_model

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
     from gotd_stream.select.budget import Budget, Kept
 
+# units of a window the duplicate guard signs at a time, best first (RankKeeper._offer_guarded)
+GUARD_SLAB = 512
+
 
 class NotScored(RuntimeProblem):
     """A line without the score suffix: the input is not an output of `score` (or was written without it)."""
@@ -119,23 +122,30 @@ class RankKeeper:
 
         from gotd_stream.select.budget import Kept
 
+        base = self.prefix.seq
         admitted = np.flatnonzero(self.prefix.admits(ranks))
-        if not len(admitted):
-            self.prefix.seq += len(raws)
-            return
-        if texts is None:
+        if len(admitted) and texts is None:
             raise UsageProblem("the duplicate guard needs the texts of what it is offered")
-        counts = np.zeros(len(admitted), np.int64)
+        known = None
         if self.budget.tokens is not None:
             known = np.full(len(raws), -1, np.int64) if tokens is None else np.array(tokens, np.int64)
-            counts = known[admitted]
-            missing = np.flatnonzero(counts < 0)
-            if len(missing):
-                counts[missing] = self.counter.count([texts[admitted[i]] for i in missing])
-        sigs = self.guard.signatures([texts[i] for i in admitted])
-        base = self.prefix.seq
-        items = [Kept(raws[i], float(scores[i]), int(counts[j])) for j, i in enumerate(admitted)]
-        self.prefix.offer(ranks[admitted], sigs, items, counts, seqs=[base + int(i) for i in admitted])
+        # best first, a slab at a time: the cutoff falls as the slabs fill the prefix, so the units a better slab
+        # pushed below it need no signature (the prefix is the same in any order of offers: select.dedup)
+        admitted = admitted[np.argsort(ranks[admitted], kind="stable")]
+        while len(admitted):
+            slab, admitted = admitted[:GUARD_SLAB], admitted[GUARD_SLAB:]
+            slab = np.sort(slab[self.prefix.admits(ranks[slab])])
+            if not len(slab):
+                break  # the rest rank below this one: below the cutoff too
+            counts = np.zeros(len(slab), np.int64)
+            if known is not None:
+                counts = known[slab]
+                missing = np.flatnonzero(counts < 0)
+                if len(missing):
+                    counts[missing] = self.counter.count([texts[slab[i]] for i in missing])
+            sigs = self.guard.signatures([texts[i] for i in slab])
+            items = [Kept(raws[i], float(scores[i]), int(counts[j])) for j, i in enumerate(slab)]
+            self.prefix.offer(ranks[slab], sigs, items, counts, seqs=[base + int(i) for i in slab])
         self.prefix.seq = base + len(raws)
 
     def offer_shard(self, shard, name: str) -> None:
