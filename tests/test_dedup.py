@@ -654,3 +654,38 @@ def test_the_guard_signs_best_first_in_slabs_with_the_same_result(pool, tmp_path
         outs[slab] = (out.read_bytes(), prefix, dropped_of(done.stderr), sum(signed))
     assert outs[2][:3] == outs[10**9][:3]
     assert outs[2][3] < outs[10**9][3]
+
+
+@pytest.mark.parametrize("budget", [{"k": 20}, {"tokens": 500}], ids=["k", "tokens"])
+def test_a_prefix_selects_the_same_in_any_order_of_offers(budget):
+    """Units offered to a rank-prefix (select.dedup.Prefix) in input order, or in shuffled slabs of any size (shards
+    merged in any order), give the same selection and the same counts of drops: eligibility depends on the ranks
+    alone. Offered best first in slabs (the keeper's way within a window), the prefix itself is the same too: its
+    cutoff and every unit it holds, with its reason (a later, worse slab never changes an earlier one's units)."""
+    from gotd_stream.select.dedup import Prefix
+
+    rng = random.Random(11)
+    bases = [text(rng, NEAR + FAR, 30) for _ in range(30)]
+    texts = [b for b in bases for _ in range(rng.randint(2, 6))]  # exact and near copies, many of them
+    texts = [t if rng.random() < 0.5 else changed(t, rng.randrange(20), "zebra") for t in texts]
+    rng.shuffle(texts)
+    sigs = signatures(texts)
+    ranks = np.array([rng.random() for _ in texts])
+    tokens = [rng.randint(5, 40) for _ in texts]
+
+    def offered(order: list[int], size: int):
+        prefix = Prefix(Guard(margin=0.2), **budget)
+        for lo in range(0, len(order), size):
+            chunk = order[lo : lo + size]
+            prefix.offer(ranks[chunk], sigs[chunk], [f"u{i}" for i in chunk], [tokens[i] for i in chunk], seqs=chunk)
+        assert [u.order for u in prefix.ordered()] == sorted(u.order for u in prefix.units.values())
+        held = {seq: (unit.why, unit.item) for seq, unit in prefix.units.items()}
+        return [u.item for u in prefix.selected()], prefix.dropped(), held, prefix.cutoff
+
+    one = offered(list(range(len(texts))), len(texts))
+    assert one[1].get("copy", 0) > 5  # copies ranked in the top: the test tests the guard
+    for size in (1, 3, 17, 50):
+        shuffled = rng.sample(range(len(texts)), len(texts))
+        assert offered(shuffled, size)[:2] == one[:2], size
+        best_first = [int(i) for i in np.argsort(ranks, kind="stable")]
+        assert offered(best_first, size) == one, size

@@ -43,7 +43,9 @@ it is exact inside any rank-prefix of the corpus. A keeper holds a rank-prefix: 
 or below its cutoff C, the eligible ones with their bytes, the dropped ones as a signature and a rank only (a
 dropped unit never becomes eligible again, but it still blocks worse ones). Once the eligible units reach the
 budget plus a margin of spares (a share of the budget), C falls to the rank of the last spare and everything
-ranked below C is forgotten; signatures are computed only for units ranked at or above C. A merge joins the
+ranked below C is forgotten; signatures are computed only for units ranked at or above C (the keeper offers a
+window's units best first, a slab at a time, so C falls before the worse ones are signed; a worse unit never
+changes a better one's eligibility, so the prefix is the one a single offer gives). A merge joins the
 shards' prefixes under the lowest cutoff and recomputes eligibility on the union: that equals one pass
 whenever the budget fills with eligible units above the cutoff, and when it does not (more copies in the top
 than the margin) the keeper raises MarginExceeded instead of returning another selection.
@@ -56,6 +58,7 @@ not block others: it is counted, by reason.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import itertools
 import math
@@ -133,6 +136,39 @@ def _word_hash(word: str) -> int:
     return (int.from_bytes(digest, "little") >> 1) or 1
 
 
+def _shingle_sets(normals: list[str], placeholder: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's distinct shingle hashes (those of `_shingles`), concatenated in text order, and their numbers;
+    `placeholder`: a 0 for a text without a word. The words of a text that lower() leaves as it is (any ASCII one)
+    are found and hashed in numpy by features.lexical.word_hashes (the crc32 of each word, as `_shingles` takes it);
+    the few others (casefold and lower() differ on some scripts) one by one."""
+    from gotd_stream.features.lexical import word_hashes
+
+    n = len(normals)
+    fast = [i for i, text in enumerate(normals) if text.isascii() or text.lower() == text]
+    doc, h = word_hashes([normals[i] for i in fast])
+    doc = np.asarray(fast, np.int64)[doc] if len(doc) else doc
+    words = np.bincount(doc, minlength=n)
+    with np.errstate(over="ignore"):
+        inside = doc[1:] == doc[:-1]  # word pairs of one text
+        pairs = (h[:-1] * _MIX[0] + h[1:] * _MIX[1])[inside] >> np.uint64(32)
+        single = np.flatnonzero(words == 1)  # a text of one word is one shingle: the word alone
+        lone = (h[np.searchsorted(doc, single)] * _MIX[0]) >> np.uint64(32)
+    owners, values = [doc[:-1][inside], single], [pairs, lone]
+    for i in sorted(set(range(n)) - set(fast)):
+        shingles = _shingles(normals[i].split(" ") if normals[i] else [])
+        owners.append(np.full(len(shingles), i, np.int64))
+        values.append(shingles)
+        words[i] = len(shingles)  # nonzero when it has a word
+    if placeholder:
+        empty = np.flatnonzero(words == 0)
+        owners.append(empty)
+        values.append(np.zeros(len(empty), np.uint64))
+    owner = np.concatenate(owners).astype(np.uint64)
+    keys = np.sort((owner << np.uint64(32)) | np.concatenate(values).astype(np.uint64))  # by text, then hash
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys  # each set's distinct ones
+    return keys & _MASK32, np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n)
+
+
 def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
     """(n, WIDTH) int64: each text's exact key, its number of distinct shingles, its MinHash, then (a text of
     SHORT_WORDS to MIN_SHINGLES words) a hash of each word in place; all but the key zeros when not `near`."""
@@ -143,18 +179,15 @@ def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
     out[:, 0] = [exact_key(n) for n in normals]
     if not near:
         return out
-    split = [n.split(" ") if n else [] for n in normals]
-    for i, words in enumerate(split):
-        if SHORT_WORDS <= len(words) <= MIN_SHINGLES:
+    for i, n in enumerate(normals):
+        if SHORT_WORDS - 1 <= n.count(" ") <= MIN_SHINGLES - 1:
+            words = n.split(" ")
             out[i, 2 + PERMS : 2 + PERMS + len(words)] = [_word_hash(w) for w in words]
-    parts = [np.unique(_shingles(words)) for words in split]
-    sizes = np.array([len(p) for p in parts])
+    allsh, sizes = _shingle_sets(normals)
     out[:, 1] = sizes
     empty = sizes == 0
-    if empty.any():  # no word: a signature of its own (it collides by its exact key only)
-        parts = [p if len(p) else np.zeros(1, np.uint64) for p in parts]
-        sizes = np.maximum(sizes, 1)
-    allsh = np.concatenate(parts)
+    if empty.any():  # no word: a signature of its own (it collides by its exact key only); its row: a 0 placeholder
+        allsh, sizes = _shingle_sets(normals, placeholder=True)
     ends = np.cumsum(sizes)
     starts = ends - sizes
     # a slab of texts at a time, about SLAB shingles x PERMS hashes (1 MiB): small enough to stay in the cache, which
@@ -374,6 +407,11 @@ class Index:
         return found
 
 
+def _discard(orders: list[tuple[float, int]], order: tuple[float, int]) -> None:
+    """Take `order` out of the sorted list `orders`, which holds it."""
+    del orders[bisect.bisect_left(orders, order)]
+
+
 def _unlist(table: dict[int, list[int]], key: int, ident: int) -> None:
     bucket = table[key]
     bucket.remove(ident)
@@ -436,6 +474,11 @@ class Prefix:
         self.hold = size + guard.spares(size)  # eligible units (or tokens) held before the cutoff falls
         self.cutoff = math.inf
         self.units: dict[int, Unit] = {}
+        # the orders (rank, seq) of every unit held and of the eligible ones, kept sorted as units come and go: the
+        # cutoff and the tail to forget are found by bisection, not by sorting the prefix at every offer (a prefix
+        # of many dropped copies holds hundreds of thousands of units)
+        self._all: list[tuple[float, int]] = []
+        self._eligible: list[tuple[float, int]] = []
         self.index = Index(guard)
         self.seq = 0
 
@@ -467,7 +510,10 @@ class Prefix:
         self._truncate()
 
     def _insert(self, ident: int, unit: Unit, keys: list[int]) -> None:
+        if ident in self.units:  # offered again: the newer one stands
+            self._forget(ident)
         self.units[ident] = unit
+        bisect.insort(self._all, unit.order)
         if unit.why not in (None, "copy"):
             return  # excluded: counted, never blocks
         for other in self.index.colliders(unit.sig, keys):
@@ -476,41 +522,57 @@ class Prefix:
                 unit.why, unit.item = "copy", None
             elif held.why is None:
                 held.why, held.item = "copy", None
+                _discard(self._eligible, held.order)
+        if unit.why is None:
+            bisect.insort(self._eligible, unit.order)
         self.index.add(ident, unit.sig, keys)
 
+    def _forget(self, ident: int) -> None:
+        unit = self.units.pop(ident)
+        _discard(self._all, unit.order)
+        if unit.why is None:
+            _discard(self._eligible, unit.order)
+        self.index.remove(ident)
+
     def ordered(self) -> list[Unit]:
-        return sorted(self.units.values(), key=lambda u: u.order)
+        return [self.units[seq] for _, seq in self._all]
 
     def _truncate(self) -> None:
         """Lower the cutoff to the last spare once the eligible units hold the budget and the margin."""
+        if self.k is not None:
+            if len(self._eligible) >= max(self.hold, 1):
+                self.limit(self._eligible[max(self.hold, 1) - 1][0])
+            return
         held = 0
-        for unit in self.ordered():
-            if unit.why is None:
-                held += 1 if self.k is not None else unit.tokens
-                if held >= self.hold:
-                    if unit.rank < self.cutoff:
-                        self.limit(unit.rank)
-                    return
+        for rank, seq in self._eligible:
+            held += self.units[seq].tokens
+            if held >= self.hold:
+                self.limit(rank)
+                return
 
     def limit(self, cutoff: float) -> None:
         """Forget everything ranked below `cutoff` (a merged shard's: its prefix ends there)."""
         if cutoff >= self.cutoff:
             return
         self.cutoff = cutoff
-        for ident in [i for i, u in self.units.items() if u.rank > cutoff]:
+        end = (cutoff, math.inf)
+        cut = bisect.bisect_right(self._all, end)
+        for _, ident in self._all[cut:]:
             del self.units[ident]
             self.index.remove(ident)
+        del self._all[cut:]
+        del self._eligible[bisect.bisect_right(self._eligible, end) :]
 
     def selected(self) -> list[Unit]:
         """The budget's best eligible units, best first; MarginExceeded when the prefix cannot tell them."""
         chosen, held = [], 0
         need = self.k if self.k is not None else self.tokens
-        for unit in self.ordered():
+        for _, seq in self._eligible:
             if held >= need:
                 return chosen
-            if unit.why is None:
-                chosen.append(unit)
-                held += 1 if self.k is not None else unit.tokens
+            unit = self.units[seq]
+            chosen.append(unit)
+            held += 1 if self.k is not None else unit.tokens
         if held < need and self.cutoff < math.inf:
             budget = f"{setting('k')} {self.k:,}" if self.k is not None else f"{setting('tokens')} {self.tokens:,}"
             raise MarginExceeded(

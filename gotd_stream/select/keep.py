@@ -130,7 +130,8 @@ class RankKeeper:
         if self.budget.tokens is not None:
             known = np.full(len(raws), -1, np.int64) if tokens is None else np.array(tokens, np.int64)
         # best first, a slab at a time: the cutoff falls as the slabs fill the prefix, so the units a better slab
-        # pushed below it need no signature (the prefix is the same in any order of offers: select.dedup)
+        # pushed below it need no signature; a worse slab never changes a better one's units, so the prefix is the
+        # one a single offer of the window gives (select.dedup)
         admitted = admitted[np.argsort(ranks[admitted], kind="stable")]
         while len(admitted):
             slab, admitted = admitted[:GUARD_SLAB], admitted[GUARD_SLAB:]
