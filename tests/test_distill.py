@@ -122,6 +122,16 @@ def test_student_ranks_target_like_documents_first(fitted):
     assert "scorer cascade" in auto.stderr and "below the cascade threshold" in auto.stderr
 
 
+def test_a_thin_cascade_warns_on_the_corpus_not_on_a_shard_of_it(fitted):
+    """The warning that the teacher saw fewer than twice the records kept: on the whole corpus the fit sampled, but
+    not on one of its shards (with k the merge's, a shard keeps a larger share than the merged selection does)."""
+    thin = "too thin a margin"
+    whole = score(fitted["distilled"], fitted["shards"], "--scorer", "cascade", "--cascade-share", "0.3", k=60)
+    assert thin in whole.stderr
+    shard = score(fitted["distilled"], fitted["shards"][:1], "--scorer", "cascade", "--cascade-share", "0.3", k=60)
+    assert thin not in shard.stderr and "below the cascade threshold" in shard.stderr
+
+
 def test_teacher_on_a_distilled_artifact_is_the_plain_selection(fitted):
     plain = score(fitted["plain"], fitted["shards"])
     teacher = score(fitted["distilled"], fitted["shards"], "--scorer", "teacher")
