@@ -336,10 +336,11 @@ def summarise(p: dict, done, plan, written: int, held: int, counter, cluster, ta
     log(f"{read}, selected {written:,} {what}{counted}{sent} ({fit}{where})", quiet)
     dropped = sum(done.keeper.dropped().values()) if plan.guard.on and not plan.candidates else 0
     short_of(plan.budget, held, written, what, quiet, dropped, counts.dropped if kind == "cascade" else 0)
-    seen = (getattr(done.artifact, "fit", None) or {}).get("candidates_seen")
+    from gotd_stream.select.distill import thin_cascade
+
     read_all = counts.scored + counts.dropped + counts.skips.total
-    shard = isinstance(seen, int) and read_all < seen  # a part of the corpus the fit saw: the merge's margin counts
-    if kind == "cascade" and counts.dropped and not plan.candidates and counts.scored < 2 * written and not shard:
+    thin = thin_cascade(done.artifact, read_all, counts.scored, written)
+    if kind == "cascade" and counts.dropped and not plan.candidates and thin:
         log(
             f"score: warning: the cascade sent the model only {counts.scored:,} {what} for {written:,} selected, "
             "too thin a margin to be sure they are the model's own best: raise --cascade-share, or --scorer teacher",

@@ -136,17 +136,17 @@ def _word_hash(word: str) -> int:
     return (int.from_bytes(digest, "little") >> 1) or 1
 
 
-def _shingle_sets(normals: list[str], placeholder: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Every text's distinct shingle hashes (those of `_shingles`), concatenated in text order, and their numbers;
-    `placeholder`: a 0 for a text without a word. The words of a text that lower() leaves as it is (any ASCII one)
-    are found and hashed in numpy by features.lexical.word_hashes (the crc32 of each word, as `_shingles` takes it);
-    the few others (casefold and lower() differ on some scripts) one by one."""
+def _shingle_sets(normals: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every text's distinct shingle hashes (those of `_shingles`), concatenated in text order, their numbers, and
+    which texts have no word (their set is a 0 placeholder, counted 1). The words of a text that lower() leaves as
+    it is (any ASCII one) are found and hashed in numpy by features.lexical.word_hashes (the crc32 of each word, as
+    `_shingles` takes it); the few others (casefold and lower() differ on some scripts) one by one."""
     from gotd_stream.features.lexical import word_hashes
 
     n = len(normals)
-    fast = [i for i, text in enumerate(normals) if text.isascii() or text.lower() == text]
-    doc, h = word_hashes([normals[i] for i in fast])
-    doc = np.asarray(fast, np.int64)[doc] if len(doc) else doc
+    fast = np.array([text.isascii() or text.lower() == text for text in normals], bool)
+    doc, h = word_hashes([normals[i] for i in np.flatnonzero(fast)])
+    doc = np.flatnonzero(fast)[doc]
     words = np.bincount(doc, minlength=n)
     with np.errstate(over="ignore"):
         inside = doc[1:] == doc[:-1]  # word pairs of one text
@@ -154,19 +154,18 @@ def _shingle_sets(normals: list[str], placeholder: bool = False) -> tuple[np.nda
         single = np.flatnonzero(words == 1)  # a text of one word is one shingle: the word alone
         lone = (h[np.searchsorted(doc, single)] * _MIX[0]) >> np.uint64(32)
     owners, values = [doc[:-1][inside], single], [pairs, lone]
-    for i in sorted(set(range(n)) - set(fast)):
+    for i in np.flatnonzero(~fast).tolist():
         shingles = _shingles(normals[i].split(" ") if normals[i] else [])
         owners.append(np.full(len(shingles), i, np.int64))
         values.append(shingles)
         words[i] = len(shingles)  # nonzero when it has a word
-    if placeholder:
-        empty = np.flatnonzero(words == 0)
-        owners.append(empty)
-        values.append(np.zeros(len(empty), np.uint64))
+    empty = words == 0
+    owners.append(np.flatnonzero(empty))
+    values.append(np.zeros(int(empty.sum()), np.uint64))
     owner = np.concatenate(owners).astype(np.uint64)
     keys = np.sort((owner << np.uint64(32)) | np.concatenate(values).astype(np.uint64))  # by text, then hash
-    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys  # each set's distinct ones
-    return keys & _MASK32, np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n)
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # each set's distinct ones (never empty: n > 0)
+    return keys & _MASK32, np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=n), empty
 
 
 def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
@@ -183,11 +182,8 @@ def signatures(texts: Sequence[str], near: bool = True) -> np.ndarray:
         if SHORT_WORDS - 1 <= n.count(" ") <= MIN_SHINGLES - 1:
             words = n.split(" ")
             out[i, 2 + PERMS : 2 + PERMS + len(words)] = [_word_hash(w) for w in words]
-    allsh, sizes = _shingle_sets(normals)
-    out[:, 1] = sizes
-    empty = sizes == 0
-    if empty.any():  # no word: a signature of its own (it collides by its exact key only); its row: a 0 placeholder
-        allsh, sizes = _shingle_sets(normals, placeholder=True)
+    allsh, sizes, empty = _shingle_sets(normals)
+    out[:, 1] = np.where(empty, 0, sizes)  # no word: a signature of its own (it collides by its exact key only)
     ends = np.cumsum(sizes)
     starts = ends - sizes
     # a slab of texts at a time, about SLAB shingles x PERMS hashes (1 MiB): small enough to stay in the cache, which

@@ -340,6 +340,15 @@ def cascade_share(artifact, k: int | None, tokens: int | None, told: float | Non
     return min(1.0, max(DEFAULT_CASCADE_SHARE, math.ceil(CASCADE_MARGIN * kept * 1e4) / 1e4))
 
 
+def thin_cascade(artifact, read: int, passed: int, kept: int) -> bool:
+    """Whether a cascade over `read` records sent the teacher (`passed`) fewer than twice the `kept` ones, on at
+    least the corpus the fit sampled: a run over less of it is a shard, whose -k is the merged selection's (it keeps
+    a larger share than the merge, which draws on every shard's records)."""
+    seen = (getattr(artifact, "fit", None) or {}).get("candidates_seen")
+    shard = is_real(seen) and read < seen
+    return passed < 2 * kept and not shard
+
+
 def check_share(share) -> None:
     """The cascade's share: a number in (0, 1]."""
     if not is_real(share) or not 0 < share <= 1:
