@@ -33,8 +33,11 @@ class CachedEmbedder(SemanticSpace):
         self.name, self.max_tokens = name, max_tokens
         self.char_budget = max_tokens * CHARS_PER_TOKEN
         self._fingerprint: str | None = None
+        self.seen: list[str] | None = None  # a list: every text encode() is asked for is appended to it
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        if self.seen is not None:
+            self.seen.extend(texts)
         try:
             return self.rows[[self.index[text] for text in texts]]
         except KeyError as exc:

@@ -18,6 +18,10 @@ Selectors, each cut to the budget:
   without replacement with probability proportional to exp(-score / temperature);
 - gotd-static: `--model static`, hybrid with the static (model2vec) embeddings in place of MiniLM, where this
   gotd_stream has them (skipped otherwise, and the report says so);
+- gotd-mapped (a design measured, not in the tool: bench/mapped.py): the teacher's own potentials on rows whose
+  semantic part is the static (model2vec) embedding mapped linearly into MiniLM's space (ridge, fitted on the fit
+  sample's texts), the lexical part exact; only the pieces the student passes at MAPPED_SHARE (its fit-sample
+  quantile) are scored so: a cascade in which no transformer runs;
 - dsir: `data_selection.HashedNgramDSIR`, its default resampling (Gumbel top-k on the log importance weights).
   The package writes a resample in file order, so the sampling order is rebuilt from its weights and its seeded
   noise (and checked against its own resample); cut in that order, the selection is itself a weighted sample
@@ -82,9 +86,13 @@ from gotd_stream import finetune  # noqa: E402
 from gotd_stream.select.budget import Kept, TokenBudget  # noqa: E402
 from gotd_stream.select.units import chunk_spans  # noqa: E402
 
-GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static", "gotd-distilled", "gotd-cascade")
-DISTILLED = ("gotd-distilled", "gotd-cascade")  # on gotd-chunk's pieces: the student, and the cascade at CASCADE_SHARE
+GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static", "gotd-distilled", "gotd-cascade", "gotd-mapped")
+# on gotd-chunk's pieces: the student, the cascade at CASCADE_SHARE, the mapped static rows behind the student
+DISTILLED = ("gotd-distilled", "gotd-cascade", "gotd-mapped")
 CASCADE_SHARE = 0.05
+# gotd-mapped's student stage: the cascade's rule with a floor of 0.2 instead of 0.05 (the mapped rows are cheap);
+# at these budgets the floor is the share
+MAPPED_SHARE = 0.2
 DSIR = ("dsir", "dsir-topk")
 REFERENCE = "gotd-chunk"  # MiniLM-hybrid on 128-token pieces: what the distilled selectors must match
 SELECTORS = (*GOTD, *DSIR, "random", "centroid")
@@ -373,7 +381,10 @@ def select_all(
     proxies: list[Selection] = []
     checks: dict = {}
     texts = [corpus.texts[i] for i in split.pool]
-    fitted = tool_fit(work, cached(units), split.name, distill=any(s in selectors for s in DISTILLED))
+    embedder = cached(units)
+    embedder.seen = []  # the texts the fit embeds (its sample and the target): what gotd-mapped's map learns from
+    fitted = tool_fit(work, embedder, split.name, distill=any(s in selectors for s in DISTILLED))
+    fit_texts, embedder.seen = embedder.seen, None
     scores = gotd_scores(texts, *fitted)
     raws = raw_records(corpus, split.pool)
     epsilon = settings_for().epsilon
@@ -405,6 +416,10 @@ def select_all(
                 picks.append(Selection("gotd-chunk", budget, f"chunks-{size}", chosen))
         if size == cfg["chunk_tokens"] and any(s in selectors for s in DISTILLED):
             picks += distilled(fitted[0], cu, pool_units, piece_scores, piece_raws, budgets, size, checks)
+        if size == cfg["chunk_tokens"] and "gotd-mapped" in selectors:
+            target_texts = [corpus.texts[i] for i in split.target]
+            args = (embedder, fit_texts, target_texts, cu, pool_units, piece_raws, budgets, size, checks)
+            picks += mapped(*fitted, *args)
     if "gotd-static" in selectors:
         static = static_embedder()
         if static is not None:
@@ -453,6 +468,45 @@ def distilled(potentials, cu, pool_units, teacher, raws, budgets, size: int, che
         picks.append(Selection("gotd-distilled", budget, f"chunks-{size}", chosen))
         kept = keep(gs.Budget(tokens=budget), teacher[through], [raws[i] for i in through], tokens[through])
         picks.append(Selection("gotd-cascade", budget, f"chunks-{size}", pool_units[through[kept]]))
+    return picks
+
+
+def mapped(
+    potentials, featurizer, teacher, fit_texts, target_texts, cu, pool_units, raws, budgets, size, checks
+) -> list[Selection]:
+    """gotd-mapped (bench/mapped.py): the pieces the student passes at MAPPED_SHARE, scored by the teacher's
+    potentials on the static rows mapped into MiniLM's space (the map fitted on the fit sample's texts and their
+    MiniLM rows) beside their exact lexical part."""
+    from bench.mapped import Mapped, fit_map
+    from gotd_stream.features import restore
+    from gotd_stream.select.distill import cascade_share, passing
+
+    static = static_embedder()
+    if static is None:
+        checks["mapped"] = "unavailable"
+        return []
+    target = set(target_texts)
+    known = [t for t in dict.fromkeys(fit_texts) if t not in target]
+    weights = fit_map(static.encode(known), teacher.encode(known))
+    space = restore(potentials.features, potentials.arrays, Mapped(static, weights, potentials.model))
+    texts = [cu.texts[i] for i in pool_units]
+    shares = {cascade_share(potentials, None, b) for b in budgets}
+    if max(shares) > MAPPED_SHARE:  # the cascade's rule asks more of these budgets: the floor is not the share
+        raise SystemExit(f"gotd-mapped: the cascade's shares at these budgets are {shares}, over {MAPPED_SHARE}")
+    through = np.flatnonzero(passing([potentials.student], MAPPED_SHARE, texts))
+    scores = gotd_scores([texts[i] for i in through], potentials, space)
+    every = gotd_scores(texts, potentials, space)
+    checks[f"gotd-mapped: share of the pieces the student passes (Q {MAPPED_SHARE:g})"] = len(through) / len(texts)
+    checks["gotd-mapped: the map's rows (the fit sample)"] = len(known)
+    tokens = cu.tokens[pool_units]
+    picks = []
+    for budget in budgets:
+        kept = keep(gs.Budget(tokens=budget), scores, [raws[i] for i in through], tokens[through])
+        alone = keep(gs.Budget(tokens=budget), every, raws, tokens)
+        chosen = through[kept]
+        shared = tokens[np.intersect1d(chosen, alone)].sum() / tokens[alone].sum()
+        checks[f"gotd-mapped at {budget:,}: tokens shared with the mapped rows on every piece"] = float(shared)
+        picks.append(Selection("gotd-mapped", budget, f"chunks-{size}", pool_units[chosen]))
     return picks
 
 
