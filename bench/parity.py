@@ -87,8 +87,8 @@ from gotd_stream.select.budget import Kept, TokenBudget  # noqa: E402
 from gotd_stream.select.units import chunk_spans  # noqa: E402
 
 GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static", "gotd-distilled", "gotd-cascade", "gotd-mapped")
-# on gotd-chunk's pieces: the student, the cascade at CASCADE_SHARE, the mapped static rows behind the student
-DISTILLED = ("gotd-distilled", "gotd-cascade", "gotd-mapped")
+DISTILLED = ("gotd-distilled", "gotd-cascade")  # on gotd-chunk's pieces: the student, and the cascade at CASCADE_SHARE
+STUDENTS = (*DISTILLED, "gotd-mapped")  # the selectors that need the fit's student (the mapped rows sit behind it)
 CASCADE_SHARE = 0.05
 # gotd-mapped's student stage: the cascade's rule with a floor of 0.2 instead of 0.05 (the mapped rows are cheap);
 # at these budgets the floor is the share
@@ -383,7 +383,7 @@ def select_all(
     texts = [corpus.texts[i] for i in split.pool]
     embedder = cached(units)
     embedder.seen = []  # the texts the fit embeds (its sample and the target): what gotd-mapped's map learns from
-    fitted = tool_fit(work, embedder, split.name, distill=any(s in selectors for s in DISTILLED))
+    fitted = tool_fit(work, embedder, split.name, distill=any(s in selectors for s in STUDENTS))
     fit_texts, embedder.seen = embedder.seen, None
     scores = gotd_scores(texts, *fitted)
     raws = raw_records(corpus, split.pool)
@@ -417,9 +417,8 @@ def select_all(
         if size == cfg["chunk_tokens"] and any(s in selectors for s in DISTILLED):
             picks += distilled(fitted[0], cu, pool_units, piece_scores, piece_raws, budgets, size, checks)
         if size == cfg["chunk_tokens"] and "gotd-mapped" in selectors:
-            target_texts = [corpus.texts[i] for i in split.target]
-            args = (embedder, fit_texts, target_texts, cu, pool_units, piece_raws, budgets, size, checks)
-            picks += mapped(*fitted, *args)
+            target = [corpus.texts[i] for i in split.target]
+            picks += mapped(*fitted, embedder, fit_texts, target, cu, pool_units, piece_raws, budgets, size, checks)
     if "gotd-static" in selectors:
         static = static_embedder()
         if static is not None:
@@ -494,8 +493,8 @@ def mapped(
     if max(shares) > MAPPED_SHARE:  # the cascade's rule asks more of these budgets: the floor is not the share
         raise SystemExit(f"gotd-mapped: the cascade's shares at these budgets are {shares}, over {MAPPED_SHARE}")
     through = np.flatnonzero(passing([potentials.student], MAPPED_SHARE, texts))
-    scores = gotd_scores([texts[i] for i in through], potentials, space)
-    every = gotd_scores(texts, potentials, space)
+    every = gotd_scores(texts, potentials, space)  # a piece's score is its own: those that pass are a subset
+    scores = every[through]
     checks[f"gotd-mapped: share of the pieces the student passes (Q {MAPPED_SHARE:g})"] = len(through) / len(texts)
     checks["gotd-mapped: the map's rows (the fit sample)"] = len(known)
     tokens = cu.tokens[pool_units]
