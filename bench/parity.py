@@ -22,6 +22,11 @@ Selectors, each cut to the budget:
   semantic part is the static (model2vec) embedding mapped linearly into MiniLM's space (ridge, fitted on the fit
   sample's texts), the lexical part exact; only the pieces the student passes at MAPPED_SHARE (its fit-sample
   quantile) are scored so: a cascade in which no transformer runs;
+- gotd-both and gotd-tail (students measured, not in the tool: bench/students.py): the student's regression on
+  the n-gram rows beside the static model's rows; and the student retrained with the teacher's scores of the
+  TAIL_ROWS records the fit's student ranks best in a reservoir of the pool; each alone scores every piece;
+- gotd-chunk-5k: gotd-chunk fitted on a sample of SMALL_SAMPLE (`fit --sample-size 5000`), half the default's
+  MiniLM cost at `fit`;
 - dsir: `data_selection.HashedNgramDSIR`, its default resampling (Gumbel top-k on the log importance weights).
   The package writes a resample in file order, so the sampling order is rebuilt from its weights and its seeded
   noise (and checked against its own resample); cut in that order, the selection is itself a weighted sample
@@ -86,10 +91,24 @@ from gotd_stream import finetune  # noqa: E402
 from gotd_stream.select.budget import Kept, TokenBudget  # noqa: E402
 from gotd_stream.select.units import chunk_spans  # noqa: E402
 
-GOTD = ("gotd", "gotd-chunk", "gotd-sample", "gotd-static", "gotd-distilled", "gotd-cascade", "gotd-mapped")
+GOTD = (
+    "gotd",
+    "gotd-chunk",
+    "gotd-sample",
+    "gotd-static",
+    "gotd-distilled",
+    "gotd-cascade",
+    "gotd-mapped",
+    "gotd-both",
+    "gotd-tail",
+    "gotd-chunk-5k",
+)
 DISTILLED = ("gotd-distilled", "gotd-cascade")  # on gotd-chunk's pieces: the student, and the cascade at CASCADE_SHARE
-STUDENTS = (*DISTILLED, "gotd-mapped")  # the selectors that need the fit's student (the mapped rows sit behind it)
+# the selectors that need the fit's student (the mapped rows sit behind it; gotd-tail's first student is it)
+STUDENTS = (*DISTILLED, "gotd-mapped", "gotd-tail")
+MORE = ("gotd-both", "gotd-tail")  # bench/students.py: students measured beside the tool's
 CASCADE_SHARE = 0.05
+SMALL_SAMPLE = 5_000  # gotd-chunk-5k's fit sample: half the default's, half its MiniLM cost at `fit`
 # gotd-mapped's student stage: the cascade's rule with a floor of 0.2 instead of 0.05 (the mapped rows are cheap);
 # at these budgets the floor is the share
 MAPPED_SHARE = 0.2
@@ -344,14 +363,17 @@ def static_embedder():
     return embedder
 
 
-def tool_fit(work: Path, embedder, label: str, distill: bool = False):
+def tool_fit(work: Path, embedder, label: str, distill: bool = False, sample_size: int | None = None):
     """(potentials, featurizer) exactly as `score --target target.jsonl pool.jsonl` fits them: gs.fit, its
     bottom-k sample of the pool file and its sample of the target, with the default settings (hybrid space);
-    `distill`: with a student too (`fit --distill`), which leaves the teacher's potentials as they are."""
+    `distill`: with a student too (`fit --distill`), which leaves the teacher's potentials as they are;
+    `sample_size`: `fit --sample-size N` (the bottom-N of the same keys: a part of the default's sample)."""
     from dataclasses import replace
 
     started = time.time()
     settings = replace(settings_for(), distill=distill)
+    if sample_size is not None:
+        settings = replace(settings, sample_size=sample_size)
     fitted = gs.fit([str(work / "pool.jsonl")], str(work / "target.jsonl"), embedder, settings)
     iterations = fitted.potentials.fit["iterations"]
     log(f"{label}: gotd fit ({fitted.seen:,} records seen, {iterations} iterations) in {time.time() - started:.0f}s")
@@ -414,11 +436,34 @@ def select_all(
                 proxies.append(Selection(f"gotd-chunk@{size}", budget, f"chunks-{size}", chosen, warm=False))
             if size == cfg["chunk_tokens"] and "gotd-chunk" in selectors:
                 picks.append(Selection("gotd-chunk", budget, f"chunks-{size}", chosen))
+        if size == cfg["chunk_tokens"] and "gotd-chunk-5k" in selectors:
+            small = tool_fit(work, embedder, f"{split.name} sample {SMALL_SAMPLE:,}", sample_size=SMALL_SAMPLE)
+            small_scores = gotd_scores([cu.texts[i] for i in pool_units], *small)
+            for budget in budgets:
+                chosen = pool_units[keep(gs.Budget(tokens=budget), small_scores, piece_raws, cu.tokens[pool_units])]
+                picks.append(Selection("gotd-chunk-5k", budget, f"chunks-{size}", chosen))
         if size == cfg["chunk_tokens"] and any(s in selectors for s in DISTILLED):
             picks += distilled(fitted[0], cu, pool_units, piece_scores, piece_raws, budgets, size, checks)
         if size == cfg["chunk_tokens"] and "gotd-mapped" in selectors:
             target = [corpus.texts[i] for i in split.target]
             picks += mapped(*fitted, embedder, fit_texts, target, cu, pool_units, piece_raws, budgets, size, checks)
+        if size == cfg["chunk_tokens"] and any(s in selectors for s in MORE):
+            target = [corpus.texts[i] for i in split.target]
+            reservoir = [corpus.texts[i] for i in split.pool]
+            picks += students(
+                fitted,
+                fit_texts,
+                target,
+                reservoir,
+                corpus.texts,
+                cu,
+                pool_units,
+                piece_raws,
+                budgets,
+                size,
+                selectors,
+                checks,
+            )
     if "gotd-static" in selectors:
         static = static_embedder()
         if static is not None:
@@ -506,6 +551,65 @@ def mapped(
         shared = tokens[np.intersect1d(chosen, alone)].sum() / tokens[alone].sum()
         checks[f"gotd-mapped at {budget:,}: tokens shared with the mapped rows on every piece"] = float(shared)
         picks.append(Selection("gotd-mapped", budget, f"chunks-{size}", pool_units[chosen]))
+    return picks
+
+
+def students(
+    fitted, fit_texts, target_texts, reservoir, corpus_texts, cu, pool_units, raws, budgets, size, selectors, checks
+) -> list[Selection]:
+    """gotd-both and gotd-tail (bench/students.py): the student on n-grams beside static rows, and the student
+    retrained with the teacher's scores of the reservoir records the fit's student ranks best; each scores every
+    piece, kept by the token budgets. A check reports the share of each selection's tokens whose record the student
+    trained on: in a pool this small the tail rows are many of the records selected, at web scale almost none."""
+    from bench.students import TAIL_RESERVOIR, TAIL_ROWS, train_both, train_tail
+
+    target = set(target_texts)
+    sample = [t for t in dict.fromkeys(fit_texts) if t not in target]
+    scores, target_scores = gotd_scores(sample, *fitted), gotd_scores(target_texts, *fitted)
+    texts = [cu.texts[i] for i in pool_units]
+    tokens = cu.tokens[pool_units]
+    made, trained = {}, {}
+    if "gotd-both" in selectors:
+        static = static_embedder()
+        if static is None:
+            checks["gotd-both"] = "unavailable"
+        else:
+            both = train_both(static, sample, scores, target_texts, target_scores)
+            checks["gotd-both: Spearman on the sample"] = f"{both.info['spearman']:.3f}"
+            made["gotd-both"] = both(texts)
+    if "gotd-tail" in selectors:
+        known = set(sample)
+        rest = [t for t in dict.fromkeys(reservoir) if t not in known and t not in target]
+        order = np.random.default_rng(SEED).permutation(len(rest))[:TAIL_RESERVOIR]
+        tail, extra = train_tail(
+            fitted[0].student,
+            lambda t: gotd_scores(t, *fitted),
+            sample,
+            scores,
+            target_texts,
+            target_scores,
+            [rest[i] for i in np.sort(order)],
+        )
+        checks["gotd-tail: reservoir, rows added"] = f"{min(len(rest), TAIL_RESERVOIR):,}, {TAIL_ROWS:,}"
+        checks["gotd-tail: Spearman on its training rows"] = f"{tail.info['spearman']:.3f}"
+        made["gotd-tail"] = tail(texts)
+        trained["gotd-tail"] = known | set(extra)
+    if "gotd-tail" in made:  # the same check for the fit's student, whose training rows are the sample's
+        from gotd_stream.select.distill import student_matrix
+
+        made["gotd-distilled"] = student_matrix([fitted[0].student], texts)[:, 0]
+    picks = []
+    for name, scored in made.items():
+        for budget in budgets:
+            kept = keep(gs.Budget(tokens=budget), scored, raws, tokens)
+            chosen = pool_units[kept]
+            if name in MORE:
+                picks.append(Selection(name, budget, f"chunks-{size}", chosen))
+            seen = trained.get(name, set(sample))
+            mine = np.array([corpus_texts[d] in seen for d in cu.doc[chosen]], bool)
+            checks[f"{name} at {budget:,}: tokens from records it trained on"] = float(
+                tokens[kept][mine].sum() / max(1, tokens[kept].sum())
+            )
     return picks
 
 
