@@ -17,11 +17,17 @@ bench/parity.py's gotd-both and gotd-tail select with them (BENCHMARKS.md, *Two 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from gotd_stream.select.distill import TAIL_SHARE, Student, StudentSettings, features, spearman, train
+from gotd_stream.select.distill import (
+    TAIL_SHARE,
+    Student,
+    StudentSettings,
+    features,
+    spearman,
+    train,
+    weighted_ridge,
+)
 
 STATIC_WEIGHT = 1.0  # the static row's scale beside the unit n-gram row
 TAIL_RESERVOIR = 50_000  # records of the corpus the first student ranks
@@ -66,7 +72,6 @@ def train_both(
     """The tool's weighted ridge regression (distill.train's weights, damping and bias column) with the static
     block beside the n-gram block."""
     from scipy import sparse
-    from scipy.sparse.linalg import lsqr
 
     scores = np.asarray(scores, np.float64)
     cut = np.quantile(scores, TAIL_SHARE)
@@ -78,19 +83,9 @@ def train_both(
     used = np.unique(x.indices).astype(np.int32)
     x = x.tocsc()[:, used].tocsr()
     dense = STATIC_WEIGHT * unit(static.encode(rows_text))
-    scale = 10.0
-    design = sparse.hstack([x, sparse.csr_matrix(dense), np.full((x.shape[0], 1), scale)]).tocsr()
-    root = np.sqrt(weight)
-    solved = lsqr(
-        sparse.diags(root) @ design,
-        root * y,
-        damp=math.sqrt(settings.ridge),
-        atol=1e-10,
-        btol=1e-10,
-        iter_lim=settings.iterations,
-    )[0]
+    solved, bias = weighted_ridge(sparse.hstack([x, sparse.csr_matrix(dense)]), y, weight, settings)
     k = len(used)
-    student = BothStudent(static, settings.buckets, used, solved[:k], solved[k:-1], float(solved[-1] * scale))
+    student = BothStudent(static, settings.buckets, used, solved[:k], solved[k:], bias)
     student.info = {"training_rows": len(rows_text), "spearman": round(spearman(student(list(texts)), scores), 4)}
     return student
 

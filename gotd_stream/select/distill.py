@@ -56,6 +56,7 @@ CHARS_PER_TOKEN = 5
 STUDENT_WINDOW = 4096  # texts the student scores at a time (any size gives the same bits)
 STUDENT_ARRAYS = ("rows", "weights", "sample")
 TAIL_SHARE = 0.1  # the sample's lowest teacher scores, which the tail weight favours
+BIAS_SCALE = 10.0  # the constant column: its weight is bias / scale, damped 100 times less than the others
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,8 @@ def train(
     """
     import numpy as np
     from scipy import sparse
-    from scipy.sparse.linalg import lsqr
 
     from gotd_stream.features.lexical import LEXICAL_RECIPE
-    from gotd_stream.threads import one_thread
 
     scores = np.asarray(scores, np.float64)
     cut = np.quantile(scores, TAIL_SHARE) if len(scores) else 0.0
@@ -186,19 +185,8 @@ def train(
     x = sparse.diags(1.0 / np.maximum(norms, 1e-300)) @ tf
     used = np.unique(x.indices).astype(np.int32)
     x = x.tocsc()[:, used].tocsr()
-    scale = 10.0  # the constant column: its weight is bias / scale, damped 100 times less than the others
-    design = sparse.hstack([x, np.full((x.shape[0], 1), scale)]).tocsr()
-    root = np.sqrt(weight)
-    with one_thread():
-        solved = lsqr(
-            sparse.diags(root) @ design,
-            root * y,
-            damp=math.sqrt(settings.ridge),
-            atol=1e-10,
-            btol=1e-10,
-            iter_lim=settings.iterations,
-        )[0]
-    weights, bias = solved[:-1].astype(np.float32), float(solved[-1] * scale)
+    coefficients, bias = weighted_ridge(x, y, weight, settings)
+    weights = coefficients.astype(np.float32)
     info = {
         "buckets": settings.buckets,
         "char_budget": char_budget,
@@ -215,6 +203,30 @@ def train(
     if len(own) > 2:
         student.info["spearman"] = round(spearman(own, scores), 4)
     return student
+
+
+def weighted_ridge(x, y: np.ndarray, weight: np.ndarray, settings: StudentSettings) -> tuple[np.ndarray, float]:
+    """The coefficients of the columns of `x` (sparse rows) and the bias minimising the weighted squared error plus
+    settings.ridge times the squared coefficients: LSQR on one thread, with a constant column of BIAS_SCALE
+    standing for the bias, which the damping then barely penalises."""
+    import numpy as np
+    from scipy import sparse
+    from scipy.sparse.linalg import lsqr
+
+    from gotd_stream.threads import one_thread
+
+    design = sparse.hstack([x, np.full((x.shape[0], 1), BIAS_SCALE)]).tocsr()
+    root = np.sqrt(weight)
+    with one_thread():
+        solved = lsqr(
+            sparse.diags(root) @ design,
+            root * y,
+            damp=math.sqrt(settings.ridge),
+            atol=1e-10,
+            btol=1e-10,
+            iter_lim=settings.iterations,
+        )[0]
+    return solved[:-1], float(solved[-1] * BIAS_SCALE)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
